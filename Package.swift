@@ -1,0 +1,129 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// The marketplace suite: six executables (gateway and five services), the shared platform they
+// stand on, the dev broker, and the tests. See README.md and Services/<Name>/README.md.
+
+let platform: [Target.Dependency] = [
+    "Platform", "Contracts",
+    .product(name: "Hummingbird", package: "hummingbird"),
+    .product(name: "PostgresNIO", package: "postgres-nio"),
+    .product(name: "Logging", package: "swift-log"),
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+    .product(name: "HTTPTypes", package: "swift-http-types"),
+]
+
+/// A service: its library (domain, HTTP, persistence, migrations as resources) and a tiny executable.
+func service(_ name: String, executable: String, extra: [Target.Dependency] = []) -> [Target] {
+    [
+        .target(
+            name: name, dependencies: platform + extra,
+            path: "Services/\(name)/Sources/\(name)",
+            resources: [.copy("Migrations")]),
+        .executableTarget(
+            name: "\(name)Main",
+            dependencies: [.target(name: name), "Platform", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Services/\(name)/Sources/\(name)Main"),
+    ]
+}
+
+let package = Package(
+    name: "marketplace",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gateway", targets: ["GatewayMain"]),
+        .executable(name: "identity", targets: ["IdentityMain"]),
+        .executable(name: "listings", targets: ["ListingsMain"]),
+        .executable(name: "billing", targets: ["BillingMain"]),
+        .executable(name: "orders", targets: ["OrdersMain"]),
+        .executable(name: "messaging", targets: ["MessagingMain"]),
+        .executable(name: "devbroker", targets: ["DevBroker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // librdkafka (Debian librdkafka-dev) and the thin Swift wrapper over it.
+        .systemLibrary(name: "CRdKafka", path: "Shared/CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .target(
+            name: "Kafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/Kafka"),
+        .executableTarget(
+            name: "DevBroker",
+            dependencies: ["Kafka", "CRdKafka", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/DevBroker"),
+        // libargon2 (Debian libargon2-dev), for identity's password hashing.
+        .systemLibrary(name: "CArgon2", path: "Shared/CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
+        // Event payload types: the only code services share about each other's domain.
+        .target(name: "Contracts", path: "Shared/Contracts"),
+        // The platform every service stands on: config, logging, metrics, health, problems,
+        // Postgres and migrations, token verification, outbox, inbox and dead letters.
+        .target(
+            name: "Platform",
+            dependencies: [
+                "Kafka", "Contracts",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Shared/Platform"),
+    ]
+        + service("Identity", executable: "identity", extra: ["CArgon2", .product(name: "Crypto", package: "swift-crypto")])
+        + service("Listings", executable: "listings")
+        + service("Billing", executable: "billing")
+        + service("Orders", executable: "orders")
+        + service("Messaging", executable: "messaging")
+        + [
+            .target(
+                name: "Gateway",
+                dependencies: [
+                    "Platform",
+                    .product(name: "Hummingbird", package: "hummingbird"),
+                    .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                    .product(name: "Prometheus", package: "swift-prometheus"),
+                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                    .product(name: "NIOCore", package: "swift-nio"),
+                    .product(name: "NIOPosix", package: "swift-nio"),
+                    .product(name: "NIOHTTP1", package: "swift-nio"),
+                    .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                    .product(name: "HTTPTypes", package: "swift-http-types"),
+                ],
+                path: "Services/Gateway/Sources/Gateway"),
+            .executableTarget(
+                name: "GatewayMain",
+                dependencies: ["Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                path: "Services/Gateway/Sources/GatewayMain"),
+            .testTarget(
+                name: "KafkaTests",
+                dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
+                path: "Tests/KafkaTests"),
+        ]
+)

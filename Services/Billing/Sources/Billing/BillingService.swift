@@ -1,0 +1,70 @@
+import Contracts
+import Foundation
+import Hummingbird
+import Logging
+import Platform
+import PostgresNIO
+
+/// The billing service: vendor plans (and, as the product grows, subscriptions, invoices,
+/// payments, refunds, payouts and the ledger). Owns the `billing` schema.
+public struct BillingService: ServiceModule {
+    public static let name = "billing"
+    public static let defaultPort = 8083
+    public static let consumedTopics = [Topics.identityUsers]
+
+    public static func migrations() throws -> [Migration] {
+        try migrations(in: .module)
+    }
+
+    let plans: PlanRepository
+
+    public init(dependencies: ServiceDependencies) throws {
+        self.plans = PlanRepository(client: dependencies.postgres, logger: dependencies.logger)
+    }
+
+    public func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/v1/plans") { _, _ -> Response in
+            try JSONResponse.make(Page(items: try await plans.active(), nextCursor: nil), cacheControl: "public, max-age=60")
+        }
+    }
+
+    public var eventHandlers: EventHandlers {
+        var handlers = EventHandlers()
+        UsersProjection.register(into: &handlers)
+        return handlers
+    }
+}
+
+/// A subscription plan a vendor can choose.
+public struct Plan: Sendable, Codable, Equatable {
+    public var id: UUID
+    public var code: String
+    public var name: String
+    public var description: String
+    /// Price per interval in minor units of `currency`.
+    public var priceAmount: Int64
+    public var currency: String
+    public var interval: String
+    public var trialDays: Int
+    public var listingQuota: Int
+}
+
+struct PlanRepository: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// The plans on sale, in display order (a handful of rows; bounded all the same).
+    func active() async throws -> [Plan] {
+        let rows = try await client.query("""
+            SELECT id, code, name, description, price_amount, currency, billing_interval, trial_days, listing_quota
+            FROM plans WHERE active ORDER BY position, code LIMIT 100
+            """, logger: logger)
+        var result: [Plan] = []
+        for try await (id, code, name, description, price, currency, interval, trial, quota)
+            in rows.decode((UUID, String, String, String, Int64, String, String, Int32, Int32).self) {
+            result.append(Plan(id: id, code: code, name: name, description: description, priceAmount: price,
+                               currency: currency, interval: interval, trialDays: Int(trial), listingQuota: Int(quota)))
+        }
+        return result
+    }
+}

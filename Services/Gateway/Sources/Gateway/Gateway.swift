@@ -1,0 +1,175 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import Platform
+import Prometheus
+import ServiceLifecycle
+
+/// The gateway's settings, from the environment (see the README's configuration table).
+public struct GatewaySettings: Sendable {
+    public var httpHost: String
+    public var httpPort: Int
+    public var routes: RouteTable
+    public var jwksURL: String
+    public var tokenIssuer: String
+    public var tokenAudience: String
+    public var upstreamTimeout: Duration
+    public var maxBodyBytes: Int
+    public var shutdownGracePeriod: Duration
+
+    public init(_ config: ConfigReader) throws {
+        httpHost = config.string("HTTP_HOST", default: "127.0.0.1")
+        httpPort = try config.int("HTTP_PORT", default: 8080, range: 1...65535)
+        routes = try RouteTable.load(config)
+        jwksURL = config.string("JWKS_URL", default: "http://127.0.0.1:8081/.well-known/jwks.json")
+        tokenIssuer = config.string("JWT_ISSUER", default: "marketplace-identity")
+        tokenAudience = config.string("JWT_AUDIENCE", default: "marketplace")
+        upstreamTimeout = try config.duration(milliseconds: "UPSTREAM_TIMEOUT_MS", default: 10_000)
+        maxBodyBytes = try config.int("HTTP_MAX_BODY_BYTES", default: 1_048_576, range: 1_024...104_857_600)
+        shutdownGracePeriod = try config.duration(milliseconds: "SHUTDOWN_GRACE_MS", default: 20_000)
+    }
+}
+
+/// The gateway's one responder: its own health and metrics, otherwise route, authenticate and proxy.
+struct GatewayResponder: HTTPResponder {
+    typealias Context = AppRequestContext
+
+    let settings: GatewaySettings
+    let verifier: AccessTokenVerifier
+    let keys: RemoteKeySource
+    let proxy: Proxy
+    let registry: PrometheusCollectorRegistry
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
+        var context = context
+        let requestId = RequestIds.make()
+        let traceparent = request.headers[.traceContext].flatMap(TraceParent.init) ?? TraceParent.make()
+        context.requestId = requestId
+        context.logger[metadataKey: "request.id"] = .string(requestId)
+        context.logger[metadataKey: "trace.id"] = .string(traceparent.traceId)
+        let route = settings.routes.route(for: request.uri.path)
+        var response: Response
+        var subject: String?
+        do {
+            (response, subject) = try await handle(request, route: route, context: context, requestId: requestId, traceparent: traceparent)
+        } catch {
+            response = ProblemMiddleware<AppRequestContext>.problem(for: error, logger: context.logger)
+                .response(instance: request.uri.path, requestId: requestId)
+        }
+        response.headers[.requestId] = requestId
+        response.headers[.init("X-Content-Type-Options")!] = "nosniff"
+        if request.headers[.authorization] != nil, response.headers[.cacheControl] == nil {
+            response.headers[.cacheControl] = "no-store"
+        }
+        let elapsed = ContinuousClock.now - started
+        let routeLabel = route?.prefix ?? (request.uri.path.hasPrefix("/health/") || request.uri.path == "/metrics" ? request.uri.path : "unmatched")
+        let dimensions = [("route", routeLabel), ("method", request.method.rawValue), ("status", "\(response.status.code)")]
+        Counter(label: "gateway_requests_total", dimensions: dimensions).increment()
+        Metrics.Timer(label: "gateway_request_duration_seconds", dimensions: [("route", routeLabel)], preferredDisplayUnit: .seconds)
+            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        context.logger.info("request", metadata: [
+            "http.method": "\(request.method)", "http.route": "\(routeLabel)", "http.status": "\(response.status.code)",
+            "duration.ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+            "upstream": "\(route?.upstream ?? "-")", "user.id": "\(subject ?? "-")",
+        ])
+        return response
+    }
+
+    func handle(_ request: Request, route: Route?, context: Context, requestId: String, traceparent: TraceParent) async throws -> (Response, String?) {
+        let path = request.uri.path
+        switch path {
+        case "/health/live":
+            return (try JSONResponse.make(["status": "ok"], cacheControl: "no-store"), nil)
+        case "/health/ready":
+            let ready = keys.hasKeys
+            let body = ["status": ready ? "ready" : "not_ready", "checks": ["jwks": ready ? "ok" : "fail"]] as [String: any Sendable]
+            let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+            return (Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                             body: .init(byteBuffer: ByteBuffer(bytes: data))), nil)
+        case "/metrics":
+            var buffer: [UInt8] = []
+            registry.emit(into: &buffer)
+            return (Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: buffer))), nil)
+        default:
+            break
+        }
+        guard HeaderPolicy.isSafePath(path) else { throw Problem(.malformedRequest, "The path contains dot segments or encoded separators.") }
+        guard let route, let upstream = settings.routes.upstreams[route.upstream] else {
+            throw Problem(.notFound, "No resource at this path.")
+        }
+        var subject: String?
+        if route.access == .authenticated {
+            guard let header = request.headers[.authorization], let token = BearerToken.parse(header) else {
+                throw Problem(.unauthorized, "A valid access token is required.", headers: [.wwwAuthenticate: "Bearer"])
+            }
+            do {
+                subject = try await verifier.verify(token).sub
+            } catch {
+                context.logger.debug("token refused", metadata: ["reason": "\(error)"])
+                throw Problem(.unauthorized, "The access token is not valid.", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+            }
+        }
+        let response = try await proxy.forward(request, route: route, upstream: upstream, context: context, requestId: requestId, traceparent: traceparent, clientAddress: nil)
+        return (response, subject)
+    }
+}
+
+/// Loads identity's JWKS at start (retrying until it answers, while public routes already work)
+/// and then keeps it fresh.
+struct KeySetWarmer: Service {
+    let keys: RemoteKeySource
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await keys.refresh(force: !keys.hasKeys)
+                try? await Task.sleep(for: keys.hasKeys ? .seconds(60) : .seconds(1))
+            }
+        }
+    }
+}
+
+public enum GatewayRuntime {
+    public static func buildApplication(config: ConfigReader, logger: Logger, httpClient: HTTPClient) throws -> some ApplicationProtocol {
+        let settings = try GatewaySettings(config)
+        let registry = MetricsSetup.bootstrap()
+        let keys = RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, minimumRefreshInterval: .seconds(1), logger: logger)
+        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience)
+        let proxy = Proxy(httpClient: httpClient, defaultTimeout: settings.upstreamTimeout, defaultMaxBodyBytes: settings.maxBodyBytes, logger: logger)
+        let responder = GatewayResponder(settings: settings, verifier: verifier, keys: keys, proxy: proxy, registry: registry)
+        return Application(
+            responder: responder,
+            configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: nil),
+            services: [KeySetWarmer(keys: keys, logger: logger)],
+            onServerRunning: { _ in logger.info("serving", metadata: ["http.port": "\(settings.httpPort)"]) },
+            logger: logger)
+    }
+
+    public static func serve() async throws {
+        let config = try ConfigReader()
+        LoggingSetup.bootstrap(service: "gateway", reader: config)
+        let logger = Logger(label: "gateway")
+        let settings = try GatewaySettings(config)
+        var clientConfiguration = HTTPClient.Configuration()
+        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        clientConfiguration.timeout.connect = .seconds(2)
+        clientConfiguration.decompression = .disabled
+        clientConfiguration.redirectConfiguration = .disallow
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        do {
+            let app = try buildApplication(config: config, logger: logger, httpClient: httpClient)
+            var configuration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration.maximumGracefulShutdownDuration = settings.shutdownGracePeriod
+            try await ServiceGroup(configuration: configuration).run()
+        } catch {
+            try? await httpClient.shutdown()
+            throw error
+        }
+        try await httpClient.shutdown()
+    }
+}

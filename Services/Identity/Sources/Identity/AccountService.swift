@@ -1,0 +1,158 @@
+import Contracts
+import Crypto
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import Platform
+import PostgresNIO
+
+/// Registration, login and refresh-token rotation against identity's tables.
+struct AccountService: Sendable {
+    let client: PostgresClient
+    let keyRing: SigningKeyRing
+    let hasher: PasswordHasher
+    let tokenSettings: TokenSettings
+    let logger: Logger
+    /// A real hash of a random password, verified when the email is unknown so that both
+    /// answers cost the same time.
+    let dummyHash = NIOLockedValueBox<String?>(nil)
+
+    func register(_ registration: ValidRegistration, traceparent: String?, logger: Logger) async throws -> UserView {
+        let hash = try await hasher.hash(registration.password)
+        let id = UUID.v7()
+        let roles = [registration.role.rawValue]
+        do {
+            return try await Database.transaction(client, logger: logger) { connection in
+                let rows = try await connection.query("""
+                    INSERT INTO users (id, email, email_normalized, display_name, roles)
+                    VALUES (\(id), \(registration.email), \(registration.normalizedEmail), \(registration.displayName), \(roles))
+                    RETURNING created_at
+                    """, logger: logger)
+                var createdAt = Date()
+                for try await created in rows.decode(Date.self) { createdAt = created }
+                try await connection.query(
+                    "INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))", logger: logger)
+                let payload = UserRegisteredV1(userId: id, displayName: registration.displayName, roles: roles, status: "active", registeredAt: createdAt)
+                let event = try CloudEvent.json(
+                    type: EventTypes.userRegistered, source: EventSources.identity, subject: "users/\(id.uuidString.lowercased())",
+                    payload: payload, traceparent: traceparent, time: createdAt)
+                try await Outbox.enqueue(event, topic: Topics.identityUsers, key: id.uuidString.lowercased(), on: connection, logger: logger)
+                logger.info("user registered", metadata: ["user.id": "\(id)"])
+                return UserView(id: id, email: registration.email, displayName: registration.displayName, roles: roles, status: "active", createdAt: createdAt)
+            }
+        } catch where Database.isSQLState(error, Database.uniqueViolation) {
+            throw IdentityError.emailTaken
+        }
+    }
+
+    func login(email: String, password: String, logger: Logger) async throws -> TokenPair {
+        let normalized = RegistrationRules.normalize(email: email)
+        let rows = try await client.query("""
+            SELECT u.id, u.roles, u.status, u.email_verified, c.password_hash
+            FROM users u JOIN credentials c ON c.user_id = u.id WHERE u.email_normalized = \(normalized)
+            """, logger: logger)
+        var found: (UUID, [String], String, Bool, String)?
+        for try await row in rows.decode((UUID, [String], String, Bool, String).self) { found = row }
+        guard let (id, roles, status, verified, hash) = found else {
+            _ = await hasher.verify(password, against: try await dummy())
+            logger.info("login failed", metadata: ["reason": "unknown-account"])
+            throw IdentityError.invalidCredentials
+        }
+        guard await hasher.verify(password, against: hash) else {
+            logger.info("login failed", metadata: ["user.id": "\(id)", "reason": "wrong-password"])
+            throw IdentityError.invalidCredentials
+        }
+        guard status == "active" else { throw IdentityError.accountSuspended }
+        let pair = try await issue(userId: id, roles: roles, emailVerified: verified, family: nil, logger: logger)
+        logger.info("login succeeded", metadata: ["user.id": "\(id)"])
+        return pair
+    }
+
+    /// Rotates a refresh token: the presented one is marked used and a new one joins its family.
+    /// A token presented after it was already used revokes the whole family.
+    func refresh(token: String, logger: Logger) async throws -> TokenPair {
+        let hash = ByteBuffer(bytes: Array(SHA256.hash(data: Data(token.utf8))))
+        enum Outcome: Sendable {
+            case rotated(TokenPair)
+            case reused(family: UUID, user: UUID)
+        }
+        let outcome: Outcome = try await Database.transaction(client, logger: logger) { connection in
+            let rows = try await connection.query("""
+                SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, u.roles, u.status, u.email_verified
+                FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+                WHERE t.token_hash = \(hash) FOR UPDATE OF t
+                """, logger: logger)
+            var found: (UUID, UUID, UUID, Date, Date?, Date?, [String], String, Bool)?
+            for try await row in rows.decode((UUID, UUID, UUID, Date, Date?, Date?, [String], String, Bool).self) { found = row }
+            guard let (id, family, user, expires, used, revoked, roles, status, verified) = found else {
+                throw IdentityError.invalidRefreshToken
+            }
+            guard revoked == nil, expires > Date() else { throw IdentityError.invalidRefreshToken }
+            if used != nil {
+                try await connection.query(
+                    "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL", logger: logger)
+                return .reused(family: family, user: user)
+            }
+            guard status == "active" else { throw IdentityError.accountSuspended }
+            try await connection.query("UPDATE refresh_tokens SET used_at = now() WHERE id = \(id)", logger: logger)
+            return .rotated(try await issue(userId: user, roles: roles, emailVerified: verified, family: family, on: connection, logger: logger))
+        }
+        switch outcome {
+        case .rotated(let pair):
+            return pair
+        case .reused(let family, let user):
+            logger.warning("refresh token reuse detected; family revoked", metadata: ["security.event": "refresh_token_reuse", "user.id": "\(user)", "token.family": "\(family)"])
+            throw IdentityError.refreshTokenReused
+        }
+    }
+
+    func user(id: UUID, logger: Logger) async throws -> UserView {
+        let rows = try await client.query(
+            "SELECT id, email, display_name, roles, status, created_at FROM users WHERE id = \(id)", logger: logger)
+        for try await (id, email, name, roles, status, created) in rows.decode((UUID, String, String, [String], String, Date).self) {
+            return UserView(id: id, email: email, displayName: name, roles: roles, status: status, createdAt: created)
+        }
+        throw IdentityError.userNotFound
+    }
+
+    private func issue(userId: UUID, roles: [String], emailVerified: Bool, family: UUID?, logger: Logger) async throws -> TokenPair {
+        try await Database.transaction(client, logger: logger) { connection in
+            try await issue(userId: userId, roles: roles, emailVerified: emailVerified, family: family, on: connection, logger: logger)
+        }
+    }
+
+    private func issue(userId: UUID, roles: [String], emailVerified: Bool, family: UUID?, on connection: PostgresConnection, logger: Logger) async throws -> TokenPair {
+        let signer = try await keyRing.currentSigner()
+        let now = Int64(Date().timeIntervalSince1970)
+        let claims = AccessTokenClaims(
+            iss: tokenSettings.issuer, aud: tokenSettings.audience, sub: userId.uuidString.lowercased(), roles: roles,
+            iat: now, nbf: now, exp: now + tokenSettings.accessTokenLifetime, jti: UUID.v7().uuidString.lowercased(),
+            emailVerified: emailVerified)
+        let accessToken = try signer.sign(claims)
+        let refreshToken = RefreshTokens.make()
+        let hash = ByteBuffer(bytes: Array(SHA256.hash(data: Data(refreshToken.utf8))))
+        let expires = Date().addingTimeInterval(tokenSettings.refreshTokenLifetime)
+        try await connection.query("""
+            INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
+            VALUES (\(UUID.v7()), \(family ?? UUID.v7()), \(userId), \(hash), \(expires))
+            """, logger: logger)
+        return TokenPair(accessToken: accessToken, refreshToken: refreshToken, expiresIn: Int(tokenSettings.accessTokenLifetime))
+    }
+
+    private func dummy() async throws -> String {
+        if let hash = dummyHash.withLockedValue({ $0 }) { return hash }
+        let hash = try await hasher.hash(RefreshTokens.make())
+        dummyHash.withLockedValue { $0 = hash }
+        return hash
+    }
+}
+
+enum RefreshTokens {
+    /// 256 random bits, base64url: opaque to clients, stored only as a hash.
+    static func make() -> String {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        var generator = SystemRandomNumberGenerator()
+        for index in bytes.indices { bytes[index] = generator.next() }
+        return Base64URL.encode(Data(bytes))
+    }
+}

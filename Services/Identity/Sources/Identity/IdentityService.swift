@@ -1,0 +1,127 @@
+import Contracts
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import Platform
+import PostgresNIO
+
+/// The identity service: accounts, credentials, tokens and signing keys. Owns the `identity` schema.
+public struct IdentityService: ServiceModule {
+    public static let name = "identity"
+    public static let defaultPort = 8081
+
+    public static func migrations() throws -> [Migration] {
+        try migrations(in: .module)
+    }
+
+    let accounts: AccountService
+    let keyRing: SigningKeyRing
+    let maxBodyBytes: Int
+
+    public init(dependencies: ServiceDependencies) throws {
+        let sealingKey = try Self.sealingKey(dependencies.config, logger: dependencies.logger)
+        let ring = SigningKeyRing(client: dependencies.postgres, sealingKey: sealingKey, logger: dependencies.logger)
+        self.keyRing = ring
+        self.maxBodyBytes = dependencies.settings.maxBodyBytes
+        self.accounts = AccountService(
+            client: dependencies.postgres, keyRing: ring, hasher: PasswordHasher(),
+            tokenSettings: TokenSettings(issuer: dependencies.settings.tokenIssuer, audience: dependencies.settings.tokenAudience),
+            logger: dependencies.logger)
+    }
+
+    /// The AES key sealing signing keys at rest: `IDENTITY_KEY_ENCRYPTION_KEY` (base64, 32 bytes).
+    /// Without it a fixed development key is used and a warning logged; production must set it.
+    static func sealingKey(_ config: ConfigReader, logger: Logger) throws -> SymmetricKey {
+        if let encoded = config.string("IDENTITY_KEY_ENCRYPTION_KEY") {
+            guard let data = Data(base64Encoded: encoded), data.count == 32 else {
+                throw ConfigError.invalidValue(key: "IDENTITY_KEY_ENCRYPTION_KEY", expected: "32 bytes, base64-encoded")
+            }
+            return SymmetricKey(data: data)
+        }
+        logger.warning("IDENTITY_KEY_ENCRYPTION_KEY is not set; using the development key (never do this in production)")
+        return SymmetricKey(data: SHA256.hash(data: Data("marketplace-development-key-encryption-key".utf8)))
+    }
+
+    public var verificationKeys: (any VerificationKeySource)? { KeyRingSource(ring: keyRing) }
+
+    public func addRoutes(to router: Router<AppRequestContext>) {
+        let accounts = self.accounts
+        let limit = maxBodyBytes
+        let keyRing = self.keyRing
+        router.post("/v1/auth/register") { request, context -> Response in
+            let body = try await JSONBody.decode(RegisterRequest.self, from: request, limit: limit)
+            let registration = try RegistrationRules.validate(body)
+            let user = try await accounts.register(registration, traceparent: request.headers[.traceContext], logger: context.logger)
+            return try JSONResponse.make(user, status: .created, cacheControl: "no-store", headers: [.location: "/v1/users/\(user.id.uuidString.lowercased())"])
+        }
+        router.post("/v1/auth/login") { request, context -> Response in
+            let body = try await JSONBody.decode(LoginRequest.self, from: request, limit: limit)
+            try body.validate()
+            let pair = try await accounts.login(email: body.email, password: body.password, logger: context.logger)
+            return try JSONResponse.make(pair, cacheControl: "no-store")
+        }
+        router.post("/v1/auth/refresh") { request, context -> Response in
+            let body = try await JSONBody.decode(RefreshRequest.self, from: request, limit: limit)
+            try body.validate()
+            let pair = try await accounts.refresh(token: body.refreshToken, logger: context.logger)
+            return try JSONResponse.make(pair, cacheControl: "no-store")
+        }
+        router.get("/v1/users/me") { _, context -> Response in
+            let caller = try context.requirePrincipal()
+            return try JSONResponse.make(try await accounts.user(id: caller.userId, logger: context.logger), cacheControl: "private, no-store")
+        }
+        router.get("/.well-known/jwks.json") { _, _ -> Response in
+            try JSONResponse.make(try await keyRing.jwks(), cacheControl: "public, max-age=300")
+        }
+    }
+}
+
+struct LoginRequest: Decodable {
+    var email: String
+    var password: String
+
+    func validate() throws {
+        var errors: [FieldError] = []
+        if email.isEmpty || email.utf8.count > 254 { errors.append(FieldError("email", "must be 1 to 254 characters")) }
+        if password.isEmpty || password.count > RegistrationRules.passwordLength.upperBound {
+            errors.append(FieldError("password", "must be 1 to \(RegistrationRules.passwordLength.upperBound) characters"))
+        }
+        if !errors.isEmpty { throw Problem.validation(errors) }
+    }
+}
+
+struct RefreshRequest: Decodable {
+    var refreshToken: String
+
+    func validate() throws {
+        guard (1...512).contains(refreshToken.utf8.count) else {
+            throw Problem.validation([FieldError("refreshToken", "must be 1 to 512 characters")])
+        }
+    }
+}
+
+/// An account as its owner sees it.
+public struct UserView: Codable, Sendable, Equatable {
+    public var id: UUID
+    public var email: String
+    public var displayName: String
+    public var roles: [String]
+    public var status: String
+    public var createdAt: Date
+}
+
+/// `{ accessToken, refreshToken, tokenType, expiresIn }`.
+public struct TokenPair: Codable, Sendable {
+    public var accessToken: String
+    public var refreshToken: String
+    public var tokenType = "Bearer"
+    public var expiresIn: Int
+}
+
+public struct TokenSettings: Sendable {
+    public var issuer: String
+    public var audience: String
+    public var accessTokenLifetime: Int64 = 900
+    public var refreshTokenLifetime: TimeInterval = 30 * 24 * 3600
+}

@@ -1,0 +1,97 @@
+import Contracts
+import Foundation
+import Hummingbird
+import Logging
+import Platform
+import PostgresNIO
+
+/// The messaging service: conversations between buyers and vendors (messages, reports and
+/// notifications as the product grows). Owns the `messaging` schema.
+public struct MessagingService: ServiceModule {
+    public static let name = "messaging"
+    public static let defaultPort = 8085
+    public static let consumedTopics = [Topics.identityUsers]
+
+    public static func migrations() throws -> [Migration] {
+        try migrations(in: .module)
+    }
+
+    let conversations: ConversationRepository
+
+    public init(dependencies: ServiceDependencies) throws {
+        self.conversations = ConversationRepository(client: dependencies.postgres, logger: dependencies.logger)
+    }
+
+    public func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/v1/conversations") { request, context -> Response in
+            let caller = try context.requirePrincipal()
+            let limit = try request.queryInt("limit", default: 20, range: 1...100)
+            let cursor = try request.queryString("cursor").map(Cursor.decode)
+            let page = try await conversations.page(participant: caller.userId, limit: limit, after: cursor)
+            return try JSONResponse.make(page, cacheControl: "private, no-store")
+        }
+    }
+
+    public var eventHandlers: EventHandlers {
+        var handlers = EventHandlers()
+        UsersProjection.register(into: &handlers)
+        return handlers
+    }
+}
+
+/// A conversation as a participant sees it.
+public struct Conversation: Sendable, Codable, Equatable {
+    public var id: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    public var listingId: UUID?
+    public var orderId: UUID?
+    public var lastMessageAt: Date?
+    public var createdAt: Date
+
+    enum CodingKeys: String, CodingKey { case id, buyerId, vendorId, listingId, orderId, lastMessageAt, createdAt }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(buyerId, forKey: .buyerId)
+        try container.encode(vendorId, forKey: .vendorId)
+        try container.encode(listingId, forKey: .listingId)
+        try container.encode(orderId, forKey: .orderId)
+        try container.encode(lastMessageAt, forKey: .lastMessageAt)
+        try container.encode(createdAt, forKey: .createdAt)
+    }
+}
+
+struct ConversationRepository: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// The caller's conversations, newest first; one index range scan per side, merged.
+    func page(participant: UUID, limit: Int, after cursor: Cursor?) async throws -> Page<Conversation> {
+        let time = cursor?.time ?? Date.distantFuture
+        let id = cursor?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
+        let fetch = limit + 1
+        let rows = try await client.query("""
+            SELECT id, buyer_id, vendor_id, listing_id, order_id, last_message_at, created_at FROM (
+                (SELECT * FROM conversations WHERE buyer_id = \(participant) AND (created_at, id) < (\(time), \(id))
+                 ORDER BY created_at DESC, id DESC LIMIT \(fetch))
+                UNION
+                (SELECT * FROM conversations WHERE vendor_id = \(participant) AND (created_at, id) < (\(time), \(id))
+                 ORDER BY created_at DESC, id DESC LIMIT \(fetch))
+            ) mine ORDER BY created_at DESC, id DESC LIMIT \(fetch)
+            """, logger: logger)
+        var items: [Conversation] = []
+        for try await (id, buyer, vendor, listing, order, lastMessage, created)
+            in rows.decode((UUID, UUID, UUID, UUID?, UUID?, Date?, Date).self) {
+            items.append(Conversation(id: id, buyerId: buyer, vendorId: vendor, listingId: listing, orderId: order,
+                                      lastMessageAt: lastMessage, createdAt: created))
+        }
+        var next: String?
+        if items.count > limit {
+            items.removeLast()
+            next = items.last.map { Cursor(time: $0.createdAt, id: $0.id).encoded() }
+        }
+        return Page(items: items, nextCursor: next)
+    }
+}

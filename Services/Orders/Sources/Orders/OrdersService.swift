@@ -1,0 +1,84 @@
+import Contracts
+import Foundation
+import Hummingbird
+import Logging
+import Platform
+import PostgresNIO
+
+/// The orders service: the order state machine, disputes and reviews as the product grows.
+/// Owns the `orders` schema.
+public struct OrdersService: ServiceModule {
+    public static let name = "orders"
+    public static let defaultPort = 8084
+    public static let consumedTopics = [Topics.identityUsers]
+
+    public static func migrations() throws -> [Migration] {
+        try migrations(in: .module)
+    }
+
+    let orders: OrderRepository
+
+    public init(dependencies: ServiceDependencies) throws {
+        self.orders = OrderRepository(client: dependencies.postgres, logger: dependencies.logger)
+    }
+
+    public func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/v1/orders") { request, context -> Response in
+            let caller = try context.requirePrincipal()
+            let limit = try request.queryInt("limit", default: 20, range: 1...100)
+            let cursor = try request.queryString("cursor").map(Cursor.decode)
+            let page = try await orders.page(participant: caller.userId, limit: limit, after: cursor)
+            return try JSONResponse.make(page, cacheControl: "private, no-store")
+        }
+    }
+
+    public var eventHandlers: EventHandlers {
+        var handlers = EventHandlers()
+        UsersProjection.register(into: &handlers)
+        return handlers
+    }
+}
+
+/// An order as its buyer and vendor see it.
+public struct Order: Sendable, Codable, Equatable {
+    public var id: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    public var status: String
+    public var totalAmount: Int64
+    public var currency: String
+    public var createdAt: Date
+}
+
+struct OrderRepository: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// The caller's orders as buyer or vendor, newest first. Each side is an index range scan
+    /// (limit + 1 rows), merged; the extra row tells whether another page exists.
+    func page(participant: UUID, limit: Int, after cursor: Cursor?) async throws -> Page<Order> {
+        let time = cursor?.time ?? Date.distantFuture
+        let id = cursor?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
+        let fetch = limit + 1
+        let rows = try await client.query("""
+            SELECT id, buyer_id, vendor_id, status, total_amount, currency, created_at FROM (
+                (SELECT * FROM orders WHERE buyer_id = \(participant) AND (created_at, id) < (\(time), \(id))
+                 ORDER BY created_at DESC, id DESC LIMIT \(fetch))
+                UNION
+                (SELECT * FROM orders WHERE vendor_id = \(participant) AND (created_at, id) < (\(time), \(id))
+                 ORDER BY created_at DESC, id DESC LIMIT \(fetch))
+            ) mine ORDER BY created_at DESC, id DESC LIMIT \(fetch)
+            """, logger: logger)
+        var items: [Order] = []
+        for try await (id, buyer, vendor, status, total, currency, created)
+            in rows.decode((UUID, UUID, UUID, String, Int64, String, Date).self) {
+            items.append(Order(id: id, buyerId: buyer, vendorId: vendor, status: status, totalAmount: total, currency: currency, createdAt: created))
+        }
+        var next: String?
+        if items.count > limit {
+            items.removeLast()
+            next = items.last.map { Cursor(time: $0.createdAt, id: $0.id).encoded() }
+        }
+        return Page(items: items, nextCursor: next)
+    }
+}

@@ -1,0 +1,72 @@
+import CRdKafka
+import Logging
+import Synchronization
+
+/// An in-memory Kafka cluster on loopback, hosted by librdkafka's mock cluster
+/// (`rdkafka_mock.h`), for tests and the `devbroker` executable.
+///
+/// Other clients, in this or other processes (kcat included), use ``bootstrapServers`` like a
+/// real broker. Verified against librdkafka 2.0.2's mock: the idempotent producer
+/// (InitProducerId), consumer groups with committed offsets (Join/Sync/Heartbeat/LeaveGroup,
+/// OffsetCommit/OffsetFetch), Metadata and ListOffsets work, so ``KafkaProducer`` and
+/// ``KafkaConsumer`` need no different settings against it. Differences from a real broker:
+/// - Everything is in memory and lost on shutdown.
+/// - No admin API (CreateTopics): create topics with ``createTopic(_:partitions:)``; unknown
+///   topics are auto-created on first metadata request with the mock's default partition count.
+/// - The mock group coordinator waits about 3 s before completing the first rebalance of an
+///   empty group (like `group.initial.rebalance.delay.ms`), so a fresh consumer receives its
+///   first record after a few seconds.
+public final class MockKafkaCluster: Sendable {
+    /// `host:port` list of the mock brokers, for `bootstrap.servers`.
+    public let bootstrapServers: String
+
+    private let host: RdKafkaHandle
+    private let cluster: Mutex<MockClusterPointer?>
+    /// Keeps the host handle's log context alive until the handle is destroyed.
+    private let context: LibrdkafkaCallbackContext
+
+    private struct MockClusterPointer: @unchecked Sendable {
+        let pointer: OpaquePointer
+    }
+
+    /// Starts `brokers` mock brokers listening on ephemeral loopback ports.
+    public init(brokers: Int32 = 1, logger: Logger) throws {
+        // librdkafka needs a client handle to own the mock cluster; this producer never connects.
+        // Its logs (e.g. "no bootstrap.servers configured") are expected, hence capped at debug.
+        let context = LibrdkafkaCallbackContext(logger: logger, maximumLogLevel: .debug)
+        let conf = try Librdkafka.makeConfiguration([], context: context)
+        let host = try Librdkafka.makeClient(RD_KAFKA_PRODUCER, conf: conf)
+        guard let cluster = rd_kafka_mock_cluster_new(host.pointer, brokers) else {
+            rd_kafka_destroy(host.pointer)
+            throw KafkaError(RD_KAFKA_RESP_ERR__FAIL, message: "rd_kafka_mock_cluster_new failed")
+        }
+        self.bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
+        self.host = host
+        self.cluster = Mutex(MockClusterPointer(pointer: cluster))
+        self.context = context
+    }
+
+    deinit {
+        shutdown()
+        rd_kafka_destroy(host.pointer)
+    }
+
+    /// Creates `name` with `partitions` partitions (replication factor 1).
+    public func createTopic(_ name: String, partitions: Int32 = 3) throws {
+        try cluster.withLock { cluster in
+            guard let cluster else { throw KafkaError.shutdown("mock cluster is shut down") }
+            let err = rd_kafka_mock_topic_create(cluster.pointer, name, partitions, 1)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err) }
+        }
+    }
+
+    /// Stops the brokers and drops all data. Idempotent; clients still connected see the
+    /// brokers as down.
+    public func shutdown() {
+        cluster.withLock { cluster in
+            guard let running = cluster else { return }
+            rd_kafka_mock_cluster_destroy(running.pointer)
+            cluster = nil
+        }
+    }
+}

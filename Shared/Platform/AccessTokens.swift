@@ -1,0 +1,309 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+
+/// Claims of an access token (RFC 9068 profile, `typ: at+jwt` in the header).
+public struct AccessTokenClaims: Codable, Sendable, Equatable {
+    public var iss: String
+    public var aud: String
+    public var sub: String
+    public var roles: [String]
+    public var iat: Int64
+    public var nbf: Int64
+    public var exp: Int64
+    public var jti: String
+    public var emailVerified: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case iss, aud, sub, roles, iat, nbf, exp, jti
+        case emailVerified = "email_verified"
+    }
+
+    public init(iss: String, aud: String, sub: String, roles: [String], iat: Int64, nbf: Int64, exp: Int64, jti: String, emailVerified: Bool? = nil) {
+        self.iss = iss
+        self.aud = aud
+        self.sub = sub
+        self.roles = roles
+        self.iat = iat
+        self.nbf = nbf
+        self.exp = exp
+        self.jti = jti
+        self.emailVerified = emailVerified
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        iss = try container.decode(String.self, forKey: .iss)
+        // `aud` may be a string or an array of strings (RFC 7519 §4.1.3); keep the one we expect later.
+        if let single = try? container.decode(String.self, forKey: .aud) {
+            aud = single
+        } else {
+            aud = try container.decode([String].self, forKey: .aud).joined(separator: " ")
+        }
+        sub = try container.decode(String.self, forKey: .sub)
+        roles = try container.decode([String].self, forKey: .roles)
+        iat = try container.decode(Int64.self, forKey: .iat)
+        nbf = try container.decode(Int64.self, forKey: .nbf)
+        exp = try container.decode(Int64.self, forKey: .exp)
+        jti = try container.decode(String.self, forKey: .jti)
+        emailVerified = try container.decodeIfPresent(Bool.self, forKey: .emailVerified)
+    }
+}
+
+struct JWTHeader: Codable {
+    var alg: String
+    var typ: String?
+    var kid: String?
+}
+
+/// Why a token was refused. Never shown to clients in detail; logged at debug level.
+public enum TokenError: Error, Equatable, Sendable {
+    case malformed
+    case unsupportedAlgorithm(String)
+    case wrongType
+    case missingKeyId
+    case unknownKeyId(String)
+    case badSignature
+    case wrongIssuer
+    case wrongAudience
+    case expired
+    case notYetValid
+    case invalidSubject
+}
+
+/// Signs access tokens with an Ed25519 key; only identity holds one.
+public struct AccessTokenSigner: Sendable {
+    public let keyId: String
+    let privateKey: Curve25519.Signing.PrivateKey
+
+    public init(keyId: String, privateKey: Curve25519.Signing.PrivateKey) {
+        self.keyId = keyId
+        self.privateKey = privateKey
+    }
+
+    public func sign(_ claims: AccessTokenClaims) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let header = try encoder.encode(JWTHeader(alg: "EdDSA", typ: "at+jwt", kid: keyId))
+        let payload = try encoder.encode(claims)
+        let signingInput = Base64URL.encode(header) + "." + Base64URL.encode(payload)
+        let signature = try privateKey.signature(for: Data(signingInput.utf8))
+        return signingInput + "." + Base64URL.encode(signature)
+    }
+}
+
+/// Where a verifier finds public keys by `kid`.
+public protocol VerificationKeySource: Sendable {
+    /// The key for `kid`, refreshing from the origin if it is unknown. Nil when it does not exist.
+    func key(for kid: String) async -> Curve25519.Signing.PublicKey?
+}
+
+/// A fixed set of keys, for identity itself and for tests.
+public struct StaticKeySource: VerificationKeySource {
+    let keys: [String: Curve25519.Signing.PublicKey]
+
+    public init(_ keys: [String: Curve25519.Signing.PublicKey]) { self.keys = keys }
+
+    public func key(for kid: String) async -> Curve25519.Signing.PublicKey? { keys[kid] }
+}
+
+/// Verifies access tokens: EdDSA only, `typ` at+jwt, a known `kid`, signature, `iss`, `aud`, `exp`, `nbf`.
+/// The same verifier runs at the gateway and in every service.
+public struct AccessTokenVerifier: Sendable {
+    let keys: any VerificationKeySource
+    let issuer: String
+    let audience: String
+    let leeway: Int64
+    let now: @Sendable () -> Date
+
+    public init(keys: any VerificationKeySource, issuer: String, audience: String, leeway: Int64 = 60, now: @escaping @Sendable () -> Date = Date.init) {
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self.now = now
+    }
+
+    public func verify(_ token: String) async throws(TokenError) -> AccessTokenClaims {
+        guard token.utf8.count <= 8192 else { throw .malformed }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3,
+              let headerData = Base64URL.decode(String(parts[0])),
+              let payloadData = Base64URL.decode(String(parts[1])),
+              let signature = Base64URL.decode(String(parts[2])),
+              let header = try? JSONDecoder().decode(JWTHeader.self, from: headerData)
+        else { throw .malformed }
+        // A fixed allow-list: the header never chooses the algorithm.
+        guard header.alg == "EdDSA" else { throw .unsupportedAlgorithm(header.alg) }
+        guard let typ = header.typ, typ.lowercased() == "at+jwt" || typ.lowercased() == "application/at+jwt" else { throw .wrongType }
+        guard let kid = header.kid, !kid.isEmpty, kid.utf8.count <= 128 else { throw .missingKeyId }
+        guard let key = await keys.key(for: kid) else { throw .unknownKeyId(kid) }
+        let signingInput = Data(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
+        guard key.isValidSignature(signature, for: signingInput) else { throw .badSignature }
+        guard let claims = try? JSONDecoder().decode(AccessTokenClaims.self, from: payloadData) else { throw .malformed }
+        guard claims.iss == issuer else { throw .wrongIssuer }
+        guard claims.aud.split(separator: " ").contains(where: { $0 == audience }) else { throw .wrongAudience }
+        let current = Int64(now().timeIntervalSince1970)
+        guard claims.exp + leeway > current else { throw .expired }
+        guard claims.nbf - leeway <= current else { throw .notYetValid }
+        guard UUID(uuidString: claims.sub) != nil else { throw .invalidSubject }
+        return claims
+    }
+}
+
+/// One key of a JSON Web Key Set (RFC 8037 OKP / Ed25519).
+public struct JSONWebKey: Codable, Sendable, Equatable {
+    public var kty: String
+    public var crv: String
+    public var x: String
+    public var kid: String
+    public var alg: String
+    public var use: String
+
+    public init(kid: String, publicKey: Curve25519.Signing.PublicKey) {
+        self.kty = "OKP"
+        self.crv = "Ed25519"
+        self.x = Base64URL.encode(publicKey.rawRepresentation)
+        self.kid = kid
+        self.alg = "EdDSA"
+        self.use = "sig"
+    }
+
+    public var publicKey: Curve25519.Signing.PublicKey? {
+        guard kty == "OKP", crv == "Ed25519", let raw = Base64URL.decode(x) else { return nil }
+        return try? Curve25519.Signing.PublicKey(rawRepresentation: raw)
+    }
+}
+
+public struct JSONWebKeySet: Codable, Sendable, ResponseEncodable {
+    public var keys: [JSONWebKey]
+    public init(keys: [JSONWebKey]) { self.keys = keys }
+}
+
+/// Keys fetched from identity's JWKS endpoint: cached for a TTL, re-fetched when an unknown `kid`
+/// appears (at most once per `minimumRefreshInterval`, so junk kids cannot hammer identity), and the
+/// last good set kept when identity is unreachable.
+public final class RemoteKeySource: VerificationKeySource, @unchecked Sendable {
+    struct State {
+        var keys: [String: Curve25519.Signing.PublicKey] = [:]
+        var fetchedAt: ContinuousClock.Instant?
+        var lastAttempt: ContinuousClock.Instant?
+    }
+
+    let url: String
+    let httpClient: HTTPClient
+    let ttl: Duration
+    let minimumRefreshInterval: Duration
+    let logger: Logger
+    private let state = NIOLockedValueBox(State())
+    private let refreshLock = AsyncRefreshGate()
+
+    public init(url: String, httpClient: HTTPClient, ttl: Duration = .seconds(300), minimumRefreshInterval: Duration = .seconds(5), logger: Logger) {
+        self.url = url
+        self.httpClient = httpClient
+        self.ttl = ttl
+        self.minimumRefreshInterval = minimumRefreshInterval
+        self.logger = logger
+    }
+
+    /// True once a key set has been loaded at least once.
+    public var hasKeys: Bool { state.withLockedValue { $0.fetchedAt != nil } }
+
+    public func key(for kid: String) async -> Curve25519.Signing.PublicKey? {
+        let (cached, stale) = state.withLockedValue { state -> (Curve25519.Signing.PublicKey?, Bool) in
+            let stale = state.fetchedAt.map { ContinuousClock.now - $0 > ttl } ?? true
+            return (state.keys[kid], stale)
+        }
+        if let cached, !stale { return cached }
+        await refresh(force: cached == nil)
+        return state.withLockedValue { $0.keys[kid] }
+    }
+
+    /// Fetches the key set unless one was fetched or attempted too recently.
+    public func refresh(force: Bool = false) async {
+        await refreshLock.run {
+            let allowed = self.state.withLockedValue { state -> Bool in
+                if let last = state.lastAttempt, ContinuousClock.now - last < self.minimumRefreshInterval { return false }
+                if !force, let fetched = state.fetchedAt, ContinuousClock.now - fetched < self.ttl { return false }
+                state.lastAttempt = .now
+                return true
+            }
+            guard allowed else { return }
+            do {
+                var request = HTTPClientRequest(url: self.url)
+                request.method = .GET
+                let response = try await self.httpClient.execute(request, timeout: .seconds(5))
+                guard response.status == .ok else { throw TokenError.malformed }
+                let body = try await response.body.collect(upTo: 1 << 20)
+                let set = try JSONDecoder().decode(JSONWebKeySet.self, from: Data(buffer: body))
+                var keys: [String: Curve25519.Signing.PublicKey] = [:]
+                for jwk in set.keys where jwk.alg == "EdDSA" {
+                    if let key = jwk.publicKey { keys[jwk.kid] = key }
+                }
+                self.state.withLockedValue {
+                    $0.keys = keys
+                    $0.fetchedAt = .now
+                }
+                self.logger.debug("jwks refreshed", metadata: ["jwks.keys": "\(keys.count)"])
+            } catch {
+                // Keep serving the last good set; identity may be restarting.
+                self.logger.warning("jwks refresh failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// Lets one refresh run at a time; callers arriving meanwhile wait for it instead of starting another.
+actor AsyncRefreshGate {
+    private var running: Task<Void, Never>?
+
+    func run(_ operation: @escaping @Sendable () async -> Void) async {
+        if let running {
+            await running.value
+            return
+        }
+        let task = Task { await operation() }
+        running = task
+        await task.value
+        running = nil
+    }
+}
+
+/// Verifies a bearer token when one is present and records the principal; routes that need
+/// a caller call `context.requirePrincipal()`. A present but invalid token is always a 401.
+public struct AuthenticationMiddleware<Context: ServiceRequestContext>: RouterMiddleware {
+    let verifier: AccessTokenVerifier
+
+    public init(verifier: AccessTokenVerifier) { self.verifier = verifier }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else { return try await next(request, context) }
+        guard let token = BearerToken.parse(header) else {
+            throw Problem(.unauthorized, "The Authorization header must carry a Bearer token.", headers: [.wwwAuthenticate: "Bearer"])
+        }
+        let claims: AccessTokenClaims
+        do {
+            claims = try await verifier.verify(token)
+        } catch {
+            context.logger.debug("token refused", metadata: ["reason": "\(error)"])
+            throw Problem(.unauthorized, "The access token is not valid.", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        }
+        var context = context
+        // The verifier has already checked that `sub` is a UUID.
+        context.principal = Principal(userId: UUID(uuidString: claims.sub)!, roles: claims.roles, tokenId: claims.jti)
+        context.logger[metadataKey: "user.id"] = .string(claims.sub)
+        return try await next(request, context)
+    }
+}
+
+public enum BearerToken {
+    public static func parse(_ header: String) -> String? {
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+}

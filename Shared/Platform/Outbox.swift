@@ -1,0 +1,181 @@
+import Foundation
+import Kafka
+import Logging
+import Metrics
+import PostgresNIO
+import ServiceLifecycle
+
+/// Writes events into the service's `outbox` table inside the caller's transaction, so the
+/// event exists exactly when the state change it describes does.
+public enum Outbox {
+    public static func enqueue(_ event: CloudEvent, topic: String, key: String, on connection: PostgresConnection, logger: Logger) async throws {
+        let eventId = UUID(uuidString: event.id) ?? UUID.v7()
+        try await connection.query("""
+            INSERT INTO outbox (event_id, topic, key, type, source, subject, time, traceparent, data)
+            VALUES (\(eventId), \(topic), \(key), \(event.type), \(event.source), \(event.subject), \(event.time), \(event.traceparent), \(ByteBuffer(bytes: event.data)))
+            """, logger: logger)
+        // Wakes the relay at commit; the poll interval covers a missed notification.
+        try await connection.query("SELECT pg_notify('outbox_' || current_schema(), '')", logger: logger)
+    }
+}
+
+/// Something that can publish one record and report when the broker has acknowledged it.
+public protocol EventPublisher: Sendable {
+    func publish(topic: String, key: [UInt8], value: [UInt8], headers: [KafkaHeader]) async throws
+}
+
+extension KafkaProducer: EventPublisher {
+    public func publish(topic: String, key: [UInt8], value: [UInt8], headers: [KafkaHeader]) async throws {
+        _ = try await send(topic: topic, key: key, value: value, headers: headers)
+    }
+}
+
+/// Publishes outbox rows to Kafka in `seq` order and marks each sent only after the broker acknowledged it.
+/// One relay per service is active (session advisory lock); others stand by. It wakes on NOTIFY and
+/// polls as a fallback, so a lost notification delays an event but never loses it.
+public struct OutboxRelay: Service {
+    let client: PostgresClient
+    let publisher: any EventPublisher
+    let schema: String
+    let pollInterval: Duration
+    let batchSize: Int
+    let logger: Logger
+    let backlogGauge: Gauge
+    let ageGauge: Gauge
+    let publishedCounter: Counter
+    let failedCounter: Counter
+
+    public init(client: PostgresClient, publisher: any EventPublisher, schema: String, pollInterval: Duration = .seconds(1), batchSize: Int = 200, logger: Logger) {
+        self.client = client
+        self.publisher = publisher
+        self.schema = schema
+        self.pollInterval = pollInterval
+        self.batchSize = batchSize
+        self.logger = logger
+        self.backlogGauge = Gauge(label: "outbox_backlog", dimensions: [("service", schema)])
+        self.ageGauge = Gauge(label: "outbox_oldest_age_seconds", dimensions: [("service", schema)])
+        self.publishedCounter = Counter(label: "outbox_published_total", dimensions: [("service", schema)])
+        self.failedCounter = Counter(label: "outbox_publish_failures_total", dimensions: [("service", schema)])
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await runWhileLeader()
+                } catch is CancellationError {
+                    return
+                } catch {
+                    if Task.isCancelled { return }
+                    logger.warning("outbox relay interrupted", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: pollInterval)
+            }
+        }
+    }
+
+    /// Holds the advisory lock on a dedicated connection and drains the outbox until cancelled.
+    func runWhileLeader() async throws {
+        let lockKey = Database.advisoryLockKey("\(schema).outbox_relay")
+        try await client.withConnection { connection in
+            var leader = false
+            while !leader {
+                let rows = try await connection.query("SELECT pg_try_advisory_lock(\(lockKey))", logger: logger)
+                for try await acquired in rows.decode(Bool.self) { leader = acquired }
+                if !leader {
+                    try await Task.sleep(for: pollInterval)
+                }
+            }
+            logger.info("outbox relay active", metadata: ["db.schema": "\(schema)"])
+            defer { logger.info("outbox relay stopped", metadata: ["db.schema": "\(schema)"]) }
+            let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+            try await connection.listen(on: "outbox_\(schema)") { notifications in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await _ in notifications { wake.yield() }
+                    }
+                    group.addTask {
+                        // The polling fallback rings the same bell as NOTIFY.
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: pollInterval)
+                            wake.yield()
+                        }
+                    }
+                    group.addTask {
+                        wake.yield()
+                        for await _ in wakeups {
+                            while try await drainBatch() == batchSize {}
+                            try await updateBacklogMetrics()
+                        }
+                    }
+                    _ = try await group.next()
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
+    struct Row: Sendable {
+        var seq: Int64
+        var event: CloudEvent
+        var topic: String
+        var key: String
+    }
+
+    /// Publishes the oldest unsent rows; returns how many were read.
+    func drainBatch() async throws -> Int {
+        var batch: [Row] = []
+        let rows = try await client.query("""
+            SELECT seq, event_id, topic, key, type, source, subject, time, traceparent, data
+            FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT \(batchSize)
+            """, logger: logger)
+        for try await (seq, eventId, topic, key, type, source, subject, time, traceparent, data)
+            in rows.decode((Int64, UUID, String, String, String, String, String?, Date, String?, ByteBuffer).self) {
+            let event = CloudEvent(id: eventId.uuidString.lowercased(), type: type, source: source, time: time,
+                                   subject: subject, traceparent: traceparent, data: Array(buffer: data))
+            batch.append(Row(seq: seq, event: event, topic: topic, key: key))
+        }
+        guard !batch.isEmpty else { return 0 }
+        // All sends are in flight at once; the idempotent producer keeps per-partition order.
+        let results = await withTaskGroup(of: (Int64, (any Error)?).self) { group in
+            for row in batch {
+                group.addTask {
+                    do {
+                        try await publisher.publish(topic: row.topic, key: Array(row.key.utf8), value: row.event.data, headers: row.event.kafkaHeaders)
+                        return (row.seq, nil)
+                    } catch {
+                        return (row.seq, error)
+                    }
+                }
+            }
+            var collected: [(Int64, (any Error)?)] = []
+            for await result in group { collected.append(result) }
+            return collected
+        }
+        let acknowledged = results.filter { $0.1 == nil }.map(\.0)
+        if !acknowledged.isEmpty {
+            try await client.query("UPDATE outbox SET sent_at = now() WHERE seq = ANY(\(acknowledged))", logger: logger)
+            publishedCounter.increment(by: acknowledged.count)
+        }
+        if let failure = results.first(where: { $0.1 != nil }) {
+            failedCounter.increment(by: results.count - acknowledged.count)
+            throw failure.1!
+        }
+        return batch.count
+    }
+
+    func updateBacklogMetrics() async throws {
+        let rows = try await client.query(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM outbox WHERE sent_at IS NULL",
+            logger: logger)
+        for try await (count, age) in rows.decode((Int64, Double).self) {
+            backlogGauge.record(count)
+            ageGauge.record(age)
+        }
+        // Sent rows are kept a week for investigation, then dropped in small batches.
+        try await client.query("""
+            DELETE FROM outbox WHERE seq IN (
+                SELECT seq FROM outbox WHERE sent_at < now() - interval '7 days' LIMIT 1000)
+            """, logger: logger)
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import PostgresNIO
+
+/// One invalid field in a request body or query, reported with a 422.
+public struct FieldError: Codable, Sendable, Equatable {
+    public var field: String
+    public var message: String
+
+    public init(_ field: String, _ message: String) {
+        self.field = field
+        self.message = message
+    }
+}
+
+/// An RFC 9457 problem: every error any service or the gateway answers is one of these.
+public struct Problem: Error, Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case malformedRequest = "malformed-request"
+        case unauthorized
+        case forbidden
+        case notFound = "not-found"
+        case methodNotAllowed = "method-not-allowed"
+        case conflict
+        case preconditionFailed = "precondition-failed"
+        case payloadTooLarge = "payload-too-large"
+        case validationFailed = "validation-failed"
+        case rateLimited = "rate-limited"
+        case internalError = "internal"
+        case badGateway = "bad-gateway"
+        case serviceUnavailable = "service-unavailable"
+        case gatewayTimeout = "gateway-timeout"
+
+        public var status: HTTPResponse.Status {
+            switch self {
+            case .malformedRequest: .badRequest
+            case .unauthorized: .unauthorized
+            case .forbidden: .forbidden
+            case .notFound: .notFound
+            case .methodNotAllowed: .methodNotAllowed
+            case .conflict: .conflict
+            case .preconditionFailed: .preconditionFailed
+            case .payloadTooLarge: .contentTooLarge
+            case .validationFailed: .unprocessableContent
+            case .rateLimited: .tooManyRequests
+            case .internalError: .internalServerError
+            case .badGateway: .badGateway
+            case .serviceUnavailable: .serviceUnavailable
+            case .gatewayTimeout: .gatewayTimeout
+            }
+        }
+
+        public var title: String {
+            switch self {
+            case .malformedRequest: "The request could not be read"
+            case .unauthorized: "Authentication is required"
+            case .forbidden: "Not allowed"
+            case .notFound: "Not found"
+            case .methodNotAllowed: "Method not allowed"
+            case .conflict: "Conflict"
+            case .preconditionFailed: "Precondition failed"
+            case .payloadTooLarge: "The request body is too large"
+            case .validationFailed: "The request is invalid"
+            case .rateLimited: "Too many requests"
+            case .internalError: "Internal error"
+            case .badGateway: "The upstream service could not be reached"
+            case .serviceUnavailable: "The service is unavailable"
+            case .gatewayTimeout: "The upstream service did not answer in time"
+            }
+        }
+    }
+
+    public static let typeBase = "https://marketplace.example/problems/"
+
+    public var kind: Kind
+    public var detail: String?
+    public var fieldErrors: [FieldError]
+    /// A more specific type slug than the kind's (for example `email-taken` for a 409).
+    public var typeSlug: String?
+    public var headers: HTTPFields
+
+    public init(_ kind: Kind, _ detail: String? = nil, fieldErrors: [FieldError] = [], typeSlug: String? = nil, headers: HTTPFields = [:]) {
+        self.kind = kind
+        self.detail = detail
+        self.fieldErrors = fieldErrors
+        self.typeSlug = typeSlug
+        self.headers = headers
+    }
+
+    public static func validation(_ errors: [FieldError]) -> Problem {
+        Problem(.validationFailed, "One or more fields are invalid.", fieldErrors: errors)
+    }
+
+    public var status: HTTPResponse.Status { kind.status }
+    public var type: String { Self.typeBase + (typeSlug ?? kind.rawValue) }
+
+    struct Body: Encodable {
+        var type: String
+        var title: String
+        var status: Int
+        var detail: String?
+        var instance: String?
+        var requestId: String?
+        var errors: [FieldError]?
+    }
+
+    /// The problem+json response; `instance` is the request path, `requestId` ties it to the logs.
+    public func response(instance: String?, requestId: String?) -> Response {
+        let body = Body(
+            type: type, title: kind.title, status: Int(status.code), detail: detail,
+            instance: instance, requestId: requestId, errors: fieldErrors.isEmpty ? nil : fieldErrors)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(body)) ?? Data("{\"status\":500}".utf8)
+        var fields = headers
+        fields[.contentType] = "application/problem+json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Turns every error thrown below it into problem+json, so no handler needs to format errors itself.
+/// Unexpected errors become a 500 that reveals nothing; the details go to the log with the request id.
+public struct ProblemMiddleware<Context: ServiceRequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let problem = Self.problem(for: error, logger: context.logger)
+            return problem.response(instance: request.uri.path, requestId: context.requestId)
+        }
+    }
+
+    /// Maps any error to the problem a client should see.
+    public static func problem(for error: any Error, logger: Logger) -> Problem {
+        switch error {
+        case let problem as Problem:
+            return problem
+        case let transaction as PostgresTransactionError:
+            if let inner = transaction.closureError { return problem(for: inner, logger: logger) }
+            return problem(for: transaction.commitError ?? transaction.beginError ?? transaction.rollbackError ?? error, logger: logger)
+        case let convertible as any ProblemConvertible:
+            return convertible.problem
+        case let psql as PSQLError:
+            if psql.serverInfo?[.sqlState] == "23505" {
+                return Problem(.conflict, "The resource already exists.")
+            }
+            if psql.serverInfo?[.sqlState] == "40001" {
+                return Problem(.serviceUnavailable, "The request conflicted with another one; retry it.", headers: [.retryAfter: "1"])
+            }
+            logger.error("database error", metadata: ["error": "\(String(reflecting: psql))"])
+            return Problem(.internalError, "An unexpected error occurred.")
+        case let http as HTTPError:
+            switch http.status {
+            case .notFound: return Problem(.notFound, "No resource at this path.")
+            case .methodNotAllowed: return Problem(.methodNotAllowed)
+            case .contentTooLarge: return Problem(.payloadTooLarge, "The request body exceeds the limit.")
+            case .badRequest: return Problem(.malformedRequest, http.body)
+            case .unauthorized: return Problem(.unauthorized, headers: [.wwwAuthenticate: "Bearer"])
+            default:
+                if http.status.code < 500, let kind = Problem.Kind.allKinds.first(where: { $0.status == http.status }) {
+                    return Problem(kind, http.body)
+                }
+                logger.error("unexpected http error", metadata: ["status": "\(http.status.code)"])
+                return Problem(.internalError, "An unexpected error occurred.")
+            }
+        default:
+            logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
+            return Problem(.internalError, "An unexpected error occurred.")
+        }
+    }
+}
+
+extension Problem.Kind {
+    static let allKinds: [Problem.Kind] = [
+        .malformedRequest, .unauthorized, .forbidden, .notFound, .methodNotAllowed, .conflict,
+        .preconditionFailed, .payloadTooLarge, .validationFailed, .rateLimited, .internalError,
+        .badGateway, .serviceUnavailable, .gatewayTimeout,
+    ]
+}
+
+/// A domain error that knows which problem it is; each service maps its errors in one place this way.
+public protocol ProblemConvertible: Error {
+    var problem: Problem { get }
+}

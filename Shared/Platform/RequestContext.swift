@@ -1,0 +1,124 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Who is calling, as proven by a verified access token.
+public struct Principal: Sendable, Equatable {
+    public var userId: UUID
+    public var roles: [String]
+    public var tokenId: String?
+
+    public init(userId: UUID, roles: [String], tokenId: String? = nil) {
+        self.userId = userId
+        self.roles = roles
+        self.tokenId = tokenId
+    }
+
+    public func has(role: String) -> Bool { roles.contains(role) }
+}
+
+/// The context every service's handlers receive.
+public protocol ServiceRequestContext: RequestContext {
+    var requestId: String? { get set }
+    var principal: Principal? { get set }
+}
+
+extension ServiceRequestContext {
+    /// The verified caller, or a 401 problem.
+    public func requirePrincipal() throws -> Principal {
+        guard let principal else { throw Problem(.unauthorized, "A valid access token is required.", headers: [.wwwAuthenticate: "Bearer"]) }
+        return principal
+    }
+}
+
+public struct AppRequestContext: ServiceRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var requestId: String?
+    public var principal: Principal?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+    }
+}
+
+extension HTTPField.Name {
+    public static let requestId = Self("X-Request-Id")!
+    public static let clientRequestId = Self("X-Client-Request-Id")!
+    public static let traceContext = Self("traceparent")!
+}
+
+/// Sets the request id and trace id on the log metadata and echoes the request id on the response.
+/// Behind the gateway the id arrives in `X-Request-Id`; reached directly, a service makes its own.
+public struct RequestIdMiddleware<Context: ServiceRequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let requestId = request.headers[.requestId].flatMap(RequestIds.sanitized) ?? RequestIds.make()
+        context.requestId = requestId
+        context.logger[metadataKey: "request.id"] = .string(requestId)
+        if let traceparent = request.headers[.traceContext], let trace = TraceParent(traceparent) {
+            context.logger[metadataKey: "trace.id"] = .string(trace.traceId)
+        }
+        var response = try await next(request, context)
+        response.headers[.requestId] = requestId
+        return response
+    }
+}
+
+public enum RequestIds {
+    /// A random 128-bit id in hex.
+    public static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(format: "%016llx%016llx", generator.next() as UInt64, generator.next() as UInt64)
+    }
+
+    /// Accepts an id only if it is short and plain, so nothing odd reaches logs.
+    public static func sanitized(_ value: String) -> String? {
+        guard (1...128).contains(value.utf8.count),
+              value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E })
+        else { return nil }
+        return value
+    }
+}
+
+/// W3C trace context `traceparent`: `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.
+public struct TraceParent: Sendable, Equatable, CustomStringConvertible {
+    public var traceId: String
+    public var parentId: String
+    public var flags: String
+
+    public init?(_ header: String) {
+        let parts = header.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[0].count == 2, parts[0] != "ff",
+              parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
+              parts.allSatisfy({ $0.allSatisfy(\.isHexDigit) }),
+              parts[1] != String(repeating: "0", count: 32), parts[2] != String(repeating: "0", count: 16)
+        else { return nil }
+        self.traceId = parts[1].lowercased()
+        self.parentId = parts[2].lowercased()
+        self.flags = parts[3].lowercased()
+    }
+
+    public init(traceId: String, parentId: String, flags: String = "01") {
+        self.traceId = traceId
+        self.parentId = parentId
+        self.flags = flags
+    }
+
+    /// A new trace rooted here.
+    public static func make() -> TraceParent {
+        var generator = SystemRandomNumberGenerator()
+        let trace = String(format: "%016llx%016llx", generator.next() as UInt64, generator.next() as UInt64)
+        return TraceParent(traceId: trace, parentId: String(format: "%016llx", generator.next() as UInt64 | 1))
+    }
+
+    /// The same trace with a new span id for the next hop.
+    public func child() -> TraceParent {
+        var generator = SystemRandomNumberGenerator()
+        return TraceParent(traceId: traceId, parentId: String(format: "%016llx", generator.next() as UInt64 | 1), flags: flags)
+    }
+
+    public var description: String { "00-\(traceId)-\(parentId)-\(flags)" }
+}

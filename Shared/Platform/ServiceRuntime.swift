@@ -1,0 +1,248 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Kafka
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+import ServiceLifecycle
+
+/// What the runtime hands a service when it starts.
+public struct ServiceDependencies: Sendable {
+    public var settings: ServiceSettings
+    public var config: ConfigReader
+    public var postgres: PostgresClient
+    public var producer: KafkaProducer
+    public var httpClient: HTTPClient
+    public var logger: Logger
+}
+
+/// A service of the suite, as the shared runtime sees it: its name and port, its migrations,
+/// its routes, the topics it consumes and what it does with each event type.
+public protocol ServiceModule: Sendable {
+    static var name: String { get }
+    static var defaultPort: Int { get }
+    /// The service's own numbered migrations (the platform's tables are prepended by the runtime).
+    static func migrations() throws -> [Migration]
+    static var consumedTopics: [String] { get }
+
+    init(dependencies: ServiceDependencies) throws
+    func addRoutes(to router: Router<AppRequestContext>)
+    var eventHandlers: EventHandlers { get }
+    /// Where tokens are verified from; nil means identity's JWKS at `JWKS_URL`.
+    var verificationKeys: (any VerificationKeySource)? { get }
+    /// Long-running work of the service besides HTTP, the relay and the consumer.
+    var backgroundServices: [any Service] { get }
+}
+
+extension ServiceModule {
+    public static var consumedTopics: [String] { [] }
+    public var eventHandlers: EventHandlers { EventHandlers() }
+    public var verificationKeys: (any VerificationKeySource)? { nil }
+    public var backgroundServices: [any Service] { [] }
+
+    public static func allMigrations() throws -> MigrationSet {
+        MigrationSet(PlatformMigrations.all + (try migrations()))
+    }
+
+    /// Loads the service's `Migrations` resource folder.
+    public static func migrations(in bundle: Bundle) throws -> [Migration] {
+        guard let url = bundle.url(forResource: "Migrations", withExtension: nil) else {
+            throw MigrationError.unreadableDirectory("Migrations (resource bundle of \(name))")
+        }
+        return try MigrationSet.load(directory: url)
+    }
+}
+
+/// Starts, migrates and maintains a service: the same code path for production and tests.
+public enum ServiceRuntime<Module: ServiceModule> {
+    public static func settings(_ reader: ConfigReader) throws -> ServiceSettings {
+        try ServiceSettings(serviceName: Module.name, defaultPort: Module.defaultPort, reader: reader)
+    }
+
+    public static func kafkaConfiguration(_ settings: ServiceSettings, clientSuffix: String = "") -> KafkaConfiguration {
+        KafkaConfiguration(bootstrapServers: settings.kafkaBootstrapServers, clientId: Module.name + clientSuffix)
+    }
+
+    /// Builds the application; `serve` runs it, tests may run it in-process.
+    public static func buildApplication(reader: ConfigReader, logger: Logger) throws -> some ApplicationProtocol {
+        let settings = try settings(reader)
+        guard let database = settings.database else { throw ConfigError.missing(key: "DATABASE_URL") }
+        let registry = MetricsSetup.bootstrap()
+        let postgres = database.makeClient(logger: logger)
+        let producer = try KafkaProducer(configuration: kafkaConfiguration(settings), logger: logger)
+        let httpClient = HTTPClient.shared
+        let dependencies = ServiceDependencies(
+            settings: settings, config: reader, postgres: postgres, producer: producer, httpClient: httpClient, logger: logger)
+        let module = try Module(dependencies: dependencies)
+        let keys = module.verificationKeys ?? RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, logger: logger)
+        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience)
+        let migrator = Migrator(client: postgres, schema: Module.name, migrations: try Module.allMigrations(), logger: logger)
+
+        let router = Router(context: AppRequestContext.self)
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: RequestIdMiddleware())
+        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: AuthenticationMiddleware(verifier: verifier))
+        HealthEndpoints.add(to: router, checks: [
+            .postgres(postgres, logger: logger), .migrations(migrator), .kafka(producer),
+        ])
+        MetricsEndpoint.add(to: router, registry: registry)
+        module.addRoutes(to: router)
+
+        var services: [any Service] = [postgres, producer]
+        services.append(OutboxRelay(client: postgres, publisher: producer, schema: Module.name, pollInterval: settings.outboxPollInterval, logger: logger))
+        if !Module.consumedTopics.isEmpty {
+            var consumerConfiguration = kafkaConfiguration(settings)
+            consumerConfiguration.clientId = Module.name + "-consumer"
+            let consumer = try KafkaConsumer(configuration: consumerConfiguration, groupId: Module.name, topics: Module.consumedTopics, logger: logger)
+            services.append(EventConsumerService(
+                consumer: consumer, producer: producer, inbox: Inbox(client: postgres, handlers: module.eventHandlers),
+                service: Module.name, maxAttempts: settings.consumerMaxAttempts, backoff: settings.consumerRetryBackoff, logger: logger))
+        }
+        services.append(contentsOf: module.backgroundServices)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: nil),
+            services: services,
+            onServerRunning: { _ in logger.info("serving", metadata: ["http.port": "\(settings.httpPort)"]) },
+            logger: logger)
+    }
+
+    public static func serve() async throws {
+        let reader = try ConfigReader()
+        LoggingSetup.bootstrap(service: Module.name, reader: reader)
+        let logger = Logger(label: Module.name)
+        let settings = try settings(reader)
+        let app = try buildApplication(reader: reader, logger: logger)
+        var configuration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = settings.shutdownGracePeriod
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    /// Applies pending migrations and exits; safe to run concurrently and repeatedly.
+    public static func migrate() async throws {
+        let reader = try ConfigReader()
+        LoggingSetup.bootstrap(service: Module.name, reader: reader)
+        let logger = Logger(label: Module.name)
+        let settings = try settings(reader)
+        guard let database = settings.database else { throw ConfigError.missing(key: "DATABASE_URL") }
+        let client = database.makeClient(logger: logger)
+        let migrator = Migrator(client: client, schema: Module.name, migrations: try Module.allMigrations(), logger: logger)
+        let applied = try await withThrowingTaskGroup(of: [String]?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            group.addTask { try await migrator.migrate() }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            return []
+        }
+        logger.info("migrations complete", metadata: ["applied": "\(applied.count)", "db": "\(database)"])
+    }
+
+    /// Moves dead-lettered messages back to the topics they came from, for a fresh try.
+    public static func redrive(idle: Duration, limit: Int?) async throws {
+        let reader = try ConfigReader()
+        LoggingSetup.bootstrap(service: Module.name, reader: reader)
+        let logger = Logger(label: Module.name)
+        let settings = try settings(reader)
+        let producer = try KafkaProducer(configuration: kafkaConfiguration(settings, clientSuffix: "-redrive"), logger: logger)
+        let consumer = try KafkaConsumer(
+            configuration: kafkaConfiguration(settings, clientSuffix: "-redrive"),
+            groupId: "\(Module.name).dlq-redrive", topics: [DeadLetters.topic(for: Module.name)], logger: logger)
+        let count = try await DeadLetterRedrive(consumer: consumer, producer: producer, logger: logger).run(idle: idle, limit: limit)
+        logger.info("redrive complete", metadata: ["messages": "\(count)"])
+        print("redriven: \(count)")
+    }
+}
+
+/// Republishes dead-lettered messages to their original topics, without the `dlq_*` headers.
+public struct DeadLetterRedrive: Sendable {
+    let consumer: KafkaConsumer
+    let producer: KafkaProducer
+    let logger: Logger
+
+    public init(consumer: KafkaConsumer, producer: KafkaProducer, logger: Logger) {
+        self.consumer = consumer
+        self.producer = producer
+        self.logger = logger
+    }
+
+    /// Runs until no message arrived for `idle` or `limit` messages were moved; returns how many moved.
+    public func run(idle: Duration, limit: Int?) async throws -> Int {
+        let moved = NIOLockedValueBox(0)
+        let lastActivity = NIOLockedValueBox(ContinuousClock.now)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await producer.run() }
+            group.addTask { try await consumer.run() }
+            group.addTask {
+                for try await message in consumer.messages {
+                    lastActivity.withLockedValue { $0 = .now }
+                    if let topic = DeadLetters.originalTopic(of: message) {
+                        let headers = message.headers.filter { !$0.key.hasPrefix(DeadLetters.headerPrefix) }
+                        _ = try await producer.send(topic: topic, key: message.key, value: message.value, headers: headers)
+                        moved.withLockedValue { $0 += 1 }
+                    } else {
+                        logger.warning("dead letter without original topic skipped", metadata: ["kafka.offset": "\(message.offset)"])
+                    }
+                    try consumer.storeOffset(message)
+                    lastActivity.withLockedValue { $0 = .now }
+                    if let limit, moved.withLockedValue({ $0 }) >= limit { return }
+                }
+            }
+            group.addTask {
+                while ContinuousClock.now - lastActivity.withLockedValue({ $0 }) < idle {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            // The mover or the idle watchdog finishes first; either way the run is over.
+            _ = try await group.next()
+            try await consumer.commit()
+            group.cancelAll()
+        }
+        return moved.withLockedValue { $0 }
+    }
+}
+
+/// `serve`: run the service until SIGTERM/SIGINT.
+public struct ServeCommand<Module: ServiceModule>: AsyncParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "serve", abstract: "Serve HTTP, relay the outbox and consume events until SIGTERM.")
+    }
+    public init() {}
+    public func run() async throws { try await ServiceRuntime<Module>.serve() }
+}
+
+/// `migrate`: apply pending migrations and exit.
+public struct MigrateCommand<Module: ServiceModule>: AsyncParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "migrate", abstract: "Apply pending database migrations (idempotent, advisory-locked).")
+    }
+    public init() {}
+    public func run() async throws { try await ServiceRuntime<Module>.migrate() }
+}
+
+/// `dlq redrive`: put dead-lettered messages back on their original topics.
+public struct DeadLetterCommand<Module: ServiceModule>: AsyncParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "dlq", abstract: "Operate on the service's dead-letter topic.", subcommands: [Redrive.self])
+    }
+    public init() {}
+
+    public struct Redrive: AsyncParsableCommand {
+        public static var configuration: CommandConfiguration {
+            CommandConfiguration(commandName: "redrive", abstract: "Republish dead-lettered messages to their original topics.")
+        }
+        @Option(help: "Stop after this many seconds without a message.") var idleSeconds: Int = 5
+        @Option(help: "Stop after this many messages.") var limit: Int?
+        public init() {}
+        public func run() async throws {
+            try await ServiceRuntime<Module>.redrive(idle: .seconds(idleSeconds), limit: limit)
+        }
+    }
+}
