@@ -122,6 +122,19 @@ let package = Package(
                 dependencies: ["Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 path: "Services/Gateway/Sources/GatewayMain"),
             .testTarget(
+                name: "PlatformTests",
+                dependencies: ["Platform", "Contracts", "Kafka", .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "NIOCore", package: "swift-nio"),
+                               .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                               .product(name: "HTTPTypes", package: "swift-http-types")],
+                path: "Tests/PlatformTests"),
+            .testTarget(
+                name: "ServiceTests",
+                dependencies: ["Identity", "Gateway", "Billing", "Platform", .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "HTTPTypes", package: "swift-http-types")],
+                path: "Tests/ServiceTests"),
+            .testTarget(
                 name: "KafkaTests",
                 dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
                 path: "Tests/KafkaTests"),

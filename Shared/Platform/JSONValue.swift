@@ -58,3 +58,19 @@ public enum JSONResponse {
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
+
+// UUIDs in JSON are lower-case (RFC 9562 §4); Foundation writes them upper-case. These more
+// specific overloads win over the generic ones in synthesised and hand-written `encode(to:)`.
+extension KeyedEncodingContainer {
+    public mutating func encode(_ value: UUID, forKey key: Key) throws {
+        try encode(value.uuidString.lowercased(), forKey: key)
+    }
+
+    public mutating func encode(_ value: UUID?, forKey key: Key) throws {
+        if let value { try encode(value.uuidString.lowercased(), forKey: key) } else { try encodeNil(forKey: key) }
+    }
+
+    public mutating func encodeIfPresent(_ value: UUID?, forKey key: Key) throws {
+        if let value { try encode(value.uuidString.lowercased(), forKey: key) }
+    }
+}

@@ -1,0 +1,100 @@
+import Crypto
+import Foundation
+import Testing
+@testable import Platform
+
+@Suite struct TokenTests {
+    let key = Curve25519.Signing.PrivateKey()
+    let now = Date(timeIntervalSince1970: 1_795_255_200)
+    let subject = "0192f1a0-1111-7000-8000-000000000001"
+
+    var signer: AccessTokenSigner { AccessTokenSigner(keyId: "k1", privateKey: key) }
+
+    func verifier(keys: [String: Curve25519.Signing.PublicKey]? = nil) -> AccessTokenVerifier {
+        let fixed = now
+        return AccessTokenVerifier(keys: StaticKeySource(keys ?? ["k1": key.publicKey]), issuer: "marketplace-identity",
+                                   audience: "marketplace", leeway: 60, now: { fixed })
+    }
+
+    func claims(iss: String = "marketplace-identity", aud: String = "marketplace", iat: Int64? = nil, nbf: Int64? = nil, exp: Int64? = nil) -> AccessTokenClaims {
+        let t = Int64(now.timeIntervalSince1970)
+        return AccessTokenClaims(iss: iss, aud: aud, sub: subject, roles: ["buyer"], iat: iat ?? t, nbf: nbf ?? t, exp: exp ?? t + 900, jti: "j1")
+    }
+
+    func segment(_ json: String) -> String { Base64URL.encode(Data(json.utf8)) }
+
+    @Test func aValidTokenVerifies() async throws {
+        let token = try signer.sign(claims())
+        let verified = try await verifier().verify(token)
+        #expect(verified.sub == subject)
+        #expect(verified.roles == ["buyer"])
+    }
+
+    @Test func expiredIsRefusedButSkewIsTolerated() async throws {
+        let t = Int64(now.timeIntervalSince1970)
+        await #expect(throws: TokenError.expired) { try await verifier().verify(try signer.sign(claims(exp: t - 61))) }
+        _ = try await verifier().verify(try signer.sign(claims(exp: t - 30)))
+    }
+
+    @Test func notYetValidIsRefused() async throws {
+        let t = Int64(now.timeIntervalSince1970)
+        await #expect(throws: TokenError.notYetValid) { try await verifier().verify(try signer.sign(claims(nbf: t + 120))) }
+    }
+
+    @Test func wrongIssuerOrAudienceIsRefused() async throws {
+        await #expect(throws: TokenError.wrongIssuer) { try await verifier().verify(try signer.sign(claims(iss: "someone-else"))) }
+        await #expect(throws: TokenError.wrongAudience) { try await verifier().verify(try signer.sign(claims(aud: "other-api"))) }
+    }
+
+    @Test func aTamperedPayloadIsRefused() async throws {
+        let parts = try signer.sign(claims()).split(separator: ".").map(String.init)
+        var forged = claims()
+        forged.roles = ["admin"]
+        let payload = Base64URL.encode(try JSONEncoder().encode(forged))
+        await #expect(throws: TokenError.badSignature) { try await verifier().verify("\(parts[0]).\(payload).\(parts[2])") }
+    }
+
+    @Test func algNoneIsRefused() async throws {
+        let payload = Base64URL.encode(try JSONEncoder().encode(claims()))
+        let token = segment(#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#) + "." + payload + "."
+        await #expect(throws: TokenError.unsupportedAlgorithm("none")) { try await verifier().verify(token) }
+    }
+
+    @Test func hs256SignedWithThePublicKeyIsRefused() async throws {
+        let payload = Base64URL.encode(try JSONEncoder().encode(claims()))
+        let header = segment(#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#)
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(header).\(payload)".utf8), using: SymmetricKey(data: key.publicKey.rawRepresentation))
+        let token = "\(header).\(payload).\(Base64URL.encode(Data(mac)))"
+        await #expect(throws: TokenError.unsupportedAlgorithm("HS256")) { try await verifier().verify(token) }
+    }
+
+    @Test func anUnknownKidIsRefused() async throws {
+        let other = AccessTokenSigner(keyId: "k2", privateKey: Curve25519.Signing.PrivateKey())
+        await #expect(throws: TokenError.unknownKeyId("k2")) { try await verifier().verify(try other.sign(claims())) }
+    }
+
+    @Test func aKnownKidWithAnotherKeysSignatureIsRefused() async throws {
+        let impostor = AccessTokenSigner(keyId: "k1", privateKey: Curve25519.Signing.PrivateKey())
+        await #expect(throws: TokenError.badSignature) { try await verifier().verify(try impostor.sign(claims())) }
+    }
+
+    @Test func aTokenOfAnotherTypeIsRefused() async throws {
+        let payload = Base64URL.encode(try JSONEncoder().encode(claims()))
+        let header = segment(#"{"alg":"EdDSA","typ":"JWT","kid":"k1"}"#)
+        let signature = try key.signature(for: Data("\(header).\(payload)".utf8))
+        await #expect(throws: TokenError.wrongType) { try await verifier().verify("\(header).\(payload).\(Base64URL.encode(signature))") }
+    }
+
+    @Test func garbageIsMalformed() async {
+        await #expect(throws: TokenError.malformed) { try await verifier().verify("not-a-token") }
+        await #expect(throws: TokenError.malformed) { try await verifier().verify("a.b.c") }
+    }
+
+    @Test func jwksCarriesTheRawPublicKey() throws {
+        let jwk = JSONWebKey(kid: "k1", publicKey: key.publicKey)
+        #expect(jwk.kty == "OKP" && jwk.crv == "Ed25519" && jwk.alg == "EdDSA")
+        #expect(jwk.publicKey?.rawRepresentation == key.publicKey.rawRepresentation)
+        #expect(BearerToken.parse("Bearer abc") == "abc")
+        #expect(BearerToken.parse("Basic abc") == nil)
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+@testable import Platform
+
+@Suite struct ValuesTests {
+    @Test func cursorsRoundTripAndGarbageIsA400() throws {
+        let cursor = Cursor(time: Date(timeIntervalSince1970: 1_795_255_200.123456), id: UUID())
+        let decoded = try Cursor.decode(cursor.encoded())
+        #expect(decoded.id == cursor.id)
+        #expect(abs(decoded.time.timeIntervalSince(cursor.time)) < 0.000_001)
+        #expect(throws: Problem(.malformedRequest, "The cursor is not valid.")) { try Cursor.decode("!!!") }
+        #expect(throws: Problem(.malformedRequest, "The cursor is not valid.")) { try Cursor.decode(Base64URL.encode(Data("x:y".utf8))) }
+    }
+
+    @Test func uuidV7IsVersionedAndTimeOrdered() {
+        let early = UUID.v7(now: Date(timeIntervalSince1970: 1_000))
+        let late = UUID.v7(now: Date(timeIntervalSince1970: 2_000))
+        let text = early.uuidString.lowercased()
+        #expect(Array(text)[14] == "7")
+        #expect(["8", "9", "a", "b"].contains(Array(text)[19]))
+        #expect(early.uuidString < late.uuidString)
+    }
+
+    @Test func traceparentIsParsedAndInvalidOnesRejected() {
+        let trace = TraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        #expect(trace?.traceId == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(TraceParent("00-00000000000000000000000000000000-00f067aa0ba902b7-01") == nil)
+        #expect(TraceParent("garbage") == nil)
+        let child = trace!.child()
+        #expect(child.traceId == trace!.traceId && child.parentId != trace!.parentId)
+    }
+
+    @Test func requestIdsFromOutsideAreSanitised() {
+        #expect(RequestIds.sanitized("abc-123_x.y") == "abc-123_x.y")
+        #expect(RequestIds.sanitized("bad\nid") == nil)
+        #expect(RequestIds.sanitized(String(repeating: "a", count: 200)) == nil)
+        #expect(RequestIds.make().count == 32)
+    }
+
+    struct Sample: Encodable { var id: UUID; var other: UUID? }
+
+    @Test func uuidsAreWrittenLowerCase() throws {
+        let id = UUID(uuidString: "0192F1A0-0000-7000-8000-0000000000A1")!
+        let data = try JSONResponse.encoder.encode(Sample(id: id, other: id))
+        #expect(String(decoding: data, as: UTF8.self) == #"{"id":"0192f1a0-0000-7000-8000-0000000000a1","other":"0192f1a0-0000-7000-8000-0000000000a1"}"#)
+    }
+
+    @Test func pagesAlwaysCarryNextCursor() throws {
+        let data = try JSONResponse.encoder.encode(Page<Int>(items: [1], nextCursor: nil))
+        #expect(String(decoding: data, as: UTF8.self) == #"{"items":[1],"nextCursor":null}"#)
+    }
+
+    @Test func logLinesAreSingleLineJSON() throws {
+        let line = LineLogHandler.format(level: .info, message: "hello\nworld", metadata: ["request.id": "r1"], label: "l", service: "orders", json: true, date: Date(timeIntervalSince1970: 0))
+        #expect(!line.contains("\n"))
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        #expect(object?["request.id"] as? String == "r1")
+        #expect(object?["service"] as? String == "orders")
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import HTTPTypes
+import Testing
+@testable import Gateway
+@testable import Platform
+
+@Suite struct GatewayTests {
+    func table(_ routes: [Route] = RouteTable.defaultRoutes) throws -> RouteTable {
+        try RouteTable.load(ConfigReader(values: [:]))
+    }
+
+    @Test func longestPrefixWinsOnSegmentBoundaries() throws {
+        let routes = try table()
+        #expect(routes.route(for: "/v1/auth/login")?.upstream == "identity")
+        #expect(routes.route(for: "/v1/auth/login")?.access == .public)
+        #expect(routes.route(for: "/v1/users/me")?.access == .authenticated)
+        #expect(routes.route(for: "/v1/orders")?.upstream == "orders")
+        #expect(routes.route(for: "/v1/orders/0192f1a0")?.upstream == "orders")
+        #expect(routes.route(for: "/v1/ordersx") == nil)
+        #expect(routes.route(for: "/v1/plans")?.access == .public)
+        #expect(routes.route(for: "/nothing") == nil)
+        let nested = try RouteTable(routes: [
+            Route(prefix: "/v1/a", upstream: "x", access: .authenticated),
+            Route(prefix: "/v1/a/public", upstream: "x", access: .public),
+        ], upstreams: ["x": URL(string: "http://127.0.0.1:1")!])
+        #expect(nested.route(for: "/v1/a/public/doc")?.access == .public)
+        #expect(nested.route(for: "/v1/a/private")?.access == .authenticated)
+    }
+
+    @Test func aBadRouteTableStopsTheGateway() throws {
+        #expect(throws: RouteTableError.invalid("route /v1/x names unknown upstream nowhere")) {
+            try RouteTable(routes: [Route(prefix: "/v1/x", upstream: "nowhere", access: .public)], upstreams: [:])
+        }
+        #expect(throws: ConfigError.invalidValue(key: "UPSTREAM_ORDERS", expected: "an http(s) URL")) {
+            try RouteTable.load(ConfigReader(values: ["UPSTREAM_ORDERS": "ftp://x"]))
+        }
+        #expect(throws: RouteTableError.unreadable("/nonexistent.json")) {
+            try RouteTable.load(ConfigReader(values: ["ROUTES_FILE": "/nonexistent.json"]))
+        }
+    }
+
+    @Test func clientSentInternalHeadersNeverReachAnUpstream() {
+        var fields = HTTPFields()
+        fields[HTTPField.Name("X-User-Id")!] = "someone-else"
+        fields[HTTPField.Name("X-Internal-Role")!] = "admin"
+        fields[HTTPField.Name("X-Forwarded-For")!] = "10.0.0.1"
+        fields[HTTPField.Name("X-Request-Id")!] = "mine"
+        fields[.connection] = "keep-alive, X-Drop-Me"
+        fields[HTTPField.Name("X-Drop-Me")!] = "1"
+        fields[.authorization] = "Bearer t"
+        fields[.accept] = "application/json"
+        let forwarded = HeaderPolicy.upstreamHeaders(from: fields).map { $0.0.lowercased() }
+        #expect(Set(forwarded) == ["authorization", "accept"])
+    }
+
+    @Test func dotSegmentsAndEncodedSeparatorsAreRefused() {
+        #expect(HeaderPolicy.isSafePath("/v1/orders/abc"))
+        #expect(!HeaderPolicy.isSafePath("/v1/auth/../users/me"))
+        #expect(!HeaderPolicy.isSafePath("/v1/auth/%2e%2e/users/me"))
+        #expect(!HeaderPolicy.isSafePath("/v1/auth%2Fusers"))
+    }
+}

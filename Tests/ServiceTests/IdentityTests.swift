@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+@testable import Identity
+@testable import Platform
+
+@Suite struct IdentityTests {
+    func request(email: String? = "Ann@Example.com ", password: String? = "correct horse battery", displayName: String? = "Ann", role: String? = "vendor") -> RegisterRequest {
+        RegisterRequest(email: email, password: password, displayName: displayName, role: role)
+    }
+
+    @Test func aValidRegistrationIsNormalised() throws {
+        let valid = try RegistrationRules.validate(request())
+        #expect(valid.email == "Ann@Example.com")
+        #expect(valid.normalizedEmail == "ann@example.com")
+        #expect(valid.role == .vendor)
+    }
+
+    @Test func everyInvalidFieldIsReportedTogether() {
+        #expect(throws: Problem.validation([
+            FieldError("email", "must be a valid email address"),
+            FieldError("password", "must be 12 to 128 characters"),
+            FieldError("displayName", "is required"),
+            FieldError("role", "must be one of: buyer, vendor"),
+        ])) {
+            try RegistrationRules.validate(request(email: "nope", password: "short", displayName: nil, role: "admin"))
+        }
+    }
+
+    @Test func staffRolesCannotBeSelfAssigned() {
+        #expect(throws: Problem.self) { try RegistrationRules.validate(request(role: "moderator")) }
+    }
+
+    @Test(arguments: ["a@b.co", "first.last+tag@sub.example.org"])
+    func plausibleEmails(_ email: String) { #expect(RegistrationRules.isPlausibleEmail(email)) }
+
+    @Test(arguments: ["", "a", "a@b", "a@@b.co", "a b@c.de", "@b.co", "a@-b.co", "a@b..co"])
+    func implausibleEmails(_ email: String) { #expect(!RegistrationRules.isPlausibleEmail(email)) }
+
+    @Test func phcParametersAreRead() {
+        let parameters = PasswordHasher.parameters(of: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g")
+        #expect(parameters == .owasp)
+        #expect(PasswordHasher.parameters(of: "$2b$12$bcrypt") == nil)
+    }
+
+    @Test func argon2idHashesVerifyAndCarryOWASPParameters() async throws {
+        let hasher = PasswordHasher()
+        let hash = try await hasher.hash("correct horse battery")
+        #expect(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
+        #expect(await hasher.verify("correct horse battery", against: hash))
+        #expect(!(await hasher.verify("wrong horse battery", against: hash)))
+        #expect(!(await hasher.verify("x", against: "not a hash")))
+        #expect(try await hasher.hash("correct horse battery") != hash)  // salted
+    }
+
+    @Test func domainErrorsMapToStableProblemTypes() {
+        #expect(IdentityError.emailTaken.problem.type.hasSuffix("/email-taken"))
+        #expect(IdentityError.emailTaken.problem.status == .conflict)
+        #expect(IdentityError.invalidCredentials.problem.status == .unauthorized)
+        #expect(IdentityError.refreshTokenReused.problem == IdentityError.invalidRefreshToken.problem)
+    }
+}
