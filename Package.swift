@@ -135,6 +135,12 @@ let package = Package(
                                .product(name: "HTTPTypes", package: "swift-http-types")],
                 path: "Tests/ServiceTests"),
             .testTarget(
+                name: "IntegrationTests",
+                dependencies: ["Platform", "Kafka", .product(name: "PostgresNIO", package: "postgres-nio"),
+                               .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                               .product(name: "Logging", package: "swift-log")],
+                path: "Tests/IntegrationTests"),
+            .testTarget(
                 name: "KafkaTests",
                 dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
                 path: "Tests/KafkaTests"),

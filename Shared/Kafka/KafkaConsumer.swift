@@ -166,13 +166,16 @@ public final class KafkaConsumer: Service, Sendable {
 
     /// Waits for graceful shutdown (or cancellation), then stops handing out records, commits
     /// stored offsets, leaves the group and destroys the client.
-    /// - Throws: ``KafkaError`` if the final commit failed (the client is closed regardless).
+    ///
+    /// A failed final commit (e.g. a rebalance in progress) is retried by the revocation in
+    /// `rd_kafka_consumer_close`; if that fails too, uncommitted records are redelivered to the
+    /// group, as at-least-once delivery allows, so shutdown does not fail for it.
     public func run() async throws {
         try? await gracefulShutdown()
-        try await close()
+        await close()
     }
 
-    private func close() async throws {
+    private func close() async {
         let shouldClose = lifecycle.withLock { state in
             guard state == .open else { return false }
             state = .closing
@@ -180,9 +183,11 @@ public final class KafkaConsumer: Service, Sendable {
         }
         guard shouldClose else { return }
         logger.debug("kafka consumer closing")
-        let commitFailure: KafkaError? = await runBlocking(on: pollQueue) { [self] in
-            let failure = ConsumerContext.commitStoredOffsets(handle.pointer)
-            // Leaves the group; revocation runs rebalanceCallback on this thread.
+        await runBlocking(on: pollQueue) { [self] in
+            if let failure = ConsumerContext.commitStoredOffsets(handle.pointer) {
+                logger.debug("kafka final commit failed", metadata: ["kafka.error": "\(failure.name)"])
+            }
+            // Leaves the group; revocation runs rebalanceCallback (and its commit) on this thread.
             let closeError = rd_kafka_consumer_close(handle.pointer)
             if closeError != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.debug("kafka consumer close failed", metadata: ["kafka.error": "\(KafkaError(closeError).name)"])
@@ -191,10 +196,8 @@ public final class KafkaConsumer: Service, Sendable {
                 rd_kafka_destroy(handle.pointer)
                 state = .closed
             }
-            return failure
         }
         logger.debug("kafka consumer closed")
-        if let commitFailure { throw commitFailure }
     }
 
     private enum PollOutcome: Sendable {
@@ -316,7 +319,10 @@ final class ConsumerContext: LibrdkafkaCallbackContext, @unchecked Sendable {
                 rd_kafka_assign(rk, partitions)
             }
             assignment.withLock { cooperative ? $0.formUnion(changed) : ($0 = Set(changed)) }
-            logger.debug("kafka partitions assigned", metadata: ["kafka.partitions": "\(Self.describe(changed))"])
+            logger.debug("kafka partitions assigned", metadata: [
+                "kafka.partitions": "\(Self.describe(changed))",
+                "kafka.rebalance": "\(cooperative ? "incremental" : "eager")",
+            ])
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             // Commit what was finished before the partitions move, so the next owner does not redo it.
@@ -329,7 +335,10 @@ final class ConsumerContext: LibrdkafkaCallbackContext, @unchecked Sendable {
                 rd_kafka_assign(rk, nil)
             }
             assignment.withLock { cooperative ? $0.subtract(changed) : $0.removeAll() }
-            logger.debug("kafka partitions revoked", metadata: ["kafka.partitions": "\(Self.describe(changed))"])
+            logger.debug("kafka partitions revoked", metadata: [
+                "kafka.partitions": "\(Self.describe(changed))",
+                "kafka.rebalance": "\(cooperative ? "incremental" : "eager")",
+            ])
 
         default:
             logger.debug("kafka rebalance failed", metadata: ["kafka.error": "\(KafkaError(event).name)"])

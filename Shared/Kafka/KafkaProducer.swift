@@ -91,7 +91,7 @@ public final class KafkaProducer: Service, Sendable {
     public func isConnected(timeout: Duration = .seconds(2)) async -> Bool {
         guard context.state.withLock({ $0.acceptsSends }) else { return false }
         let milliseconds = timeout.librdkafkaMilliseconds
-        return await runBlocking(on: blockingQueue) { [handle] in
+        return await runBlocking(on: blockingQueue) { [self] in
             Librdkafka.brokersReachable(handle.pointer, timeoutMilliseconds: milliseconds)
         }
     }

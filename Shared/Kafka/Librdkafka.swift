@@ -35,15 +35,16 @@ class LibrdkafkaCallbackContext: @unchecked Sendable {
         Unmanaged<LibrdkafkaCallbackContext>.fromOpaque(opaque).takeUnretainedValue()
     }
 
-    /// Forwards one librdkafka log line. librdkafka uses syslog levels (0 emergency ... 7 debug).
+    /// Forwards one librdkafka log line. librdkafka uses syslog levels (0 emergency ... 7 debug);
+    /// its "err" lines are mostly conditions it retries itself (broker unreachable), so they
+    /// arrive as warnings, and its notice/info chatter stays at debug.
     func log(level: Int32, facility: String, message: String) {
         let mapped: Logger.Level
         switch level {
-        case ...3: mapped = .error
-        case 4: mapped = .warning
-        case 5: mapped = .notice
-        case 6: mapped = .info
-        default: mapped = .debug
+        case ...2: mapped = .error
+        case 3, 4: mapped = .warning
+        case 5, 6: mapped = .debug
+        default: mapped = .trace
         }
         logger.log(
             level: min(mapped, maximumLogLevel),

@@ -13,10 +13,21 @@ import Synchronization
 /// - Everything is in memory and lost on shutdown.
 /// - No admin API (CreateTopics): create topics with ``createTopic(_:partitions:)``; unknown
 ///   topics are auto-created on first metadata request with the mock's default partition count.
-/// - The mock group coordinator waits about 3 s before completing the first rebalance of an
-///   empty group (like `group.initial.rebalance.delay.ms`), so a fresh consumer receives its
-///   first record after a few seconds.
+/// - The mock group coordinator waits 3 s before completing the first rebalance of a new group
+///   (like `group.initial.rebalance.delay.ms`), so a fresh consumer receives its first record
+///   after a few seconds.
+/// - When the last member leaves a group (clean `rd_kafka_consumer_close`), the mock does not
+///   return the group to "empty": the next member's join waits `session.timeout.ms` - 1 s of the
+///   member that left (44 s with librdkafka's default of 45 s). Consumers that restart against
+///   the mock should use ``fastRejoinConsumerProperties`` (about 5 s instead).
 public final class MockKafkaCluster: Sendable {
+    /// Consumer settings that make a restarted group member rejoin the mock in about 5 s (see the
+    /// type's notes). Also valid on real brokers (6 s is their default minimum session timeout).
+    public static let fastRejoinConsumerProperties: [String: String] = [
+        "session.timeout.ms": "6000",
+        "heartbeat.interval.ms": "2000",
+    ]
+
     /// `host:port` list of the mock brokers, for `bootstrap.servers`.
     public let bootstrapServers: String
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 
 /// Reads JSON request bodies with the limits and error mapping every service shares:
 /// over the limit → 413, not JSON → 400, missing or mistyped fields → 422 naming the field.
@@ -11,6 +12,8 @@ public enum JSONBody {
         do {
             buffer = try await request.collectBody(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw Problem(.payloadTooLarge, "The request body exceeds \(limit) bytes.")
+        } catch is NIOTooManyBytesError {
             throw Problem(.payloadTooLarge, "The request body exceeds \(limit) bytes.")
         }
         return try decode(type, from: Data(buffer: buffer))

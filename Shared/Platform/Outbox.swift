@@ -87,30 +87,50 @@ public struct OutboxRelay: Service {
                 }
             }
             logger.info("outbox relay active", metadata: ["db.schema": "\(schema)"])
-            defer { logger.info("outbox relay stopped", metadata: ["db.schema": "\(schema)"]) }
-            let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-            try await connection.listen(on: "outbox_\(schema)") { notifications in
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for try await _ in notifications { wake.yield() }
-                    }
-                    group.addTask {
-                        // The polling fallback rings the same bell as NOTIFY.
-                        while !Task.isCancelled {
-                            try await Task.sleep(for: pollInterval)
-                            wake.yield()
-                        }
-                    }
-                    group.addTask {
-                        wake.yield()
-                        for await _ in wakeups {
-                            while try await drainBatch() == batchSize {}
-                            try await updateBacklogMetrics()
-                        }
-                    }
-                    _ = try await group.next()
-                    group.cancelAll()
+            do {
+                try await drainWhileListening(connection)
+            } catch {
+                await release(lockKey, on: connection)
+                throw error
+            }
+            await release(lockKey, on: connection)
+        }
+    }
+
+    /// Gives up leadership. The lock is per session and the connection goes back to the pool, so it
+    /// must be released explicitly; if that fails the connection is closed, which releases it too.
+    func release(_ lockKey: Int64, on connection: PostgresConnection) async {
+        do {
+            try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
+        } catch {
+            try? await connection.close()
+        }
+        logger.info("outbox relay stopped", metadata: ["db.schema": "\(schema)"])
+    }
+
+    func drainWhileListening(_ connection: PostgresConnection) async throws {
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try await connection.listen(on: "outbox_\(schema)") { notifications in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for try await _ in notifications { wake.yield() }
                 }
+                group.addTask {
+                    // The polling fallback rings the same bell as NOTIFY.
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: pollInterval)
+                        wake.yield()
+                    }
+                }
+                group.addTask {
+                    wake.yield()
+                    for await _ in wakeups {
+                        while try await drainBatch() == batchSize {}
+                        try await updateBacklogMetrics()
+                    }
+                }
+                _ = try await group.next()
+                group.cancelAll()
             }
         }
     }
@@ -136,20 +156,33 @@ public struct OutboxRelay: Service {
             batch.append(Row(seq: seq, event: event, topic: topic, key: key))
         }
         guard !batch.isEmpty else { return 0 }
-        // All sends are in flight at once; the idempotent producer keeps per-partition order.
-        let results = await withTaskGroup(of: (Int64, (any Error)?).self) { group in
-            for row in batch {
+        // Aggregates are published concurrently, each aggregate's rows strictly in `seq` order; after a
+        // failure the rest of that aggregate waits for the next round, so order is never broken.
+        var byKey: [String: [Row]] = [:]
+        var keyOrder: [String] = []
+        for row in batch {
+            if byKey[row.key] == nil { keyOrder.append(row.key) }
+            byKey[row.key, default: []].append(row)
+        }
+        let results = await withTaskGroup(of: [(Int64, (any Error)?)].self) { group in
+            for key in keyOrder {
+                let rows = byKey[key]!
                 group.addTask {
-                    do {
-                        try await publisher.publish(topic: row.topic, key: Array(row.key.utf8), value: row.event.data, headers: row.event.kafkaHeaders)
-                        return (row.seq, nil)
-                    } catch {
-                        return (row.seq, error)
+                    var outcomes: [(Int64, (any Error)?)] = []
+                    for row in rows {
+                        do {
+                            try await publisher.publish(topic: row.topic, key: Array(row.key.utf8), value: row.event.data, headers: row.event.kafkaHeaders)
+                            outcomes.append((row.seq, nil))
+                        } catch {
+                            outcomes.append((row.seq, error))
+                            break
+                        }
                     }
+                    return outcomes
                 }
             }
             var collected: [(Int64, (any Error)?)] = []
-            for await result in group { collected.append(result) }
+            for await outcomes in group { collected.append(contentsOf: outcomes) }
             return collected
         }
         let acknowledged = results.filter { $0.1 == nil }.map(\.0)
@@ -161,6 +194,7 @@ public struct OutboxRelay: Service {
             failedCounter.increment(by: results.count - acknowledged.count)
             throw failure.1!
         }
+        if Task.isCancelled { throw CancellationError() }
         return batch.count
     }
 

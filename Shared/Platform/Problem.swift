@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import PostgresNIO
 
 /// One invalid field in a request body or query, reported with a 422.
@@ -144,9 +145,15 @@ public struct ProblemMiddleware<Context: ServiceRequestContext>: RouterMiddlewar
             return problem(for: transaction.commitError ?? transaction.beginError ?? transaction.rollbackError ?? error, logger: logger)
         case let convertible as any ProblemConvertible:
             return convertible.problem
+        case is NIOTooManyBytesError:
+            return Problem(.payloadTooLarge, "The request body exceeds the limit.")
         case let psql as PSQLError:
             if psql.serverInfo?[.sqlState] == "23505" {
                 return Problem(.conflict, "The resource already exists.")
+            }
+            if let state = psql.serverInfo?[.sqlState], state.hasPrefix("22") {
+                // Data exceptions (a NUL byte in text, a number out of range) come from input.
+                return Problem(.malformedRequest, "The request contains a value that cannot be stored.")
             }
             if psql.serverInfo?[.sqlState] == "40001" {
                 return Problem(.serviceUnavailable, "The request conflicted with another one; retry it.", headers: [.retryAfter: "1"])

@@ -36,9 +36,12 @@ public struct AppRequestContext: ServiceRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestId: String?
     public var principal: Principal?
+    /// The peer's IP address as the connection reports it (never taken from headers).
+    public var clientAddress: String?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.clientAddress = source.channel.remoteAddress?.ipAddress
     }
 }
 

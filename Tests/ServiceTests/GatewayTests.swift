@@ -60,3 +60,34 @@ import Testing
         #expect(!HeaderPolicy.isSafePath("/v1/auth%2Fusers"))
     }
 }
+
+@Suite struct RateLimiterTests {
+    final class Clock: @unchecked Sendable {
+        var seconds: Double = 0
+    }
+
+    @Test func aBurstIsAllowedThenRefusedUntilRefilled() {
+        let clock = Clock()
+        let limiter = RateLimiter(policy: .init(capacity: 3, refillPerSecond: 0.5), now: { clock.seconds })
+        #expect((1...3).allSatisfy { _ in limiter.take("1.2.3.4").allowed })
+        let refused = limiter.take("1.2.3.4")
+        #expect(!refused.allowed)
+        #expect(refused.retryAfter == 2)
+        #expect(limiter.take("5.6.7.8").allowed, "each address has its own bucket")
+        clock.seconds = 2
+        #expect(limiter.take("1.2.3.4").allowed)
+        #expect(!limiter.take("1.2.3.4").allowed)
+        clock.seconds = 100
+        #expect(limiter.take("1.2.3.4").remaining == 2, "a bucket never holds more than its capacity")
+    }
+
+    @Test func memoryStaysBounded() {
+        let clock = Clock()
+        let limiter = RateLimiter(policy: .init(capacity: 1, refillPerSecond: 1), maxKeys: 100, now: { clock.seconds })
+        for index in 0..<1_000 {
+            clock.seconds = Double(index) / 100
+            _ = limiter.take("client-\(index)")
+        }
+        #expect(!limiter.take("client-999").allowed, "a recent client keeps its state")
+    }
+}

@@ -33,7 +33,7 @@ import Testing
     @Test(arguments: ["a@b.co", "first.last+tag@sub.example.org"])
     func plausibleEmails(_ email: String) { #expect(RegistrationRules.isPlausibleEmail(email)) }
 
-    @Test(arguments: ["", "a", "a@b", "a@@b.co", "a b@c.de", "@b.co", "a@-b.co", "a@b..co"])
+    @Test(arguments: ["", "a", "a@b", "a@@b.co", "a b@c.de", "@b.co", "a@-b.co", "a@b..co", "a\u{0}@b.co"])
     func implausibleEmails(_ email: String) { #expect(!RegistrationRules.isPlausibleEmail(email)) }
 
     @Test func phcParametersAreRead() {

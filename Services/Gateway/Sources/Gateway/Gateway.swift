@@ -17,8 +17,11 @@ public struct GatewaySettings: Sendable {
     public var tokenIssuer: String
     public var tokenAudience: String
     public var upstreamTimeout: Duration
+    public var upstreamConnectTimeoutMilliseconds: Int
     public var maxBodyBytes: Int
     public var shutdownGracePeriod: Duration
+    public var authRateLimit: RateLimiter.Policy
+    public var defaultRateLimit: RateLimiter.Policy
 
     public init(_ config: ConfigReader) throws {
         httpHost = config.string("HTTP_HOST", default: "127.0.0.1")
@@ -28,8 +31,15 @@ public struct GatewaySettings: Sendable {
         tokenIssuer = config.string("JWT_ISSUER", default: "marketplace-identity")
         tokenAudience = config.string("JWT_AUDIENCE", default: "marketplace")
         upstreamTimeout = try config.duration(milliseconds: "UPSTREAM_TIMEOUT_MS", default: 10_000)
+        upstreamConnectTimeoutMilliseconds = try config.int("UPSTREAM_CONNECT_TIMEOUT_MS", default: 1_000, range: 10...60_000)
         maxBodyBytes = try config.int("HTTP_MAX_BODY_BYTES", default: 1_048_576, range: 1_024...104_857_600)
         shutdownGracePeriod = try config.duration(milliseconds: "SHUTDOWN_GRACE_MS", default: 20_000)
+        authRateLimit = RateLimiter.Policy(
+            capacity: Double(try config.int("RATE_LIMIT_AUTH_BURST", default: 20, range: 1...1_000_000)),
+            refillPerSecond: Double(try config.int("RATE_LIMIT_AUTH_PER_MINUTE", default: 30, range: 1...6_000_000)) / 60)
+        defaultRateLimit = RateLimiter.Policy(
+            capacity: Double(try config.int("RATE_LIMIT_BURST", default: 200, range: 1...1_000_000)),
+            refillPerSecond: Double(try config.int("RATE_LIMIT_PER_SECOND", default: 100, range: 1...1_000_000)))
     }
 }
 
@@ -42,6 +52,8 @@ struct GatewayResponder: HTTPResponder {
     let keys: RemoteKeySource
     let proxy: Proxy
     let registry: PrometheusCollectorRegistry
+    let authLimiter: RateLimiter
+    let defaultLimiter: RateLimiter
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
@@ -101,6 +113,14 @@ struct GatewayResponder: HTTPResponder {
         guard let route, let upstream = settings.routes.upstreams[route.upstream] else {
             throw Problem(.notFound, "No resource at this path.")
         }
+        let client = context.clientAddress ?? "unknown"
+        let limited = route.rateLimitClass == "auth" ? authLimiter.take(client) : defaultLimiter.take(client)
+        guard limited.allowed else {
+            Counter(label: "gateway_rate_limited_total", dimensions: [("class", route.rateLimitClass ?? "default")]).increment()
+            throw Problem(.rateLimited, "Too many requests from this address; retry after \(limited.retryAfter) s.",
+                          headers: [.retryAfter: "\(limited.retryAfter)", .init("RateLimit-Limit")!: "\(limited.limit)",
+                                    .init("RateLimit-Remaining")!: "0", .init("RateLimit-Reset")!: "\(limited.retryAfter)"])
+        }
         var subject: String?
         if route.access == .authenticated {
             guard let header = request.headers[.authorization], let token = BearerToken.parse(header) else {
@@ -113,7 +133,7 @@ struct GatewayResponder: HTTPResponder {
                 throw Problem(.unauthorized, "The access token is not valid.", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
             }
         }
-        let response = try await proxy.forward(request, route: route, upstream: upstream, context: context, requestId: requestId, traceparent: traceparent, clientAddress: nil)
+        let response = try await proxy.forward(request, route: route, upstream: upstream, context: context, requestId: requestId, traceparent: traceparent, clientAddress: context.clientAddress)
         return (response, subject)
     }
 }
@@ -141,7 +161,9 @@ public enum GatewayRuntime {
         let keys = RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, minimumRefreshInterval: .seconds(1), logger: logger)
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience)
         let proxy = Proxy(httpClient: httpClient, defaultTimeout: settings.upstreamTimeout, defaultMaxBodyBytes: settings.maxBodyBytes, logger: logger)
-        let responder = GatewayResponder(settings: settings, verifier: verifier, keys: keys, proxy: proxy, registry: registry)
+        let responder = GatewayResponder(
+            settings: settings, verifier: verifier, keys: keys, proxy: proxy, registry: registry,
+            authLimiter: RateLimiter(policy: settings.authRateLimit), defaultLimiter: RateLimiter(policy: settings.defaultRateLimit))
         return Application(
             responder: responder,
             configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: nil),
@@ -157,7 +179,9 @@ public enum GatewayRuntime {
         let settings = try GatewaySettings(config)
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
-        clientConfiguration.timeout.connect = .seconds(2)
+        clientConfiguration.timeout.connect = .milliseconds(Int64(settings.upstreamConnectTimeoutMilliseconds))
+        // A refused connection fails the request at once instead of being retried until the connect timeout.
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
         clientConfiguration.decompression = .disabled
         clientConfiguration.redirectConfiguration = .disallow
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)

@@ -82,6 +82,8 @@ struct Proxy: Sendable {
                 body = try await mutable.collectBody(upTo: limit)
             } catch let error as HTTPError where error.status == .contentTooLarge {
                 throw Problem(.payloadTooLarge, "The request body exceeds \(limit) bytes.")
+            } catch is NIOTooManyBytesError {
+                throw Problem(.payloadTooLarge, "The request body exceeds \(limit) bytes.")
             }
         }
         var target = upstream.absoluteString

@@ -12,13 +12,16 @@ public struct Route: Sendable, Equatable, Decodable {
     public var prefix: String
     public var upstream: String
     public var access: Access
+    /// `auth` routes (login, register, refresh) get the stricter per-address limit.
+    public var rateLimitClass: String?
     public var timeoutMilliseconds: Int?
     public var maxBodyBytes: Int?
 
-    public init(prefix: String, upstream: String, access: Access, timeoutMilliseconds: Int? = nil, maxBodyBytes: Int? = nil) {
+    public init(prefix: String, upstream: String, access: Access, rateLimitClass: String? = nil, timeoutMilliseconds: Int? = nil, maxBodyBytes: Int? = nil) {
         self.prefix = prefix
         self.upstream = upstream
         self.access = access
+        self.rateLimitClass = rateLimitClass
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxBodyBytes = maxBodyBytes
     }
@@ -70,7 +73,7 @@ public struct RouteTable: Sendable {
 
     /// The suite's routes, used unless `ROUTES_FILE` names a JSON array of routes.
     public static let defaultRoutes: [Route] = [
-        Route(prefix: "/v1/auth/", upstream: "identity", access: .public),
+        Route(prefix: "/v1/auth/", upstream: "identity", access: .public, rateLimitClass: "auth"),
         Route(prefix: "/.well-known/", upstream: "identity", access: .public),
         Route(prefix: "/v1/users", upstream: "identity", access: .authenticated),
         Route(prefix: "/v1/categories", upstream: "listings", access: .public),

@@ -56,9 +56,8 @@ public struct IdentityService: ServiceModule {
             return try JSONResponse.make(user, status: .created, cacheControl: "no-store", headers: [.location: "/v1/users/\(user.id.uuidString.lowercased())"])
         }
         router.post("/v1/auth/login") { request, context -> Response in
-            let body = try await JSONBody.decode(LoginRequest.self, from: request, limit: limit)
-            try body.validate()
-            let pair = try await accounts.login(email: body.email, password: body.password, logger: context.logger)
+            let credentials = try await JSONBody.decode(LoginRequest.self, from: request, limit: limit).validated()
+            let pair = try await accounts.login(email: credentials.email, password: credentials.password, logger: context.logger)
             return try JSONResponse.make(pair, cacheControl: "no-store")
         }
         router.post("/v1/auth/refresh") { request, context -> Response in
@@ -78,16 +77,22 @@ public struct IdentityService: ServiceModule {
 }
 
 struct LoginRequest: Decodable {
-    var email: String
-    var password: String
+    var email: String?
+    var password: String?
 
-    func validate() throws {
+    /// The credentials, or a 422 naming every missing or unusable field.
+    func validated() throws -> (email: String, password: String) {
         var errors: [FieldError] = []
-        if email.isEmpty || email.utf8.count > 254 { errors.append(FieldError("email", "must be 1 to 254 characters")) }
-        if password.isEmpty || password.count > RegistrationRules.passwordLength.upperBound {
+        let email = self.email ?? ""
+        let password = self.password ?? ""
+        if self.email == nil { errors.append(FieldError("email", "is required")) }
+        else if email.isEmpty || email.utf8.count > 254 { errors.append(FieldError("email", "must be 1 to 254 characters")) }
+        if self.password == nil { errors.append(FieldError("password", "is required")) }
+        else if password.isEmpty || password.count > RegistrationRules.passwordLength.upperBound {
             errors.append(FieldError("password", "must be 1 to \(RegistrationRules.passwordLength.upperBound) characters"))
         }
         if !errors.isEmpty { throw Problem.validation(errors) }
+        return (email, password)
     }
 }
 

@@ -65,7 +65,9 @@ public enum RegistrationRules {
     /// A deliberately simple check (one `@`, a dotted domain, no spaces, sane lengths);
     /// ownership is proven by the verification mail, not by a regular expression.
     public static func isPlausibleEmail(_ email: String) -> Bool {
-        guard (3...254).contains(email.utf8.count), !email.contains(where: \.isWhitespace) else { return false }
+        guard (3...254).contains(email.utf8.count), !email.contains(where: \.isWhitespace),
+              !email.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.generalCategory == .format })
+        else { return false }
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, (1...64).contains(parts[0].utf8.count) else { return false }
         let domain = parts[1]

@@ -1,0 +1,232 @@
+"""Static checks of the six openapi.yaml documents (no service needs to run)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from openapi_spec_validator import OpenAPIV31SpecValidator
+
+from openapi_contract import SERVICE_DIRECTORIES, ContractRegistry, OpenApiDocument
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES_DIR = ROOT / "Services"
+OPERATIONAL = {("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")}
+
+# Exactly the endpoints of docs-internal/INTERFACES.md.
+EXPECTED_OPERATIONS = {
+    "gateway": set(),
+    "identity": {
+        ("POST", "/v1/auth/register"),
+        ("POST", "/v1/auth/login"),
+        ("POST", "/v1/auth/refresh"),
+        ("GET", "/v1/users/me"),
+        ("GET", "/.well-known/jwks.json"),
+    },
+    "listings": {("GET", "/v1/categories")},
+    "billing": {("GET", "/v1/plans")},
+    "orders": {("GET", "/v1/orders")},
+    "messaging": {("GET", "/v1/conversations")},
+}
+EXPECTED_ROUTES = [
+    ("/v1/auth/", "identity", True),
+    ("/.well-known/", "identity", True),
+    ("/v1/users", "identity", False),
+    ("/v1/categories", "listings", True),
+    ("/v1/listings", "listings", False),
+    ("/v1/plans", "billing", True),
+    ("/v1/subscriptions", "billing", False),
+    ("/v1/orders", "orders", False),
+    ("/v1/conversations", "messaging", False),
+]
+SHARED_SCHEMAS = ["Problem", "ValidationProblem", "FieldError", "Liveness", "Readiness", "CheckResult"]
+PROBLEM_TYPE_PREFIX = "https://marketplace.example/problems/"
+
+
+@pytest.fixture(scope="module")
+def registry() -> ContractRegistry:
+    return ContractRegistry(SERVICES_DIR)
+
+
+def _documents():
+    return [
+        pytest.param(service, SERVICES_DIR / directory / "openapi.yaml", id=service)
+        for service, directory in SERVICE_DIRECTORIES.items()
+    ]
+
+
+def _walk(node, path=()):
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, path + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk(value, path + (index,))
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_document_is_valid_openapi_3_1(service, path):
+    spec = yaml.safe_load(path.read_text())
+    assert spec["openapi"] == "3.1.0"
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in OpenAPIV31SpecValidator(spec).iter_errors()]
+    assert not errors, f"{path} is not valid OpenAPI 3.1:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_document_is_self_contained(service, path):
+    document = OpenApiDocument(service, path)
+    for location, node in _walk(document.spec):
+        if isinstance(node, dict) and "$ref" in node:
+            assert node["$ref"].startswith("#/"), f"{path}: non-local $ref at {location}: {node['$ref']}"
+            document.resolve(node)  # raises on a dangling reference
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_document_describes_exactly_the_agreed_endpoints(service, path):
+    document = OpenApiDocument(service, path)
+    found = {(op.method, op.template) for op in document.operations}
+    assert found == EXPECTED_OPERATIONS[service] | OPERATIONAL
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_operational_endpoints(service, path):
+    document = OpenApiDocument(service, path)
+    ops = {(op.method, op.template): op for op in document.operations}
+    assert set(ops[("GET", "/health/live")].spec["responses"]) == {"200"}
+    assert set(ops[("GET", "/health/ready")].spec["responses"]) == {"200", "503"}
+    assert set(ops[("GET", "/metrics")].spec["responses"]) == {"200"}
+    metrics = document.resolve(ops[("GET", "/metrics")].spec["responses"]["200"])
+    assert set(metrics["content"]) == {"text/plain"}
+    checks = document.resolve(document.spec["components"]["schemas"]["ReadinessChecks"])
+    expected_checks = {"jwks"} if service == "gateway" else {"postgres", "migrations", "kafka"}
+    assert set(checks["required"]) == set(checks["properties"]) == expected_checks
+    for key in OPERATIONAL:
+        op = ops[key]
+        assert not op.spec.get("security"), f"{service} {op.method} {op.template} must be public"
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_every_response_is_fully_described(service, path):
+    document = OpenApiDocument(service, path)
+    operation_ids = set()
+    for op in document.operations:
+        where = f"{service} {op.method} {op.template}"
+        assert op.spec.get("operationId"), f"{where}: operationId missing"
+        assert op.spec["operationId"] not in operation_ids, f"{where}: duplicate operationId"
+        operation_ids.add(op.spec["operationId"])
+        responses = op.spec.get("responses") or {}
+        assert responses, f"{where}: no responses"
+        for status, response in responses.items():
+            assert str(status).isdigit() and len(str(status)) == 3, f"{where}: status {status!r}: use exact codes"
+            response = document.resolve(response)
+            headers = {name: document.resolve(h) for name, h in (response.get("headers") or {}).items()}
+            assert headers.get("X-Request-Id", {}).get("required") is True, f"{where} {status}: X-Request-Id"
+            content = response.get("content") or {}
+            assert content, f"{where} {status}: no content"
+            if int(status) >= 400 and op.template not in ("/health/ready",):
+                assert set(content) == {"application/problem+json"}, f"{where} {status}: errors are problem+json"
+                schema = content["application/problem+json"]["schema"]
+                refs = [schema.get("$ref")] + [part.get("$ref") for part in schema.get("allOf", [])]
+                expected = "#/components/schemas/ValidationProblem" if status == "422" else "#/components/schemas/Problem"
+                assert expected in refs, f"{where} {status}: must use {expected}"
+                if status != "422":
+                    overlay = next(p for p in schema["allOf"] if "$ref" not in p)["properties"]
+                    assert overlay["status"]["const"] == int(status)
+                    assert overlay["type"]["const"].startswith(PROBLEM_TYPE_PREFIX)
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_protected_operations_document_401_with_bearer(service, path):
+    document = OpenApiDocument(service, path)
+    schemes = document.spec.get("components", {}).get("securitySchemes", {})
+    for op in document.operations:
+        if not op.protected:
+            continue
+        assert op.spec["security"] == [{"bearerAuth": []}]
+        scheme = schemes["bearerAuth"]
+        assert (scheme["type"], scheme["scheme"], scheme.get("bearerFormat")) == ("http", "bearer", "JWT")
+        unauthorized = document.resolve(op.spec["responses"]["401"])
+        assert document.resolve(unauthorized["headers"]["WWW-Authenticate"])["required"] is True
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_request_bodies_document_400_and_422(service, path):
+    document = OpenApiDocument(service, path)
+    for op in document.operations:
+        if "requestBody" in op.spec:
+            assert {"400", "422"} <= set(op.spec["responses"]), f"{service} {op.method} {op.template}"
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_paginated_operations(service, path):
+    document = OpenApiDocument(service, path)
+    for op in document.operations:
+        parameters = [document.resolve(p) for p in op.spec.get("parameters", [])]
+        names = {p["name"] for p in parameters}
+        if not names:
+            continue
+        where = f"{service} {op.method} {op.template}"
+        assert names == {"limit", "cursor"}, where
+        limit = next(p for p in parameters if p["name"] == "limit")
+        assert limit["in"] == "query" and limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
+        assert {"400", "422"} <= set(op.spec["responses"]), where
+        page = document.resolve(document.resolve(op.spec["responses"]["200"])["content"]["application/json"]["schema"])
+        assert set(page["required"]) == {"items", "nextCursor"}, where
+
+
+@pytest.mark.parametrize("service,path", _documents())
+def test_response_schemas_are_closed(service, path):
+    document = OpenApiDocument(service, path)
+    for name, schema in document.spec["components"]["schemas"].items():
+        if name.endswith("Request") or "properties" not in schema:
+            continue
+        assert schema.get("additionalProperties") is False, f"{service} {name}: additionalProperties: false"
+        assert schema.get("required"), f"{service} {name}: required list"
+
+
+def test_shared_components_are_identical_everywhere():
+    documents = {s: OpenApiDocument(s, p) for s, p in ((p.values[0], p.values[1]) for p in _documents())}
+    reference = documents["identity"].spec["components"]
+    for service, document in documents.items():
+        components = document.spec["components"]
+        for name in SHARED_SCHEMAS:
+            assert components["schemas"][name] == reference["schemas"][name], f"{service}: schema {name} differs"
+        for kind in ("headers", "parameters", "securitySchemes"):
+            for name, value in components.get(kind, {}).items():
+                if name in reference.get(kind, {}):
+                    assert value == reference[kind][name], f"{service}: {kind} {name} differs"
+        for name, value in components.get("responses", {}).items():
+            for other_service, other in documents.items():
+                other_value = other.spec["components"].get("responses", {}).get(name)
+                if other_value is not None:
+                    strip = lambda r: {k: v for k, v in copy.deepcopy(r).items() if k != "description"}
+                    assert strip(value) == strip(other_value), f"response {name}: {service} vs {other_service}"
+
+
+def test_gateway_route_table_matches_the_agreement(registry):
+    routes = [(r["prefix"], r["upstream"], r["public"]) for r in registry.routes]
+    assert routes == EXPECTED_ROUTES
+
+
+def test_route_table_agrees_with_each_services_security(registry):
+    for service in SERVICE_DIRECTORIES:
+        if service == "gateway":
+            continue
+        for op in registry.operations(service):
+            if (op.method, op.template) in OPERATIONAL:
+                continue
+            route = registry.route_for(op.template)
+            assert route is not None, f"{service} {op.template}: not reachable through the gateway"
+            assert route["upstream"] == service, f"{op.template}: routed to {route['upstream']}"
+            assert op.protected == (not route["public"]), f"{service} {op.template}: security vs route table"
+
+
+def test_gateway_edge_responses(registry):
+    assert sorted(registry.edge_responses) == [401, 404, 413, 429, 502, 503, 504]
+    gateway = registry.documents["gateway"]
+    responses = gateway.spec["components"]["responses"]
+    assert "WWW-Authenticate" in responses[registry.edge_responses[401]]["headers"]
+    assert "Retry-After" in responses[registry.edge_responses[429]]["headers"]

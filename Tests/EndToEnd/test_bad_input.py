@@ -1,0 +1,138 @@
+"""Bad input gets a precise problem answer, never a 500 (any undocumented status fails the
+contract check inside the client)."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e_support import PASSWORD, unique_email
+
+MIB = 1024 * 1024
+
+
+def field_names(problem: dict) -> set[str]:
+    return {error["field"] for error in problem.get("errors", [])}
+
+
+def valid_registration(**overrides) -> dict:
+    body = {"email": unique_email("input"), "password": PASSWORD, "displayName": "Input Tester", "role": "buyer"}
+    body.update(overrides)
+    return body
+
+
+# ------------------------------------------------------------------------ malformed JSON -> 400
+
+
+@pytest.mark.parametrize("path", ["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh"])
+@pytest.mark.parametrize("payload", [b'{"email": ', b"not json at all", b"{'email': 'a@b.c'}"], ids=["truncated", "text", "single-quotes"])
+def test_malformed_json_is_400(gateway, path, payload):
+    response = gateway.post(path, body=payload, headers={"Content-Type": "application/json"})
+    response.expect_problem(400, "malformed-request")
+
+
+# ------------------------------------------------------------------------ invalid fields -> 422
+
+
+def test_register_without_fields_names_every_missing_field(gateway):
+    problem = gateway.post("/v1/auth/register", json={}).expect_problem(422, "validation-failed")
+    assert {"email", "password", "displayName", "role"} <= field_names(problem), problem
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("email", "not-an-email"),
+        ("email", 12345),
+        ("password", "x" * 11),
+        ("password", "x" * 129),
+        ("displayName", ""),
+        ("displayName", "x" * 101),
+        ("role", "admin"),
+        ("role", "moderator"),
+        ("role", None),
+    ],
+    ids=lambda v: repr(v)[:20],
+)
+def test_register_with_an_invalid_field_names_that_field(gateway, field, value):
+    problem = gateway.post("/v1/auth/register", json=valid_registration(**{field: value})).expect_problem(
+        422, "validation-failed"
+    )
+    assert field in field_names(problem), f"{field}={value!r}: errors name {field_names(problem)}"
+
+
+def test_register_accepts_the_boundaries(gateway):
+    shortest = valid_registration(password="p" * 12, displayName="x" * 100)
+    gateway.post("/v1/auth/register", json=shortest).expect(201)
+    longest = valid_registration(password="p" * 128, displayName="x", role="vendor")
+    gateway.post("/v1/auth/register", json=longest).expect(201)
+
+
+def test_login_without_fields_names_every_missing_field(gateway):
+    problem = gateway.post("/v1/auth/login", json={}).expect_problem(422, "validation-failed")
+    assert {"email", "password"} <= field_names(problem), problem
+
+
+def test_refresh_without_token_names_the_field(gateway):
+    problem = gateway.post("/v1/auth/refresh", json={}).expect_problem(422, "validation-failed")
+    assert "refreshToken" in field_names(problem), problem
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[]", b"null", b'"text"', b"42", b"{}", b'{"email": {"nested": true}}', b'{"email": ["a@b.c"]}',
+     b'{"password": 1e999}', b'{"displayName": 12}'],
+)
+def test_odd_json_is_a_client_error(gateway, payload):
+    response = gateway.post("/v1/auth/register", body=payload, headers={"Content-Type": "application/json"})
+    response.expect_problem((400, 422))
+
+
+@pytest.mark.parametrize("field", ["displayName", "email", "password"])
+def test_nul_characters_do_not_break_storage(gateway, field):
+    value = {"displayName": "nul\u0000name", "email": "nul\u0000" + unique_email("nul"), "password": PASSWORD + "\u0000"}[field]
+    response = gateway.post("/v1/auth/register", json=valid_registration(**{field: value}))
+    response.expect(201, 422)
+
+
+# ------------------------------------------------------------------------ conflicts, routes, sizes
+
+
+def test_duplicate_email_is_409(gateway, buyer):
+    again = valid_registration(email=buyer.email)
+    gateway.post("/v1/auth/register", json=again).expect_problem(409, "email-taken")
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/v1/does-not-exist"), ("GET", "/nope"), ("POST", "/v1/nope"),
+                                         ("GET", "/v1/auth/does-not-exist"), ("GET", "/.well-known/nothing-here")])
+def test_unknown_route_is_404_problem(gateway, method, path):
+    gateway.request(method, path).expect_problem(404, "not-found")
+
+
+@pytest.mark.parametrize("path", ["/v1/orders", "/v1/conversations"])
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "abc"])
+def test_bad_limit_is_422_naming_limit(gateway, buyer, path, limit):
+    problem = gateway.get(path, token=buyer.access_token, query={"limit": limit}).expect_problem(422, "validation-failed")
+    assert "limit" in field_names(problem), problem
+
+
+@pytest.mark.parametrize("path", ["/v1/orders", "/v1/conversations"])
+def test_bad_cursor_is_400(gateway, buyer, path):
+    for cursor in ("not-a-cursor", "%%%", "eyJ0b3RhbGx5IjoiYm9ndXMifQ"):
+        gateway.get(path, token=buyer.access_token, query={"cursor": cursor}).expect_problem(400, "malformed-request")
+
+
+def test_body_over_the_limit_is_413(gateway):
+    big = b'{"email": "big@example.com", "password": "' + b"p" * (2 * MIB) + b'", "displayName": "x", "role": "buyer"}'
+    response = gateway.post("/v1/auth/register", body=big, headers={"Content-Type": "application/json"}, timeout=10)
+    response.expect_problem(413, "payload-too-large")
+
+
+def test_chunked_body_over_the_limit_is_413(gateway):
+    def chunks():
+        yield b'{"email": "big@example.com", "password": "'
+        for _ in range(32):
+            yield b"p" * (64 * 1024)
+        yield b'", "displayName": "x", "role": "buyer"}'
+
+    response = gateway.post("/v1/auth/register", body=chunks(), headers={"Content-Type": "application/json"}, timeout=10)
+    response.expect_problem(413, "payload-too-large")

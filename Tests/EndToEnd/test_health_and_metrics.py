@@ -1,0 +1,83 @@
+"""Operational endpoints of every process: /health/live, /health/ready (200 and 503), /metrics."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from e2e_http import Api
+from e2e_support import SERVICES, closed_port, free_ports, gateway_env, service_env, wait_for_answer
+
+SAMPLE = re.compile(
+    r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? [-+]?([0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?|Inf|NaN)( -?[0-9]+)?$"
+)
+
+
+def assert_prometheus_text(response) -> None:
+    lines = [line for line in response.text().splitlines() if line.strip()]
+    samples = [line for line in lines if not line.startswith("#")]
+    assert samples, f"no metric samples: {response.describe()}"
+    bad = [line for line in samples if not SAMPLE.match(line)]
+    assert not bad, f"lines that are not Prometheus samples: {bad[:5]}"
+
+
+def assert_operational_endpoints(api: Api, checks: set[str]) -> None:
+    live = api.get("/health/live").expect(200).json()
+    assert live == {"status": "ok"}
+    ready = api.get("/health/ready").expect(200).json()
+    assert ready["status"] == "ready" and set(ready["checks"]) == checks
+    metrics = api.get("/metrics").expect(200)
+    assert metrics.media_type == "text/plain"
+    assert_prometheus_text(metrics)
+
+
+def test_gateway_operational_endpoints(gateway):
+    assert_operational_endpoints(gateway, {"jwks"})
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_operational_endpoints(direct, name):
+    assert_operational_endpoints(direct[name], {"postgres", "migrations", "kafka"})
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_is_live_but_not_ready_without_postgres_and_kafka(suite, contracts, spawn, name):
+    """A second instance whose Postgres and Kafka are unreachable: alive, not ready, says why."""
+    (port,) = free_ports(1)
+    env = service_env(
+        name,
+        port,
+        database_url=f"postgres://{name}:{name}@127.0.0.1:{closed_port()}/marketplace",
+        kafka=f"127.0.0.1:{closed_port()}",
+        jwks_url=suite.jwks_url,
+    )
+    process = spawn(name, env, f"{name}-without-dependencies")
+    api = Api(f"http://127.0.0.1:{port}", name, contracts)
+
+    live = wait_for_answer(api, process, "/health/live", timeout=30)
+    api.validate(live).expect(200)
+
+    ready = api.get("/health/ready", timeout=20).expect(503).json()
+    assert ready == {
+        "status": "not_ready",
+        "checks": {"postgres": "fail", "migrations": "fail", "kafka": "fail"},
+    }, ready
+
+
+def test_gateway_is_live_but_not_ready_without_jwks(suite, contracts, spawn):
+    (port,) = free_ports(1)
+    unreachable = f"http://127.0.0.1:{closed_port()}"
+    env = gateway_env(
+        port,
+        upstreams={name: unreachable for name in SERVICES},
+        jwks_url=f"{unreachable}/.well-known/jwks.json",
+    )
+    process = spawn("gateway", env, "gateway-without-jwks")
+    api = Api(f"http://127.0.0.1:{port}", "gateway", contracts)
+
+    live = wait_for_answer(api, process, "/health/live", timeout=30)
+    api.validate(live).expect(200)
+
+    ready = api.get("/health/ready", timeout=20).expect(503).json()
+    assert ready == {"status": "not_ready", "checks": {"jwks": "fail"}}, ready
