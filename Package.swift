@@ -64,7 +64,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Shared/Kafka"),
+            path: "Shared/Kafka",
+            exclude: ["README.md"]),
         .executableTarget(
             name: "DevBroker",
             dependencies: ["Kafka", "CRdKafka", .product(name: "Logging", package: "swift-log")],
@@ -142,7 +143,8 @@ let package = Package(
                 path: "Tests/IntegrationTests"),
             .testTarget(
                 name: "KafkaTests",
-                dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
+                dependencies: ["Kafka", .product(name: "Logging", package: "swift-log"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                 path: "Tests/KafkaTests"),
         ]
 )

@@ -8,8 +8,12 @@ import Synchronization
 /// only offsets the application stored after finishing its work (at-least-once).
 ///
 /// Settings: `group.id` and `enable.auto.offset.store=false` are enforced; `enable.auto.commit=true`
-/// (librdkafka periodically commits the *stored* offsets) and `auto.offset.reset=earliest` are
-/// defaults that ``KafkaConfiguration/properties`` may override.
+/// (librdkafka periodically commits the *stored* offsets), `auto.offset.reset=earliest` and
+/// `partition.assignment.strategy=cooperative-sticky` are defaults that
+/// ``KafkaConfiguration/properties`` may override (all members of a group must agree on the strategy).
+///
+/// Rebalances: a rebalance callback assigns and unassigns (eager or incremental), and commits the
+/// stored offsets before partitions are revoked so their next owner continues after them.
 ///
 /// Typical loop: `for try await message in consumer.messages { try await handle(message) /* commits a
 /// DB transaction */; try consumer.storeOffset(message) }`.
@@ -47,6 +51,10 @@ public final class KafkaConsumer: Service, Sendable {
                 "enable.auto.commit": "true",
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": "false",
+                // Incremental rebalancing: only moving partitions are revoked, and revocation
+                // happens after the group synced, where the commit of their offsets is accepted
+                // (the mock cluster rejects it during an eager rebalance; see MockKafkaCluster).
+                "partition.assignment.strategy": "cooperative-sticky",
             ],
             required: [
                 "group.id": groupId,
@@ -87,7 +95,8 @@ public final class KafkaConsumer: Service, Sendable {
     /// The records of the subscribed topics, in order per partition. Iteration ends (`nil`) when
     /// the consumer shuts down or the iterating task is cancelled; it throws ``KafkaError`` on a
     /// fatal consumer error. Transient errors (broker down, unknown topic) are retried by librdkafka
-    /// and only logged at debug level.
+    /// and only logged at debug level. Rebalances are served inside `next()`, so keep iterating:
+    /// a member that does not call it for `max.poll.interval.ms` (5 min) is removed from the group.
     public var messages: Messages { Messages(consumer: self) }
 
     /// Pull-based sequence of consumed records; see ``KafkaConsumer/messages``.

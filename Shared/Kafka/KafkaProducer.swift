@@ -28,7 +28,7 @@ public final class KafkaProducer: Service, Sendable {
             required: [
                 "enable.idempotence": "true",
                 "acks": "all",
-                // Only `dr_msg_cb` reports, and only through rd_kafka_poll on our poll thread.
+                // send() waits for a delivery report for every record, successes included.
                 "delivery.report.only.error": "false",
             ]
         )
@@ -102,7 +102,7 @@ public final class KafkaProducer: Service, Sendable {
     public func run() async throws {
         try context.state.withLock { state in
             guard state.lifecycle == .idle else {
-                throw KafkaError.shutdown("KafkaProducer.run() may only be called once")
+                throw KafkaError(RD_KAFKA_RESP_ERR__STATE, message: "KafkaProducer.run() may only be called once")
             }
             state.lifecycle = .running
         }
@@ -164,8 +164,8 @@ public final class KafkaProducer: Service, Sendable {
             rawHeaders = rd_kafka_headers_new(headers.count)
             for header in headers {
                 if let headerValue = header.value {
-                    headerValue.withUnsafeBytes { bytes in
-                        _ = rd_kafka_header_add(rawHeaders, header.key, -1, bytes.baseAddress, bytes.count)
+                    withNonNullBytes(headerValue) { bytes, count in
+                        _ = rd_kafka_header_add(rawHeaders, header.key, -1, bytes, count)
                     }
                 } else {
                     _ = rd_kafka_header_add(rawHeaders, header.key, -1, nil, 0)
@@ -174,14 +174,9 @@ public final class KafkaProducer: Service, Sendable {
         }
         // The message id travels as the pointer's bit pattern, not as a pointer to anything.
         let opaque = UnsafeMutableRawPointer(bitPattern: id)
-        let err = value.withUnsafeBytes { valueBytes in
-            withOptionalBytes(key) { keyBytes in
-                crdkafka_produce(
-                    handle.pointer, topic,
-                    keyBytes?.baseAddress, keyBytes?.count ?? 0,
-                    valueBytes.baseAddress, valueBytes.count,
-                    rawHeaders, opaque
-                )
+        let err = withNonNullBytes(value) { valueBytes, valueCount in
+            withOptionalBytes(key) { keyBytes, keyCount in
+                crdkafka_produce(handle.pointer, topic, keyBytes, keyCount, valueBytes, valueCount, rawHeaders, opaque)
             }
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR, let rawHeaders {
@@ -191,9 +186,18 @@ public final class KafkaProducer: Service, Sendable {
     }
 }
 
-private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
-    guard let bytes else { return body(nil) }
-    return bytes.withUnsafeBytes { body($0) }
+/// librdkafka reads a NULL pointer as a null value (a tombstone, a null header), so empty
+/// arrays are passed as a valid address with length 0.
+private func withNonNullBytes<R>(_ bytes: [UInt8], _ body: (UnsafeRawPointer, Int) -> R) -> R {
+    guard !bytes.isEmpty else {
+        return withUnsafeBytes(of: UInt8(0)) { body($0.baseAddress!, 0) }
+    }
+    return bytes.withUnsafeBytes { body($0.baseAddress!, $0.count) }
+}
+
+private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+    guard let bytes else { return body(nil, 0) }
+    return withNonNullBytes(bytes) { body($0, $1) }
 }
 
 struct DeliveryReport: Sendable {

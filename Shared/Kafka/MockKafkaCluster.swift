@@ -20,6 +20,11 @@ import Synchronization
 ///   return the group to "empty": the next member's join waits `session.timeout.ms` - 1 s of the
 ///   member that left (44 s with librdkafka's default of 45 s). Consumers that restart against
 ///   the mock should use ``fastRejoinConsumerProperties`` (about 5 s instead).
+/// - The mock rejects OffsetCommit while a group is joining (REBALANCE_IN_PROGRESS), where a real
+///   broker accepts commits from the current generation. With the eager assignors
+///   (`range`, `roundrobin`) the commit made when partitions are revoked therefore fails and their
+///   next owner re-reads records since the last periodic commit. The consumer's default,
+///   `cooperative-sticky`, revokes after the group synced and its commit succeeds.
 public final class MockKafkaCluster: Sendable {
     /// Consumer settings that make a restarted group member rejoin the mock in about 5 s (see the
     /// type's notes). Also valid on real brokers (6 s is their default minimum session timeout).

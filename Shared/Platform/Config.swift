@@ -108,6 +108,8 @@ public struct ServiceSettings: Sendable {
     public var httpPort: Int
     public var database: DatabaseSettings?
     public var kafkaBootstrapServers: String
+    /// Consumer group timing for every consumer of the service.
+    public var kafkaConsumerProperties: [String: String]
     public var jwksURL: String
     public var tokenIssuer: String
     public var tokenAudience: String
@@ -130,6 +132,12 @@ public struct ServiceSettings: Sendable {
             self.database = nil
         }
         self.kafkaBootstrapServers = reader.string("KAFKA_BOOTSTRAP_SERVERS", default: "127.0.0.1:9092")
+        // A restarted consumer rejoins its group after the departed member's session times out;
+        // 6 s keeps a rolling restart quick, heartbeats every 2 s keep it safe.
+        self.kafkaConsumerProperties = [
+            "session.timeout.ms": String(try reader.int("KAFKA_SESSION_TIMEOUT_MS", default: 6_000, range: 1_000...300_000)),
+            "heartbeat.interval.ms": String(try reader.int("KAFKA_HEARTBEAT_INTERVAL_MS", default: 2_000, range: 100...100_000)),
+        ]
         self.jwksURL = reader.string("JWKS_URL", default: "http://127.0.0.1:8081/.well-known/jwks.json")
         self.tokenIssuer = reader.string("JWT_ISSUER", default: "marketplace-identity")
         self.tokenAudience = reader.string("JWT_AUDIENCE", default: "marketplace")

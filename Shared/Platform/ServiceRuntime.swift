@@ -61,8 +61,9 @@ public enum ServiceRuntime<Module: ServiceModule> {
         try ServiceSettings(serviceName: Module.name, defaultPort: Module.defaultPort, reader: reader)
     }
 
-    public static func kafkaConfiguration(_ settings: ServiceSettings, clientSuffix: String = "") -> KafkaConfiguration {
-        KafkaConfiguration(bootstrapServers: settings.kafkaBootstrapServers, clientId: Module.name + clientSuffix)
+    public static func kafkaConfiguration(_ settings: ServiceSettings, clientSuffix: String = "", consumer: Bool = false) -> KafkaConfiguration {
+        KafkaConfiguration(bootstrapServers: settings.kafkaBootstrapServers, clientId: Module.name + clientSuffix,
+                           properties: consumer ? settings.kafkaConsumerProperties : [:])
     }
 
     /// Builds the application; `serve` runs it, tests may run it in-process.
@@ -94,8 +95,7 @@ public enum ServiceRuntime<Module: ServiceModule> {
         var services: [any Service] = [postgres, producer]
         services.append(OutboxRelay(client: postgres, publisher: producer, schema: Module.name, pollInterval: settings.outboxPollInterval, logger: logger))
         if !Module.consumedTopics.isEmpty {
-            var consumerConfiguration = kafkaConfiguration(settings)
-            consumerConfiguration.clientId = Module.name + "-consumer"
+            let consumerConfiguration = kafkaConfiguration(settings, clientSuffix: "-consumer", consumer: true)
             let consumer = try KafkaConsumer(configuration: consumerConfiguration, groupId: Module.name, topics: Module.consumedTopics, logger: logger)
             services.append(EventConsumerService(
                 consumer: consumer, producer: producer, inbox: Inbox(client: postgres, handlers: module.eventHandlers),
@@ -153,7 +153,7 @@ public enum ServiceRuntime<Module: ServiceModule> {
         let settings = try settings(reader)
         let producer = try KafkaProducer(configuration: kafkaConfiguration(settings, clientSuffix: "-redrive"), logger: logger)
         let consumer = try KafkaConsumer(
-            configuration: kafkaConfiguration(settings, clientSuffix: "-redrive"),
+            configuration: kafkaConfiguration(settings, clientSuffix: "-redrive", consumer: true),
             groupId: "\(Module.name).dlq-redrive", topics: [DeadLetters.topic(for: Module.name)], logger: logger)
         let count = try await DeadLetterRedrive(consumer: consumer, producer: producer, logger: logger).run(idle: idle, limit: limit)
         logger.info("redrive complete", metadata: ["messages": "\(count)"])

@@ -60,7 +60,7 @@ enum TestInfrastructure {
         """)
 
     static func kafkaConfiguration(_ clientId: String) -> KafkaConfiguration {
-        KafkaConfiguration(bootstrapServers: kafka!, clientId: clientId)
+        KafkaConfiguration(bootstrapServers: kafka!, clientId: clientId, properties: MockKafkaCluster.fastRejoinConsumerProperties)
     }
 
     static func scalar(_ client: PostgresClient, _ query: PostgresQuery) async throws -> Int64 {

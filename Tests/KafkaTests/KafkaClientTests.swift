@@ -33,7 +33,8 @@ struct KafkaClientTests {
                     headers: [
                         KafkaHeader(key: "event-id", value: "e-1".bytes),
                         KafkaHeader(key: "traceparent", value: "00-abc-def-01".bytes),
-                        KafkaHeader(key: "empty", value: nil),
+                        KafkaHeader(key: "null", value: nil),
+                        KafkaHeader(key: "empty", value: []),
                     ]
                 )
                 let second = try await producer.send(
@@ -43,6 +44,7 @@ struct KafkaClientTests {
                     headers: [KafkaHeader(key: "event-id", value: "e-2".bytes)]
                 )
                 let other = try await producer.send(topic: "identity.users.v1", key: nil, value: "no key".bytes)
+                let empty = try await producer.send(topic: "identity.users.v1", key: [], value: [])
 
                 // Same key, same partition, consecutive offsets.
                 #expect((0..<3).contains(first.partition))
@@ -50,8 +52,8 @@ struct KafkaClientTests {
                 #expect(second.offset == first.offset + 1)
                 #expect(other.offset >= 0)
 
-                let received = try await take(3, from: consumer)
-                #expect(received.count == 3)
+                let received = try await take(4, from: consumer)
+                #expect(received.count == 4)
                 let byEventID = Dictionary(grouping: received) { $0.header("event-id")?.value?.text ?? "none" }
 
                 let firstReceived = try #require(byEventID["e-1"]?.first)
@@ -63,7 +65,8 @@ struct KafkaClientTests {
                 #expect(firstReceived.headers == [
                     KafkaHeader(key: "event-id", value: "e-1".bytes),
                     KafkaHeader(key: "traceparent", value: "00-abc-def-01".bytes),
-                    KafkaHeader(key: "empty", value: nil),
+                    KafkaHeader(key: "null", value: nil),
+                    KafkaHeader(key: "empty", value: []),
                 ])
                 #expect(firstReceived.timestamp != nil)
 
@@ -71,11 +74,16 @@ struct KafkaClientTests {
                 #expect(secondReceived.offset == second.offset)
                 #expect(secondReceived.value.text == #"{"event":"user.registered","n":2}"#)
 
-                let unkeyed = try #require(byEventID["none"]?.first)
+                let unkeyed = try #require(received.first { $0.value.text == "no key" })
                 #expect(unkeyed.key == nil)
                 #expect(unkeyed.value.text == "no key")
                 #expect(unkeyed.headers.isEmpty)
                 #expect((unkeyed.partition, unkeyed.offset) == (other.partition, other.offset))
+
+                // An empty key and value stay empty (not null).
+                let emptyReceived = try #require(received.first { $0.partition == empty.partition && $0.offset == empty.offset })
+                #expect(emptyReceived.key == [])
+                #expect(emptyReceived.value == [])
 
                 for message in received {
                     try consumer.storeOffset(message)
@@ -133,6 +141,8 @@ struct KafkaClientTests {
         }
     }
 
+    // With the default cooperative-sticky assignor (eager assignors cannot commit during a
+    // rebalance on the mock cluster; see MockKafkaCluster).
     @Test("a rebalance commits the stored offsets of revoked partitions")
     func rebalanceCommitsStoredOffsets() async throws {
         try await withTimeout(.seconds(90)) {

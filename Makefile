@@ -1,0 +1,45 @@
+# Marketplace suite: the two commands are `make run` and `make test`.
+# Everything here calls a script; the scripts install what is missing (Debian packages, pip).
+
+PYTHON   ?= python3
+SUITE    := $(PYTHON) deploy/dev/suite.py
+DATA_DIR ?= .data
+
+.DEFAULT_GOAL := help
+.PHONY: help run test build build-release bench migrate stop clean-data harness-selftest
+
+help: ## list the targets
+	@echo "usage: make <target>"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+	@echo "env: MARKETPLACE_PG_PORT (55432), MARKETPLACE_GATEWAY_PORT (8080), LOG_LEVEL,"
+	@echo "     SWIFT_TEST_ARGS / PYTEST_ARGS (make test), BENCH_DURATION / BENCH_CONNECTIONS (make bench)"
+
+run: ## build and run the whole suite locally (Postgres in .data, kept); Ctrl-C stops it
+	$(SUITE) run --data-dir $(DATA_DIR) $(RUNFLAGS)
+
+test: ## build with tests; unit + integration (swift test) and end-to-end (pytest) tests
+	deploy/test/run-tests.sh
+
+build: ## swift build (debug) after installing missing packages
+	$(SUITE) ensure
+	$(SUITE) build
+
+build-release: ## swift build -c release
+	$(SUITE) ensure
+	$(SUITE) build --release
+
+bench: ## release build; wrk on billing direct vs through the gateway; deploy/bench/results.md
+	deploy/bench/run.sh
+
+migrate: ## apply every service's migrations to the .data Postgres (not while `make run` runs)
+	$(SUITE) migrate --data-dir $(DATA_DIR)
+
+stop: ## stop a `make run` of this checkout, or what a crashed one left running
+	$(SUITE) stop --data-dir $(DATA_DIR)
+
+clean-data: ## delete .data (the dev database, logs) once nothing runs on it
+	$(SUITE) clean-data --data-dir $(DATA_DIR)
+
+harness-selftest: ## test deploy/dev/suite.py itself (real Postgres, stand-in executables)
+	$(PYTHON) deploy/test/selftest_suite.py

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""`make bench`: release build, a throwaway suite on free loopback ports, then wrk.
+
+Measures billing `GET /v1/plans` straight to billing and through the gateway (requests/s, p50,
+p99, errors), and the outbox -> consumer latency (see measure_outbox_latency: a stub until the
+services expose the hook). Writes a Markdown table to stdout and to deploy/bench/results.md.
+
+    deploy/bench/run.sh [--duration 15s] [--connections 32] [--threads 2] [--no-build]
+                        [--bin-dir DIR] [--output FILE]
+Env: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS (defaults for the flags above).
+wrk runs on the same 2-core machine as the suite, so absolute numbers are modest; compare rows.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import shutil
+import subprocess
+import time
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy" / "dev"))
+
+from suite import Suite, SuiteError, say  # noqa: E402
+
+# Extra env for the gateway during the benchmark (e.g. a knob that lifts per-IP rate limits, so
+# wrk's single client address measures proxying rather than 429s). Empty until the gateway has one.
+# wrk is one client address: lift the per-address limits (the buckets are still consulted,
+# so their cost is measured) or the table would count 429s.
+GATEWAY_BENCH_ENV: dict[str, str] = {"RATE_LIMIT_BURST": "1000000", "RATE_LIMIT_PER_SECOND": "1000000"}
+WARMUP = "3s"
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    raw: str
+
+
+def parse_wrk(out: str) -> WrkResult:
+    """Parses `wrk --latency` output (latencies converted to milliseconds)."""
+    def number(pattern: str, default=None):
+        m = re.search(pattern, out, re.M)
+        if not m:
+            if default is not None:
+                return default
+            raise SuiteError(f"cannot find {pattern!r} in wrk output:\n{out}")
+        return m.groups()
+
+    def latency(pct: str) -> float:
+        value, unit = number(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$")
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+    errors = number(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                    ("0", "0", "0", "0"))
+    return WrkResult(
+        requests_per_s=float(number(r"^Requests/sec:\s+([\d.]+)")[0]),
+        p50_ms=latency("50"),
+        p99_ms=latency("99"),
+        requests=int(number(r"^\s*(\d+) requests in")[0]),
+        non_2xx=int(number(r"Non-2xx or 3xx responses:\s+(\d+)", ("0",))[0]),
+        socket_errors=sum(int(e) for e in errors),
+        raw=out,
+    )
+
+
+def wrk(url: str, *, threads: int, connections: int, duration: str) -> WrkResult:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", url]
+    say(" ".join(cmd))
+    seconds = _seconds(duration)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise SuiteError(f"wrk failed ({r.returncode}): {r.stderr or r.stdout}")
+    return parse_wrk(r.stdout)
+
+
+def _seconds(duration: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)?", duration)
+    if not m:
+        raise SystemExit(f"bad duration {duration!r} (e.g. 15s, 2m)")
+    return float(m.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+OUTBOX_EVENTS = int(os.environ.get("BENCH_OUTBOX_EVENTS", "10000"))
+CONSUMERS = ("listings", "billing", "orders", "messaging")
+
+
+def measure_outbox_latency(suite: Suite) -> dict | None:
+    """Outbox -> consumer latency and throughput for OUTBOX_EVENTS user.registered events.
+
+    The events are written straight into identity's outbox (in transactions of 50, about 2,500
+    a second, each followed by the NOTIFY a registration sends), so the measurement is the event
+    backbone alone, not Argon2 hashing. Identity's relay publishes them to the dev broker; the
+    four consumers apply each to their users projection through their inbox. Latency per event
+    and consumer is inbox.received_at (the consumer's commit) minus outbox.created_at (the
+    producer's commit), both read from the same Postgres clock.
+    """
+    start = suite.psql("SELECT clock_timestamp()").strip()
+    batches = OUTBOX_EVENTS // 50
+    suite.psql(f"""
+DO $$
+BEGIN
+  FOR i IN 1..{batches} LOOP
+    INSERT INTO identity.outbox (event_id, topic, key, type, source, subject, time, data, created_at)
+    SELECT e, 'identity.users.v1', u::text, 'marketplace.identity.user.registered.v1',
+           '/marketplace/identity', 'users/' || u::text, clock_timestamp(),
+           convert_to(json_build_object('userId', u, 'displayName', 'bench user', 'roles', json_build_array('buyer'),
+                      'status', 'active', 'registeredAt',
+                      to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text, 'UTF8'),
+           clock_timestamp()
+    FROM (SELECT gen_random_uuid() AS e, gen_random_uuid() AS u FROM generate_series(1, 50)) g;
+    COMMIT;
+    PERFORM pg_notify('outbox_identity', '');
+    PERFORM pg_sleep(0.02);
+  END LOOP;
+END $$;""")
+    total = batches * 50
+    deadline = time.monotonic() + 300
+    while True:
+        counts = [int(suite.psql(f"SELECT count(*) FROM {c}.inbox WHERE received_at >= '{start}'").strip())
+                  for c in CONSUMERS]
+        if all(n >= total for n in counts):
+            break
+        if time.monotonic() > deadline:
+            raise SuiteError(f"outbox benchmark: consumers applied {counts} of {total} within 300 s")
+        time.sleep(0.5)
+    union = " UNION ALL ".join(
+        f"SELECT i.received_at, o.created_at FROM identity.outbox o JOIN {c}.inbox i ON i.event_id = o.event_id::text "
+        f"WHERE o.created_at >= '{start}'" for c in CONSUMERS)
+    row = suite.psql(f"""
+SELECT count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
+       EXTRACT(EPOCH FROM max(received_at) - min(created_at))
+FROM (SELECT received_at, created_at, EXTRACT(EPOCH FROM received_at - created_at) * 1000 AS ms FROM ({union}) u) t""").strip()
+    samples, p50, p99, span = row.split("|")
+    return {"samples": int(samples), "p50_ms": float(p50), "p99_ms": float(p99),
+            "what": f"{total:,} identity user.registered → 4 consumers",
+            "note": f"{total / float(span):,.0f} events/s applied by each consumer "
+                    f"({int(samples):,} applications in {float(span):.1f} s); offered at ~2,500/s"}
+
+
+def machine() -> dict[str, str]:
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1048576:.1f} GiB"
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return {"cores": str(os.cpu_count()), "cpu": model or platform.processor() or "unknown",
+            "memory": mem or "unknown", "kernel": platform.release(),
+            "commit": commit + (" (with uncommitted changes)" if dirty else "")}
+
+
+def render(rows, outbox, *, m, args, bin_dir, when) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- date: {when:%Y-%m-%d %H:%M} UTC",
+        f"- machine: {m['cores']} cores ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}",
+        f"- build: {bin_dir}, commit {m['commit']}",
+        f"- load: `wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency` on "
+        f"loopback after a {WARMUP} warm-up; wrk shares the machine's cores with the suite",
+        "",
+        "| scenario | requests/s | p50 | p99 | requests | non-2xx | socket errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows:
+        lines.append(f"| {name} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
+                     f"| {r.requests:,} | {r.non_2xx:,} | {r.socket_errors:,} |")
+    if len(rows) == 2:
+        (_, direct), (_, gw) = rows
+        lines.append(f"| gateway overhead | {gw.requests_per_s / direct.requests_per_s - 1:+.0%} "
+                     f"| {gw.p50_ms - direct.p50_ms:+.2f} ms | {gw.p99_ms - direct.p99_ms:+.2f} ms "
+                     f"| | | |")
+    lines += ["", "| outbox → consumer | samples | p50 | p99 | note |", "|---|---:|---:|---:|---|"]
+    if outbox:
+        lines.append(f"| {outbox.get('what', 'identity user.registered → consumers')} "
+                     f"| {outbox['samples']} | {outbox['p50_ms']:.1f} ms | {outbox['p99_ms']:.1f} ms "
+                     f"| {outbox.get('note', '')} |")
+    else:
+        lines.append("| identity user.registered → consumers | – | – | – | not measured yet "
+                     "(stub `measure_outbox_latency` in deploy/bench/bench.py) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--duration", default=os.environ.get("BENCH_DURATION", "15s"))
+    p.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "32")))
+    p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "2")))
+    p.add_argument("--no-build", action="store_true", help="use existing binaries")
+    p.add_argument("--bin-dir", type=Path, default=None, help="default .build/release")
+    p.add_argument("--output", type=Path, default=ROOT / "deploy" / "bench" / "results.md")
+    args = p.parse_args()
+    _seconds(args.duration)
+
+    suite = Suite.throwaway(ROOT, build_config="release", bin_dir=args.bin_dir,
+                            service_env={"gateway": GATEWAY_BENCH_ENV})
+    try:
+        with suite:  # stops whatever started and removes the throwaway dir, whatever happens
+            suite.ensure_packages()
+            if shutil.which("wrk") is None:
+                raise SuiteError("wrk is not installed (apt-get install wrk)")
+            if not args.no_build and args.bin_dir is None:
+                suite.build()
+            suite.start_postgres()
+            suite.start_broker()
+            suite.migrate_all()
+            suite.start_all()
+            targets = [("billing `GET /v1/plans` direct", suite.url("billing") + "/v1/plans"),
+                       ("billing `GET /v1/plans` through the gateway",
+                        suite.gateway_url + "/v1/plans")]
+            for _, url in targets:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    if r.status != 200:
+                        raise SuiteError(f"GET {url} answered {r.status}, not 200")
+            rows = []
+            for name, url in targets:
+                wrk(url, threads=args.threads, connections=args.connections, duration=WARMUP)
+                rows.append((name, wrk(url, threads=args.threads, connections=args.connections,
+                                       duration=args.duration)))
+            outbox = measure_outbox_latency(suite)
+    except SuiteError as e:
+        say(f"error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+
+    when = dt.datetime.now(dt.timezone.utc)
+    table = render(rows, outbox, m=machine(), args=args, bin_dir=suite.bin_dir, when=when)
+    args.output.write_text(table)
+    print(table, end="")
+    say(f"written to {args.output}")
+    bad = [name for name, r in rows if r.non_2xx or r.socket_errors]
+    if bad:
+        say(f"warning: errors during {', '.join(bad)} (see the table)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
