@@ -129,7 +129,7 @@ def test_problem_consistency_checks(registry):
     with pytest.raises(ContractViolation, match="instance"):
         registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM, body(problem("conflict", 409, instance="/x")))
     registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM,
-                   body(problem("conflict", 409, instance="/v1/auth/register", requestId=REQUEST_ID, detail="taken")))
+                   body(problem("email-taken", 409, instance="/v1/auth/register", requestId=REQUEST_ID, detail="taken")))
     with pytest.raises(ContractViolation, match="Additional properties"):
         registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM,
                        body(problem("conflict", 409, errors=[{"field": "email", "message": "taken"}])))

@@ -155,6 +155,9 @@ def suite(work_dir) -> SuiteHandle:
         gateway_port=gateway_port,
         service_ports={name: ports[name] for name in SERVICES},
         log_dir=log_dir,
+        # The whole suite runs from one address; the auth-route limit itself is tested on a
+        # gateway of its own (test_upstream_failures.py), with the defaults.
+        service_env={"gateway": {"RATE_LIMIT_AUTH_BURST": "10000", "RATE_LIMIT_AUTH_PER_MINUTE": "60000"}},
     )
     handle = None
     try:

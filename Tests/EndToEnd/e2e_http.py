@@ -121,7 +121,8 @@ class Api:
         waited = 0.0
         while True:
             response = self._send(method, target, body, send_headers, timeout or self.timeout)
-            if response.status == 429 and self.wait_out_rate_limits and validate:
+            replayable = body is None or isinstance(body, (bytes, bytearray, str))
+            if response.status == 429 and self.wait_out_rate_limits and validate and replayable:
                 # The main suite's gateway rate-limits auth routes; wait as it asks, within a bound.
                 self._validate(response)
                 delay = _retry_after_seconds(response)
