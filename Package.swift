@@ -137,7 +137,7 @@ let package = Package(
                 path: "Tests/ServiceTests"),
             .testTarget(
                 name: "IntegrationTests",
-                dependencies: ["Platform", "Kafka", .product(name: "PostgresNIO", package: "postgres-nio"),
+                dependencies: ["Platform", "Kafka", "Orders", .product(name: "PostgresNIO", package: "postgres-nio"),
                                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                                .product(name: "Logging", package: "swift-log")],
                 path: "Tests/IntegrationTests"),

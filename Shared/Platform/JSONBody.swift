@@ -159,3 +159,33 @@ extension UUID {
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 }
+
+/// The `?limit=&cursor=` of a list endpoint: limit 1...100 (default 20), an opaque keyset cursor.
+public struct PageRequest: Sendable {
+    public static let maximumLimit = 100
+    public var limit: Int
+    public var after: Cursor?
+
+    public init(_ request: Request, defaultLimit: Int = 20) throws {
+        limit = try request.queryInt("limit", default: defaultLimit, range: 1...Self.maximumLimit)
+        after = try request.queryString("cursor").map(Cursor.decode)
+    }
+
+    public init(limit: Int, after: Cursor? = nil) throws {
+        guard (1...Self.maximumLimit).contains(limit) else {
+            throw Problem.validation([FieldError("limit", "must be an integer from 1 to \(Self.maximumLimit)")])
+        }
+        self.limit = limit
+        self.after = after
+    }
+
+    /// Rows are fetched `limit + 1` at a time; the extra row only says that another page exists.
+    public var fetchLimit: Int { limit + 1 }
+
+    /// The page of `rows` (fetched with `fetchLimit`), its next cursor taken from the last item kept.
+    public func page<Item>(_ rows: [Item], position: (Item) -> Cursor) -> Page<Item> {
+        guard rows.count > limit else { return Page(items: rows, nextCursor: nil) }
+        let items = Array(rows.prefix(limit))
+        return Page(items: items, nextCursor: items.last.map { position($0).encoded() })
+    }
+}

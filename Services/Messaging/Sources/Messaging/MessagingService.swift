@@ -25,9 +25,7 @@ public struct MessagingService: ServiceModule {
     public func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/v1/conversations") { request, context -> Response in
             let caller = try context.requirePrincipal()
-            let limit = try request.queryInt("limit", default: 20, range: 1...100)
-            let cursor = try request.queryString("cursor").map(Cursor.decode)
-            let page = try await conversations.page(participant: caller.userId, limit: limit, after: cursor)
+            let page = try await conversations.page(participant: caller.userId, PageRequest(request))
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
     }
@@ -68,10 +66,10 @@ struct ConversationRepository: Sendable {
     let logger: Logger
 
     /// The caller's conversations, newest first; one index range scan per side, merged.
-    func page(participant: UUID, limit: Int, after cursor: Cursor?) async throws -> Page<Conversation> {
-        let time = cursor?.time ?? Date.distantFuture
-        let id = cursor?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
-        let fetch = limit + 1
+    func page(participant: UUID, _ request: PageRequest) async throws -> Page<Conversation> {
+        let time = request.after?.time ?? Date.distantFuture
+        let id = request.after?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
+        let fetch = request.fetchLimit
         let rows = try await client.query("""
             SELECT id, buyer_id, vendor_id, listing_id, order_id, last_message_at, created_at FROM (
                 (SELECT * FROM conversations WHERE buyer_id = \(participant) AND (created_at, id) < (\(time), \(id))
@@ -87,11 +85,6 @@ struct ConversationRepository: Sendable {
             items.append(Conversation(id: id, buyerId: buyer, vendorId: vendor, listingId: listing, orderId: order,
                                       lastMessageAt: lastMessage, createdAt: created))
         }
-        var next: String?
-        if items.count > limit {
-            items.removeLast()
-            next = items.last.map { Cursor(time: $0.createdAt, id: $0.id).encoded() }
-        }
-        return Page(items: items, nextCursor: next)
+        return request.page(items) { Cursor(time: $0.createdAt, id: $0.id) }
     }
 }

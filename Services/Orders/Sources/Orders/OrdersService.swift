@@ -25,9 +25,7 @@ public struct OrdersService: ServiceModule {
     public func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/v1/orders") { request, context -> Response in
             let caller = try context.requirePrincipal()
-            let limit = try request.queryInt("limit", default: 20, range: 1...100)
-            let cursor = try request.queryString("cursor").map(Cursor.decode)
-            let page = try await orders.page(participant: caller.userId, limit: limit, after: cursor)
+            let page = try await orders.page(participant: caller.userId, PageRequest(request))
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
     }
@@ -56,10 +54,10 @@ struct OrderRepository: Sendable {
 
     /// The caller's orders as buyer or vendor, newest first. Each side is an index range scan
     /// (limit + 1 rows), merged; the extra row tells whether another page exists.
-    func page(participant: UUID, limit: Int, after cursor: Cursor?) async throws -> Page<Order> {
-        let time = cursor?.time ?? Date.distantFuture
-        let id = cursor?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
-        let fetch = limit + 1
+    func page(participant: UUID, _ request: PageRequest) async throws -> Page<Order> {
+        let time = request.after?.time ?? Date.distantFuture
+        let id = request.after?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
+        let fetch = request.fetchLimit
         let rows = try await client.query("""
             SELECT id, buyer_id, vendor_id, status, total_amount, currency, created_at FROM (
                 (SELECT * FROM orders WHERE buyer_id = \(participant) AND (created_at, id) < (\(time), \(id))
@@ -74,11 +72,6 @@ struct OrderRepository: Sendable {
             in rows.decode((UUID, UUID, UUID, String, Int64, String, Date).self) {
             items.append(Order(id: id, buyerId: buyer, vendorId: vendor, status: status, totalAmount: total, currency: currency, createdAt: created))
         }
-        var next: String?
-        if items.count > limit {
-            items.removeLast()
-            next = items.last.map { Cursor(time: $0.createdAt, id: $0.id).encoded() }
-        }
-        return Page(items: items, nextCursor: next)
+        return request.page(items) { Cursor(time: $0.createdAt, id: $0.id) }
     }
 }
