@@ -57,7 +57,7 @@ public struct LineLogHandler: LogHandler {
         level: Logger.Level, message: String, metadata: Logger.Metadata,
         label: String, service: String, json: Bool, date: Date
     ) -> String {
-        let timestamp = date.formatted(.iso8601.year().month().day().timeSeparator(.colon).time(includingFractionalSeconds: true))
+        let timestamp = EventCoding.formatTime(date)
         if json {
             var object: [String: Any] = [
                 "time": timestamp, "level": level.rawValue, "message": message,

@@ -56,5 +56,6 @@ import Testing
         let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
         #expect(object?["request.id"] as? String == "r1")
         #expect(object?["service"] as? String == "orders")
+        #expect(object?["time"] as? String == "1970-01-01T00:00:00.000Z")
     }
 }
