@@ -164,6 +164,17 @@ public final class KafkaConsumer: Service, Sendable {
         }
     }
 
+    /// The current end (high watermark) of every partition of `topic`, asked of the brokers:
+    /// lets a reader stop at what was there when it started.
+    public func endOffsets(topic: String, timeout: Duration = .seconds(5)) async throws -> [Int32: Int64] {
+        let milliseconds = timeout.librdkafkaMilliseconds
+        let result = await runBlocking(on: pollQueue) { [self] () -> Result<[Int32: Int64], KafkaError> in
+            guard lifecycle.withLock({ $0 }) != .closed else { return .failure(KafkaError.shutdown("consumer is closed")) }
+            return Librdkafka.endOffsets(handle.pointer, topic: topic, timeoutMilliseconds: milliseconds)
+        }
+        return try result.get()
+    }
+
     /// Whether a broker answers a metadata request within `timeout`, for readiness checks.
     public func isConnected(timeout: Duration = .seconds(2)) async -> Bool {
         let milliseconds = timeout.librdkafkaMilliseconds
@@ -228,10 +239,26 @@ public final class KafkaConsumer: Service, Sendable {
         return nil
     }
 
+    /// The next record and up to `maximum - 1` more that are already fetched, without waiting for
+    /// more: lets a consumer apply several records in one database transaction. Waits like
+    /// `messages` for the first record; an empty array means the consumer is shutting down.
+    public func nextBatch(maximum: Int) async throws -> [KafkaMessage] {
+        guard let first = try await nextMessage() else { return [] }
+        guard maximum > 1 else { return [first] }
+        let more: [KafkaMessage] = await runBlocking(on: pollQueue) { [self] in
+            var collected: [KafkaMessage] = []
+            while collected.count < maximum - 1, case .message(let message) = pollOnce(timeoutMilliseconds: 0) {
+                collected.append(message)
+            }
+            return collected
+        }
+        return [first] + more
+    }
+
     /// One short rd_kafka_consumer_poll. Runs on `pollQueue`.
-    private func pollOnce() -> PollOutcome {
+    private func pollOnce(timeoutMilliseconds: Int32 = KafkaConsumer.pollTimeoutMilliseconds) -> PollOutcome {
         guard lifecycle.withLock({ $0 }) == .open else { return .closed }
-        guard let rkmessage = rd_kafka_consumer_poll(handle.pointer, Self.pollTimeoutMilliseconds) else {
+        guard let rkmessage = rd_kafka_consumer_poll(handle.pointer, timeoutMilliseconds) else {
             return .nothing
         }
         defer { rd_kafka_message_destroy(rkmessage) }

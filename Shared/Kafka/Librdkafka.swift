@@ -108,6 +108,31 @@ enum Librdkafka {
         return metadata.pointee.broker_cnt > 0
     }
 
+    /// The high watermark (offset of the next record to be written) of every partition of `topic`,
+    /// asked of the brokers. Blocks the caller for up to about twice `timeoutMilliseconds`.
+    static func endOffsets(_ rk: OpaquePointer, topic: String, timeoutMilliseconds: Int32) -> Result<[Int32: Int64], KafkaError> {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(rk, 1, nil, &metadata, timeoutMilliseconds)
+        defer { if let metadata { rd_kafka_metadata_destroy(metadata) } }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return .failure(KafkaError(err)) }
+        var partitions: [Int32] = []
+        for index in 0..<Int(metadata.pointee.topic_cnt) {
+            let entry = metadata.pointee.topics[index]
+            guard String(cString: entry.topic) == topic else { continue }
+            if entry.err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(KafkaError(entry.err)) }
+            for partition in 0..<Int(entry.partition_cnt) { partitions.append(entry.partitions[partition].id) }
+        }
+        var ends: [Int32: Int64] = [:]
+        for partition in partitions {
+            var low: Int64 = 0
+            var high: Int64 = 0
+            let err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, timeoutMilliseconds)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { return .failure(KafkaError(err)) }
+            ends[partition] = high
+        }
+        return .success(ends)
+    }
+
     /// Copies a consumed record out of librdkafka's buffers. `rkmessage.err` must be NO_ERROR.
     static func message(from rkmessage: UnsafePointer<rd_kafka_message_t>) -> KafkaMessage {
         let raw = rkmessage.pointee

@@ -113,7 +113,7 @@ public enum EventCoding {
     }
 
     public static func formatTime(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: true).timeSeparator(.colon))
+        FastTime.rfc3339(date)
     }
 
     public static func parseTime(_ text: String) -> Date? {

@@ -117,6 +117,7 @@ public struct ServiceSettings: Sendable {
     public var outboxPollInterval: Duration
     public var consumerMaxAttempts: Int
     public var consumerRetryBackoff: Duration
+    public var consumerBatchSize: Int
     public var shutdownGracePeriod: Duration
 
     public init(serviceName: String, defaultPort: Int, needsDatabase: Bool = true, reader: ConfigReader) throws {
@@ -137,6 +138,9 @@ public struct ServiceSettings: Sendable {
         self.kafkaConsumerProperties = [
             "session.timeout.ms": String(try reader.int("KAFKA_SESSION_TIMEOUT_MS", default: 6_000, range: 1_000...300_000)),
             "heartbeat.interval.ms": String(try reader.int("KAFKA_HEARTBEAT_INTERVAL_MS", default: 2_000, range: 100...100_000)),
+            // How long a fetch may wait for data at the broker. Real brokers answer as soon as data
+            // arrives; the dev broker waits the whole time, so this bounds its delivery latency.
+            "fetch.wait.max.ms": String(try reader.int("KAFKA_FETCH_WAIT_MAX_MS", default: 100, range: 1...30_000)),
         ]
         self.jwksURL = reader.string("JWKS_URL", default: "http://127.0.0.1:8081/.well-known/jwks.json")
         self.tokenIssuer = reader.string("JWT_ISSUER", default: "marketplace-identity")
@@ -145,6 +149,7 @@ public struct ServiceSettings: Sendable {
         self.outboxPollInterval = try reader.duration(milliseconds: "OUTBOX_POLL_INTERVAL_MS", default: 1_000)
         self.consumerMaxAttempts = try reader.int("CONSUMER_MAX_ATTEMPTS", default: 5, range: 1...100)
         self.consumerRetryBackoff = try reader.duration(milliseconds: "CONSUMER_RETRY_BACKOFF_MS", default: 200)
+        self.consumerBatchSize = try reader.int("CONSUMER_BATCH_SIZE", default: 100, range: 1...10_000)
         self.shutdownGracePeriod = try reader.duration(milliseconds: "SHUTDOWN_GRACE_MS", default: 20_000)
     }
 }

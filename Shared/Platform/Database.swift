@@ -1,7 +1,12 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
+import Metrics
 import PostgresNIO
+import ServiceLifecycle
 
 extension DatabaseSettings {
     /// A pooled client for this service's role. Run it as a ServiceLifecycle service.
@@ -12,7 +17,14 @@ extension DatabaseSettings {
         configuration.options.maximumConnections = poolSize
         configuration.options.minimumConnections = 1
         configuration.options.connectTimeout = .seconds(5)
+        // Names this process's connections in pg_stat_activity (read by DatabasePoolMetrics).
+        configuration.options.additionalStartupParameters = [("application_name", Self.applicationName(for: username))]
         return PostgresClient(configuration: configuration, backgroundLogger: logger)
+    }
+
+    /// `<role>/<host>/<pid>`: unique per process, readable by an operator.
+    public static func applicationName(for role: String) -> String {
+        String("\(role)/\(ProcessInfo.processInfo.hostName)/\(getpid())".prefix(63))
     }
 }
 
@@ -52,5 +64,48 @@ public enum Database {
             hash = hash &* 0x100_0000_01b3
         }
         return Int64(bitPattern: hash)
+    }
+}
+
+/// Samples this process's pooled connections as Postgres sees them (pg_stat_activity, by
+/// application name) and publishes them as `db_pool_connections{state}` and `db_pool_max_connections`.
+public struct DatabasePoolMetrics: Service {
+    let client: PostgresClient
+    let applicationName: String
+    let maximum: Int
+    let interval: Duration
+    let logger: Logger
+
+    public init(client: PostgresClient, settings: DatabaseSettings, interval: Duration = .seconds(10), logger: Logger) {
+        self.client = client
+        self.applicationName = DatabaseSettings.applicationName(for: settings.username)
+        self.maximum = settings.poolSize
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let service = applicationName.split(separator: "/").first.map(String.init) ?? applicationName
+        let maximumGauge = Gauge(label: "db_pool_max_connections", dimensions: [("service", service)])
+        let gauges = ["active", "idle", "idle in transaction"].map {
+            ($0, Gauge(label: "db_pool_connections", dimensions: [("service", service), ("state", $0.replacingOccurrences(of: " ", with: "_"))]))
+        }
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                maximumGauge.record(maximum)
+                do {
+                    var counts: [String: Int64] = [:]
+                    let rows = try await client.query(
+                        "SELECT state, count(*) FROM pg_stat_activity WHERE application_name = \(applicationName) AND state IS NOT NULL GROUP BY state",
+                        logger: logger)
+                    for try await (state, count) in rows.decode((String, Int64).self) { counts[state] = count }
+                    // The sampling query's own connection is the one active connection it always sees.
+                    for (state, gauge) in gauges { gauge.record(max(0, (counts[state] ?? 0) - (state == "active" ? 1 : 0))) }
+                } catch {
+                    logger.debug("pool metrics sample failed", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
     }
 }

@@ -40,17 +40,32 @@ public struct Inbox: Sendable {
 
     public func apply(_ event: CloudEvent, topic: String, logger: Logger) async throws -> Outcome {
         try await Database.transaction(client, logger: logger) { connection in
-            let inserted = try await connection.query("""
-                INSERT INTO inbox (event_id, type, source, topic) VALUES (\(event.id), \(event.type), \(event.source), \(topic))
-                ON CONFLICT (event_id) DO NOTHING RETURNING 1
-                """, logger: logger)
-            var isNew = false
-            for try await _ in inserted.decode(Int.self) { isNew = true }
-            guard isNew else { return .duplicate }
-            guard let handler = handlers.handler(for: event.type) else { return .ignored }
-            try await handler(event, connection, logger)
-            return .applied
+            try await apply(event, topic: topic, on: connection, logger: logger)
         }
+    }
+
+    /// Applies several events in one transaction, in order: all take effect or none does.
+    public func apply(_ events: [(event: CloudEvent, topic: String)], logger: Logger) async throws -> [Outcome] {
+        try await Database.transaction(client, logger: logger) { connection in
+            var outcomes: [Outcome] = []
+            for (event, topic) in events {
+                outcomes.append(try await apply(event, topic: topic, on: connection, logger: logger))
+            }
+            return outcomes
+        }
+    }
+
+    func apply(_ event: CloudEvent, topic: String, on connection: PostgresConnection, logger: Logger) async throws -> Outcome {
+        let inserted = try await connection.query("""
+            INSERT INTO inbox (event_id, type, source, topic) VALUES (\(event.id), \(event.type), \(event.source), \(topic))
+            ON CONFLICT (event_id) DO NOTHING RETURNING 1
+            """, logger: logger)
+        var isNew = false
+        for try await _ in inserted.decode(Int.self) { isNew = true }
+        guard isNew else { return .duplicate }
+        guard let handler = handlers.handler(for: event.type) else { return .ignored }
+        try await handler(event, connection, logger)
+        return .applied
     }
 }
 
@@ -69,9 +84,10 @@ public struct EventConsumerService: Service {
     let failed: Counter
     let deadLettered: Counter
     let service: String
+    let batchSize: Int
 
     public init(consumer: KafkaConsumer, producer: KafkaProducer, inbox: Inbox, service: String,
-                maxAttempts: Int, backoff: Duration, logger: Logger) {
+                maxAttempts: Int, backoff: Duration, batchSize: Int = 100, logger: Logger) {
         self.consumer = consumer
         self.producer = producer
         self.inbox = inbox
@@ -79,6 +95,7 @@ public struct EventConsumerService: Service {
         self.deadLetterTopic = DeadLetters.topic(for: service)
         self.maxAttempts = maxAttempts
         self.backoff = backoff
+        self.batchSize = max(1, batchSize)
         self.logger = logger
         self.processed = Counter(label: "consumer_messages_processed_total", dimensions: [("service", service)])
         self.failed = Counter(label: "consumer_message_failures_total", dimensions: [("service", service)])
@@ -91,8 +108,10 @@ public struct EventConsumerService: Service {
             group.addTask {
                 await cancelWhenGracefulShutdown {
                     do {
-                        for try await message in consumer.messages {
-                            await handle(message)
+                        while !Task.isCancelled {
+                            let batch = try await consumer.nextBatch(maximum: batchSize)
+                            if batch.isEmpty { break }
+                            await handle(batch)
                         }
                     } catch is CancellationError {
                     } catch {
@@ -112,6 +131,30 @@ public struct EventConsumerService: Service {
                 Gauge(label: "consumer_lag", dimensions: [("service", service), ("partition", "\(partition)")]).record(lag)
             }
             try? await Task.sleep(for: .seconds(5))
+        }
+    }
+
+    /// Applies the records that were already waiting in one transaction; if any of them fails, each
+    /// goes through `handle(_:)` on its own, with retries and dead-lettering, in the same order.
+    func handle(_ batch: [KafkaMessage]) async {
+        if batch.count > 1 {
+            var events: [(event: CloudEvent, topic: String)] = []
+            for message in batch {
+                guard let event = try? CloudEvent(headers: message.headers, value: message.value) else { break }
+                events.append((event, message.topic))
+            }
+            if events.count == batch.count, (try? await inbox.apply(events, logger: logger)) != nil {
+                processed.increment(by: batch.count)
+                // The highest offset of each partition covers the ones before it.
+                var last: [String: KafkaMessage] = [:]
+                for message in batch { last["\(message.topic)/\(message.partition)"] = message }
+                for message in last.values { storeOffset(message, logger: logger) }
+                return
+            }
+        }
+        for message in batch {
+            if Task.isCancelled { return }
+            await handle(message)
         }
     }
 

@@ -57,30 +57,87 @@ public struct LineLogHandler: LogHandler {
         level: Logger.Level, message: String, metadata: Logger.Metadata,
         label: String, service: String, json: Bool, date: Date
     ) -> String {
-        let timestamp = EventCoding.formatTime(date)
+        let timestamp = FastTime.rfc3339(date)
         if json {
-            var object: [String: Any] = [
-                "time": timestamp, "level": level.rawValue, "message": message,
-                "service": service, "logger": label,
-            ]
-            for (key, value) in metadata { object[key] = Self.jsonValue(value) }
-            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
-               let text = String(data: data, encoding: .utf8) {
-                return text
+            // Hand-built: this runs for every request, and a generic JSON encoder costs more than the request.
+            var line = "{\"time\":\"\(timestamp)\",\"level\":\"\(level.rawValue)\",\"service\":"
+            JSONText.appendString(service, to: &line)
+            line += ",\"logger\":"
+            JSONText.appendString(label, to: &line)
+            line += ",\"message\":"
+            JSONText.appendString(message, to: &line)
+            for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
+                line += ","
+                JSONText.appendString(key, to: &line)
+                line += ":"
+                appendJSON(value, to: &line)
             }
-            return "{\"level\":\"error\",\"message\":\"unencodable log line\"}"
+            line += "}"
+            return line
         }
         let fields = metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        return "\(timestamp) \(level.rawValue.uppercased()) [\(service)] \(message)\(fields.isEmpty ? "" : " " + fields)"
+        let text = "\(timestamp) \(level.rawValue.uppercased()) [\(service)] \(message)\(fields.isEmpty ? "" : " " + fields)"
+        return text.replacingOccurrences(of: "\n", with: "\\n")
     }
 
-    static func jsonValue(_ value: Logger.MetadataValue) -> Any {
+    static func appendJSON(_ value: Logger.MetadataValue, to line: inout String) {
         switch value {
-        case .string(let string): string
-        case .stringConvertible(let convertible): convertible.description
-        case .array(let array): array.map(jsonValue)
-        case .dictionary(let dictionary): dictionary.mapValues(jsonValue)
+        case .string(let string): JSONText.appendString(string, to: &line)
+        case .stringConvertible(let convertible): JSONText.appendString(convertible.description, to: &line)
+        case .array(let array):
+            line += "["
+            for (index, element) in array.enumerated() {
+                if index > 0 { line += "," }
+                appendJSON(element, to: &line)
+            }
+            line += "]"
+        case .dictionary(let dictionary):
+            line += "{"
+            for (index, (key, element)) in dictionary.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { line += "," }
+                JSONText.appendString(key, to: &line)
+                line += ":"
+                appendJSON(element, to: &line)
+            }
+            line += "}"
         }
+    }
+}
+
+/// Minimal JSON string escaping (RFC 8259 §7).
+enum JSONText {
+    static func appendString(_ string: String, to line: inout String) {
+        line += "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": line += "\\\""
+            case "\\": line += "\\\\"
+            case "\n": line += "\\n"
+            case "\r": line += "\\r"
+            case "\t": line += "\\t"
+            case _ where scalar.value < 0x20:
+                line += "\\u00"
+                line += String(scalar.value, radix: 16).count == 1 ? "0" + String(scalar.value, radix: 16) : String(scalar.value, radix: 16)
+            default: line.unicodeScalars.append(scalar)
+            }
+        }
+        line += "\""
+    }
+}
+
+/// RFC 3339 UTC timestamps with milliseconds, without a formatter object per call.
+public enum FastTime {
+    public static func rfc3339(_ date: Date) -> String {
+        let interval = date.timeIntervalSince1970
+        var seconds = time_t(interval.rounded(.down))
+        let millis = Int((interval - Double(seconds)) * 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
     }
 }
 

@@ -74,7 +74,7 @@ public enum RequestIds {
     /// A random 128-bit id in hex.
     public static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        return String(format: "%016llx%016llx", generator.next() as UInt64, generator.next() as UInt64)
+        return Hex.encode(generator.next() as UInt64) + Hex.encode(generator.next() as UInt64)
     }
 
     /// Accepts an id only if it is short and plain, so nothing odd reaches logs.
@@ -113,15 +113,29 @@ public struct TraceParent: Sendable, Equatable, CustomStringConvertible {
     /// A new trace rooted here.
     public static func make() -> TraceParent {
         var generator = SystemRandomNumberGenerator()
-        let trace = String(format: "%016llx%016llx", generator.next() as UInt64, generator.next() as UInt64)
-        return TraceParent(traceId: trace, parentId: String(format: "%016llx", generator.next() as UInt64 | 1))
+        let trace = Hex.encode(generator.next() as UInt64) + Hex.encode(generator.next() as UInt64)
+        return TraceParent(traceId: trace, parentId: Hex.encode(generator.next() as UInt64 | 1))
     }
 
     /// The same trace with a new span id for the next hop.
     public func child() -> TraceParent {
         var generator = SystemRandomNumberGenerator()
-        return TraceParent(traceId: traceId, parentId: String(format: "%016llx", generator.next() as UInt64 | 1), flags: flags)
+        return TraceParent(traceId: traceId, parentId: Hex.encode(generator.next() as UInt64 | 1), flags: flags)
     }
 
     public var description: String { "00-\(traceId)-\(parentId)-\(flags)" }
+}
+
+enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    /// 16 lower-case hex digits.
+    static func encode(_ value: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 16) { buffer in
+            for index in 0..<16 {
+                buffer[index] = digits[Int((value >> (60 - 4 * UInt64(index))) & 0xF)]
+            }
+            return 16
+        }
+    }
 }

@@ -99,8 +99,10 @@ public enum ServiceRuntime<Module: ServiceModule> {
             let consumer = try KafkaConsumer(configuration: consumerConfiguration, groupId: Module.name, topics: Module.consumedTopics, logger: logger)
             services.append(EventConsumerService(
                 consumer: consumer, producer: producer, inbox: Inbox(client: postgres, handlers: module.eventHandlers),
-                service: Module.name, maxAttempts: settings.consumerMaxAttempts, backoff: settings.consumerRetryBackoff, logger: logger))
+                service: Module.name, maxAttempts: settings.consumerMaxAttempts, backoff: settings.consumerRetryBackoff,
+                batchSize: settings.consumerBatchSize, logger: logger))
         }
+        services.append(DatabasePoolMetrics(client: postgres, settings: database, logger: logger))
         services.append(contentsOf: module.backgroundServices)
         return Application(
             router: router,
@@ -155,43 +157,61 @@ public enum ServiceRuntime<Module: ServiceModule> {
         let consumer = try KafkaConsumer(
             configuration: kafkaConfiguration(settings, clientSuffix: "-redrive", consumer: true),
             groupId: "\(Module.name).dlq-redrive", topics: [DeadLetters.topic(for: Module.name)], logger: logger)
-        let count = try await DeadLetterRedrive(consumer: consumer, producer: producer, logger: logger).run(idle: idle, limit: limit)
+        let count = try await DeadLetterRedrive(consumer: consumer, producer: producer, topic: DeadLetters.topic(for: Module.name), logger: logger)
+            .run(idle: idle, limit: limit)
         logger.info("redrive complete", metadata: ["messages": "\(count)"])
         print("redriven: \(count)")
     }
 }
 
 /// Republishes dead-lettered messages to their original topics, without the `dlq_*` headers.
+/// It moves what the dead-letter topic held when it started and stops there: a message that fails
+/// again while the redrive runs waits for the next redrive instead of circling forever.
 public struct DeadLetterRedrive: Sendable {
     let consumer: KafkaConsumer
     let producer: KafkaProducer
+    let topic: String
     let logger: Logger
 
-    public init(consumer: KafkaConsumer, producer: KafkaProducer, logger: Logger) {
+    public init(consumer: KafkaConsumer, producer: KafkaProducer, topic: String, logger: Logger) {
         self.consumer = consumer
         self.producer = producer
+        self.topic = topic
         self.logger = logger
     }
 
-    /// Runs until no message arrived for `idle` or `limit` messages were moved; returns how many moved.
-    public func run(idle: Duration, limit: Int?) async throws -> Int {
+    /// Runs until every message present at the start was moved, `limit` messages were moved, or
+    /// nothing arrived for `idle` (the idle clock starts after `joinGrace`, while the group forms).
+    /// Returns how many moved.
+    public func run(idle: Duration, limit: Int?, joinGrace: Duration = .seconds(10)) async throws -> Int {
         let moved = NIOLockedValueBox(0)
-        let lastActivity = NIOLockedValueBox(ContinuousClock.now)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let lastActivity = NIOLockedValueBox(ContinuousClock.now + joinGrace)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await producer.run() }
             group.addTask { try await consumer.run() }
+            let ends = try await consumer.endOffsets(topic: topic)
+            logger.debug("redrive started", metadata: ["kafka.topic": "\(topic)", "kafka.end_offsets": "\(ends)"])
             group.addTask {
+                var remaining = ends.filter { $0.value > 0 }
                 for try await message in consumer.messages {
                     lastActivity.withLockedValue { $0 = .now }
-                    if let topic = DeadLetters.originalTopic(of: message) {
+                    guard message.topic == topic, let end = ends[message.partition], message.offset < end else {
+                        // Arrived after the start: left (unstored) for the next redrive.
+                        remaining[message.partition] = nil
+                        if remaining.isEmpty { return }
+                        continue
+                    }
+                    if let original = DeadLetters.originalTopic(of: message) {
                         let headers = message.headers.filter { !$0.key.hasPrefix(DeadLetters.headerPrefix) }
-                        _ = try await producer.send(topic: topic, key: message.key, value: message.value, headers: headers)
+                        _ = try await producer.send(topic: original, key: message.key, value: message.value, headers: headers)
                         moved.withLockedValue { $0 += 1 }
                     } else {
                         logger.warning("dead letter without original topic skipped", metadata: ["kafka.offset": "\(message.offset)"])
                     }
                     try consumer.storeOffset(message)
                     lastActivity.withLockedValue { $0 = .now }
+                    if message.offset >= end - 1 { remaining[message.partition] = nil }
+                    if remaining.isEmpty { return }
                     if let limit, moved.withLockedValue({ $0 }) >= limit { return }
                 }
             }
@@ -204,8 +224,8 @@ public struct DeadLetterRedrive: Sendable {
             _ = try await group.next()
             try await consumer.commit()
             group.cancelAll()
+            return moved.withLockedValue { $0 }
         }
-        return moved.withLockedValue { $0 }
     }
 }
 

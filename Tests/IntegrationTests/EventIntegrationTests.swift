@@ -227,7 +227,7 @@ struct EventIntegrationTests {
                 let redriveConsumer = try KafkaConsumer(configuration: TestInfrastructure.kafkaConfiguration("\(schema)-redrive"),
                                                         groupId: "\(schema).dlq-redrive", topics: [DeadLetters.topic(for: schema)], logger: logger)
                 let redriveProducer = try KafkaProducer(configuration: TestInfrastructure.kafkaConfiguration("\(schema)-redrive"), logger: logger)
-                let moved = try await DeadLetterRedrive(consumer: redriveConsumer, producer: redriveProducer, logger: logger).run(idle: .seconds(8), limit: 1)
+                let moved = try await DeadLetterRedrive(consumer: redriveConsumer, producer: redriveProducer, topic: DeadLetters.topic(for: schema), logger: logger).run(idle: .seconds(8), limit: nil)
                 #expect(moved == 1)
                 #expect(try await TestInfrastructure.eventually(timeout: .seconds(30)) {
                     try await TestInfrastructure.scalar(client, "SELECT count(*) FROM effects WHERE aggregate = 'agg-1'") == 1

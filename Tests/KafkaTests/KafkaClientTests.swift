@@ -297,4 +297,29 @@ struct KafkaClientTests {
         }
         #expect(error?.message.contains("no.such.property") == true)
     }
+
+    @Test("nextBatch returns the records already fetched, in partition order, up to its maximum")
+    func batches() async throws {
+        try await withTimeout {
+            let cluster = try MockKafkaCluster(logger: testLogger)
+            try cluster.createTopic("batch.v1", partitions: 1)
+            let producer = try KafkaProducer(configuration: configuration(cluster, clientId: "batch-producer"), logger: testLogger)
+            let consumer = try KafkaConsumer(configuration: configuration(cluster, clientId: "batch-consumer"), groupId: "batch", topics: ["batch.v1"], logger: testLogger)
+            try await withServices([producer, consumer]) {
+                for index in 0..<10 {
+                    _ = try await producer.send(topic: "batch.v1", key: "k".bytes, value: "\(index)".bytes)
+                }
+                var values: [String] = []
+                var largest = 0
+                while values.count < 10 {
+                    let batch = try await consumer.nextBatch(maximum: 4)
+                    #expect(!batch.isEmpty && batch.count <= 4)
+                    largest = max(largest, batch.count)
+                    values += batch.map { String(decoding: $0.value, as: UTF8.self) }
+                }
+                #expect(values == (0..<10).map(String.init))
+                #expect(largest > 1, "records already fetched come together")
+            }
+        }
+    }
 }

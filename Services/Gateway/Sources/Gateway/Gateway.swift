@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import Platform
 import Prometheus
 import ServiceLifecycle
@@ -54,6 +55,7 @@ struct GatewayResponder: HTTPResponder {
     let registry: PrometheusCollectorRegistry
     let authLimiter: RateLimiter
     let defaultLimiter: RateLimiter
+    let metrics = GatewayMetrics()
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
@@ -79,10 +81,8 @@ struct GatewayResponder: HTTPResponder {
         }
         let elapsed = ContinuousClock.now - started
         let routeLabel = route?.prefix ?? (request.uri.path.hasPrefix("/health/") || request.uri.path == "/metrics" ? request.uri.path : "unmatched")
-        let dimensions = [("route", routeLabel), ("method", request.method.rawValue), ("status", "\(response.status.code)")]
-        Counter(label: "gateway_requests_total", dimensions: dimensions).increment()
-        Metrics.Timer(label: "gateway_request_duration_seconds", dimensions: [("route", routeLabel)], preferredDisplayUnit: .seconds)
-            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        metrics.record(route: routeLabel, method: request.method.rawValue, status: Int(response.status.code), nanoseconds: nanoseconds)
         context.logger.info("request", metadata: [
             "http.method": "\(request.method)", "http.route": "\(routeLabel)", "http.status": "\(response.status.code)",
             "duration.ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
@@ -195,5 +195,36 @@ public enum GatewayRuntime {
             throw error
         }
         try await httpClient.shutdown()
+    }
+}
+
+/// Request metrics per route, method and status. The metric objects are looked up once per
+/// combination and reused: creating them goes through the registry's lock every time.
+final class GatewayMetrics: Sendable {
+    struct Key: Hashable {
+        var route: String
+        var method: String
+        var status: Int
+    }
+
+    struct Instruments: Sendable {
+        var requests: Metrics.Counter
+        var duration: Metrics.Timer
+    }
+
+    private let cache = NIOLockedValueBox<[Key: Instruments]>([:])
+
+    func record(route: String, method: String, status: Int, nanoseconds: Int64) {
+        let key = Key(route: route, method: method, status: status)
+        let instruments = cache.withLockedValue { cache in
+            if let existing = cache[key] { return existing }
+            let created = Instruments(
+                requests: Metrics.Counter(label: "gateway_requests_total", dimensions: [("route", route), ("method", method), ("status", "\(status)")]),
+                duration: Metrics.Timer(label: "gateway_request_duration_seconds", dimensions: [("route", route), ("method", method)], preferredDisplayUnit: .seconds))
+            cache[key] = created
+            return created
+        }
+        instruments.requests.increment()
+        instruments.duration.recordNanoseconds(nanoseconds)
     }
 }
