@@ -68,7 +68,7 @@ let package = Package(
             exclude: ["README.md"]),
         .executableTarget(
             name: "DevBroker",
-            dependencies: ["Kafka", "CRdKafka", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Kafka", "Contracts", .product(name: "Logging", package: "swift-log")],
             path: "Shared/DevBroker"),
         // libargon2 (Debian libargon2-dev), for identity's password hashing.
         .systemLibrary(name: "CArgon2", path: "Shared/CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),

@@ -2,11 +2,13 @@
 //
 //   devbroker --address-file PATH [--topics t1,t2,...] [--partitions N]
 //
-// Hosts librdkafka's in-memory mock cluster on loopback, pre-creates the topics, writes the
+// Hosts librdkafka's in-memory mock cluster on loopback, pre-creates the topics (by default every
+// topic of the suite, from Shared/Contracts), writes the
 // bootstrap address to PATH (atomically, once ready), prints `broker: <address>`, and runs
 // until SIGTERM/SIGINT, when it stops the cluster, removes PATH and exits 0.
 
 import Dispatch
+import Contracts
 import Foundation
 import Kafka
 import Logging
@@ -30,7 +32,7 @@ struct Options {
 
     static func parse(_ arguments: [String]) throws -> Options {
         var addressFile: String?
-        var topics: [String] = []
+        var topics: [String] = Topics.all
         var partitions: Int32 = 3
         var remaining = arguments[...]
         while let flag = remaining.popFirst() {

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES_DIR = ROOT / "Services"
 OPERATIONAL = {("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")}
 
-# Exactly the endpoints of docs-internal/INTERFACES.md.
+# Exactly the endpoints each service serves (see each Services/<Name>/README.md).
 EXPECTED_OPERATIONS = {
     "gateway": set(),
     "identity": {

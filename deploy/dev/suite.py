@@ -59,7 +59,7 @@ Python API
       stop_service(name) -> exit code   SIGTERM to its process group, SIGKILL after stop_timeout
       stop() -> bool                    everything it started, reverse order; Postgres with
                                         `pg_ctl stop -m fast`; never raises for one failure
-      env_for(name) -> dict             the INTERFACES.md env of that process (only those keys;
+      env_for(name) -> dict             the environment of that process (README, Configuration) (only those keys;
                                         processes also inherit os.environ minus config keys)
       url(name) / gateway_url / ports / pid(name) / log_path(name) / exit_codes
       bootstrap_database() / postgres_pid() / exited() (started processes that have exited: codes)
@@ -122,14 +122,7 @@ PG_SUPERUSER = "postgres"
 PG_SUPERUSER_PASSWORD = "postgres"  # loopback-only dev and test clusters
 PG_OS_USER = "postgres"
 
-# The one list of topics the dev broker pre-creates (INTERFACES.md, "Kafka topics").
-KAFKA_TOPICS = (
-    "identity.users.v1",
-    "listings.dlq.v1",
-    "billing.dlq.v1",
-    "orders.dlq.v1",
-    "messaging.dlq.v1",
-)
+# The dev broker pre-creates every topic of the suite itself (Shared/Contracts, Topics.all).
 KAFKA_PARTITIONS = 3
 
 JWT_ISSUER = "marketplace-identity"
@@ -575,13 +568,13 @@ class Suite:
         return self._broker_address
 
     def start_broker(self, timeout: float = 60) -> None:
-        """Runs devbroker with KAFKA_TOPICS; waits for its address file."""
+        """Runs devbroker (which pre-creates the suite's topics); waits for its address file."""
         if self._external_kafka or self._broker_address:
             return
         self._acquire()
         self.broker_address_file.unlink(missing_ok=True)
         argv = [str(self._binary(BROKER)), "--address-file", str(self.broker_address_file),
-                "--topics", ",".join(KAFKA_TOPICS), "--partitions", str(KAFKA_PARTITIONS)]
+                "--partitions", str(KAFKA_PARTITIONS)]
         env = filtered_environ()
         env.update(LOG_FORMAT="json", LOG_LEVEL="info")
         env.update(self.extra_env)
@@ -608,7 +601,7 @@ class Suite:
 
     # ------------------------------------------------------------------ services
     def env_for(self, name: str) -> dict[str, str]:
-        """The service's environment per INTERFACES.md (only the suite's keys)."""
+        """The service's environment (the README's configuration keys the suite sets)."""
         if name not in ALL_SERVICES:
             raise ValueError(f"unknown service {name!r}")
         env = {

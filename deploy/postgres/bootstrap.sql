@@ -1,5 +1,5 @@
 -- Marketplace Postgres bootstrap: the `marketplace` database and, per service, a LOGIN role
--- and a schema of the same name that only that role may use (docs-internal/INTERFACES.md).
+-- and a schema of the same name that only that role may use; see the README, "Using a real Postgres and a real Kafka".
 --
 -- Idempotent: safe to run again at any time. Run as a superuser with psql, connected to the
 -- maintenance database (the script creates `marketplace` and then connects to it):

@@ -131,6 +131,8 @@ fi
 E2E_RC=0
 PY_TEST_DIRS=(Tests/EndToEnd)
 [[ -d Tests/Contract ]] && PY_TEST_DIRS=(Tests/Contract Tests/EndToEnd)  # static, fast, same run
+# The launcher's own tests (real Postgres, stand-in executables): make run and these tests rely on it.
+PY_TEST_DIRS+=(deploy/test/selftest_suite.py)
 if [[ ! -d Tests/EndToEnd ]]; then
   E2E_RC=1
   echo "Tests/EndToEnd does not exist" | tee "$LOGS/e2e.log"

@@ -3,7 +3,7 @@
 
 Symlink this file under the executable names (see make_bin_dir) and point suite.py at that
 directory (bin_dir= / --bin-dir / MARKETPLACE_BIN_DIR). It follows the agreed interface
-(docs-internal/INTERFACES.md) just far enough to exercise the launcher:
+(the README and each Services/<Name>/README.md) just far enough to exercise the launcher:
 
   devbroker --address-file F --topics ... --partitions N
       listens on a loopback port (it speaks no Kafka), writes F atomically, prints `broker: ...`
@@ -13,7 +13,7 @@ directory (bin_dir= / --bin-dir / MARKETPLACE_BIN_DIR). It follows the agreed in
   <service> serve
       HTTP on HTTP_HOST:HTTP_PORT: /health/live, /health/ready (503 until the broker address
       answers TCP, and, for the gateway, until JWKS_URL answers), /metrics, GET /v1/plans
-      (billing), /.well-known/jwks.json (identity); the gateway proxies by INTERFACES.md
+      (billing), /.well-known/jwks.json (identity); the gateway proxies by the default route table
       prefixes to UPSTREAM_*. Exits 0 on SIGTERM.
 """
 from __future__ import annotations
