@@ -21,6 +21,8 @@ from e2e_support import (
     closed_port,
     free_ports,
     gateway_env,
+    psql,
+    sql_literal,
     wait_for_answer,
     wait_until,
 )
@@ -30,7 +32,7 @@ UPSTREAM_TIMEOUT_MS = 1000
 RATE_LIMIT_ATTEMPTS = 1000
 
 
-def test_stopped_service_is_answered_quickly_and_recovers(suite, gateway, buyer):
+def test_stopped_service_is_answered_quickly_and_recovers(suite, gateway, buyer, register):
     token = buyer.access_token
     gateway.get("/v1/orders", token=token).expect(200)
     suite.suite.stop_service("orders")
@@ -50,6 +52,10 @@ def test_stopped_service_is_answered_quickly_and_recovers(suite, gateway, buyer)
         return response.status == 200
 
     wait_until(orders_answer, timeout=60, interval=0.25, describe="GET /v1/orders to be 200 again after restart")
+    # Recovered means consuming again too: its consumer rejoined the group and applies new events.
+    newcomer = register("buyer")
+    wait_until(lambda: psql(suite.suite.superuser_dsn, f"SELECT 1 FROM orders.users WHERE id = {sql_literal(newcomer.id)}::uuid"),
+               timeout=60, describe="a user registered after the restart in orders.users")
 
 
 @pytest.fixture(scope="module")
