@@ -137,7 +137,8 @@ let package = Package(
                 path: "Tests/ServiceTests"),
             .testTarget(
                 name: "IntegrationTests",
-                dependencies: ["Platform", "Kafka", "Orders", .product(name: "PostgresNIO", package: "postgres-nio"),
+                dependencies: ["Platform", "Kafka", "Orders", "Identity", .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "PostgresNIO", package: "postgres-nio"),
                                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                                .product(name: "Logging", package: "swift-log")],
                 path: "Tests/IntegrationTests"),

@@ -16,13 +16,15 @@ public struct AccessTokenClaims: Codable, Sendable, Equatable {
     public var exp: Int64
     public var jti: String
     public var emailVerified: Bool?
+    /// The session (refresh-token family) the token was issued in.
+    public var sid: String?
 
     enum CodingKeys: String, CodingKey {
-        case iss, aud, sub, roles, iat, nbf, exp, jti
+        case iss, aud, sub, roles, iat, nbf, exp, jti, sid
         case emailVerified = "email_verified"
     }
 
-    public init(iss: String, aud: String, sub: String, roles: [String], iat: Int64, nbf: Int64, exp: Int64, jti: String, emailVerified: Bool? = nil) {
+    public init(iss: String, aud: String, sub: String, roles: [String], iat: Int64, nbf: Int64, exp: Int64, jti: String, emailVerified: Bool? = nil, sid: String? = nil) {
         self.iss = iss
         self.aud = aud
         self.sub = sub
@@ -32,6 +34,7 @@ public struct AccessTokenClaims: Codable, Sendable, Equatable {
         self.exp = exp
         self.jti = jti
         self.emailVerified = emailVerified
+        self.sid = sid
     }
 
     public init(from decoder: any Decoder) throws {
@@ -50,6 +53,7 @@ public struct AccessTokenClaims: Codable, Sendable, Equatable {
         exp = try container.decode(Int64.self, forKey: .exp)
         jti = try container.decode(String.self, forKey: .jti)
         emailVerified = try container.decodeIfPresent(Bool.self, forKey: .emailVerified)
+        sid = try container.decodeIfPresent(String.self, forKey: .sid)
     }
 }
 
@@ -293,7 +297,8 @@ public struct AuthenticationMiddleware<Context: ServiceRequestContext>: RouterMi
         }
         var context = context
         // The verifier has already checked that `sub` is a UUID.
-        context.principal = Principal(userId: UUID(uuidString: claims.sub)!, roles: claims.roles, tokenId: claims.jti)
+        context.principal = Principal(userId: UUID(uuidString: claims.sub)!, roles: claims.roles, tokenId: claims.jti,
+                                      sessionId: claims.sid.flatMap(UUID.init(uuidString:)))
         context.logger[metadataKey: "user.id"] = .string(claims.sub)
         return try await next(request, context)
     }

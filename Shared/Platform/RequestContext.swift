@@ -8,11 +8,14 @@ public struct Principal: Sendable, Equatable {
     public var userId: UUID
     public var roles: [String]
     public var tokenId: String?
+    /// The sign-in session the token belongs to, when the token names one.
+    public var sessionId: UUID?
 
-    public init(userId: UUID, roles: [String], tokenId: String? = nil) {
+    public init(userId: UUID, roles: [String], tokenId: String? = nil, sessionId: UUID? = nil) {
         self.userId = userId
         self.roles = roles
         self.tokenId = tokenId
+        self.sessionId = sessionId
     }
 
     public func has(role: String) -> Bool { roles.contains(role) }

@@ -157,7 +157,11 @@ def suite(work_dir) -> SuiteHandle:
         log_dir=log_dir,
         # The whole suite runs from one address; the auth-route limit itself is tested on a
         # gateway of its own (test_upstream_failures.py), with the defaults.
-        service_env={"gateway": {"RATE_LIMIT_AUTH_BURST": "10000", "RATE_LIMIT_AUTH_PER_MINUTE": "60000"}},
+        service_env={
+            "gateway": {"RATE_LIMIT_AUTH_BURST": "10000", "RATE_LIMIT_AUTH_PER_MINUTE": "60000"},
+            # A short reuse grace window keeps the refresh-reuse tests quick (default 10 s).
+            "identity": {"IDENTITY_REFRESH_REUSE_GRACE_SECONDS": "1"},
+        },
     )
     handle = None
     try:

@@ -153,6 +153,9 @@ class Api:
     def post(self, path: str, **kwargs) -> Response:
         return self.request("POST", path, **kwargs)
 
+    def delete(self, path: str, **kwargs) -> Response:
+        return self.request("DELETE", path, **kwargs)
+
     def _send(self, method, target, body, headers, timeout) -> Response:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         started = time.monotonic()

@@ -8,9 +8,9 @@ import pytest
 from e2e_support import forged_tokens
 
 # Every protected prefix of the gateway's route table (x-routes with public: false).
-GATEWAY_PROTECTED = ["/v1/users/me", "/v1/listings", "/v1/subscriptions", "/v1/orders", "/v1/conversations"]
+GATEWAY_PROTECTED = ["/v1/users/me", "/v1/sessions", "/v1/listings", "/v1/subscriptions", "/v1/orders", "/v1/conversations"]
 # The documented protected operations, per service, for direct calls.
-DIRECT_PROTECTED = [("identity", "/v1/users/me"), ("orders", "/v1/orders"), ("messaging", "/v1/conversations")]
+DIRECT_PROTECTED = [("identity", "/v1/users/me"), ("identity", "/v1/sessions"), ("orders", "/v1/orders"), ("messaging", "/v1/conversations")]
 
 
 @pytest.fixture(scope="module")

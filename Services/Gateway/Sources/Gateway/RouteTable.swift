@@ -76,6 +76,7 @@ public struct RouteTable: Sendable {
         Route(prefix: "/v1/auth/", upstream: "identity", access: .public, rateLimitClass: "auth"),
         Route(prefix: "/.well-known/", upstream: "identity", access: .public),
         Route(prefix: "/v1/users", upstream: "identity", access: .authenticated),
+        Route(prefix: "/v1/sessions", upstream: "identity", access: .authenticated),
         Route(prefix: "/v1/categories", upstream: "listings", access: .public),
         Route(prefix: "/v1/listings", upstream: "listings", access: .authenticated),
         Route(prefix: "/v1/plans", upstream: "billing", access: .public),

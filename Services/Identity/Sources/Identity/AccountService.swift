@@ -45,7 +45,7 @@ struct AccountService: Sendable {
         }
     }
 
-    func login(email: String, password: String, logger: Logger) async throws -> TokenPair {
+    func login(email: String, password: String, userAgent: String?, logger: Logger) async throws -> TokenPair {
         let normalized = RegistrationRules.normalize(email: email)
         let rows = try await client.query("""
             SELECT u.id, u.roles, u.status, u.email_verified, c.password_hash
@@ -63,46 +63,76 @@ struct AccountService: Sendable {
             throw IdentityError.invalidCredentials
         }
         guard status == "active" else { throw IdentityError.accountSuspended }
-        let pair = try await issue(userId: id, roles: roles, emailVerified: verified, family: nil, logger: logger)
+        let pair = try await Database.transaction(client, logger: logger) { connection in
+            let session = UUID.v7()
+            let absolute = Date().addingTimeInterval(tokenSettings.sessionLifetime)
+            try await connection.query("""
+                INSERT INTO sessions (id, user_id, user_agent, expires_at)
+                VALUES (\(session), \(id), \(userAgent.map { String($0.prefix(256)) }), \(absolute))
+                """, logger: logger)
+            return try await issue(userId: id, roles: roles, emailVerified: verified, session: session, on: connection, logger: logger)
+        }
         logger.info("login succeeded", metadata: ["user.id": "\(id)"])
         return pair
     }
 
-    /// Rotates a refresh token: the presented one is marked used and a new one joins its family.
-    /// A token presented after it was already used revokes the whole family.
+    /// Rotates a refresh token: the presented one is used up and a new one joins its session.
+    /// A used token presented again within the grace window (a client's concurrent double refresh)
+    /// gets another fresh token; after it, reuse means theft and revokes the whole session.
     func refresh(token: String, logger: Logger) async throws -> TokenPair {
-        let hash = ByteBuffer(bytes: Array(SHA256.hash(data: Data(token.utf8))))
+        let hash = RefreshTokens.hash(token)
         enum Outcome: Sendable {
             case rotated(TokenPair)
-            case reused(family: UUID, user: UUID)
+            case reused(session: UUID, user: UUID)
         }
+        let grace = tokenSettings.reuseGrace
         let outcome: Outcome = try await Database.transaction(client, logger: logger) { connection in
             let rows = try await connection.query("""
-                SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, u.roles, u.status, u.email_verified
-                FROM refresh_tokens t JOIN users u ON u.id = t.user_id
-                WHERE t.token_hash = \(hash) FOR UPDATE OF t
+                SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, s.expires_at, s.revoked_at,
+                       u.roles, u.status, u.email_verified
+                FROM refresh_tokens t JOIN sessions s ON s.id = t.family_id JOIN users u ON u.id = t.user_id
+                WHERE t.token_hash = \(hash) FOR UPDATE OF t, s
                 """, logger: logger)
-            var found: (UUID, UUID, UUID, Date, Date?, Date?, [String], String, Bool)?
-            for try await row in rows.decode((UUID, UUID, UUID, Date, Date?, Date?, [String], String, Bool).self) { found = row }
-            guard let (id, family, user, expires, used, revoked, roles, status, verified) = found else {
+            var found: (UUID, UUID, UUID, Date, Date?, Date?, Date, Date?, [String], String, Bool)?
+            for try await row in rows.decode((UUID, UUID, UUID, Date, Date?, Date?, Date, Date?, [String], String, Bool).self) { found = row }
+            guard let (id, session, user, idleExpiry, used, revoked, absoluteExpiry, sessionRevoked, roles, status, verified) = found else {
                 throw IdentityError.invalidRefreshToken
             }
-            guard revoked == nil, expires > Date() else { throw IdentityError.invalidRefreshToken }
-            if used != nil {
-                try await connection.query(
-                    "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(family) AND revoked_at IS NULL", logger: logger)
-                return .reused(family: family, user: user)
+            let now = Date()
+            guard revoked == nil, sessionRevoked == nil, idleExpiry > now, absoluteExpiry > now else {
+                throw IdentityError.invalidRefreshToken
+            }
+            if let used, now.timeIntervalSince(used) > grace {
+                try await SessionStore.revoke(session: session, reason: "refresh-token-reuse", on: connection, logger: logger)
+                return .reused(session: session, user: user)
             }
             guard status == "active" else { throw IdentityError.accountSuspended }
-            try await connection.query("UPDATE refresh_tokens SET used_at = now() WHERE id = \(id)", logger: logger)
-            return .rotated(try await issue(userId: user, roles: roles, emailVerified: verified, family: family, on: connection, logger: logger))
+            if used == nil {
+                try await connection.query("UPDATE refresh_tokens SET used_at = now() WHERE id = \(id)", logger: logger)
+            }
+            try await connection.query("UPDATE sessions SET last_used_at = now() WHERE id = \(session)", logger: logger)
+            return .rotated(try await issue(userId: user, roles: roles, emailVerified: verified, session: session, on: connection, logger: logger))
         }
         switch outcome {
         case .rotated(let pair):
             return pair
-        case .reused(let family, let user):
-            logger.warning("refresh token reuse detected; family revoked", metadata: ["security.event": "refresh_token_reuse", "user.id": "\(user)", "token.family": "\(family)"])
+        case .reused(let session, let user):
+            logger.warning("refresh token reuse detected; session revoked",
+                           metadata: ["security.event": "refresh_token_reuse", "user.id": "\(user)", "session.id": "\(session)"])
             throw IdentityError.refreshTokenReused
+        }
+    }
+
+    /// Ends the session the refresh token belongs to. Unknown or already revoked tokens are not an
+    /// error: logging out twice, or with a stale token, leaves the client logged out either way.
+    func logout(token: String, logger: Logger) async throws {
+        let hash = RefreshTokens.hash(token)
+        try await Database.transaction(client, logger: logger) { connection in
+            let rows = try await connection.query("SELECT family_id FROM refresh_tokens WHERE token_hash = \(hash)", logger: logger)
+            for try await session in rows.decode(UUID.self) {
+                try await SessionStore.revoke(session: session, reason: "logout", on: connection, logger: logger)
+                logger.info("logged out", metadata: ["session.id": "\(session)"])
+            }
         }
     }
 
@@ -115,26 +145,19 @@ struct AccountService: Sendable {
         throw IdentityError.userNotFound
     }
 
-    private func issue(userId: UUID, roles: [String], emailVerified: Bool, family: UUID?, logger: Logger) async throws -> TokenPair {
-        try await Database.transaction(client, logger: logger) { connection in
-            try await issue(userId: userId, roles: roles, emailVerified: emailVerified, family: family, on: connection, logger: logger)
-        }
-    }
-
-    private func issue(userId: UUID, roles: [String], emailVerified: Bool, family: UUID?, on connection: PostgresConnection, logger: Logger) async throws -> TokenPair {
+    private func issue(userId: UUID, roles: [String], emailVerified: Bool, session: UUID, on connection: PostgresConnection, logger: Logger) async throws -> TokenPair {
         let signer = try await keyRing.currentSigner()
         let now = Int64(Date().timeIntervalSince1970)
         let claims = AccessTokenClaims(
             iss: tokenSettings.issuer, aud: tokenSettings.audience, sub: userId.uuidString.lowercased(), roles: roles,
             iat: now, nbf: now, exp: now + tokenSettings.accessTokenLifetime, jti: UUID.v7().uuidString.lowercased(),
-            emailVerified: emailVerified)
+            emailVerified: emailVerified, sid: session.uuidString.lowercased())
         let accessToken = try signer.sign(claims)
         let refreshToken = RefreshTokens.make()
-        let hash = ByteBuffer(bytes: Array(SHA256.hash(data: Data(refreshToken.utf8))))
-        let expires = Date().addingTimeInterval(tokenSettings.refreshTokenLifetime)
+        let idleExpiry = Date().addingTimeInterval(tokenSettings.refreshTokenLifetime)
         try await connection.query("""
             INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
-            VALUES (\(UUID.v7()), \(family ?? UUID.v7()), \(userId), \(hash), \(expires))
+            VALUES (\(UUID.v7()), \(session), \(userId), \(RefreshTokens.hash(refreshToken)), \(idleExpiry))
             """, logger: logger)
         return TokenPair(accessToken: accessToken, refreshToken: refreshToken, expiresIn: Int(tokenSettings.accessTokenLifetime))
     }
@@ -148,6 +171,11 @@ struct AccountService: Sendable {
 }
 
 enum RefreshTokens {
+    /// What is stored and looked up: the token's SHA-256.
+    static func hash(_ token: String) -> ByteBuffer {
+        ByteBuffer(bytes: Array(SHA256.hash(data: Data(token.utf8))))
+    }
+
     /// 256 random bits, base64url: opaque to clients, stored only as a hash.
     static func make() -> String {
         var bytes = [UInt8](repeating: 0, count: 32)

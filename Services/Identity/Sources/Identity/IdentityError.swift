@@ -8,6 +8,7 @@ public enum IdentityError: Error, ProblemConvertible, Equatable {
     case refreshTokenReused
     case accountSuspended
     case userNotFound
+    case sessionNotFound
     case signingKeyUnavailable
 
     public var problem: Problem {
@@ -23,6 +24,8 @@ public enum IdentityError: Error, ProblemConvertible, Equatable {
             Problem(.forbidden, "The account is suspended.", typeSlug: "account-suspended")
         case .userNotFound:
             Problem(.unauthorized, "The account no longer exists.", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        case .sessionNotFound:
+            Problem(.notFound, "No such session of yours.")
         case .signingKeyUnavailable:
             Problem(.serviceUnavailable, "Tokens cannot be issued right now; retry shortly.", headers: [.retryAfter: "1"])
         }

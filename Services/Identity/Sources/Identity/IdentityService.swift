@@ -16,6 +16,7 @@ public struct IdentityService: ServiceModule {
     }
 
     let accounts: AccountService
+    let sessions: SessionStore
     let keyRing: SigningKeyRing
     let maxBodyBytes: Int
 
@@ -26,8 +27,9 @@ public struct IdentityService: ServiceModule {
         self.maxBodyBytes = dependencies.settings.maxBodyBytes
         self.accounts = AccountService(
             client: dependencies.postgres, keyRing: ring, hasher: PasswordHasher(),
-            tokenSettings: TokenSettings(issuer: dependencies.settings.tokenIssuer, audience: dependencies.settings.tokenAudience),
+            tokenSettings: try TokenSettings(dependencies.config, issuer: dependencies.settings.tokenIssuer, audience: dependencies.settings.tokenAudience),
             logger: dependencies.logger)
+        self.sessions = SessionStore(client: dependencies.postgres)
     }
 
     /// The AES key sealing signing keys at rest: `IDENTITY_KEY_ENCRYPTION_KEY` (base64, 32 bytes).
@@ -49,6 +51,7 @@ public struct IdentityService: ServiceModule {
         let accounts = self.accounts
         let limit = maxBodyBytes
         let keyRing = self.keyRing
+        let sessions = self.sessions
         router.post("/v1/auth/register") { request, context -> Response in
             let body = try await JSONBody.decode(RegisterRequest.self, from: request, limit: limit)
             let registration = try RegistrationRules.validate(body)
@@ -57,7 +60,8 @@ public struct IdentityService: ServiceModule {
         }
         router.post("/v1/auth/login") { request, context -> Response in
             let credentials = try await JSONBody.decode(LoginRequest.self, from: request, limit: limit).validated()
-            let pair = try await accounts.login(email: credentials.email, password: credentials.password, logger: context.logger)
+            let pair = try await accounts.login(email: credentials.email, password: credentials.password,
+                                                userAgent: request.headers[.userAgent], logger: context.logger)
             return try JSONResponse.make(pair, cacheControl: "no-store")
         }
         router.post("/v1/auth/refresh") { request, context -> Response in
@@ -65,6 +69,25 @@ public struct IdentityService: ServiceModule {
             try body.validate()
             let pair = try await accounts.refresh(token: body.refreshToken, logger: context.logger)
             return try JSONResponse.make(pair, cacheControl: "no-store")
+        }
+        router.post("/v1/auth/logout") { request, context -> Response in
+            let body = try await JSONBody.decode(RefreshRequest.self, from: request, limit: limit)
+            try body.validate()
+            try await accounts.logout(token: body.refreshToken, logger: context.logger)
+            return Response(status: .noContent, headers: [.cacheControl: "no-store"])
+        }
+        router.get("/v1/sessions") { _, context -> Response in
+            let caller = try context.requirePrincipal()
+            let live = try await sessions.live(of: caller.userId, current: caller.sessionId, logger: context.logger)
+            return try JSONResponse.make(Page(items: live, nextCursor: nil), cacheControl: "private, no-store")
+        }
+        router.delete("/v1/sessions/{id}") { _, context -> Response in
+            let caller = try context.requirePrincipal()
+            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
+                throw IdentityError.sessionNotFound
+            }
+            try await sessions.revoke(id, of: caller.userId, logger: context.logger)
+            return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
         router.get("/v1/users/me") { _, context -> Response in
             let caller = try context.requirePrincipal()
@@ -128,5 +151,22 @@ public struct TokenSettings: Sendable {
     public var issuer: String
     public var audience: String
     public var accessTokenLifetime: Int64 = 900
+    /// Idle expiry: a refresh token unused this long is dead.
     public var refreshTokenLifetime: TimeInterval = 30 * 24 * 3600
+    /// Absolute expiry: a session ends this long after login, however active.
+    public var sessionLifetime: TimeInterval = 90 * 24 * 3600
+    /// How long a used refresh token may be presented again (a client's concurrent double refresh).
+    public var reuseGrace: TimeInterval = 10
+
+    public init(issuer: String, audience: String) {
+        self.issuer = issuer
+        self.audience = audience
+    }
+
+    public init(_ config: ConfigReader, issuer: String, audience: String) throws {
+        self.init(issuer: issuer, audience: audience)
+        refreshTokenLifetime = TimeInterval(try config.int("IDENTITY_REFRESH_IDLE_DAYS", default: 30, range: 1...365)) * 24 * 3600
+        sessionLifetime = TimeInterval(try config.int("IDENTITY_SESSION_MAX_DAYS", default: 90, range: 1...3650)) * 24 * 3600
+        reuseGrace = TimeInterval(try config.int("IDENTITY_REFRESH_REUSE_GRACE_SECONDS", default: 10, range: 0...300))
+    }
 }

@@ -1,0 +1,127 @@
+import Crypto
+import Foundation
+import Logging
+import Platform
+import PostgresNIO
+import Testing
+@testable import Identity
+
+/// The refresh-family story on real Postgres: rotation, reuse inside and outside the grace window,
+/// idle and absolute expiry, logout, listing and revoking sessions.
+@Suite(.enabled(if: TestInfrastructure.available), .serialized)
+struct SessionIntegrationTests {
+    let logger = TestInfrastructure.logger
+    static let password = "correct horse battery"
+
+    /// An identity schema with one active user; `body` gets the account service and the user's email.
+    func withAccounts(_ body: @Sendable (AccountService, SessionStore, PostgresClient, String) async throws -> Void) async throws {
+        try await TestInfrastructure.withPostgres { admin async throws in
+            let schema = try await TestInfrastructure.makeSchema(admin)
+            try await TestInfrastructure.withPostgres(schema: schema) { client async throws in
+                try await Migrator(client: client, schema: schema, migrations: try IdentityService.allMigrations(), logger: logger).migrate()
+                let hasher = PasswordHasher()
+                let email = "\(schema)@example.com"
+                let id = UUID.v7()
+                let hash = try await hasher.hash(Self.password)
+                try await client.query("INSERT INTO users (id, email, email_normalized, display_name, roles) VALUES (\(id), \(email), \(email), 'Ann', ARRAY['buyer'])", logger: logger)
+                try await client.query("INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))", logger: logger)
+                let ring = SigningKeyRing(client: client, sealingKey: SymmetricKey(size: .bits256), logger: logger)
+                let accounts = AccountService(client: client, keyRing: ring, hasher: hasher,
+                                              tokenSettings: TokenSettings(issuer: "marketplace-identity", audience: "marketplace"), logger: logger)
+                try await body(accounts, SessionStore(client: client), client, email)
+            }
+        }
+    }
+
+    func expectRefused(_ accounts: AccountService, _ token: String, _ comment: Comment) async {
+        await #expect(throws: IdentityError.self, comment) { try await accounts.refresh(token: token, logger: logger) }
+    }
+
+    @Test func rotationReuseAndTheGraceWindow() async throws {
+        try await withAccounts { accounts, _, client, email in
+            let first = try await accounts.login(email: email, password: Self.password, userAgent: "tests", logger: logger)
+            let second = try await accounts.refresh(token: first.refreshToken, logger: logger)
+            #expect(second.refreshToken != first.refreshToken)
+            // A client's concurrent double refresh: the used token again, within the grace window.
+            let third = try await accounts.refresh(token: first.refreshToken, logger: logger)
+            #expect(third.refreshToken != second.refreshToken)
+            // Later, the same used token is theft: the whole session goes.
+            try await client.query("UPDATE refresh_tokens SET used_at = now() - interval '1 minute' WHERE used_at IS NOT NULL", logger: logger)
+            await #expect(throws: IdentityError.refreshTokenReused) { try await accounts.refresh(token: first.refreshToken, logger: logger) }
+            await expectRefused(accounts, second.refreshToken, "the rotated successor dies with its session")
+            await expectRefused(accounts, third.refreshToken, "every token of the session dies")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM sessions WHERE revoked_reason = 'refresh-token-reuse'") == 1)
+        }
+    }
+
+    @Test func concurrentRefreshesWithinGraceBothSucceed() async throws {
+        try await withAccounts { accounts, _, _, email in
+            let pair = try await accounts.login(email: email, password: Self.password, userAgent: nil, logger: logger)
+            let results = try await withThrowingTaskGroup(of: TokenPair.self) { group in
+                for _ in 0..<2 { group.addTask { try await accounts.refresh(token: pair.refreshToken, logger: logger) } }
+                var pairs: [TokenPair] = []
+                for try await result in group { pairs.append(result) }
+                return pairs
+            }
+            #expect(results.count == 2)
+            #expect(Set(results.map(\.refreshToken)).count == 2)
+            for result in results { _ = try await accounts.refresh(token: result.refreshToken, logger: logger) }
+        }
+    }
+
+    @Test func idleAndAbsoluteExpiryEndRefreshing() async throws {
+        try await withAccounts { accounts, sessions, client, email in
+            let idle = try await accounts.login(email: email, password: Self.password, userAgent: nil, logger: logger)
+            try await client.query("UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = \(RefreshTokens.hash(idle.refreshToken))", logger: logger)
+            await expectRefused(accounts, idle.refreshToken, "an idle-expired token")
+
+            let old = try await accounts.login(email: email, password: Self.password, userAgent: nil, logger: logger)
+            let session = try await TestInfrastructure.withSession(of: old.refreshToken, client)
+            try await client.query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = \(session)", logger: logger)
+            await expectRefused(accounts, old.refreshToken, "a session past its absolute expiry")
+            let user = try await TestInfrastructure.userOfSession(session, client)
+            #expect(try await sessions.live(of: user, current: nil, logger: logger).allSatisfy { $0.id != session })
+        }
+    }
+
+    @Test func logoutAndRevocationEndSessions() async throws {
+        try await withAccounts { accounts, sessions, client, email in
+            let phone = try await accounts.login(email: email, password: Self.password, userAgent: "phone", logger: logger)
+            let laptop = try await accounts.login(email: email, password: Self.password, userAgent: "laptop", logger: logger)
+            let phoneSession = try await TestInfrastructure.withSession(of: phone.refreshToken, client)
+            let laptopSession = try await TestInfrastructure.withSession(of: laptop.refreshToken, client)
+            let user = try await TestInfrastructure.userOfSession(phoneSession, client)
+
+            let listed = try await sessions.live(of: user, current: laptopSession, logger: logger)
+            #expect(Set(listed.map(\.id)) == [phoneSession, laptopSession])
+            #expect(listed.first { $0.id == laptopSession }?.current == true)
+            #expect(listed.first { $0.id == phoneSession }?.userAgent == "phone")
+
+            try await accounts.logout(token: phone.refreshToken, logger: logger)
+            try await accounts.logout(token: phone.refreshToken, logger: logger)  // twice is fine
+            try await accounts.logout(token: "never-issued", logger: logger)
+            await expectRefused(accounts, phone.refreshToken, "a logged-out session")
+
+            let other = UUID.v7()
+            await #expect(throws: IdentityError.sessionNotFound) { try await sessions.revoke(laptopSession, of: other, logger: logger) }
+            try await sessions.revoke(laptopSession, of: user, logger: logger)
+            await expectRefused(accounts, laptop.refreshToken, "a revoked session")
+            await #expect(throws: IdentityError.sessionNotFound) { try await sessions.revoke(laptopSession, of: user, logger: logger) }
+            #expect(try await sessions.live(of: user, current: nil, logger: logger).isEmpty)
+        }
+    }
+}
+
+extension TestInfrastructure {
+    static func withSession(of refreshToken: String, _ client: PostgresClient) async throws -> UUID {
+        let rows = try await client.query("SELECT family_id FROM refresh_tokens WHERE token_hash = \(RefreshTokens.hash(refreshToken))", logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
+        throw Problem(.notFound, "no such refresh token")
+    }
+
+    static func userOfSession(_ session: UUID, _ client: PostgresClient) async throws -> UUID {
+        let rows = try await client.query("SELECT user_id FROM sessions WHERE id = \(session)", logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
+        throw Problem(.notFound, "no such session")
+    }
+}
