@@ -195,6 +195,7 @@ public final class RemoteKeySource: VerificationKeySource, @unchecked Sendable {
         var keys: [String: Curve25519.Signing.PublicKey] = [:]
         var fetchedAt: ContinuousClock.Instant?
         var lastAttempt: ContinuousClock.Instant?
+        var lastForcedAttempt: ContinuousClock.Instant?
     }
 
     let url: String
@@ -230,33 +231,49 @@ public final class RemoteKeySource: VerificationKeySource, @unchecked Sendable {
     public func refresh(force: Bool = false) async {
         await refreshLock.run {
             let allowed = self.state.withLockedValue { state -> Bool in
-                if let last = state.lastAttempt, ContinuousClock.now - last < self.minimumRefreshInterval { return false }
-                if !force, let fetched = state.fetchedAt, ContinuousClock.now - fetched < self.ttl { return false }
-                state.lastAttempt = .now
+                let now = ContinuousClock.now
+                if force {
+                    // Fetches for unknown kids are budgeted on their own, so a periodic refresh just
+                    // before a rotation cannot delay the first token signed by the new key.
+                    if let last = state.lastForcedAttempt, now - last < self.minimumRefreshInterval { return false }
+                    state.lastForcedAttempt = now
+                } else {
+                    if let fetched = state.fetchedAt, now - fetched < self.ttl { return false }
+                    if let last = state.lastAttempt, now - last < self.minimumRefreshInterval { return false }
+                }
+                state.lastAttempt = now
                 return true
             }
             guard allowed else { return }
-            do {
-                var request = HTTPClientRequest(url: self.url)
-                request.method = .GET
-                let response = try await self.httpClient.execute(request, timeout: .seconds(5))
-                guard response.status == .ok else { throw TokenError.malformed }
-                let body = try await response.body.collect(upTo: 1 << 20)
-                let set = try JSONDecoder().decode(JSONWebKeySet.self, from: Data(buffer: body))
-                var keys: [String: Curve25519.Signing.PublicKey] = [:]
-                for jwk in set.keys where jwk.alg == "EdDSA" {
-                    if let key = jwk.publicKey { keys[jwk.kid] = key }
+            // Two tries: a pooled connection to an identity that restarted fails once, then reconnects.
+            for attempt in 1...2 {
+                do {
+                    try await self.fetch()
+                    return
+                } catch {
+                    // Keep serving the last good set; identity may be restarting.
+                    self.logger.warning("jwks refresh failed", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 }
-                self.state.withLockedValue {
-                    $0.keys = keys
-                    $0.fetchedAt = .now
-                }
-                self.logger.debug("jwks refreshed", metadata: ["jwks.keys": "\(keys.count)"])
-            } catch {
-                // Keep serving the last good set; identity may be restarting.
-                self.logger.warning("jwks refresh failed", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    private func fetch() async throws {
+        var request = HTTPClientRequest(url: url)
+        request.method = .GET
+        let response = try await httpClient.execute(request, timeout: .seconds(5))
+        guard response.status == .ok else { throw TokenError.malformed }
+        let body = try await response.body.collect(upTo: 1 << 20)
+        let set = try JSONDecoder().decode(JSONWebKeySet.self, from: Data(buffer: body))
+        var keys: [String: Curve25519.Signing.PublicKey] = [:]
+        for jwk in set.keys where jwk.alg == "EdDSA" {
+            if let key = jwk.publicKey { keys[jwk.kid] = key }
+        }
+        state.withLockedValue {
+            $0.keys = keys
+            $0.fetchedAt = .now
+        }
+        logger.debug("jwks refreshed", metadata: ["jwks.keys": "\(keys.count)"])
     }
 }
 

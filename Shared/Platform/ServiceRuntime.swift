@@ -147,6 +147,23 @@ public enum ServiceRuntime<Module: ServiceModule> {
         logger.info("migrations complete", metadata: ["applied": "\(applied.count)", "db": "\(database)"])
     }
 
+    /// Runs `body` with a running client for the service's database, for one-off commands.
+    public static func withDatabase<T: Sendable>(_ body: @Sendable (PostgresClient, ConfigReader, Logger) async throws -> T) async throws -> T {
+        let reader = try ConfigReader()
+        LoggingSetup.bootstrap(service: Module.name, reader: reader)
+        let logger = Logger(label: Module.name)
+        guard let database = try settings(reader).database else { throw ConfigError.missing(key: "DATABASE_URL") }
+        let client = database.makeClient(logger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body(client, reader, logger)
+        }
+    }
+
     /// Moves dead-lettered messages back to the topics they came from, for a fresh try.
     public static func redrive(idle: Duration, limit: Int?) async throws {
         let reader = try ConfigReader()

@@ -211,8 +211,9 @@ def direct(suite, contracts) -> dict[str, Api]:
     return {name: Api(suite.service_url(name), name, contracts) for name in SERVICES}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def jwks(gateway) -> dict:
+    # Per module: test_key_rotation.py rotates the signing key, later modules must see the new set.
     return gateway.get("/.well-known/jwks.json").expect(200).json()
 
 

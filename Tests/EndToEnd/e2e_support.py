@@ -346,6 +346,8 @@ def forged_tokens(valid: str, jwks: dict, other_user_id: str) -> dict[str, str]:
 
     tokens["foreign-key-same-kid"] = sign(header, claims)
     tokens["foreign-key-unknown-kid"] = sign({**header, "kid": "e2e-" + secrets.token_hex(8)}, claims)
+    tokens["kid-path-traversal"] = sign({**header, "kid": "../../../../etc/passwd"}, claims)
+    tokens["kid-url"] = sign({**header, "kid": "http://127.0.0.1:1/jwks.json"}, claims)
     tokens["expired-foreign-key"] = sign(header, expired)
     return tokens
 

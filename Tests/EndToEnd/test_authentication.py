@@ -55,3 +55,7 @@ def test_services_verify_the_token_themselves(direct, bad_credentials, buyer, se
 def test_valid_token_is_accepted_on_every_documented_protected_route(gateway, buyer):
     for path in ("/v1/users/me", "/v1/orders", "/v1/conversations"):
         gateway.get(path, token=buyer.access_token).expect(200)
+
+
+def test_an_access_token_is_not_a_refresh_token(gateway, buyer):
+    gateway.post("/v1/auth/refresh", json={"refreshToken": buyer.access_token}).expect_problem(401, "invalid-refresh-token")

@@ -147,7 +147,7 @@ struct KeySetWarmer: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                await keys.refresh(force: !keys.hasKeys)
+                await keys.refresh()  // periodic: leaves the unknown-kid budget untouched
                 try? await Task.sleep(for: keys.hasKeys ? .seconds(60) : .seconds(1))
             }
         }

@@ -47,6 +47,15 @@ public struct IdentityService: ServiceModule {
 
     public var verificationKeys: (any VerificationKeySource)? { KeyRingSource(ring: keyRing) }
 
+    /// A key may be retired once its successor has been current this long: every token it signed
+    /// has expired (15 min lifetime + 60 s verifier skew + 60 s for replicas to pick up the rotation).
+    public static let keyRetirementAge: TimeInterval = 900 + 60 + 60
+
+    /// The signing key ring over `client`, for the `keys` commands.
+    public static func keyRing(client: PostgresClient, config: ConfigReader, logger: Logger) throws -> SigningKeyRing {
+        SigningKeyRing(client: client, sealingKey: try sealingKey(config, logger: logger), logger: logger)
+    }
+
     public func addRoutes(to router: Router<AppRequestContext>) {
         let accounts = self.accounts
         let limit = maxBodyBytes
@@ -123,8 +132,8 @@ struct RefreshRequest: Decodable {
     var refreshToken: String
 
     func validate() throws {
-        guard (1...512).contains(refreshToken.utf8.count) else {
-            throw Problem.validation([FieldError("refreshToken", "must be 1 to 512 characters")])
+        guard (1...8192).contains(refreshToken.utf8.count) else {
+            throw Problem.validation([FieldError("refreshToken", "must be 1 to 8192 characters")])
         }
     }
 }

@@ -13,6 +13,8 @@ public actor SigningKeyRing {
     private var signer: AccessTokenSigner?
     private var publicKeys: [String: Curve25519.Signing.PublicKey] = [:]
     private var lastReload: ContinuousClock.Instant?
+    /// How long a replica keeps signing with a key before looking for a newer one.
+    public static let reloadInterval: Duration = .seconds(60)
 
     public init(client: PostgresClient, sealingKey: SymmetricKey, logger: Logger) {
         self.client = client
@@ -22,7 +24,12 @@ public actor SigningKeyRing {
 
     /// The signer for new tokens, creating the first key if the database has none.
     public func currentSigner() async throws -> AccessTokenSigner {
-        if let signer { return signer }
+        if let signer, let lastReload, ContinuousClock.now - lastReload < Self.reloadInterval { return signer }
+        if let signer {
+            // A rotation on another replica (or by `identity keys rotate`) shows up here within a minute.
+            do { try await reload() } catch { return signer }
+            return self.signer ?? signer
+        }
         try await reload()
         if let signer { return signer }
         try await createKey()
@@ -64,6 +71,57 @@ public actor SigningKeyRing {
         signer = newest
     }
 
+    /// What `rotate` did.
+    public struct Rotation: Sendable {
+        public var created: String
+        public var retired: [String]
+    }
+
+    /// Makes a new key current and retires every key whose successor has been current longer than
+    /// `retireAfter` (the access-token lifetime plus skew plus the reload interval): no token it
+    /// signed can still be valid. Until then the previous key stays in the JWKS.
+    public func rotate(retireAfter: TimeInterval) async throws -> Rotation {
+        let lockKey = Database.advisoryLockKey("identity.signing_keys")
+        let (kid, retired) = try await Database.transaction(client, logger: logger) { connection -> (String, [String]) in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
+            let kid = try await insertKey(on: connection)
+            let rows = try await connection.query("""
+                UPDATE signing_keys k SET retired_at = now()
+                WHERE k.retired_at IS NULL AND k.kid <> \(kid) AND EXISTS (
+                    SELECT 1 FROM signing_keys n
+                    WHERE n.created_at > k.created_at AND n.created_at < now() - make_interval(secs => \(retireAfter)))
+                RETURNING k.kid
+                """, logger: logger)
+            var retired: [String] = []
+            for try await old in rows.decode(String.self) { retired.append(old) }
+            return (kid, retired.sorted())
+        }
+        try await reload()
+        logger.info("signing keys rotated", metadata: ["jwt.kid": "\(kid)", "jwt.retired": "\(retired)"])
+        return Rotation(created: kid, retired: retired)
+    }
+
+    /// The keys as an operator sees them: kid, created, retired, newest first.
+    public func inventory() async throws -> [(kid: String, created: Date, retired: Date?)] {
+        let rows = try await client.query("SELECT kid, created_at, retired_at FROM signing_keys ORDER BY created_at DESC LIMIT 100", logger: logger)
+        var keys: [(kid: String, created: Date, retired: Date?)] = []
+        for try await (kid, created, retired) in rows.decode((String, Date, Date?).self) { keys.append((kid, created, retired)) }
+        return keys
+    }
+
+    private func insertKey(on connection: PostgresConnection) async throws -> String {
+        let privateKey = Curve25519.Signing.PrivateKey()
+        let kid = UUID.v7().uuidString.lowercased()
+        let sealed = try AES.GCM.seal(privateKey.rawRepresentation, using: sealingKey, authenticating: Data(kid.utf8))
+        guard let combined = sealed.combined else { throw IdentityError.signingKeyUnavailable }
+        // clock_timestamp, not the transaction's start: two rotations in a row must order strictly.
+        try await connection.query("""
+            INSERT INTO signing_keys (kid, public_key, sealed_private_key, created_at)
+            VALUES (\(kid), \(ByteBuffer(bytes: privateKey.publicKey.rawRepresentation)), \(ByteBuffer(bytes: combined)), clock_timestamp())
+            """, logger: logger)
+        return kid
+    }
+
     /// Adds a new signing key. Replicas racing at first start serialise on an advisory lock,
     /// and only the first creates a key.
     func createKey() async throws {
@@ -72,14 +130,7 @@ public actor SigningKeyRing {
             try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
             let existing = try await connection.query("SELECT count(*) FROM signing_keys WHERE retired_at IS NULL", logger: logger)
             for try await count in existing.decode(Int64.self) where count > 0 { return }
-            let privateKey = Curve25519.Signing.PrivateKey()
-            let kid = UUID.v7().uuidString.lowercased()
-            let sealed = try AES.GCM.seal(privateKey.rawRepresentation, using: sealingKey, authenticating: Data(kid.utf8))
-            guard let combined = sealed.combined else { throw IdentityError.signingKeyUnavailable }
-            try await connection.query("""
-                INSERT INTO signing_keys (kid, public_key, sealed_private_key)
-                VALUES (\(kid), \(ByteBuffer(bytes: privateKey.publicKey.rawRepresentation)), \(ByteBuffer(bytes: combined)))
-                """, logger: logger)
+            let kid = try await insertKey(on: connection)
             logger.info("signing key created", metadata: ["jwt.kid": "\(kid)"])
         }
     }
