@@ -160,7 +160,10 @@ def suite(work_dir) -> SuiteHandle:
         service_env={
             "gateway": {"RATE_LIMIT_AUTH_BURST": "10000", "RATE_LIMIT_AUTH_PER_MINUTE": "60000"},
             # A short reuse grace window keeps the refresh-reuse tests quick (default 10 s).
-            "identity": {"IDENTITY_REFRESH_REUSE_GRACE_SECONDS": "1"},
+            "identity": {"IDENTITY_REFRESH_REUSE_GRACE_SECONDS": "1",
+                         # Every test logs in from 127.0.0.1: the per-address lock is tested on real Postgres
+                         # (Tests/IntegrationTests), the per-account lock in test_login_throttling.py.
+                         "IDENTITY_LOGIN_ADDRESS_FAILURES": "100000"},
         },
     )
     handle = None

@@ -27,7 +27,8 @@ struct SessionIntegrationTests {
                 try await client.query("INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))", logger: logger)
                 let ring = SigningKeyRing(client: client, sealingKey: SymmetricKey(size: .bits256), logger: logger)
                 let accounts = AccountService(client: client, keyRing: ring, hasher: hasher,
-                                              tokenSettings: TokenSettings(issuer: "marketplace-identity", audience: "marketplace"), logger: logger)
+                                              tokenSettings: TokenSettings(issuer: "marketplace-identity", audience: "marketplace"),
+                                              throttle: LoginThrottle(client: client, policy: LoginThrottlePolicy()), logger: logger)
                 try await body(accounts, SessionStore(client: client), client, email)
             }
         }
@@ -108,6 +109,61 @@ struct SessionIntegrationTests {
             await expectRefused(accounts, laptop.refreshToken, "a revoked session")
             await #expect(throws: IdentityError.sessionNotFound) { try await sessions.revoke(laptopSession, of: user, logger: logger) }
             #expect(try await sessions.live(of: user, current: nil, logger: logger).isEmpty)
+        }
+    }
+}
+
+@Suite(.enabled(if: TestInfrastructure.available), .serialized)
+struct LoginThrottleIntegrationTests {
+    let logger = TestInfrastructure.logger
+
+    func isThrottled(_ error: any Error) -> Bool {
+        (error as? Problem)?.kind == .rateLimited && (error as? Problem)?.headers[.retryAfter] != nil
+    }
+
+    @Test func repeatedFailuresLockTheAccountUntilTheLockExpires() async throws {
+        try await SessionIntegrationTests().withAccounts { accounts, _, client, email in
+            for _ in 1...6 {
+                await #expect(throws: IdentityError.invalidCredentials) {
+                    try await accounts.login(email: email, password: "wrong password!", userAgent: nil, address: "10.0.0.1", logger: logger)
+                }
+            }
+            // Locked: even the right password is refused, before any hashing.
+            do {
+                _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "10.0.0.2", logger: logger)
+                Issue.record("a locked account logged in")
+            } catch {
+                #expect(isThrottled(error), "\(error)")
+            }
+            // An unknown email is throttled exactly the same way, so locks reveal nothing.
+            for _ in 1...6 {
+                _ = try? await accounts.login(email: "nobody-\(email)", password: "wrong password!", userAgent: nil, address: "10.0.0.3", logger: logger)
+            }
+            do {
+                _ = try await accounts.login(email: "nobody-\(email)", password: "wrong password!", userAgent: nil, address: "10.0.0.4", logger: logger)
+                Issue.record("an unknown account was not throttled")
+            } catch {
+                #expect(isThrottled(error), "\(error)")
+            }
+            // The lock runs out; a success then forgets the failures.
+            try await client.query("UPDATE login_throttles SET locked_until = now() - interval '1 second'", logger: logger)
+            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "10.0.0.2", logger: logger)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM login_throttles WHERE key = \(LoginThrottle.accountKey(email))") == 0)
+        }
+    }
+
+    @Test func oneAddressFailingOnManyAccountsIsLocked() async throws {
+        try await SessionIntegrationTests().withAccounts { accounts, _, _, email in
+            for index in 1...20 {
+                _ = try? await accounts.login(email: "spray-\(index)@example.com", password: "wrong password!", userAgent: nil, address: "192.0.2.7", logger: logger)
+            }
+            do {
+                _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "192.0.2.7", logger: logger)
+                Issue.record("a locked address logged in")
+            } catch {
+                #expect(isThrottled(error), "\(error)")
+            }
+            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "192.0.2.8", logger: logger)
         }
     }
 }

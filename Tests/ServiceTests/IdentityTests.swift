@@ -59,3 +59,30 @@ import Testing
         #expect(IdentityError.refreshTokenReused.problem == IdentityError.invalidRefreshToken.problem)
     }
 }
+
+@Suite struct LoginThrottlePolicyTests {
+    let policy = LoginThrottlePolicy()
+
+    @Test func accountsLockAfterFiveFailuresWithDoublingLocksUpToFifteenMinutes() {
+        #expect((1...5).allSatisfy { policy.accountLock(afterFailures: $0) == nil })
+        #expect(policy.accountLock(afterFailures: 6) == 30)
+        #expect(policy.accountLock(afterFailures: 7) == 60)
+        #expect(policy.accountLock(afterFailures: 8) == 120)
+        #expect(policy.accountLock(afterFailures: 10) == 480)
+        #expect(policy.accountLock(afterFailures: 11) == 900)
+        #expect(policy.accountLock(afterFailures: 1_000) == 900)
+    }
+
+    @Test func addressesLockForFifteenMinutesAfterTwentyFailures() {
+        #expect(policy.addressLock(afterFailures: 19) == nil)
+        #expect(policy.addressLock(afterFailures: 20) == 900)
+        #expect(policy.addressLock(afterFailures: 21) == 900)
+    }
+
+    @Test func operatorsCanTuneTheThresholds() throws {
+        let tuned = try LoginThrottlePolicy(ConfigReader(values: ["IDENTITY_LOGIN_ACCOUNT_FREE_FAILURES": "3", "IDENTITY_LOGIN_ADDRESS_FAILURES": "50"]))
+        #expect(tuned.accountLock(afterFailures: 4) == 30)
+        #expect(tuned.addressLock(afterFailures: 49) == nil)
+        #expect(throws: ConfigError.self) { try LoginThrottlePolicy(ConfigReader(values: ["IDENTITY_LOGIN_ACCOUNT_FREE_FAILURES": "0"])) }
+    }
+}

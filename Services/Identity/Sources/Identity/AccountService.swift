@@ -12,6 +12,7 @@ struct AccountService: Sendable {
     let keyRing: SigningKeyRing
     let hasher: PasswordHasher
     let tokenSettings: TokenSettings
+    let throttle: LoginThrottle
     let logger: Logger
     /// A real hash of a random password, verified when the email is unknown so that both
     /// answers cost the same time.
@@ -45,8 +46,9 @@ struct AccountService: Sendable {
         }
     }
 
-    func login(email: String, password: String, userAgent: String?, logger: Logger) async throws -> TokenPair {
+    func login(email: String, password: String, userAgent: String?, address: String? = nil, logger: Logger) async throws -> TokenPair {
         let normalized = RegistrationRules.normalize(email: email)
+        try await throttle.check(account: normalized, address: address, logger: logger)
         let rows = try await client.query("""
             SELECT u.id, u.roles, u.status, u.email_verified, c.password_hash
             FROM users u JOIN credentials c ON c.user_id = u.id WHERE u.email_normalized = \(normalized)
@@ -55,11 +57,13 @@ struct AccountService: Sendable {
         for try await row in rows.decode((UUID, [String], String, Bool, String).self) { found = row }
         guard let (id, roles, status, verified, hash) = found else {
             _ = await hasher.verify(password, against: try await dummy())
-            logger.info("login failed", metadata: ["reason": "unknown-account"])
+            logger.info("login failed", metadata: ["security.event": "login_failed", "reason": "unknown-account"])
+            try await throttle.recordFailure(account: normalized, address: address, logger: logger)
             throw IdentityError.invalidCredentials
         }
         guard await hasher.verify(password, against: hash) else {
-            logger.info("login failed", metadata: ["user.id": "\(id)", "reason": "wrong-password"])
+            logger.info("login failed", metadata: ["security.event": "login_failed", "user.id": "\(id)", "reason": "wrong-password"])
+            try await throttle.recordFailure(account: normalized, address: address, logger: logger)
             throw IdentityError.invalidCredentials
         }
         guard status == "active" else { throw IdentityError.accountSuspended }
@@ -72,7 +76,8 @@ struct AccountService: Sendable {
                 """, logger: logger)
             return try await issue(userId: id, roles: roles, emailVerified: verified, session: session, on: connection, logger: logger)
         }
-        logger.info("login succeeded", metadata: ["user.id": "\(id)"])
+        try await throttle.recordSuccess(account: normalized, logger: logger)
+        logger.info("login succeeded", metadata: ["security.event": "login_succeeded", "user.id": "\(id)"])
         return pair
     }
 

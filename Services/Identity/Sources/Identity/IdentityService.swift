@@ -28,6 +28,7 @@ public struct IdentityService: ServiceModule {
         self.accounts = AccountService(
             client: dependencies.postgres, keyRing: ring, hasher: PasswordHasher(),
             tokenSettings: try TokenSettings(dependencies.config, issuer: dependencies.settings.tokenIssuer, audience: dependencies.settings.tokenAudience),
+            throttle: LoginThrottle(client: dependencies.postgres, policy: try LoginThrottlePolicy(dependencies.config)),
             logger: dependencies.logger)
         self.sessions = SessionStore(client: dependencies.postgres)
     }
@@ -46,6 +47,16 @@ public struct IdentityService: ServiceModule {
     }
 
     public var verificationKeys: (any VerificationKeySource)? { KeyRingSource(ring: keyRing) }
+
+    /// The caller's address: the gateway's `X-Forwarded-For` (it sets it from the connection and
+    /// drops any client value; only the gateway can reach identity), else the peer address.
+    static func clientAddress(_ request: Request, _ context: AppRequestContext) -> String? {
+        if let forwarded = request.headers[.init("X-Forwarded-For")!]?.split(separator: ",").first {
+            let address = forwarded.trimmingCharacters(in: .whitespaces)
+            if !address.isEmpty, address.utf8.count <= 64 { return address }
+        }
+        return context.clientAddress
+    }
 
     /// A key may be retired once its successor has been current this long: every token it signed
     /// has expired (15 min lifetime + 60 s verifier skew + 60 s for replicas to pick up the rotation).
@@ -70,7 +81,8 @@ public struct IdentityService: ServiceModule {
         router.post("/v1/auth/login") { request, context -> Response in
             let credentials = try await JSONBody.decode(LoginRequest.self, from: request, limit: limit).validated()
             let pair = try await accounts.login(email: credentials.email, password: credentials.password,
-                                                userAgent: request.headers[.userAgent], logger: context.logger)
+                                                userAgent: request.headers[.userAgent], address: Self.clientAddress(request, context),
+                                                logger: context.logger)
             return try JSONResponse.make(pair, cacheControl: "no-store")
         }
         router.post("/v1/auth/refresh") { request, context -> Response in
