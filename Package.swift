@@ -16,12 +16,12 @@ let platform: [Target.Dependency] = [
 ]
 
 /// A service: its library (domain, HTTP, persistence, migrations as resources) and a tiny executable.
-func service(_ name: String, executable: String, extra: [Target.Dependency] = []) -> [Target] {
+func service(_ name: String, executable: String, extra: [Target.Dependency] = [], resources: [Resource] = []) -> [Target] {
     [
         .target(
             name: name, dependencies: platform + extra,
             path: "Services/\(name)/Sources/\(name)",
-            resources: [.copy("Migrations")]),
+            resources: [.copy("Migrations")] + resources),
         .executableTarget(
             name: "\(name)Main",
             dependencies: [.target(name: name), "Platform", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -97,7 +97,8 @@ let package = Package(
             ],
             path: "Shared/Platform"),
     ]
-        + service("Identity", executable: "identity", extra: ["CArgon2", .product(name: "Crypto", package: "swift-crypto")])
+        + service("Identity", executable: "identity", extra: ["CArgon2", .product(name: "Crypto", package: "swift-crypto")],
+                  resources: [.copy("CommonPasswords.txt")])
         + service("Listings", executable: "listings")
         + service("Billing", executable: "billing")
         + service("Orders", executable: "orders")

@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 import Dispatch
 import Logging
 import ServiceLifecycle
@@ -339,6 +340,22 @@ final class ConsumerContext: LibrdkafkaCallbackContext, @unchecked Sendable {
         return KafkaError(err)
     }
 
+    /// A commit that tries again (100 ms apart) while the group coordinator answers that a
+    /// rebalance is in progress; used when partitions are revoked, where a lost commit means
+    /// their next owner re-reads records. Blocks the poll queue for at most `retries` × 100 ms.
+    static func commitStoredOffsets(_ rk: OpaquePointer, retries: Int) -> KafkaError? {
+        var failure = commitStoredOffsets(rk)
+        var attempt = 0
+        while let current = failure, attempt < retries,
+              current.code == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS.rawValue || current.code == RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue
+                || current.code == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS.rawValue || current.code == RD_KAFKA_RESP_ERR__TRANSPORT.rawValue {
+            attempt += 1
+            Thread.sleep(forTimeInterval: 0.1)
+            failure = commitStoredOffsets(rk)
+        }
+        return failure
+    }
+
     /// Runs inside rd_kafka_consumer_poll / rd_kafka_consumer_close, i.e. on the poll queue.
     func rebalance(
         _ rk: OpaquePointer,
@@ -362,7 +379,7 @@ final class ConsumerContext: LibrdkafkaCallbackContext, @unchecked Sendable {
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             // Commit what was finished before the partitions move, so the next owner does not redo it.
-            if let failure = Self.commitStoredOffsets(rk) {
+            if let failure = Self.commitStoredOffsets(rk, retries: 5) {
                 logger.debug("kafka commit on revoke failed", metadata: ["kafka.error": "\(failure.name)"])
             }
             if cooperative {

@@ -61,9 +61,10 @@ def test_register_with_an_invalid_field_names_that_field(gateway, field, value):
 
 
 def test_register_accepts_the_boundaries(gateway):
-    shortest = valid_registration(password="p" * 12, displayName="x" * 100)
+    # Not repeated or sequential characters: those are refused whatever their length.
+    shortest = valid_registration(password="horse batt3r", displayName="x" * 100)
     gateway.post("/v1/auth/register", json=shortest).expect(201)
-    longest = valid_registration(password="p" * 128, displayName="x", role="vendor")
+    longest = valid_registration(password=("horse battery staple " * 7)[:128], displayName="x", role="vendor")
     gateway.post("/v1/auth/register", json=longest).expect(201)
 
 
@@ -136,3 +137,11 @@ def test_chunked_body_over_the_limit_is_413(gateway):
 
     response = gateway.post("/v1/auth/register", body=chunks(), headers={"Content-Type": "application/json"}, timeout=10)
     response.expect_problem(413, "payload-too-large")
+
+
+def test_common_and_personal_passwords_are_refused_by_field(gateway):
+    email = unique_email("guard")
+    for password in ("Password1234", "123456789012", email.split("@")[0] + "!!"):  # common, sequential, own email
+        body = {"email": email, "password": password, "displayName": "Guard", "role": "buyer"}
+        problem = gateway.post("/v1/auth/register", json=body).expect_problem(422, "validation-failed")
+        assert [error["field"] for error in problem["errors"]] == ["password"], (password, problem)

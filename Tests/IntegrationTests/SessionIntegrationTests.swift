@@ -168,6 +168,26 @@ struct LoginThrottleIntegrationTests {
     }
 }
 
+@Suite(.enabled(if: TestInfrastructure.available), .serialized)
+struct PasswordHashUpgradeIntegrationTests {
+    let logger = TestInfrastructure.logger
+
+    @Test func aHashWithOldParametersIsUpgradedAtLogin() async throws {
+        try await SessionIntegrationTests().withAccounts { accounts, _, client, email in
+            let weak = PasswordHasher(parameters: .init(memoryKiB: 4_096, iterations: 1, parallelism: 1))
+            let old = try await weak.hash(SessionIntegrationTests.password)
+            try await client.query("UPDATE credentials SET password_hash = \(old)", logger: logger)
+            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
+            let rows = try await client.query("SELECT password_hash FROM credentials", logger: logger)
+            var stored = ""
+            for try await hash in rows.decode(String.self) { stored = hash }
+            #expect(PasswordHasher.parameters(of: stored) == .owasp)
+            #expect(await PasswordHasher().verify(SessionIntegrationTests.password, against: stored))
+            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
+        }
+    }
+}
+
 extension TestInfrastructure {
     static func withSession(of refreshToken: String, _ client: PostgresClient) async throws -> UUID {
         let rows = try await client.query("SELECT family_id FROM refresh_tokens WHERE token_hash = \(RefreshTokens.hash(refreshToken))", logger: logger)

@@ -86,3 +86,32 @@ import Testing
         #expect(throws: ConfigError.self) { try LoginThrottlePolicy(ConfigReader(values: ["IDENTITY_LOGIN_ACCOUNT_FREE_FAILURES": "0"])) }
     }
 }
+
+@Suite struct PasswordPolicyTests {
+    let policy = PasswordPolicy.shipped
+
+    @Test func theShippedListIsLoaded() {
+        #expect(policy.problem(with: "Password1234", email: "a@b.co", displayName: "Ann") == "is too common; choose a longer phrase")
+        #expect(policy.problem(with: "QWERTYUIOP123", email: "a@b.co", displayName: "Ann") != nil, "case does not matter")
+    }
+
+    @Test(arguments: ["aaaaaaaaaaaa", "abcabcabcabc", "121212121212", "123456789012", "987654321098", "abcdefghijklmnop", "zyxwvutsrqpo"])
+    func trivialPatternsAreRefused(_ password: String) {
+        #expect(policy.problem(with: password, email: "a@b.co", displayName: "Ann") != nil)
+    }
+
+    @Test func theAccountsOwnDetailsAreRefused() {
+        #expect(policy.problem(with: "kennelaurora-2026!", email: "kennelaurora@example.com", displayName: "X") != nil)
+        #expect(policy.problem(with: "best Bo breeder 2026", email: "x@y.co", displayName: "Bo") == nil, "names under four letters are not checked")
+        #expect(policy.problem(with: "best Breeder Bella 2026", email: "x@y.co", displayName: "Bella") != nil)
+        #expect(policy.problem(with: "my Rosemary garden 9", email: "x@y.co", displayName: "Rose Mary") != nil)
+        #expect(policy.problem(with: "love my marketplace!", email: "x@y.co", displayName: "Ann") != nil)
+    }
+
+    @Test func lengthIsTheOnlyCompositionRule() {
+        #expect(policy.problem(with: "short", email: "a@b.co", displayName: "Ann") == "must be 12 to 128 characters")
+        #expect(policy.problem(with: "correct horse battery", email: "a@b.co", displayName: "Ann") == nil)
+        #expect(policy.problem(with: "всё хорошо, спасибо", email: "a@b.co", displayName: "Ann") == nil, "any characters count")
+        #expect(policy.problem(with: String(repeating: "x1", count: 65), email: "a@b.co", displayName: "Ann") != nil)
+    }
+}

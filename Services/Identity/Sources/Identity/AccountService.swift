@@ -67,6 +67,14 @@ struct AccountService: Sendable {
             throw IdentityError.invalidCredentials
         }
         guard status == "active" else { throw IdentityError.accountSuspended }
+        if PasswordHasher.parameters(of: hash) != hasher.parameters {
+            // Stored with older parameters: re-hash now that the password is at hand.
+            let upgraded = try await hasher.hash(password)
+            try await client.query(
+                "UPDATE credentials SET password_hash = \(upgraded), updated_at = now() WHERE user_id = \(id) AND password_hash = \(hash)",
+                logger: logger)
+            logger.info("password hash upgraded", metadata: ["user.id": "\(id)"])
+        }
         let pair = try await Database.transaction(client, logger: logger) { connection in
             let session = UUID.v7()
             let absolute = Date().addingTimeInterval(tokenSettings.sessionLifetime)

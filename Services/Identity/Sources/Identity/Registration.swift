@@ -24,7 +24,7 @@ public struct ValidRegistration: Sendable, Equatable {
 }
 
 public enum RegistrationRules {
-    public static let passwordLength = 12...128
+    public static let passwordLength = PasswordPolicy.length
     public static let displayNameLength = 1...100
 
     /// Checks every field and returns all field errors together.
@@ -37,12 +37,12 @@ public enum RegistrationRules {
             errors.append(FieldError("email", "must be a valid email address"))
         }
         let password = request.password ?? ""
+        let displayName = request.displayName?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         if request.password == nil {
             errors.append(FieldError("password", "is required"))
-        } else if !passwordLength.contains(password.count) {
-            errors.append(FieldError("password", "must be \(passwordLength.lowerBound) to \(passwordLength.upperBound) characters"))
+        } else if let problem = PasswordPolicy.shipped.problem(with: password, email: email, displayName: displayName) {
+            errors.append(FieldError("password", problem))
         }
-        let displayName = request.displayName?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         if request.displayName == nil {
             errors.append(FieldError("displayName", "is required"))
         } else if !displayNameLength.contains(displayName.count) || displayName.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
