@@ -79,72 +79,6 @@ extension Request {
     }
 }
 
-/// A page of a list endpoint: `{ "items": [...], "nextCursor": ... }`.
-public struct Page<Item: Encodable & Sendable>: ResponseEncodable, Sendable {
-    public var items: [Item]
-    public var nextCursor: String?
-
-    public init(items: [Item], nextCursor: String?) {
-        self.items = items
-        self.nextCursor = nextCursor
-    }
-
-    enum CodingKeys: String, CodingKey { case items, nextCursor }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(items, forKey: .items)
-        try container.encode(nextCursor, forKey: .nextCursor)  // explicit null, not an absent key
-    }
-}
-
-/// Keyset pagination position: the sort key of the last item returned, opaque to clients.
-public struct Cursor: Codable, Sendable, Equatable {
-    public var time: Date
-    public var id: UUID
-
-    public init(time: Date, id: UUID) {
-        self.time = time
-        self.id = id
-    }
-
-    public func encoded() -> String {
-        let micros = Int64((time.timeIntervalSince1970 * 1_000_000).rounded())
-        return Base64URL.encode(Data("\(micros):\(id.uuidString.lowercased())".utf8))
-    }
-
-    /// Decodes a client-supplied cursor; anything not produced by `encoded()` is a 400.
-    public static func decode(_ text: String) throws -> Cursor {
-        guard let data = Base64URL.decode(text), let string = String(data: data, encoding: .utf8) else {
-            throw Problem(.malformedRequest, "The cursor is not valid.")
-        }
-        let parts = string.split(separator: ":")
-        guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else {
-            throw Problem(.malformedRequest, "The cursor is not valid.")
-        }
-        return Cursor(time: Date(timeIntervalSince1970: Double(micros) / 1_000_000), id: id)
-    }
-}
-
-public enum Base64URL {
-    public static func encode(_ data: Data) -> String {
-        data.base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-
-    public static func decode(_ text: String) -> Data? {
-        guard text.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        guard !base64.contains("=") else { return nil }
-        let remainder = base64.count % 4
-        if remainder == 1 { return nil }
-        if remainder > 0 { base64 += String(repeating: "=", count: 4 - remainder) }
-        return Data(base64Encoded: base64)
-    }
-}
-
 extension UUID {
     /// A time-ordered UUID (RFC 9562 version 7): 48-bit Unix milliseconds, then random bits.
     public static func v7(now: Date = Date()) -> UUID {
@@ -160,32 +94,3 @@ extension UUID {
     }
 }
 
-/// The `?limit=&cursor=` of a list endpoint: limit 1...100 (default 20), an opaque keyset cursor.
-public struct PageRequest: Sendable {
-    public static let maximumLimit = 100
-    public var limit: Int
-    public var after: Cursor?
-
-    public init(_ request: Request, defaultLimit: Int = 20) throws {
-        limit = try request.queryInt("limit", default: defaultLimit, range: 1...Self.maximumLimit)
-        after = try request.queryString("cursor").map(Cursor.decode)
-    }
-
-    public init(limit: Int, after: Cursor? = nil) throws {
-        guard (1...Self.maximumLimit).contains(limit) else {
-            throw Problem.validation([FieldError("limit", "must be an integer from 1 to \(Self.maximumLimit)")])
-        }
-        self.limit = limit
-        self.after = after
-    }
-
-    /// Rows are fetched `limit + 1` at a time; the extra row only says that another page exists.
-    public var fetchLimit: Int { limit + 1 }
-
-    /// The page of `rows` (fetched with `fetchLimit`), its next cursor taken from the last item kept.
-    public func page<Item>(_ rows: [Item], position: (Item) -> Cursor) -> Page<Item> {
-        guard rows.count > limit else { return Page(items: rows, nextCursor: nil) }
-        let items = Array(rows.prefix(limit))
-        return Page(items: items, nextCursor: items.last.map { position($0).encoded() })
-    }
-}

@@ -9,7 +9,8 @@ import ServiceLifecycle
 /// event exists exactly when the state change it describes does.
 public enum Outbox {
     public static func enqueue(_ event: CloudEvent, topic: String, key: String, on connection: PostgresConnection, logger: Logger) async throws {
-        let eventId = UUID(uuidString: event.id) ?? UUID.v7()
+        // The outbox keys events by UUID; every CloudEvent this suite creates has one.
+        guard let eventId = UUID(uuidString: event.id) else { throw OutboxError.eventIdNotAUUID(event.id) }
         try await connection.query("""
             INSERT INTO outbox (event_id, topic, key, type, source, subject, time, traceparent, data)
             VALUES (\(eventId), \(topic), \(key), \(event.type), \(event.source), \(event.subject), \(event.time), \(event.traceparent), \(ByteBuffer(bytes: event.data)))
@@ -17,6 +18,10 @@ public enum Outbox {
         // Wakes the relay at commit; the poll interval covers a missed notification.
         try await connection.query("SELECT pg_notify('outbox_' || current_schema(), '')", logger: logger)
     }
+}
+
+public enum OutboxError: Error, Equatable {
+    case eventIdNotAUUID(String)
 }
 
 /// Something that can publish one record and report when the broker has acknowledged it.

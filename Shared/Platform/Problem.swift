@@ -18,7 +18,7 @@ public struct FieldError: Codable, Sendable, Equatable {
 
 /// An RFC 9457 problem: every error any service or the gateway answers is one of these.
 public struct Problem: Error, Sendable, Equatable {
-    public enum Kind: String, Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
         case malformedRequest = "malformed-request"
         case unauthorized
         case forbidden
@@ -168,7 +168,7 @@ public struct ProblemMiddleware<Context: ServiceRequestContext>: RouterMiddlewar
             case .badRequest: return Problem(.malformedRequest, http.body)
             case .unauthorized: return Problem(.unauthorized, headers: [.wwwAuthenticate: "Bearer"])
             default:
-                if http.status.code < 500, let kind = Problem.Kind.allKinds.first(where: { $0.status == http.status }) {
+                if http.status.code < 500, let kind = Problem.Kind.allCases.first(where: { $0.status == http.status }) {
                     return Problem(kind, http.body)
                 }
                 logger.error("unexpected http error", metadata: ["status": "\(http.status.code)"])
@@ -179,14 +179,6 @@ public struct ProblemMiddleware<Context: ServiceRequestContext>: RouterMiddlewar
             return Problem(.internalError, "An unexpected error occurred.")
         }
     }
-}
-
-extension Problem.Kind {
-    static let allKinds: [Problem.Kind] = [
-        .malformedRequest, .unauthorized, .forbidden, .notFound, .methodNotAllowed, .conflict,
-        .preconditionFailed, .payloadTooLarge, .validationFailed, .rateLimited, .internalError,
-        .badGateway, .serviceUnavailable, .gatewayTimeout,
-    ]
 }
 
 /// A domain error that knows which problem it is; each service maps its errors in one place this way.

@@ -125,26 +125,10 @@ public enum ServiceRuntime<Module: ServiceModule> {
 
     /// Applies pending migrations and exits; safe to run concurrently and repeatedly.
     public static func migrate() async throws {
-        let reader = try ConfigReader()
-        LoggingSetup.bootstrap(service: Module.name, reader: reader)
-        let logger = Logger(label: Module.name)
-        let settings = try settings(reader)
-        guard let database = settings.database else { throw ConfigError.missing(key: "DATABASE_URL") }
-        let client = database.makeClient(logger: logger)
-        let migrator = Migrator(client: client, schema: Module.name, migrations: try Module.allMigrations(), logger: logger)
-        let applied = try await withThrowingTaskGroup(of: [String]?.self) { group in
-            group.addTask {
-                await client.run()
-                return nil
-            }
-            group.addTask { try await migrator.migrate() }
-            defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let result { return result }
-            }
-            return []
+        try await withDatabase { client, _, logger in
+            let applied = try await Migrator(client: client, schema: Module.name, migrations: try Module.allMigrations(), logger: logger).migrate()
+            logger.info("migrations complete", metadata: ["applied": "\(applied.count)"])
         }
-        logger.info("migrations complete", metadata: ["applied": "\(applied.count)", "db": "\(database)"])
     }
 
     /// Runs `body` with a running client for the service's database, for one-off commands.

@@ -81,3 +81,21 @@ def test_gateway_is_live_but_not_ready_without_jwks(suite, contracts, spawn):
 
     ready = api.get("/health/ready", timeout=20).expect(503).json()
     assert ready == {"status": "not_ready", "checks": {"jwks": "fail"}}, ready
+
+
+def sample(api, pattern: str) -> float | None:
+    match = re.search(pattern, api.get("/metrics").expect(200).text(), re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def test_the_documented_metrics_are_exported(gateway, direct, buyer):
+    gateway.get("/v1/plans").expect(200)
+    assert (sample(gateway, r'^gateway_requests_total\{route="/v1/plans",method="GET",status="200"\} (\S+)') or 0) >= 1
+    for name in ("listings", "billing", "orders", "messaging", "identity"):
+        api = direct[name]
+        assert sample(api, rf'^db_pool_max_connections\{{service="{name}"\}} (\S+)') == 10, name
+        assert sample(api, rf'^db_pool_connections\{{service="{name}",state="idle"\}} (\S+)') is not None, name
+        assert sample(api, rf'^outbox_backlog\{{service="{name}"\}} (\S+)') is not None, name
+        assert sample(api, r'^hb_requests\{.*http_response_status_code="200"\} (\S+)') is not None, name
+    assert (sample(direct["identity"], r'^identity_logins_total\{outcome="success"\} (\S+)') or 0) >= 1
+    assert sample(direct["listings"], r'^consumer_messages_processed_total\{service="listings"\} (\S+)') is not None

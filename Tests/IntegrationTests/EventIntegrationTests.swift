@@ -2,7 +2,7 @@ import Foundation
 import Kafka
 import Logging
 import NIOConcurrencyHelpers
-import Platform
+@testable import Platform
 import PostgresNIO
 import Testing
 
@@ -234,6 +234,50 @@ struct EventIntegrationTests {
                 })
                 group.cancelAll()
             }
+        }
+    }
+
+    @Test func aBatchAppliesAllOrNothing() async throws {
+        try await withSchema { client, _ async throws in
+            let type = "marketplace.tests.thing.happened.v1"
+            let inbox = Inbox(client: client, handlers: Self.recordingHandlers(type: type, poisoned: .init(["bad"])))
+            func event(_ aggregate: String, _ sequence: Int) throws -> (event: CloudEvent, topic: String) {
+                (try CloudEvent.json(type: type, source: "/tests", subject: aggregate, payload: Payload(aggregate: aggregate, sequence: sequence)), "t")
+            }
+            let failing = [try event("a", 1), try event("bad", 2), try event("c", 3)]
+            await #expect(throws: Problem.self) { try await inbox.apply(failing, logger: logger) }
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM effects") == 0, "nothing of a failed batch stays")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM inbox") == 0, "nor its inbox rows, so a retry applies them")
+            let healthy = [failing[0], failing[2], failing[0]]
+            #expect(try await inbox.apply(healthy, logger: logger) == [.applied, .applied, .duplicate])
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM effects") == 2)
+        }
+    }
+
+    @Test func theOutboxRefusesAnEventIdThatIsNotAUUID() async throws {
+        try await withSchema { client, _ async throws in
+            let event = CloudEvent(id: "not-a-uuid", type: "marketplace.tests.thing.happened.v1", source: "/tests", data: Array("{}".utf8))
+            await #expect(throws: OutboxError.eventIdNotAUUID("not-a-uuid")) {
+                try await Database.transaction(client, logger: logger) { connection in
+                    try await Outbox.enqueue(event, topic: "t", key: "k", on: connection, logger: logger)
+                }
+            }
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM outbox") == 0)
+        }
+    }
+
+    @Test func sentRowsAreDroppedAfterAWeekButUnsentOnesNever() async throws {
+        try await withSchema { client, schema in
+            try await enqueue(3, topic: "\(schema).things.v1", type: "marketplace.tests.thing.happened.v1", client: client)
+            try await client.query("""
+                UPDATE outbox SET sent_at = now() - interval '8 days' WHERE seq = (SELECT min(seq) FROM outbox);
+                """, logger: logger)
+            try await client.query("UPDATE outbox SET sent_at = now() - interval '6 days' WHERE seq = (SELECT max(seq) FROM outbox)", logger: logger)
+            let producer = try KafkaProducer(configuration: TestInfrastructure.kafkaConfiguration("\(schema)-producer"), logger: logger)
+            let relay = OutboxRelay(client: client, publisher: producer, schema: schema, logger: logger)
+            try await relay.updateBacklogMetrics()
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM outbox") == 2, "the week-old sent row is gone")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 1, "unsent rows are never dropped")
         }
     }
 }

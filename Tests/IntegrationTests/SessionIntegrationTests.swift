@@ -152,6 +152,18 @@ struct LoginThrottleIntegrationTests {
         }
     }
 
+    @Test func quietCountersAreForgotten() async throws {
+        try await SessionIntegrationTests().withAccounts { accounts, _, client, email in
+            try await client.query("INSERT INTO login_throttles (key, failures, updated_at) VALUES ('account:stale@example.com', 3, now() - interval '2 days')", logger: logger)
+            // An old run of failures no longer counts towards a lock either.
+            try await client.query("INSERT INTO login_throttles (key, failures, updated_at) VALUES (\(LoginThrottle.accountKey(email)), 5, now() - interval '2 hours')", logger: logger)
+            _ = try? await accounts.login(email: email, password: "wrong password!", userAgent: nil, address: nil, logger: logger)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM login_throttles WHERE key = 'account:stale@example.com'") == 0)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT failures FROM login_throttles WHERE key = \(LoginThrottle.accountKey(email))") == 1)
+            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
+        }
+    }
+
     @Test func oneAddressFailingOnManyAccountsIsLocked() async throws {
         try await SessionIntegrationTests().withAccounts { accounts, _, _, email in
             for index in 1...20 {

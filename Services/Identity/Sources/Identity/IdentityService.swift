@@ -31,6 +31,8 @@ public struct IdentityService: ServiceModule {
             throttle: LoginThrottle(client: dependencies.postgres, policy: try LoginThrottlePolicy(dependencies.config)),
             logger: dependencies.logger)
         self.sessions = SessionStore(client: dependencies.postgres)
+        // Read the common-password list now, not inside the first registration's request.
+        _ = PasswordPolicy.shipped
     }
 
     /// The AES key sealing signing keys at rest: `IDENTITY_KEY_ENCRYPTION_KEY` (base64, 32 bytes).
