@@ -2,15 +2,30 @@ import Foundation
 
 /// Kafka topics of the suite: `<producing service>.<aggregate>.v<major>`, keyed by aggregate id.
 public enum Topics {
+    /// Account lifecycle every service projects: registered, role changed, suspended, reinstated, erasure.
     public static let identityUsers = "identity.users.v1"
+    /// Session revocations with a not-before time, keyed by user id. Short retention is enough
+    /// (an access token lives 15 minutes): the gateway reads it from the start on boot.
+    public static let identitySessions = "identity.sessions.v1"
+    /// Messages for users (email verification, password reset) that messaging delivers, keyed by user id.
+    public static let identityNotifications = "identity.notifications.v1"
 
     /// Every topic the dev broker pre-creates (dead-letter topics included).
-    public static let all = [identityUsers] + ["listings", "billing", "orders", "messaging"].map { "\($0).dlq.v1" }
+    public static let all = [identityUsers, identitySessions, identityNotifications]
+        + ["listings", "billing", "orders", "messaging"].map { "\($0).dlq.v1" }
 }
 
 /// CloudEvents `type` values: `marketplace.<service>.<aggregate>.<event>.v<major>`.
 public enum EventTypes {
     public static let userRegistered = "marketplace.identity.user.registered.v1"
+    public static let userRoleChanged = "marketplace.identity.user.role_changed.v1"
+    public static let userSuspended = "marketplace.identity.user.suspended.v1"
+    public static let userReinstated = "marketplace.identity.user.reinstated.v1"
+    public static let userEmailVerified = "marketplace.identity.user.email_verified.v1"
+    public static let userErasureRequested = "marketplace.identity.user.erasure_requested.v1"
+    public static let userErased = "marketplace.identity.user.erased.v1"
+    public static let sessionsRevoked = "marketplace.identity.user.sessions_revoked.v1"
+    public static let notificationRequested = "marketplace.identity.notification.requested.v1"
 }
 
 /// CloudEvents `source` of each producing service.
@@ -33,5 +48,98 @@ public struct UserRegisteredV1: Codable, Sendable, Equatable {
         self.roles = roles
         self.status = status
         self.registeredAt = registeredAt
+    }
+}
+
+/// `marketplace.identity.user.role_changed.v1` on `identity.users.v1`: the account's complete role set now.
+public struct UserRoleChangedV1: Codable, Sendable, Equatable {
+    public var userId: UUID
+    public var roles: [String]
+    public var changedAt: Date
+
+    public init(userId: UUID, roles: [String], changedAt: Date) {
+        self.userId = userId
+        self.roles = roles
+        self.changedAt = changedAt
+    }
+}
+
+/// `user.suspended` / `user.reinstated` on `identity.users.v1`: the account's status changed
+/// (`suspended` or `active`). The administrator's reason stays in identity's audit log.
+public struct UserStatusChangedV1: Codable, Sendable, Equatable {
+    public var userId: UUID
+    public var status: String
+    public var changedAt: Date
+
+    public init(userId: UUID, status: String, changedAt: Date) {
+        self.userId = userId
+        self.status = status
+        self.changedAt = changedAt
+    }
+}
+
+/// `marketplace.identity.user.email_verified.v1` on `identity.users.v1`: the owner proved the address.
+public struct UserEmailVerifiedV1: Codable, Sendable, Equatable {
+    public var userId: UUID
+    public var verifiedAt: Date
+
+    public init(userId: UUID, verifiedAt: Date) {
+        self.userId = userId
+        self.verifiedAt = verifiedAt
+    }
+}
+
+/// `user.erasure_requested` / `user.erased` on `identity.users.v1`. On the request every service
+/// anonymises its personal data about the user; `user.erased` says identity has done so too.
+public struct UserErasureV1: Codable, Sendable, Equatable {
+    public var userId: UUID
+    public var at: Date
+
+    public init(userId: UUID, at: Date) {
+        self.userId = userId
+        self.at = at
+    }
+}
+
+/// `marketplace.identity.user.sessions_revoked.v1` on `identity.sessions.v1`: access tokens of
+/// `userId` must be refused before they expire — every token of a session in `sessionIds`, and
+/// every token issued (`iat`) before `notBefore` unless it belongs to `keptSessionId` (the session
+/// that changed its own password stays signed in). `reason`: `logout-all`, `password-change`,
+/// `password-reset`, `suspended`, `role-changed`, `erased`.
+public struct SessionsRevokedV1: Codable, Sendable, Equatable {
+    public var userId: UUID
+    public var sessionIds: [UUID]
+    public var notBefore: Date
+    public var keptSessionId: UUID?
+    public var reason: String
+
+    public init(userId: UUID, sessionIds: [UUID], notBefore: Date, keptSessionId: UUID?, reason: String) {
+        self.userId = userId
+        self.sessionIds = sessionIds
+        self.notBefore = notBefore
+        self.keptSessionId = keptSessionId
+        self.reason = reason
+    }
+}
+
+/// `marketplace.identity.notification.requested.v1` on `identity.notifications.v1`: a message
+/// for a user that messaging delivers. `template` names the message (`email-verification`,
+/// `password-reset`, `password-changed`); `data` fills it in. The event carries a secret link
+/// token, so the topic is readable by identity and messaging only.
+public struct NotificationRequestedV1: Codable, Sendable, Equatable {
+    public var notificationId: UUID
+    public var userId: UUID
+    public var channel: String
+    public var to: String
+    public var template: String
+    public var data: [String: String]
+
+    public init(notificationId: UUID, userId: UUID, channel: String = "email", to: String, template: String, data: [String: String]) {
+        self.notificationId = notificationId
+        self.userId = userId
+        self.channel = channel
+        self.to = to
+        self.template = template
+        self.data = data
     }
 }
