@@ -18,13 +18,15 @@ public struct AccessTokenClaims: Codable, Sendable, Equatable {
     public var emailVerified: Bool?
     /// The session (refresh-token family) the token was issued in.
     public var sid: String?
+    /// How the session was authenticated (RFC 8176): `pwd`, plus `otp` after a TOTP or recovery code.
+    public var amr: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case iss, aud, sub, roles, iat, nbf, exp, jti, sid
+        case iss, aud, sub, roles, iat, nbf, exp, jti, sid, amr
         case emailVerified = "email_verified"
     }
 
-    public init(iss: String, aud: String, sub: String, roles: [String], iat: Int64, nbf: Int64, exp: Int64, jti: String, emailVerified: Bool? = nil, sid: String? = nil) {
+    public init(iss: String, aud: String, sub: String, roles: [String], iat: Int64, nbf: Int64, exp: Int64, jti: String, emailVerified: Bool? = nil, sid: String? = nil, amr: [String]? = nil) {
         self.iss = iss
         self.aud = aud
         self.sub = sub
@@ -35,6 +37,7 @@ public struct AccessTokenClaims: Codable, Sendable, Equatable {
         self.jti = jti
         self.emailVerified = emailVerified
         self.sid = sid
+        self.amr = amr
     }
 
     public init(from decoder: any Decoder) throws {
@@ -54,6 +57,7 @@ public struct AccessTokenClaims: Codable, Sendable, Equatable {
         jti = try container.decode(String.self, forKey: .jti)
         emailVerified = try container.decodeIfPresent(Bool.self, forKey: .emailVerified)
         sid = try container.decodeIfPresent(String.self, forKey: .sid)
+        amr = try container.decodeIfPresent([String].self, forKey: .amr)
     }
 }
 
@@ -315,7 +319,7 @@ public struct AuthenticationMiddleware<Context: ServiceRequestContext>: RouterMi
         var context = context
         // The verifier has already checked that `sub` is a UUID.
         context.principal = Principal(userId: UUID(uuidString: claims.sub)!, roles: claims.roles, tokenId: claims.jti,
-                                      sessionId: claims.sid.flatMap(UUID.init(uuidString:)))
+                                      sessionId: claims.sid.flatMap(UUID.init(uuidString:)), emailVerified: claims.emailVerified ?? false)
         context.logger[metadataKey: "user.id"] = .string(claims.sub)
         return try await next(request, context)
     }

@@ -10,12 +10,16 @@ public struct Principal: Sendable, Equatable {
     public var tokenId: String?
     /// The sign-in session the token belongs to, when the token names one.
     public var sessionId: UUID?
+    /// The account's email address was proven when the token was issued (`email_verified`).
+    /// Publishing listings and placing orders require it.
+    public var emailVerified: Bool
 
-    public init(userId: UUID, roles: [String], tokenId: String? = nil, sessionId: UUID? = nil) {
+    public init(userId: UUID, roles: [String], tokenId: String? = nil, sessionId: UUID? = nil, emailVerified: Bool = false) {
         self.userId = userId
         self.roles = roles
         self.tokenId = tokenId
         self.sessionId = sessionId
+        self.emailVerified = emailVerified
     }
 
     public func has(role: String) -> Bool { roles.contains(role) }

@@ -26,9 +26,7 @@ struct SessionIntegrationTests {
                 try await client.query("INSERT INTO users (id, email, email_normalized, display_name, roles) VALUES (\(id), \(email), \(email), 'Ann', ARRAY['buyer'])", logger: logger)
                 try await client.query("INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))", logger: logger)
                 let ring = SigningKeyRing(client: client, sealingKey: SymmetricKey(size: .bits256), logger: logger)
-                let accounts = AccountService(client: client, keyRing: ring, hasher: hasher,
-                                              tokenSettings: TokenSettings(issuer: "marketplace-identity", audience: "marketplace"),
-                                              throttle: LoginThrottle(client: client, policy: LoginThrottlePolicy()), logger: logger)
+                let accounts = AccountService.forTests(client: client, ring: ring, hasher: hasher)
                 try await body(accounts, SessionStore(client: client), client, email)
             }
         }
@@ -40,7 +38,7 @@ struct SessionIntegrationTests {
 
     @Test func rotationReuseAndTheGraceWindow() async throws {
         try await withAccounts { accounts, _, client, email in
-            let first = try await accounts.login(email: email, password: Self.password, userAgent: "tests", logger: logger)
+            let first = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "tests", logger: logger)
             let second = try await accounts.refresh(token: first.refreshToken, logger: logger)
             #expect(second.refreshToken != first.refreshToken)
             // A client's concurrent double refresh: the used token again, within the grace window.
@@ -57,7 +55,7 @@ struct SessionIntegrationTests {
 
     @Test func concurrentRefreshesWithinGraceBothSucceed() async throws {
         try await withAccounts { accounts, _, _, email in
-            let pair = try await accounts.login(email: email, password: Self.password, userAgent: nil, logger: logger)
+            let pair = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: nil, logger: logger)
             let results = try await withThrowingTaskGroup(of: TokenPair.self) { group in
                 for _ in 0..<2 { group.addTask { try await accounts.refresh(token: pair.refreshToken, logger: logger) } }
                 var pairs: [TokenPair] = []
@@ -72,11 +70,11 @@ struct SessionIntegrationTests {
 
     @Test func idleAndAbsoluteExpiryEndRefreshing() async throws {
         try await withAccounts { accounts, sessions, client, email in
-            let idle = try await accounts.login(email: email, password: Self.password, userAgent: nil, logger: logger)
+            let idle = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: nil, logger: logger)
             try await client.query("UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = \(RefreshTokens.hash(idle.refreshToken))", logger: logger)
             await expectRefused(accounts, idle.refreshToken, "an idle-expired token")
 
-            let old = try await accounts.login(email: email, password: Self.password, userAgent: nil, logger: logger)
+            let old = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: nil, logger: logger)
             let session = try await TestInfrastructure.withSession(of: old.refreshToken, client)
             try await client.query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = \(session)", logger: logger)
             await expectRefused(accounts, old.refreshToken, "a session past its absolute expiry")
@@ -87,8 +85,8 @@ struct SessionIntegrationTests {
 
     @Test func logoutAndRevocationEndSessions() async throws {
         try await withAccounts { accounts, sessions, client, email in
-            let phone = try await accounts.login(email: email, password: Self.password, userAgent: "phone", logger: logger)
-            let laptop = try await accounts.login(email: email, password: Self.password, userAgent: "laptop", logger: logger)
+            let phone = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "phone", logger: logger)
+            let laptop = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "laptop", logger: logger)
             let phoneSession = try await TestInfrastructure.withSession(of: phone.refreshToken, client)
             let laptopSession = try await TestInfrastructure.withSession(of: laptop.refreshToken, client)
             let user = try await TestInfrastructure.userOfSession(phoneSession, client)
@@ -125,29 +123,29 @@ struct LoginThrottleIntegrationTests {
         try await SessionIntegrationTests().withAccounts { accounts, _, client, email in
             for _ in 1...6 {
                 await #expect(throws: IdentityError.invalidCredentials) {
-                    try await accounts.login(email: email, password: "wrong password!", userAgent: nil, address: "10.0.0.1", logger: logger)
+                    try await accounts.passwordLogin(email: email, password: "wrong password!", userAgent: nil, address: "10.0.0.1", logger: logger)
                 }
             }
             // Locked: even the right password is refused, before any hashing.
             do {
-                _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "10.0.0.2", logger: logger)
+                _ = try await accounts.passwordLogin(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "10.0.0.2", logger: logger)
                 Issue.record("a locked account logged in")
             } catch {
                 #expect(isThrottled(error), "\(error)")
             }
             // An unknown email is throttled exactly the same way, so locks reveal nothing.
             for _ in 1...6 {
-                _ = try? await accounts.login(email: "nobody-\(email)", password: "wrong password!", userAgent: nil, address: "10.0.0.3", logger: logger)
+                _ = try? await accounts.passwordLogin(email: "nobody-\(email)", password: "wrong password!", userAgent: nil, address: "10.0.0.3", logger: logger)
             }
             do {
-                _ = try await accounts.login(email: "nobody-\(email)", password: "wrong password!", userAgent: nil, address: "10.0.0.4", logger: logger)
+                _ = try await accounts.passwordLogin(email: "nobody-\(email)", password: "wrong password!", userAgent: nil, address: "10.0.0.4", logger: logger)
                 Issue.record("an unknown account was not throttled")
             } catch {
                 #expect(isThrottled(error), "\(error)")
             }
             // The lock runs out; a success then forgets the failures.
             try await client.query("UPDATE login_throttles SET locked_until = now() - interval '1 second'", logger: logger)
-            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "10.0.0.2", logger: logger)
+            _ = try await accounts.passwordLogin(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "10.0.0.2", logger: logger)
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM login_throttles WHERE key = \(LoginThrottle.accountKey(email))") == 0)
         }
     }
@@ -157,25 +155,25 @@ struct LoginThrottleIntegrationTests {
             try await client.query("INSERT INTO login_throttles (key, failures, updated_at) VALUES ('account:stale@example.com', 3, now() - interval '2 days')", logger: logger)
             // An old run of failures no longer counts towards a lock either.
             try await client.query("INSERT INTO login_throttles (key, failures, updated_at) VALUES (\(LoginThrottle.accountKey(email)), 5, now() - interval '2 hours')", logger: logger)
-            _ = try? await accounts.login(email: email, password: "wrong password!", userAgent: nil, address: nil, logger: logger)
+            _ = try? await accounts.passwordLogin(email: email, password: "wrong password!", userAgent: nil, address: nil, logger: logger)
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM login_throttles WHERE key = 'account:stale@example.com'") == 0)
             #expect(try await TestInfrastructure.scalar(client, "SELECT failures FROM login_throttles WHERE key = \(LoginThrottle.accountKey(email))") == 1)
-            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
+            _ = try await accounts.passwordLogin(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
         }
     }
 
     @Test func oneAddressFailingOnManyAccountsIsLocked() async throws {
         try await SessionIntegrationTests().withAccounts { accounts, _, _, email in
             for index in 1...20 {
-                _ = try? await accounts.login(email: "spray-\(index)@example.com", password: "wrong password!", userAgent: nil, address: "192.0.2.7", logger: logger)
+                _ = try? await accounts.passwordLogin(email: "spray-\(index)@example.com", password: "wrong password!", userAgent: nil, address: "192.0.2.7", logger: logger)
             }
             do {
-                _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "192.0.2.7", logger: logger)
+                _ = try await accounts.passwordLogin(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "192.0.2.7", logger: logger)
                 Issue.record("a locked address logged in")
             } catch {
                 #expect(isThrottled(error), "\(error)")
             }
-            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "192.0.2.8", logger: logger)
+            _ = try await accounts.passwordLogin(email: email, password: SessionIntegrationTests.password, userAgent: nil, address: "192.0.2.8", logger: logger)
         }
     }
 }
@@ -189,13 +187,13 @@ struct PasswordHashUpgradeIntegrationTests {
             let weak = PasswordHasher(parameters: .init(memoryKiB: 4_096, iterations: 1, parallelism: 1))
             let old = try await weak.hash(SessionIntegrationTests.password)
             try await client.query("UPDATE credentials SET password_hash = \(old)", logger: logger)
-            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
+            _ = try await accounts.passwordLogin(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
             let rows = try await client.query("SELECT password_hash FROM credentials", logger: logger)
             var stored = ""
             for try await hash in rows.decode(String.self) { stored = hash }
             #expect(PasswordHasher.parameters(of: stored) == .owasp)
             #expect(await PasswordHasher().verify(SessionIntegrationTests.password, against: stored))
-            _ = try await accounts.login(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
+            _ = try await accounts.passwordLogin(email: email, password: SessionIntegrationTests.password, userAgent: nil, logger: logger)
         }
     }
 }
@@ -212,4 +210,29 @@ extension TestInfrastructure {
         for try await id in rows.decode(UUID.self) { return id }
         throw Problem(.notFound, "no such session")
     }
+}
+
+extension AccountService {
+    /// The service as identity builds it, with default policies and a random sealing key.
+    static func forTests(client: PostgresClient, ring: SigningKeyRing, hasher: PasswordHasher = PasswordHasher(),
+                         recovery: RecoveryThrottlePolicy = RecoveryThrottlePolicy()) -> AccountService {
+        AccountService(client: client, keyRing: ring, hasher: hasher,
+                       tokenSettings: TokenSettings(issuer: "marketplace-identity", audience: "marketplace"),
+                       throttle: LoginThrottle(client: client, policy: LoginThrottlePolicy()),
+                       recoveryThrottle: RecoveryThrottle(client: client, policy: recovery),
+                       secrets: SecretSealer(key: SymmetricKey(size: .bits256)), logger: TestInfrastructure.logger)
+    }
+
+    /// A password login that must sign in directly (no second factor enrolled).
+    func passwordLogin(email: String, password: String, userAgent: String?, address: String? = nil, logger: Logger) async throws -> TokenPair {
+        switch try await login(email: email, password: password, userAgent: userAgent, address: address, logger: logger) {
+        case .tokens(let pair): return pair
+        case .mfaRequired: throw TestFailure("expected tokens, got an MFA challenge")
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

@@ -74,7 +74,13 @@ public struct RouteTable: Sendable {
     /// The suite's routes, used unless `ROUTES_FILE` names a JSON array of routes.
     public static let defaultRoutes: [Route] = [
         Route(prefix: "/v1/auth/", upstream: "identity", access: .public, rateLimitClass: "auth"),
+        // Signed-in account operations under /v1/auth/ need a token at the edge too.
+        Route(prefix: "/v1/auth/password-change", upstream: "identity", access: .authenticated, rateLimitClass: "auth"),
+        Route(prefix: "/v1/auth/mfa/totp", upstream: "identity", access: .authenticated, rateLimitClass: "auth"),
+        Route(prefix: "/v1/auth/verify-email/resend", upstream: "identity", access: .authenticated, rateLimitClass: "auth"),
         Route(prefix: "/.well-known/", upstream: "identity", access: .public),
+        Route(prefix: "/v1/admin/users", upstream: "identity", access: .authenticated),
+        Route(prefix: "/v1/admin/audit-log", upstream: "identity", access: .authenticated),
         Route(prefix: "/v1/users", upstream: "identity", access: .authenticated),
         Route(prefix: "/v1/sessions", upstream: "identity", access: .authenticated),
         Route(prefix: "/v1/categories", upstream: "listings", access: .public),

@@ -13,6 +13,8 @@ struct AccountService: Sendable {
     let hasher: PasswordHasher
     let tokenSettings: TokenSettings
     let throttle: LoginThrottle
+    let recoveryThrottle: RecoveryThrottle
+    let secrets: SecretSealer
     let logger: Logger
     /// A real hash of a random password, verified when the email is unknown so that both
     /// answers cost the same time.
@@ -33,38 +35,47 @@ struct AccountService: Sendable {
                 for try await created in rows.decode(Date.self) { createdAt = created }
                 try await connection.query(
                     "INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))", logger: logger)
+                if let profile = registration.businessProfile {
+                    try await connection.query("""
+                        INSERT INTO vendor_profiles (user_id, business_name, licence_number, city, region, country)
+                        VALUES (\(id), \(profile.businessName), \(profile.licenceNumber), \(profile.location.city),
+                                \(profile.location.region), \(profile.location.country))
+                        """, logger: logger)
+                }
+                try await sendVerification(user: id, email: registration.email, displayName: registration.displayName,
+                                           traceparent: traceparent, on: connection, logger: logger)
                 let payload = UserRegisteredV1(userId: id, displayName: registration.displayName, roles: roles, status: "active", registeredAt: createdAt)
                 let event = try CloudEvent.json(
                     type: EventTypes.userRegistered, source: EventSources.identity, subject: "users/\(id.uuidString.lowercased())",
                     payload: payload, traceparent: traceparent, time: createdAt)
                 try await Outbox.enqueue(event, topic: Topics.identityUsers, key: id.uuidString.lowercased(), on: connection, logger: logger)
                 logger.info("user registered", metadata: ["user.id": "\(id)"])
-                return UserView(id: id, email: registration.email, displayName: registration.displayName, roles: roles, status: "active", createdAt: createdAt)
+                return UserView(id: id, email: registration.email, displayName: registration.displayName, roles: roles, status: "active",
+                                emailVerified: false, mfaEnabled: false, businessProfile: registration.businessProfile, createdAt: createdAt)
             }
         } catch where Database.isSQLState(error, Database.uniqueViolation) {
             throw IdentityError.emailTaken
         }
     }
 
-    func login(email: String, password: String, userAgent: String?, address: String? = nil, logger: Logger) async throws -> TokenPair {
+    /// Checks the password. Without a confirmed second factor that signs the user in; with one it
+    /// answers with a challenge that `POST /v1/auth/mfa/verify` completes.
+    func login(email: String, password: String, userAgent: String?, address: String? = nil, requestId: String? = nil, logger: Logger) async throws -> LoginResult {
         let normalized = RegistrationRules.normalize(email: email)
         try await throttle.check(account: normalized, address: address, logger: logger)
         let rows = try await client.query("""
-            SELECT u.id, u.roles, u.status, u.email_verified, c.password_hash
-            FROM users u JOIN credentials c ON c.user_id = u.id WHERE u.email_normalized = \(normalized)
+            SELECT u.id, u.roles, u.status, u.email_verified, c.password_hash, (f.confirmed_at IS NOT NULL)
+            FROM users u JOIN credentials c ON c.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id
+            WHERE u.email_normalized = \(normalized)
             """, logger: logger)
-        var found: (UUID, [String], String, Bool, String)?
-        for try await row in rows.decode((UUID, [String], String, Bool, String).self) { found = row }
-        guard let (id, roles, status, verified, hash) = found else {
+        var found: (UUID, [String], String, Bool, String, Bool)?
+        for try await row in rows.decode((UUID, [String], String, Bool, String, Bool).self) { found = row }
+        guard let (id, roles, status, verified, hash, hasTotp) = found else {
             _ = await hasher.verify(password, against: try await dummy())
-            logger.info("login failed", metadata: ["security.event": "login_failed", "reason": "unknown-account"])
-            try await throttle.recordFailure(account: normalized, address: address, logger: logger)
-            throw IdentityError.invalidCredentials
+            try await loginFailed(user: nil, reason: "unknown-account", account: normalized, address: address, requestId: requestId, logger: logger)
         }
         guard await hasher.verify(password, against: hash) else {
-            logger.info("login failed", metadata: ["security.event": "login_failed", "user.id": "\(id)", "reason": "wrong-password"])
-            try await throttle.recordFailure(account: normalized, address: address, logger: logger)
-            throw IdentityError.invalidCredentials
+            try await loginFailed(user: id, reason: "wrong-password", account: normalized, address: address, requestId: requestId, logger: logger)
         }
         guard status == "active" else { throw IdentityError.accountSuspended }
         if PasswordHasher.parameters(of: hash) != hasher.parameters {
@@ -75,18 +86,40 @@ struct AccountService: Sendable {
                 logger: logger)
             logger.info("password hash upgraded", metadata: ["user.id": "\(id)"])
         }
+        if hasTotp {
+            return .mfaRequired(try await MultiFactor.challenge(user: id, userAgent: userAgent, client: client, logger: logger))
+        }
+        var pair = try await signIn(user: id, roles: roles, emailVerified: verified, amr: ["pwd"], userAgent: userAgent,
+                                    account: normalized, requestId: requestId, logger: logger)
+        if roles.contains(where: Roles.staff.contains) { pair.mfaEnrollmentRequired = true }
+        return .tokens(pair)
+    }
+
+    /// Starts a session after every factor checked out, and records the sign-in.
+    func signIn(user: UUID, roles: [String], emailVerified: Bool, amr: [String], userAgent: String?, account: String?,
+                requestId: String?, extra: (@Sendable (PostgresConnection) async throws -> Void)? = nil, logger: Logger) async throws -> TokenPair {
         let pair = try await Database.transaction(client, logger: logger) { connection in
+            try await extra?(connection)
             let session = UUID.v7()
             let absolute = Date().addingTimeInterval(tokenSettings.sessionLifetime)
             try await connection.query("""
-                INSERT INTO sessions (id, user_id, user_agent, expires_at)
-                VALUES (\(session), \(id), \(userAgent.map { String($0.prefix(256)) }), \(absolute))
+                INSERT INTO sessions (id, user_id, user_agent, expires_at, amr)
+                VALUES (\(session), \(user), \(userAgent.map { String($0.prefix(256)) }), \(absolute), \(amr))
                 """, logger: logger)
-            return try await issue(userId: id, roles: roles, emailVerified: verified, session: session, on: connection, logger: logger)
+            try await AuditLog.record(.loginSucceeded, actor: user, target: user, details: ["amr": amr.joined(separator: " ")],
+                                      requestId: requestId, on: connection, logger: logger)
+            return try await issue(userId: user, roles: roles, emailVerified: emailVerified, session: session, amr: amr, on: connection, logger: logger)
         }
-        try await throttle.recordSuccess(account: normalized, logger: logger)
-        logger.info("login succeeded", metadata: ["security.event": "login_succeeded", "user.id": "\(id)"])
+        if let account { try await throttle.recordSuccess(account: account, logger: logger) }
+        logger.info("login succeeded", metadata: ["security.event": "login_succeeded", "user.id": "\(user)"])
         return pair
+    }
+
+    private func loginFailed(user: UUID?, reason: String, account: String, address: String?, requestId: String?, logger: Logger) async throws -> Never {
+        logger.info("login failed", metadata: ["security.event": "login_failed", "user.id": "\(user.map { "\($0)" } ?? "-")", "reason": "\(reason)"])
+        try await throttle.recordFailure(account: account, address: address, logger: logger)
+        try await AuditLog.record(.loginFailed, actor: nil, target: user, details: ["reason": reason], requestId: requestId, client: client, logger: logger)
+        throw IdentityError.invalidCredentials
     }
 
     /// Rotates a refresh token: the presented one is used up and a new one joins its session.
@@ -102,13 +135,13 @@ struct AccountService: Sendable {
         let outcome: Outcome = try await Database.transaction(client, logger: logger) { connection in
             let rows = try await connection.query("""
                 SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, s.expires_at, s.revoked_at,
-                       u.roles, u.status, u.email_verified
+                       u.roles, u.status, u.email_verified, s.amr
                 FROM refresh_tokens t JOIN sessions s ON s.id = t.family_id JOIN users u ON u.id = t.user_id
                 WHERE t.token_hash = \(hash) FOR UPDATE OF t, s
                 """, logger: logger)
-            var found: (UUID, UUID, UUID, Date, Date?, Date?, Date, Date?, [String], String, Bool)?
-            for try await row in rows.decode((UUID, UUID, UUID, Date, Date?, Date?, Date, Date?, [String], String, Bool).self) { found = row }
-            guard let (id, session, user, idleExpiry, used, revoked, absoluteExpiry, sessionRevoked, roles, status, verified) = found else {
+            var found: (UUID, UUID, UUID, Date, Date?, Date?, Date, Date?, [String], String, Bool, [String])?
+            for try await row in rows.decode((UUID, UUID, UUID, Date, Date?, Date?, Date, Date?, [String], String, Bool, [String]).self) { found = row }
+            guard let (id, session, user, idleExpiry, used, revoked, absoluteExpiry, sessionRevoked, roles, status, verified, amr) = found else {
                 throw IdentityError.invalidRefreshToken
             }
             let now = Date()
@@ -124,7 +157,7 @@ struct AccountService: Sendable {
                 try await connection.query("UPDATE refresh_tokens SET used_at = now() WHERE id = \(id)", logger: logger)
             }
             try await connection.query("UPDATE sessions SET last_used_at = now() WHERE id = \(session)", logger: logger)
-            return .rotated(try await issue(userId: user, roles: roles, emailVerified: verified, session: session, on: connection, logger: logger))
+            return .rotated(try await issue(userId: user, roles: roles, emailVerified: verified, session: session, amr: amr, on: connection, logger: logger))
         }
         switch outcome {
         case .rotated(let pair):
@@ -150,21 +183,24 @@ struct AccountService: Sendable {
     }
 
     func user(id: UUID, logger: Logger) async throws -> UserView {
-        let rows = try await client.query(
-            "SELECT id, email, display_name, roles, status, created_at FROM users WHERE id = \(id)", logger: logger)
-        for try await (id, email, name, roles, status, created) in rows.decode((UUID, String, String, [String], String, Date).self) {
-            return UserView(id: id, email: email, displayName: name, roles: roles, status: status, createdAt: created)
-        }
+        let rows = try await client.query("""
+            SELECT \(unescaped: UserView.columns) FROM users u
+            LEFT JOIN vendor_profiles v ON v.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id
+            WHERE u.id = \(id) AND u.status <> 'erased'
+            """, logger: logger)
+        for try await row in rows { return try UserView(row) }
         throw IdentityError.userNotFound
     }
 
-    private func issue(userId: UUID, roles: [String], emailVerified: Bool, session: UUID, on connection: PostgresConnection, logger: Logger) async throws -> TokenPair {
+    /// A new access token and refresh token for a session. Staff roles appear in the token only
+    /// when the session was signed in with a second factor.
+    func issue(userId: UUID, roles: [String], emailVerified: Bool, session: UUID, amr: [String], on connection: PostgresConnection, logger: Logger) async throws -> TokenPair {
         let signer = try await keyRing.currentSigner()
         let now = Int64(Date().timeIntervalSince1970)
         let claims = AccessTokenClaims(
-            iss: tokenSettings.issuer, aud: tokenSettings.audience, sub: userId.uuidString.lowercased(), roles: roles,
+            iss: tokenSettings.issuer, aud: tokenSettings.audience, sub: userId.uuidString.lowercased(), roles: Roles.effective(roles, amr: amr),
             iat: now, nbf: now, exp: now + tokenSettings.accessTokenLifetime, jti: UUID.v7().uuidString.lowercased(),
-            emailVerified: emailVerified, sid: session.uuidString.lowercased())
+            emailVerified: emailVerified, sid: session.uuidString.lowercased(), amr: amr)
         let accessToken = try signer.sign(claims)
         let refreshToken = RefreshTokens.make()
         let idleExpiry = Date().addingTimeInterval(tokenSettings.refreshTokenLifetime)
@@ -175,7 +211,7 @@ struct AccountService: Sendable {
         return TokenPair(accessToken: accessToken, refreshToken: refreshToken, expiresIn: Int(tokenSettings.accessTokenLifetime))
     }
 
-    private func dummy() async throws -> String {
+    func dummy() async throws -> String {
         if let hash = dummyHash.withLockedValue({ $0 }) { return hash }
         let hash = try await hasher.hash(RefreshTokens.make())
         dummyHash.withLockedValue { $0 = hash }

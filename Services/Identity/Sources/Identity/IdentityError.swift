@@ -10,6 +10,16 @@ public enum IdentityError: Error, ProblemConvertible, Equatable {
     case userNotFound
     case sessionNotFound
     case signingKeyUnavailable
+    case invalidEmailToken
+    case emailAlreadyVerified
+    case mfaAlreadyEnabled
+    case mfaNotEnrolling
+    case invalidMfaCode
+    case invalidMfaChallenge
+    case forbidden
+    case targetNotFound
+    case cannotDemoteSelf
+    case cannotSuspendSelf
 
     public var problem: Problem {
         switch self {
@@ -28,6 +38,26 @@ public enum IdentityError: Error, ProblemConvertible, Equatable {
             Problem(.notFound, "No such session of yours.")
         case .signingKeyUnavailable:
             Problem(.serviceUnavailable, "Tokens cannot be issued right now; retry shortly.", headers: [.retryAfter: "1"])
+        case .invalidEmailToken:
+            Problem.validation([FieldError("token", "is invalid, already used or expired; request a new link")])
+        case .emailAlreadyVerified:
+            Problem(.conflict, "The email address is already verified.", typeSlug: "email-already-verified")
+        case .mfaAlreadyEnabled:
+            Problem(.conflict, "Two-factor authentication is already enabled.", typeSlug: "mfa-already-enabled")
+        case .mfaNotEnrolling:
+            Problem(.conflict, "Start enrolment with POST /v1/auth/mfa/totp first.", typeSlug: "mfa-not-enrolling")
+        case .invalidMfaCode:
+            Problem(.unauthorized, "The code is not valid.", typeSlug: "invalid-mfa-code")
+        case .invalidMfaChallenge:
+            Problem(.unauthorized, "The sign-in attempt expired or was used up; sign in with your password again.", typeSlug: "invalid-mfa-token")
+        case .forbidden:
+            Problem(.forbidden, "This needs the admin role, signed in with a second factor.")
+        case .targetNotFound:
+            Problem(.notFound, "No such user.")
+        case .cannotDemoteSelf:
+            Problem(.conflict, "Admins cannot remove their own admin role; ask another admin.", typeSlug: "cannot-demote-self")
+        case .cannotSuspendSelf:
+            Problem(.conflict, "Admins cannot suspend themselves.", typeSlug: "cannot-suspend-self")
         }
     }
 }

@@ -29,7 +29,8 @@ public struct IdentityService: ServiceModule {
             client: dependencies.postgres, keyRing: ring, hasher: PasswordHasher(),
             tokenSettings: try TokenSettings(dependencies.config, issuer: dependencies.settings.tokenIssuer, audience: dependencies.settings.tokenAudience),
             throttle: LoginThrottle(client: dependencies.postgres, policy: try LoginThrottlePolicy(dependencies.config)),
-            logger: dependencies.logger)
+            recoveryThrottle: RecoveryThrottle(client: dependencies.postgres, policy: try RecoveryThrottlePolicy(dependencies.config)),
+            secrets: SecretSealer(key: sealingKey), logger: dependencies.logger)
         self.sessions = SessionStore(client: dependencies.postgres)
         // Read the common-password list now, not inside the first registration's request.
         _ = PasswordPolicy.shipped
@@ -69,56 +70,14 @@ public struct IdentityService: ServiceModule {
         SigningKeyRing(client: client, sealingKey: try sealingKey(config, logger: logger), logger: logger)
     }
 
+    /// `identity create-admin`: creates or promotes the admin account; the id and whether it was created.
+    public static func createAdmin(email: String, displayName: String, password: String, client: PostgresClient, logger: Logger) async throws -> (id: UUID, created: Bool) {
+        try await Administration.createAdmin(email: email, displayName: displayName, password: password, client: client, logger: logger)
+    }
+
     public func addRoutes(to router: Router<AppRequestContext>) {
-        let accounts = self.accounts
-        let limit = maxBodyBytes
-        let keyRing = self.keyRing
-        let sessions = self.sessions
-        router.post("/v1/auth/register") { request, context -> Response in
-            let body = try await JSONBody.decode(RegisterRequest.self, from: request, limit: limit)
-            let registration = try RegistrationRules.validate(body)
-            let user = try await accounts.register(registration, traceparent: request.headers[.traceContext], logger: context.logger)
-            return try JSONResponse.make(user, status: .created, cacheControl: "no-store", headers: [.location: "/v1/users/\(user.id.uuidString.lowercased())"])
-        }
-        router.post("/v1/auth/login") { request, context -> Response in
-            let credentials = try await JSONBody.decode(LoginRequest.self, from: request, limit: limit).validated()
-            let pair = try await accounts.login(email: credentials.email, password: credentials.password,
-                                                userAgent: request.headers[.userAgent], address: Self.clientAddress(request, context),
-                                                logger: context.logger)
-            return try JSONResponse.make(pair, cacheControl: "no-store")
-        }
-        router.post("/v1/auth/refresh") { request, context -> Response in
-            let body = try await JSONBody.decode(RefreshRequest.self, from: request, limit: limit)
-            try body.validate()
-            let pair = try await accounts.refresh(token: body.refreshToken, logger: context.logger)
-            return try JSONResponse.make(pair, cacheControl: "no-store")
-        }
-        router.post("/v1/auth/logout") { request, context -> Response in
-            let body = try await JSONBody.decode(RefreshRequest.self, from: request, limit: limit)
-            try body.validate()
-            try await accounts.logout(token: body.refreshToken, logger: context.logger)
-            return Response(status: .noContent, headers: [.cacheControl: "no-store"])
-        }
-        router.get("/v1/sessions") { _, context -> Response in
-            let caller = try context.requirePrincipal()
-            let live = try await sessions.live(of: caller.userId, current: caller.sessionId, logger: context.logger)
-            return try JSONResponse.make(Page(items: live, nextCursor: nil), cacheControl: "private, no-store")
-        }
-        router.delete("/v1/sessions/{id}") { _, context -> Response in
-            let caller = try context.requirePrincipal()
-            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
-                throw IdentityError.sessionNotFound
-            }
-            try await sessions.revoke(id, of: caller.userId, logger: context.logger)
-            return Response(status: .noContent, headers: [.cacheControl: "no-store"])
-        }
-        router.get("/v1/users/me") { _, context -> Response in
-            let caller = try context.requirePrincipal()
-            return try JSONResponse.make(try await accounts.user(id: caller.userId, logger: context.logger), cacheControl: "private, no-store")
-        }
-        router.get("/.well-known/jwks.json") { _, _ -> Response in
-            try JSONResponse.make(try await keyRing.jwks(), cacheControl: "public, max-age=300")
-        }
+        IdentityRoutes(accounts: accounts, sessions: sessions, keyRing: keyRing, administration: Administration(client: accounts.client),
+                       policy: AdministrationPolicy(client: accounts.client), limit: maxBodyBytes).add(to: router)
     }
 }
 
@@ -152,22 +111,83 @@ struct RefreshRequest: Decodable {
     }
 }
 
-/// An account as its owner sees it.
+/// An account as its owner (or an admin) sees it.
 public struct UserView: Codable, Sendable, Equatable {
     public var id: UUID
     public var email: String
     public var displayName: String
     public var roles: [String]
     public var status: String
+    public var emailVerified: Bool
+    public var mfaEnabled: Bool
+    /// Vendors only.
+    public var businessProfile: BusinessProfile?
     public var createdAt: Date
+
+    /// The columns `init(_ row:)` reads, from `users u LEFT JOIN vendor_profiles v LEFT JOIN totp_factors f`.
+    static let columns = """
+        u.id, u.email, u.display_name, u.roles, u.status, u.email_verified, (f.confirmed_at IS NOT NULL), u.created_at,
+        v.business_name, v.licence_number, v.city, v.region, v.country
+        """
+
+    init(id: UUID, email: String, displayName: String, roles: [String], status: String, emailVerified: Bool, mfaEnabled: Bool,
+         businessProfile: BusinessProfile?, createdAt: Date) {
+        self.id = id
+        self.email = email
+        self.displayName = displayName
+        self.roles = roles
+        self.status = status
+        self.emailVerified = emailVerified
+        self.mfaEnabled = mfaEnabled
+        self.businessProfile = businessProfile
+        self.createdAt = createdAt
+    }
+
+    init(_ row: PostgresRow) throws {
+        let (id, email, name, roles, status, verified, mfa, created, business, licence, city, region, country) = try row.decode(
+            (UUID, String, String, [String], String, Bool, Bool, Date, String?, String?, String?, String?, String?).self)
+        var profile: BusinessProfile?
+        if let business, let city, let country {
+            profile = BusinessProfile(businessName: business, licenceNumber: licence, location: .init(city: city, region: region, country: country))
+        }
+        self.init(id: id, email: email, displayName: name, roles: roles, status: status, emailVerified: verified, mfaEnabled: mfa,
+                  businessProfile: profile, createdAt: created)
+    }
 }
 
-/// `{ accessToken, refreshToken, tokenType, expiresIn }`.
+/// `{ accessToken, refreshToken, tokenType, expiresIn }`, plus `mfaEnrollmentRequired` when the
+/// account holds a staff role its session lacks for want of a second factor.
 public struct TokenPair: Codable, Sendable {
     public var accessToken: String
     public var refreshToken: String
     public var tokenType = "Bearer"
     public var expiresIn: Int
+    public var mfaEnrollmentRequired: Bool?
+}
+
+/// The answer to the password step: tokens, or a challenge for the second factor.
+enum LoginResult: Sendable {
+    case tokens(TokenPair)
+    case mfaRequired(MfaChallenge)
+}
+
+/// `{ mfaRequired: true, mfaToken, methods, expiresIn }`: present `mfaToken` with a code to `/v1/auth/mfa/verify`.
+public struct MfaChallenge: Codable, Sendable {
+    public var mfaRequired = true
+    public var mfaToken: String
+    public var methods = ["totp", "recoveryCode"]
+    public var expiresIn: Int
+}
+
+/// The suite's roles. Staff roles act on other people's data and need a second factor.
+public enum Roles {
+    public static let all = ["buyer", "vendor", "moderator", "admin"]
+    public static let staff = ["moderator", "admin"]
+
+    /// The roles a token carries: staff roles only for sessions signed in with a second factor.
+    public static func effective(_ roles: [String], amr: [String]) -> [String] {
+        amr.contains("otp") ? roles : roles.filter { !staff.contains($0) }
+    }
 }
 
 public struct TokenSettings: Sendable {

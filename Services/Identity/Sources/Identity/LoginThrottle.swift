@@ -111,3 +111,53 @@ struct LoginThrottle: Sendable {
         }
     }
 }
+
+/// Limits on password-reset and verification requests: per account and per address, a fixed number
+/// in a window, counted in `login_throttles` under their own keys.
+public struct RecoveryThrottlePolicy: Sendable, Equatable {
+    /// Reset or verification emails one account may trigger per window.
+    public var perAccount = 3
+    /// Reset/verification requests and token confirmations one address may make per window.
+    public var perAddress = 30
+    public var window: TimeInterval = 900
+
+    public init() {}
+
+    public init(_ config: ConfigReader) throws {
+        perAccount = try config.int("IDENTITY_RECOVERY_ACCOUNT_REQUESTS", default: 3, range: 1...1000)
+        perAddress = try config.int("IDENTITY_RECOVERY_ADDRESS_REQUESTS", default: 30, range: 1...1_000_000)
+    }
+}
+
+struct RecoveryThrottle: Sendable {
+    let client: PostgresClient
+    let policy: RecoveryThrottlePolicy
+    static let throttled = Counter(label: "identity_recovery_throttled_total")
+
+    /// Counts one request against each key (atomically, one statement per key); a 429 with
+    /// `Retry-After` once a key is over its limit in the current window.
+    func take(account: String?, address: String?, purpose: String, logger: Logger) async throws {
+        var keys: [(String, Int)] = []
+        if let account { keys.append(("\(purpose):account:\(account)", policy.perAccount)) }
+        if let address { keys.append(("\(purpose):address:\(address)", policy.perAddress)) }
+        for (key, limit) in keys {
+            let rows = try await client.query("""
+                INSERT INTO login_throttles (key, failures, window_started_at, updated_at) VALUES (\(key), 1, now(), now())
+                ON CONFLICT (key) DO UPDATE SET
+                    failures = CASE WHEN login_throttles.window_started_at < now() - make_interval(secs => \(policy.window))
+                                    THEN 1 ELSE login_throttles.failures + 1 END,
+                    window_started_at = CASE WHEN login_throttles.window_started_at < now() - make_interval(secs => \(policy.window))
+                                             THEN now() ELSE login_throttles.window_started_at END,
+                    updated_at = now()
+                RETURNING failures, EXTRACT(EPOCH FROM window_started_at + make_interval(secs => \(policy.window)) - now())::float8
+                """, logger: logger)
+            for try await (count, remaining) in rows.decode((Int, Double).self) where count > limit {
+                Self.throttled.increment()
+                let seconds = max(1, Int(remaining.rounded(.up)))
+                logger.info("recovery request throttled", metadata: ["security.event": "recovery_throttled", "purpose": "\(purpose)"])
+                throw Problem(.rateLimited, "Too many requests; retry after \(seconds) s.", typeSlug: "recovery-throttled",
+                              headers: [.retryAfter: "\(seconds)"])
+            }
+        }
+    }
+}

@@ -12,6 +12,51 @@ struct RegisterRequest: Decodable {
     var password: String?
     var displayName: String?
     var role: String?
+    var businessProfile: BusinessProfileRequest?
+}
+
+struct BusinessProfileRequest: Decodable {
+    var businessName: String?
+    var licenceNumber: String?
+    var location: LocationRequest?
+
+    struct LocationRequest: Decodable {
+        var city: String?
+        var region: String?
+        var country: String?
+    }
+}
+
+/// A vendor's business as buyers see it: required for vendors at registration.
+public struct BusinessProfile: Codable, Sendable, Equatable {
+    public var businessName: String
+    public var licenceNumber: String?
+    public var location: Location
+
+    public struct Location: Codable, Sendable, Equatable {
+        public var city: String
+        public var region: String?
+        /// ISO 3166-1 alpha-2, upper case.
+        public var country: String
+
+        enum CodingKeys: String, CodingKey { case city, region, country }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(city, forKey: .city)
+            try container.encode(region, forKey: .region)
+            try container.encode(country, forKey: .country)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case businessName, licenceNumber, location }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(businessName, forKey: .businessName)
+        try container.encode(licenceNumber, forKey: .licenceNumber)
+        try container.encode(location, forKey: .location)
+    }
 }
 
 /// A registration that passed validation.
@@ -21,6 +66,7 @@ public struct ValidRegistration: Sendable, Equatable {
     public var password: String
     public var displayName: String
     public var role: SelfServiceRole
+    public var businessProfile: BusinessProfile?
 }
 
 public enum RegistrationRules {
@@ -54,8 +100,47 @@ public enum RegistrationRules {
         } else if role == nil {
             errors.append(FieldError("role", "must be one of: buyer, vendor"))
         }
+        let profile = validateBusinessProfile(request.businessProfile, role: role, errors: &errors)
         guard errors.isEmpty, let role else { throw Problem.validation(errors) }
-        return ValidRegistration(email: email, normalizedEmail: normalize(email: email), password: password, displayName: displayName, role: role)
+        return ValidRegistration(email: email, normalizedEmail: normalize(email: email), password: password, displayName: displayName,
+                                 role: role, businessProfile: profile)
+    }
+
+    static func validateBusinessProfile(_ request: BusinessProfileRequest?, role: SelfServiceRole?, errors: inout [FieldError]) -> BusinessProfile? {
+        guard role == .vendor else {
+            if request != nil, role == .buyer { errors.append(FieldError("businessProfile", "is only for vendors")) }
+            return nil
+        }
+        guard let request else {
+            errors.append(FieldError("businessProfile", "is required for vendors"))
+            return nil
+        }
+        func text(_ value: String?, _ field: String, required: Bool, maximum: Int) -> String? {
+            let trimmed = value?.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let trimmed, !trimmed.isEmpty else {
+                if required { errors.append(FieldError(field, "is required")) }
+                return nil
+            }
+            guard trimmed.count <= maximum, !trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                errors.append(FieldError(field, "must be 1 to \(maximum) printable characters"))
+                return nil
+            }
+            return trimmed
+        }
+        let name = text(request.businessName, "businessProfile.businessName", required: true, maximum: 200)
+        let licence = text(request.licenceNumber, "businessProfile.licenceNumber", required: false, maximum: 100)
+        guard let location = request.location else {
+            errors.append(FieldError("businessProfile.location", "is required"))
+            return nil
+        }
+        let city = text(location.city, "businessProfile.location.city", required: true, maximum: 100)
+        let region = text(location.region, "businessProfile.location.region", required: false, maximum: 100)
+        let country = location.country?.trimmingCharacters(in: .whitespaces).uppercased()
+        let validCountry = country.map { $0.utf8.count == 2 && $0.utf8.allSatisfy { $0 >= 65 && $0 <= 90 } } ?? false
+        if location.country == nil { errors.append(FieldError("businessProfile.location.country", "is required")) }
+        else if !validCountry { errors.append(FieldError("businessProfile.location.country", "must be an ISO 3166-1 alpha-2 code such as GB")) }
+        guard let name, let city, let country, validCountry else { return nil }
+        return BusinessProfile(businessName: name, licenceNumber: licence, location: .init(city: city, region: region, country: country))
     }
 
     public static func normalize(email: String) -> String {

@@ -1,0 +1,181 @@
+import Contracts
+import Foundation
+import Logging
+import Platform
+import PostgresNIO
+
+/// Who may administer users: an admin whose token came from a second-factor session and whose
+/// account still holds the role (a role removed a moment ago counts, whatever the token says).
+struct AdministrationPolicy: Sendable {
+    let client: PostgresClient
+
+    func requireAdmin(_ caller: Principal, logger: Logger) async throws {
+        guard caller.has(role: "admin") else { throw IdentityError.forbidden }
+        let rows = try await client.query(
+            "SELECT 1 FROM users WHERE id = \(caller.userId) AND status = 'active' AND roles @> ARRAY['admin']", logger: logger)
+        for try await _ in rows.decode(Int.self) { return }
+        throw IdentityError.forbidden
+    }
+}
+
+/// User administration: list and search, role changes, suspension and reinstatement, each
+/// written to the audit log in the same transaction as the change.
+struct Administration: Sendable {
+    let client: PostgresClient
+
+    struct UserFilter: Sendable {
+        var role: String?
+        var status: String?
+        /// A prefix of the normalised email address.
+        var emailPrefix: String?
+    }
+
+    /// Newest accounts first, one keyset page.
+    func users(_ filter: UserFilter, _ page: PageRequest, logger: Logger) async throws -> Page<UserView> {
+        let after = page.after
+        let pattern = filter.emailPrefix.map { Self.escapeLike($0) + "%" }
+        let rows = try await client.query("""
+            SELECT \(unescaped: UserView.columns) FROM users u
+            LEFT JOIN vendor_profiles v ON v.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id
+            WHERE (\(filter.role)::text IS NULL OR u.roles @> ARRAY[\(filter.role)::text])
+              AND (\(filter.status)::text IS NULL OR u.status = \(filter.status))
+              AND (\(pattern)::text IS NULL OR u.email_normalized LIKE \(pattern))
+              AND (\(after?.time)::timestamptz IS NULL OR (u.created_at, u.id) < (\(after?.time), \(after?.id)))
+            ORDER BY u.created_at DESC, u.id DESC LIMIT \(page.fetchLimit)
+            """, logger: logger)
+        var users: [UserView] = []
+        for try await row in rows { users.append(try UserView(row)) }
+        return page.page(users) { Cursor(time: $0.createdAt, id: $0.id) }
+    }
+
+    func user(_ id: UUID, logger: Logger) async throws -> UserView {
+        let rows = try await client.query("""
+            SELECT \(unescaped: UserView.columns) FROM users u
+            LEFT JOIN vendor_profiles v ON v.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id WHERE u.id = \(id)
+            """, logger: logger)
+        for try await row in rows { return try UserView(row) }
+        throw IdentityError.targetNotFound
+    }
+
+    /// Replaces the staff roles of `target`. Buyer and vendor stay as the user chose them; an admin
+    /// cannot remove their own admin role. The user's sessions end so no token keeps an old role.
+    func setRoles(_ roles: [String], of target: UUID, reason: String, actor: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws -> UserView {
+        try await Database.transaction(client, logger: logger) { connection in
+            let current = try await lockUser(target, on: connection, logger: logger)
+            let selfService = Set(current.roles).subtracting(Roles.staff)
+            guard Set(roles).subtracting(Roles.staff) == selfService else {
+                throw Problem.validation([FieldError("roles", "only moderator and admin can be granted or removed; keep \(selfService.sorted().joined(separator: ", "))")])
+            }
+            if target == actor, current.roles.contains("admin"), !roles.contains("admin") { throw IdentityError.cannotDemoteSelf }
+            let ordered = Roles.all.filter(roles.contains)
+            guard Set(ordered) != Set(current.roles) else { return current.view }
+            let now = Date()
+            try await connection.query(
+                "UPDATE users SET roles = \(ordered), updated_at = now(), version = version + 1 WHERE id = \(target)", logger: logger)
+            try await IdentityEvents.enqueue(EventTypes.userRoleChanged, topic: Topics.identityUsers, user: target,
+                                             payload: UserRoleChangedV1(userId: target, roles: ordered, changedAt: now), time: now,
+                                             traceparent: traceparent, on: connection, logger: logger)
+            try await IdentityEvents.revokeSessions(of: target, except: nil, reason: "role-changed", traceparent: traceparent, on: connection, logger: logger)
+            try await AuditLog.record(.rolesChanged, actor: actor, target: target, reason: reason,
+                                      details: ["from": current.roles.joined(separator: " "), "to": ordered.joined(separator: " ")],
+                                      requestId: requestId, on: connection, logger: logger)
+            var view = current.view
+            view.roles = ordered
+            return view
+        }
+    }
+
+    /// Suspends `target`: no sign-in, every session ended, tokens refused at the gateway.
+    func suspend(_ target: UUID, reason: String, actor: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws -> UserView {
+        guard target != actor else { throw IdentityError.cannotSuspendSelf }
+        return try await changeStatus(of: target, to: "suspended", reason: reason, actor: actor, traceparent: traceparent, requestId: requestId, logger: logger)
+    }
+
+    func reinstate(_ target: UUID, reason: String, actor: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws -> UserView {
+        try await changeStatus(of: target, to: "active", reason: reason, actor: actor, traceparent: traceparent, requestId: requestId, logger: logger)
+    }
+
+    /// Repeating a suspension or reinstatement changes nothing and emits nothing.
+    private func changeStatus(of target: UUID, to status: String, reason: String, actor: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws -> UserView {
+        try await Database.transaction(client, logger: logger) { connection in
+            let current = try await lockUser(target, on: connection, logger: logger)
+            guard current.status != status else { return current.view }
+            let now = Date()
+            try await connection.query(
+                "UPDATE users SET status = \(status), updated_at = now(), version = version + 1 WHERE id = \(target)", logger: logger)
+            let suspending = status == "suspended"
+            try await IdentityEvents.enqueue(suspending ? EventTypes.userSuspended : EventTypes.userReinstated, topic: Topics.identityUsers, user: target,
+                                             payload: UserStatusChangedV1(userId: target, status: status, changedAt: now), time: now,
+                                             traceparent: traceparent, on: connection, logger: logger)
+            if suspending {
+                try await IdentityEvents.revokeSessions(of: target, except: nil, reason: "suspended", traceparent: traceparent, on: connection, logger: logger)
+            }
+            try await AuditLog.record(suspending ? .suspended : .reinstated, actor: actor, target: target, reason: reason,
+                                      requestId: requestId, on: connection, logger: logger)
+            logger.info(suspending ? "user suspended" : "user reinstated", metadata: ["user.id": "\(target)", "actor.id": "\(actor)"])
+            var view = current.view
+            view.status = status
+            return view
+        }
+    }
+
+    private struct Locked {
+        var view: UserView
+        var roles: [String] { view.roles }
+        var status: String { view.status }
+    }
+
+    private func lockUser(_ id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> Locked {
+        let rows = try await connection.query("""
+            SELECT \(unescaped: UserView.columns) FROM users u
+            LEFT JOIN vendor_profiles v ON v.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id
+            WHERE u.id = \(id) AND u.status <> 'erased' FOR UPDATE OF u
+            """, logger: logger)
+        for try await row in rows { return Locked(view: try UserView(row)) }
+        throw IdentityError.targetNotFound
+    }
+
+    static func escapeLike(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+    }
+
+    /// `identity create-admin`: the first admin, made from the command line. An existing account
+    /// with that email is promoted instead (its password unchanged). The admin must enrol TOTP at
+    /// first sign-in before admin rights reach any token.
+    static func createAdmin(email: String, displayName: String, password: String, client: PostgresClient, logger: Logger) async throws -> (id: UUID, created: Bool) {
+        let normalized = RegistrationRules.normalize(email: email)
+        guard RegistrationRules.isPlausibleEmail(email) else { throw Problem.validation([FieldError("email", "must be a valid email address")]) }
+        let hash = try await PasswordHasher().hash(password)
+        return try await Database.transaction(client, logger: logger) { connection in
+            let rows = try await connection.query(
+                "SELECT id, roles FROM users WHERE email_normalized = \(normalized) AND status <> 'erased' FOR UPDATE", logger: logger)
+            var existing: (UUID, [String])?
+            for try await row in rows.decode((UUID, [String]).self) { existing = row }
+            let now = Date()
+            if let (id, roles) = existing {
+                guard !roles.contains("admin") else { return (id, false) }
+                let promoted = Roles.all.filter { roles.contains($0) || $0 == "admin" }
+                try await connection.query("UPDATE users SET roles = \(promoted), updated_at = now(), version = version + 1 WHERE id = \(id)", logger: logger)
+                try await IdentityEvents.enqueue(EventTypes.userRoleChanged, topic: Topics.identityUsers, user: id,
+                                                 payload: UserRoleChangedV1(userId: id, roles: promoted, changedAt: now), time: now,
+                                                 traceparent: nil, on: connection, logger: logger)
+                try await IdentityEvents.revokeSessions(of: id, except: nil, reason: "role-changed", traceparent: nil, on: connection, logger: logger)
+                try await AuditLog.record(.adminBootstrapped, actor: nil, target: id, reason: "identity create-admin", details: ["promoted": "true"],
+                                          on: connection, logger: logger)
+                return (id, false)
+            }
+            let id = UUID.v7()
+            let roles = ["admin"]
+            try await connection.query("""
+                INSERT INTO users (id, email, email_normalized, display_name, roles, email_verified)
+                VALUES (\(id), \(email), \(normalized), \(displayName), \(roles), true)
+                """, logger: logger)
+            try await connection.query("INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))", logger: logger)
+            try await IdentityEvents.enqueue(EventTypes.userRegistered, topic: Topics.identityUsers, user: id,
+                                             payload: UserRegisteredV1(userId: id, displayName: displayName, roles: roles, status: "active", registeredAt: now),
+                                             time: now, traceparent: nil, on: connection, logger: logger)
+            try await AuditLog.record(.adminBootstrapped, actor: nil, target: id, reason: "identity create-admin", on: connection, logger: logger)
+            return (id, true)
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Logging
+import Platform
+import PostgresNIO
+
+/// Single-use tokens sent by email: 256 random bits to the user, only their SHA-256 stored.
+enum EmailTokens {
+    enum Purpose: String, Sendable {
+        case verifyEmail = "verify-email"
+        case passwordReset = "password-reset"
+
+        var lifetime: TimeInterval {
+            switch self {
+            case .verifyEmail: 24 * 3600
+            case .passwordReset: 30 * 60
+            }
+        }
+    }
+
+    /// A new token for `user`; any earlier unused token of the same purpose stops working.
+    static func issue(_ purpose: Purpose, user: UUID, email: String, on connection: PostgresConnection, logger: Logger) async throws -> (token: String, expiresAt: Date) {
+        try await connection.query("""
+            UPDATE email_tokens SET used_at = now() WHERE user_id = \(user) AND purpose = \(purpose.rawValue) AND used_at IS NULL
+            """, logger: logger)
+        let token = RefreshTokens.make()
+        let expires = Date().addingTimeInterval(purpose.lifetime)
+        try await connection.query("""
+            INSERT INTO email_tokens (token_hash, user_id, purpose, email, expires_at)
+            VALUES (\(RefreshTokens.hash(token)), \(user), \(purpose.rawValue), \(email), \(expires))
+            """, logger: logger)
+        return (token, expires)
+    }
+
+    /// Uses up a live token and returns whose it is and the address it was sent to; nil when the
+    /// token is unknown, used, expired or of another purpose.
+    static func consume(_ purpose: Purpose, token: String, on connection: PostgresConnection, logger: Logger) async throws -> (user: UUID, email: String)? {
+        let rows = try await connection.query("""
+            UPDATE email_tokens SET used_at = now()
+            WHERE token_hash = \(RefreshTokens.hash(token)) AND purpose = \(purpose.rawValue) AND used_at IS NULL AND expires_at > now()
+            RETURNING user_id, email
+            """, logger: logger)
+        for try await (user, email) in rows.decode((UUID, String).self) { return (user, email) }
+        return nil
+    }
+}

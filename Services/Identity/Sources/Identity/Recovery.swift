@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import Platform
+import PostgresNIO
+
+/// Email verification, password reset and password change.
+extension AccountService {
+    /// Writes a verification token and asks messaging to mail it, in the caller's transaction.
+    func sendVerification(user: UUID, email: String, displayName: String, traceparent: String?,
+                          on connection: PostgresConnection, logger: Logger) async throws {
+        let (token, expires) = try await EmailTokens.issue(.verifyEmail, user: user, email: email, on: connection, logger: logger)
+        try await IdentityEvents.notify(user: user, to: email, template: "email-verification",
+                                        data: ["token": token, "expiresAt": EventCoding.formatTime(expires), "displayName": displayName],
+                                        traceparent: traceparent, on: connection, logger: logger)
+    }
+
+    /// `POST /v1/auth/verify-email/resend`: a new link for the caller, if the address is not yet proven.
+    func resendVerification(user: UUID, address: String?, traceparent: String?, logger: Logger) async throws {
+        try await recoveryThrottle.take(account: user.uuidString.lowercased(), address: address, purpose: "verify", logger: logger)
+        try await Database.transaction(client, logger: logger) { connection in
+            let rows = try await connection.query(
+                "SELECT email, display_name, email_verified FROM users WHERE id = \(user) AND status = 'active'", logger: logger)
+            var found: (String, String, Bool)?
+            for try await row in rows.decode((String, String, Bool).self) { found = row }
+            guard let (email, name, verified) = found else { throw IdentityError.userNotFound }
+            guard !verified else { throw IdentityError.emailAlreadyVerified }
+            try await sendVerification(user: user, email: email, displayName: name, traceparent: traceparent, on: connection, logger: logger)
+        }
+    }
+
+    /// `POST /v1/auth/verify-email`: the token proves the address it was sent to, if that is still
+    /// the account's address.
+    func verifyEmail(token: String, address: String?, requestId: String?, logger: Logger) async throws {
+        try await recoveryThrottle.take(account: nil, address: address, purpose: "verify-confirm", logger: logger)
+        try await Database.transaction(client, logger: logger) { connection in
+            guard let (user, email) = try await EmailTokens.consume(.verifyEmail, token: token, on: connection, logger: logger) else {
+                throw IdentityError.invalidEmailToken
+            }
+            let rows = try await connection.query("""
+                UPDATE users SET email_verified = true, updated_at = now(), version = version + 1
+                WHERE id = \(user) AND email = \(email) AND status = 'active' RETURNING 1
+                """, logger: logger)
+            var updated = false
+            for try await _ in rows.decode(Int.self) { updated = true }
+            guard updated else { throw IdentityError.invalidEmailToken }
+            try await AuditLog.record(.emailVerified, actor: user, target: user, requestId: requestId, on: connection, logger: logger)
+            logger.info("email verified", metadata: ["user.id": "\(user)"])
+        }
+    }
+
+    /// `POST /v1/auth/password-reset`: mails a 30-minute link when the address belongs to an active
+    /// account. The caller learns nothing either way: the answer is the same.
+    func requestPasswordReset(email: String, address: String?, traceparent: String?, logger: Logger) async throws {
+        let normalized = RegistrationRules.normalize(email: email)
+        try await recoveryThrottle.take(account: normalized, address: address, purpose: "reset", logger: logger)
+        try await Database.transaction(client, logger: logger) { connection in
+            let rows = try await connection.query(
+                "SELECT id, email, display_name FROM users WHERE email_normalized = \(normalized) AND status = 'active'", logger: logger)
+            for try await (user, email, name) in rows.decode((UUID, String, String).self) {
+                let (token, expires) = try await EmailTokens.issue(.passwordReset, user: user, email: email, on: connection, logger: logger)
+                try await IdentityEvents.notify(user: user, to: email, template: "password-reset",
+                                                data: ["token": token, "expiresAt": EventCoding.formatTime(expires), "displayName": name],
+                                                traceparent: traceparent, on: connection, logger: logger)
+                logger.info("password reset requested", metadata: ["security.event": "password_reset_requested", "user.id": "\(user)"])
+            }
+        }
+    }
+
+    /// `POST /v1/auth/password-reset/confirm`: sets the new password and signs the account out
+    /// everywhere. The token also proves the address, so it counts as verified.
+    func confirmPasswordReset(token: String, newPassword: String, address: String?, traceparent: String?, requestId: String?, logger: Logger) async throws {
+        try await recoveryThrottle.take(account: nil, address: address, purpose: "reset-confirm", logger: logger)
+        // Hash before the transaction: Argon2 takes tens of milliseconds and must not hold row locks.
+        let hash = try await hasher.hash(newPassword)
+        try await Database.transaction(client, logger: logger) { connection in
+            guard let (user, email) = try await EmailTokens.consume(.passwordReset, token: token, on: connection, logger: logger) else {
+                throw IdentityError.invalidEmailToken
+            }
+            let rows = try await connection.query(
+                "SELECT email_normalized, display_name FROM users WHERE id = \(user) AND email = \(email) AND status = 'active'", logger: logger)
+            var found: (String, String)?
+            for try await row in rows.decode((String, String).self) { found = row }
+            guard let (normalized, name) = found else { throw IdentityError.invalidEmailToken }
+            if let problem = PasswordPolicy.shipped.problem(with: newPassword, email: email, displayName: name) {
+                throw Problem.validation([FieldError("newPassword", problem)])
+            }
+            try await connection.query("UPDATE credentials SET password_hash = \(hash), updated_at = now() WHERE user_id = \(user)", logger: logger)
+            try await connection.query(
+                "UPDATE users SET email_verified = true, updated_at = now(), version = version + 1 WHERE id = \(user)", logger: logger)
+            try await connection.query("DELETE FROM login_throttles WHERE key = \(LoginThrottle.accountKey(normalized))", logger: logger)
+            try await IdentityEvents.revokeSessions(of: user, except: nil, reason: "password-reset", traceparent: traceparent, on: connection, logger: logger)
+            try await IdentityEvents.notify(user: user, to: email, template: "password-changed", data: ["displayName": name],
+                                            traceparent: traceparent, on: connection, logger: logger)
+            try await AuditLog.record(.passwordReset, actor: user, target: user, requestId: requestId, on: connection, logger: logger)
+            logger.info("password reset", metadata: ["security.event": "password_reset", "user.id": "\(user)"])
+        }
+    }
+
+    /// `POST /v1/auth/password-change`: needs the current password; every other session ends, the
+    /// caller's stays signed in. A wrong current password counts as a failed login.
+    func changePassword(user: UUID, session: UUID?, current: String, new: String, address: String?, traceparent: String?,
+                        requestId: String?, logger: Logger) async throws {
+        let rows = try await client.query("""
+            SELECT u.email, u.email_normalized, u.display_name, c.password_hash FROM users u JOIN credentials c ON c.user_id = u.id
+            WHERE u.id = \(user) AND u.status = 'active'
+            """, logger: logger)
+        var found: (String, String, String, String)?
+        for try await row in rows.decode((String, String, String, String).self) { found = row }
+        guard let (email, normalized, name, stored) = found else { throw IdentityError.userNotFound }
+        try await throttle.check(account: normalized, address: address, logger: logger)
+        guard await hasher.verify(current, against: stored) else {
+            try await throttle.recordFailure(account: normalized, address: address, logger: logger)
+            logger.info("password change refused", metadata: ["security.event": "password_change_failed", "user.id": "\(user)"])
+            throw Problem.validation([FieldError("currentPassword", "is not the account's current password")])
+        }
+        if let problem = PasswordPolicy.shipped.problem(with: new, email: email, displayName: name) {
+            throw Problem.validation([FieldError("newPassword", problem)])
+        }
+        if current == new { throw Problem.validation([FieldError("newPassword", "must differ from the current password")]) }
+        let hash = try await hasher.hash(new)
+        try await Database.transaction(client, logger: logger) { connection in
+            try await connection.query(
+                "UPDATE credentials SET password_hash = \(hash), updated_at = now() WHERE user_id = \(user) AND password_hash = \(stored)", logger: logger)
+            try await IdentityEvents.revokeSessions(of: user, except: session, reason: "password-change", traceparent: traceparent, on: connection, logger: logger)
+            try await IdentityEvents.notify(user: user, to: email, template: "password-changed", data: ["displayName": name],
+                                            traceparent: traceparent, on: connection, logger: logger)
+            try await AuditLog.record(.passwordChanged, actor: user, target: user, requestId: requestId, on: connection, logger: logger)
+        }
+        logger.info("password changed", metadata: ["security.event": "password_changed", "user.id": "\(user)"])
+    }
+
+    /// `DELETE /v1/sessions`: signs the caller out everywhere, this session included.
+    func signOutEverywhere(user: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws {
+        try await Database.transaction(client, logger: logger) { connection in
+            let revoked = try await IdentityEvents.revokeSessions(of: user, except: nil, reason: "logout-all", traceparent: traceparent, on: connection, logger: logger)
+            try await AuditLog.record(.sessionsRevoked, actor: user, target: user, details: ["reason": "logout-all", "sessions": "\(revoked.count)"],
+                                      requestId: requestId, on: connection, logger: logger)
+        }
+    }
+}
