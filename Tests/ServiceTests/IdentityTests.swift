@@ -4,8 +4,11 @@ import Testing
 @testable import Platform
 
 @Suite struct IdentityTests {
-    func request(email: String? = "Ann@Example.com ", password: String? = "correct horse battery", displayName: String? = "Ann", role: String? = "vendor") -> RegisterRequest {
-        RegisterRequest(email: email, password: password, displayName: displayName, role: role)
+    static let shop = BusinessProfileRequest(businessName: " Ann's Kennels ", licenceNumber: nil, location: .init(city: "York", region: nil, country: "gb"))
+
+    func request(email: String? = "Ann@Example.com ", password: String? = "correct horse battery", displayName: String? = "Ann", role: String? = "vendor",
+                 profile: BusinessProfileRequest? = Self.shop) -> RegisterRequest {
+        RegisterRequest(email: email, password: password, displayName: displayName, role: role, businessProfile: role == "vendor" ? profile : nil)
     }
 
     @Test func aValidRegistrationIsNormalised() throws {
@@ -13,6 +16,24 @@ import Testing
         #expect(valid.email == "Ann@Example.com")
         #expect(valid.normalizedEmail == "ann@example.com")
         #expect(valid.role == .vendor)
+        #expect(valid.businessProfile == BusinessProfile(businessName: "Ann's Kennels", licenceNumber: nil, location: .init(city: "York", region: nil, country: "GB")))
+    }
+
+    @Test func vendorsNeedABusinessProfileAndBuyersHaveNone() throws {
+        #expect(throws: Problem.validation([FieldError("businessProfile", "is required for vendors")])) {
+            try RegistrationRules.validate(request(profile: nil))
+        }
+        #expect(throws: Problem.validation([
+            FieldError("businessProfile.businessName", "is required"),
+            FieldError("businessProfile.location.city", "is required"),
+            FieldError("businessProfile.location.country", "must be an ISO 3166-1 alpha-2 code such as GB"),
+        ])) {
+            try RegistrationRules.validate(request(profile: BusinessProfileRequest(businessName: " ", licenceNumber: "L-1", location: .init(city: nil, region: "N", country: "GBR"))))
+        }
+        var buyer = request(role: "buyer")
+        buyer.businessProfile = Self.shop
+        #expect(throws: Problem.validation([FieldError("businessProfile", "is only for vendors")])) { try RegistrationRules.validate(buyer) }
+        #expect(try RegistrationRules.validate(request(role: "buyer")).businessProfile == nil)
     }
 
     @Test func everyInvalidFieldIsReportedTogether() {
