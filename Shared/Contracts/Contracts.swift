@@ -21,7 +21,6 @@ public enum EventTypes {
     public static let userRoleChanged = "marketplace.identity.user.role_changed.v1"
     public static let userSuspended = "marketplace.identity.user.suspended.v1"
     public static let userReinstated = "marketplace.identity.user.reinstated.v1"
-    public static let userEmailVerified = "marketplace.identity.user.email_verified.v1"
     public static let userErasureRequested = "marketplace.identity.user.erasure_requested.v1"
     public static let userErased = "marketplace.identity.user.erased.v1"
     public static let sessionsRevoked = "marketplace.identity.user.sessions_revoked.v1"
@@ -75,17 +74,6 @@ public struct UserStatusChangedV1: Codable, Sendable, Equatable {
         self.userId = userId
         self.status = status
         self.changedAt = changedAt
-    }
-}
-
-/// `marketplace.identity.user.email_verified.v1` on `identity.users.v1`: the owner proved the address.
-public struct UserEmailVerifiedV1: Codable, Sendable, Equatable {
-    public var userId: UUID
-    public var verifiedAt: Date
-
-    public init(userId: UUID, verifiedAt: Date) {
-        self.userId = userId
-        self.verifiedAt = verifiedAt
     }
 }
 
