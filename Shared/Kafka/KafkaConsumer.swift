@@ -176,6 +176,18 @@ public final class KafkaConsumer: Service, Sendable {
         return try result.get()
     }
 
+    /// The offsets every partition of `topic` holds now (low ..< high watermark), asked of the
+    /// brokers: an empty range means there is nothing to read there, even if records were once
+    /// written and then deleted by retention. A topic the brokers do not know has no partitions.
+    public func offsetRanges(topic: String, timeout: Duration = .seconds(5)) async throws -> [Int32: Range<Int64>] {
+        let milliseconds = timeout.librdkafkaMilliseconds
+        let result = await runBlocking(on: pollQueue) { [self] () -> Result<[Int32: Range<Int64>], KafkaError> in
+            guard lifecycle.withLock({ $0 }) != .closed else { return .failure(KafkaError.shutdown("consumer is closed")) }
+            return Librdkafka.offsetRanges(handle.pointer, topic: topic, timeoutMilliseconds: milliseconds)
+        }
+        return try result.get()
+    }
+
     /// Whether a broker answers a metadata request within `timeout`, for readiness checks.
     public func isConnected(timeout: Duration = .seconds(2)) async -> Bool {
         let milliseconds = timeout.librdkafkaMilliseconds

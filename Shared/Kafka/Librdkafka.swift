@@ -111,6 +111,14 @@ enum Librdkafka {
     /// The high watermark (offset of the next record to be written) of every partition of `topic`,
     /// asked of the brokers. Blocks the caller for up to about twice `timeoutMilliseconds`.
     static func endOffsets(_ rk: OpaquePointer, topic: String, timeoutMilliseconds: Int32) -> Result<[Int32: Int64], KafkaError> {
+        offsetRanges(rk, topic: topic, timeoutMilliseconds: timeoutMilliseconds).map { $0.mapValues(\.upperBound) }
+    }
+
+    /// The offsets every partition of `topic` holds (low watermark ..< high watermark), asked of the
+    /// brokers; empty for a partition that never held a record or whose records were all deleted.
+    /// A topic the brokers do not know has no partitions. Blocks the caller for up to about twice
+    /// `timeoutMilliseconds`.
+    static func offsetRanges(_ rk: OpaquePointer, topic: String, timeoutMilliseconds: Int32) -> Result<[Int32: Range<Int64>], KafkaError> {
         var metadata: UnsafePointer<rd_kafka_metadata>?
         let err = rd_kafka_metadata(rk, 1, nil, &metadata, timeoutMilliseconds)
         defer { if let metadata { rd_kafka_metadata_destroy(metadata) } }
@@ -122,15 +130,15 @@ enum Librdkafka {
             if entry.err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(KafkaError(entry.err)) }
             for partition in 0..<Int(entry.partition_cnt) { partitions.append(entry.partitions[partition].id) }
         }
-        var ends: [Int32: Int64] = [:]
+        var ranges: [Int32: Range<Int64>] = [:]
         for partition in partitions {
             var low: Int64 = 0
             var high: Int64 = 0
             let err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, timeoutMilliseconds)
             guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { return .failure(KafkaError(err)) }
-            ends[partition] = high
+            ranges[partition] = min(low, high)..<high
         }
-        return .success(ends)
+        return .success(ranges)
     }
 
     /// Copies a consumed record out of librdkafka's buffers. `rkmessage.err` must be NO_ERROR.
