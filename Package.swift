@@ -107,7 +107,7 @@ let package = Package(
             .target(
                 name: "Gateway",
                 dependencies: [
-                    "Platform",
+                    "Platform", "Contracts", "Kafka",
                     .product(name: "Hummingbird", package: "hummingbird"),
                     .product(name: "AsyncHTTPClient", package: "async-http-client"),
                     .product(name: "Prometheus", package: "swift-prometheus"),
@@ -133,8 +133,13 @@ let package = Package(
                 path: "Tests/PlatformTests"),
             .testTarget(
                 name: "ServiceTests",
-                dependencies: ["Identity", "Gateway", "Billing", "Platform", .product(name: "Hummingbird", package: "hummingbird"),
-                               .product(name: "HTTPTypes", package: "swift-http-types")],
+                dependencies: ["Identity", "Gateway", "Billing", "Platform", "Contracts", "Kafka",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "HTTPTypes", package: "swift-http-types"),
+                               .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                               .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                 path: "Tests/ServiceTests"),
             .testTarget(
                 name: "IntegrationTests",

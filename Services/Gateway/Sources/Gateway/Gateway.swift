@@ -23,6 +23,9 @@ public struct GatewaySettings: Sendable {
     public var shutdownGracePeriod: Duration
     public var authRateLimit: RateLimiter.Policy
     public var defaultRateLimit: RateLimiter.Policy
+    /// Where identity's session revocations are read from; nil disables revocation checks.
+    public var kafkaBootstrapServers: String?
+    public var kafkaFetchWaitMaxMilliseconds: Int
 
     public init(_ config: ConfigReader) throws {
         httpHost = config.string("HTTP_HOST", default: "127.0.0.1")
@@ -41,6 +44,8 @@ public struct GatewaySettings: Sendable {
         defaultRateLimit = RateLimiter.Policy(
             capacity: Double(try config.int("RATE_LIMIT_BURST", default: 200, range: 1...1_000_000)),
             refillPerSecond: Double(try config.int("RATE_LIMIT_PER_SECOND", default: 100, range: 1...1_000_000)))
+        kafkaBootstrapServers = config.string("KAFKA_BOOTSTRAP_SERVERS")
+        kafkaFetchWaitMaxMilliseconds = try config.int("KAFKA_FETCH_WAIT_MAX_MS", default: 100, range: 1...30_000)
     }
 }
 
@@ -55,6 +60,8 @@ struct GatewayResponder: HTTPResponder {
     let registry: PrometheusCollectorRegistry
     let authLimiter: RateLimiter
     let defaultLimiter: RateLimiter
+    /// Identity's revocations; nil when no Kafka is configured.
+    let revocations: RevocationCheck?
     let metrics = GatewayMetrics()
 
     func respond(to request: Request, context: Context) async throws -> Response {
@@ -97,8 +104,8 @@ struct GatewayResponder: HTTPResponder {
         case "/health/live":
             return (try JSONResponse.make(["status": "ok"], cacheControl: "no-store"), nil)
         case "/health/ready":
-            let ready = keys.hasKeys
-            let body = ["status": ready ? "ready" : "not_ready", "checks": ["jwks": ready ? "ok" : "fail"]] as [String: any Sendable]
+            let (ready, checks) = readiness()
+            let body = ["status": ready ? "ready" : "not_ready", "checks": checks] as [String: any Sendable]
             let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
             return (Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                              body: .init(byteBuffer: ByteBuffer(bytes: data))), nil)
@@ -123,18 +130,58 @@ struct GatewayResponder: HTTPResponder {
         }
         var subject: String?
         if route.access == .authenticated {
-            guard let header = request.headers[.authorization], let token = BearerToken.parse(header) else {
-                throw Problem(.unauthorized, "A valid access token is required.", headers: [.wwwAuthenticate: "Bearer"])
-            }
-            do {
-                subject = try await verifier.verify(token).sub
-            } catch {
-                context.logger.debug("token refused", metadata: ["reason": "\(error)"])
-                throw Problem(.unauthorized, "The access token is not valid.", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
-            }
+            subject = try await authenticate(request, logger: context.logger)
         }
         let response = try await proxy.forward(request, route: route, upstream: upstream, context: context, requestId: requestId, traceparent: traceparent, clientAddress: context.clientAddress)
         return (response, subject)
+    }
+}
+
+/// What the responder needs of the revocation feed: the list, and whether it holds every
+/// revocation that existed when the gateway started.
+struct RevocationCheck: Sendable {
+    var list: RevocationList
+    var isCaughtUp: @Sendable () -> Bool
+
+    init(list: RevocationList, isCaughtUp: @escaping @Sendable () -> Bool) {
+        self.list = list
+        self.isCaughtUp = isCaughtUp
+    }
+
+    init(_ feed: RevocationFeed) {
+        self.init(list: feed.list, isCaughtUp: { feed.isCaughtUp })
+    }
+}
+
+extension GatewayResponder {
+    /// `/health/ready`: identity's keys are loaded and, when revocations are on, every revocation
+    /// that existed at the start has been read (a fresh replica would otherwise accept revoked tokens).
+    func readiness() -> (ready: Bool, checks: [String: String]) {
+        var checks = ["jwks": keys.hasKeys]
+        if let revocations { checks["revocations"] = revocations.isCaughtUp() }
+        return (checks.values.allSatisfy { $0 }, checks.mapValues { $0 ? "ok" : "fail" })
+    }
+
+    /// The subject of the request's valid, unrevoked access token, or a 401 problem.
+    func authenticate(_ request: Request, logger: Logger) async throws -> String {
+        guard let header = request.headers[.authorization], let token = BearerToken.parse(header) else {
+            throw Problem(.unauthorized, "A valid access token is required.", headers: [.wwwAuthenticate: "Bearer"])
+        }
+        let invalid = Problem(.unauthorized, "The access token is not valid.", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        let claims: AccessTokenClaims
+        do {
+            claims = try await verifier.verify(token)
+        } catch {
+            logger.debug("token refused", metadata: ["reason": "\(error)"])
+            throw invalid
+        }
+        // A memory lookup: identity's revocations arrive as events, never through a call per request.
+        if let revocation = revocations?.list.revocation(subject: claims.sub, sessionId: claims.sid, issuedAt: claims.iat) {
+            metrics.tokensRevoked.increment()
+            logger.debug("token refused", metadata: ["reason": "revoked", "revocation": "\(revocation.rawValue)", "user.id": "\(claims.sub)"])
+            throw invalid
+        }
+        return claims.sub
     }
 }
 
@@ -161,13 +208,24 @@ public enum GatewayRuntime {
         let keys = RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, minimumRefreshInterval: .seconds(1), logger: logger)
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience)
         let proxy = Proxy(httpClient: httpClient, defaultTimeout: settings.upstreamTimeout, defaultMaxBodyBytes: settings.maxBodyBytes, logger: logger)
+        var revocations: RevocationFeed?
+        if let bootstrapServers = settings.kafkaBootstrapServers {
+            revocations = try RevocationFeed(
+                configuration: RevocationFeed.kafkaConfiguration(bootstrapServers: bootstrapServers, fetchWaitMaxMilliseconds: settings.kafkaFetchWaitMaxMilliseconds),
+                list: RevocationList(), logger: logger)
+        } else {
+            logger.warning("token revocation disabled: KAFKA_BOOTSTRAP_SERVERS is not set; revoked tokens stay valid until they expire")
+        }
         let responder = GatewayResponder(
             settings: settings, verifier: verifier, keys: keys, proxy: proxy, registry: registry,
-            authLimiter: RateLimiter(policy: settings.authRateLimit), defaultLimiter: RateLimiter(policy: settings.defaultRateLimit))
+            authLimiter: RateLimiter(policy: settings.authRateLimit), defaultLimiter: RateLimiter(policy: settings.defaultRateLimit),
+            revocations: revocations.map(RevocationCheck.init))
+        var services: [any Service] = [KeySetWarmer(keys: keys, logger: logger)]
+        if let revocations { services.append(revocations) }
         return Application(
             responder: responder,
             configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: nil),
-            services: [KeySetWarmer(keys: keys, logger: logger)],
+            services: services,
             onServerRunning: { _ in logger.info("serving", metadata: ["http.port": "\(settings.httpPort)"]) },
             logger: logger)
     }
@@ -213,6 +271,8 @@ final class GatewayMetrics: Sendable {
     }
 
     private let cache = NIOLockedValueBox<[Key: Instruments]>([:])
+    /// Valid access tokens refused because identity revoked them.
+    let tokensRevoked = Metrics.Counter(label: "gateway_tokens_revoked_total")
 
     func record(route: String, method: String, status: Int, nanoseconds: Int64) {
         let key = Key(route: route, method: method, status: status)
