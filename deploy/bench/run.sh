@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: release build, throwaway suite, wrk (billing direct vs through the gateway),
+# `make bench`: release build, throwaway suite, wrk (billing direct vs through the gateway; identity
+# login, refresh and token verification), outbox -> consumer latency;
 # results in deploy/bench/results.md. Flags and env: see deploy/bench/bench.py.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
