@@ -93,20 +93,32 @@ public struct UserErasureV1: Codable, Sendable, Equatable {
 /// `userId` must be refused before they expire — every token of a session in `sessionIds`, and
 /// every token issued (`iat`) before `notBefore` unless it belongs to `keptSessionId` (the session
 /// that changed its own password stays signed in). `reason`: `logout-all`, `password-change`,
-/// `password-reset`, `suspended`, `role-changed`, `erased`.
+/// `password-reset`, `suspended`, `role-changed`, `erased`. With `scope: sessions` (one signed-out
+/// device: `logout`, `revoked-by-user`, `refresh-token-reuse`) only the listed sessions are refused
+/// and `notBefore` is just the time of the revocation.
 public struct SessionsRevokedV1: Codable, Sendable, Equatable {
+    /// What the revocation covers; absent means `user`.
+    public enum Scope: String, Codable, Sendable {
+        /// Every token of the user issued before `notBefore` (but `keptSessionId`'s), and the listed sessions.
+        case user
+        /// The listed sessions only.
+        case sessions
+    }
+
     public var userId: UUID
     public var sessionIds: [UUID]
     public var notBefore: Date
     public var keptSessionId: UUID?
     public var reason: String
+    public var scope: Scope?
 
-    public init(userId: UUID, sessionIds: [UUID], notBefore: Date, keptSessionId: UUID?, reason: String) {
+    public init(userId: UUID, sessionIds: [UUID], notBefore: Date, keptSessionId: UUID?, reason: String, scope: Scope? = nil) {
         self.userId = userId
         self.sessionIds = sessionIds
         self.notBefore = notBefore
         self.keptSessionId = keptSessionId
         self.reason = reason
+        self.scope = scope
     }
 }
 

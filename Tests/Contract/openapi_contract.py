@@ -277,14 +277,14 @@ class ContractRegistry:
         return edge
 
     def route_for(self, path: str) -> dict[str, Any] | None:
+        """The route the gateway picks: the longest matching prefix."""
+        best = None
         for route in self.routes:
             prefix = route["prefix"]
-            if prefix.endswith("/"):
-                if path.startswith(prefix):
-                    return route
-            elif path == prefix or path.startswith(prefix + "/"):
-                return route
-        return None
+            matches = path.startswith(prefix) if prefix.endswith("/") else (path == prefix or path.startswith(prefix + "/"))
+            if matches and (best is None or len(prefix) > len(best["prefix"])):
+                best = route
+        return best
 
     # -- checking -------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ def user(**overrides):
         "displayName": "Ada",
         "roles": ["buyer"],
         "status": "active",
+        "emailVerified": False,
+        "mfaEnabled": False,
         "createdAt": "2025-01-02T03:04:05.123456789Z",
     }
     value.update(overrides)

@@ -163,7 +163,10 @@ def suite(work_dir) -> SuiteHandle:
             "identity": {"IDENTITY_REFRESH_REUSE_GRACE_SECONDS": "1",
                          # Every test logs in from 127.0.0.1: the per-address lock is tested on real Postgres
                          # (Tests/IntegrationTests), the per-account lock in test_login_throttling.py.
-                         "IDENTITY_LOGIN_ADDRESS_FAILURES": "100000"},
+                         "IDENTITY_LOGIN_ADDRESS_FAILURES": "100000",
+                         # Likewise for reset and verification requests per address; the limit is
+                         # exercised with addresses of its own through X-Forwarded-For.
+                         "IDENTITY_RECOVERY_ADDRESS_REQUESTS": "100"},
         },
     )
     handle = None
@@ -258,10 +261,10 @@ def register(gateway) -> Callable[..., E2EUser]:
     def register(role: str = "buyer", *, display_name: str | None = None, password: str = PASSWORD) -> E2EUser:
         email = unique_email(role)
         display_name = display_name or f"E2E {role.title()} {secrets.token_hex(3)}"
-        response = gateway.post(
-            "/v1/auth/register",
-            json={"email": email, "password": password, "displayName": display_name, "role": role},
-        )
+        body = {"email": email, "password": password, "displayName": display_name, "role": role}
+        if role == "vendor":
+            body["businessProfile"] = {"businessName": f"{display_name} Kennels", "location": {"city": "York", "country": "GB"}}
+        response = gateway.post("/v1/auth/register", json=body)
         registered_at = time.monotonic()
         user = response.expect(201).json()
         return E2EUser(gateway, email, password, display_name, role, user, registered_at)

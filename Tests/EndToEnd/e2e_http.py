@@ -153,6 +153,9 @@ class Api:
     def post(self, path: str, **kwargs) -> Response:
         return self.request("POST", path, **kwargs)
 
+    def put(self, path: str, **kwargs) -> Response:
+        return self.request("PUT", path, **kwargs)
+
     def delete(self, path: str, **kwargs) -> Response:
         return self.request("DELETE", path, **kwargs)
 

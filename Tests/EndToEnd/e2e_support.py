@@ -391,3 +391,49 @@ def wait_for_answer(api, process: ManagedProcess, path: str, *, timeout: float, 
         if time.monotonic() >= deadline:
             raise AssertionError(f"no answer to GET {path} within {timeout:.0f}s from {process.describe()}")
         time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- events and codes
+def kcat(*args: str, stdin: bytes | None = None, timeout: float = 20) -> str:
+    """Runs kcat (installed by `make test`); a failure fails the test with kcat's message."""
+    result = subprocess.run(["kcat", *args], input=stdin, capture_output=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"kcat {' '.join(args)} failed: {result.stderr.decode(errors='replace')}")
+    return result.stdout.decode(errors="replace")
+
+
+def notifications(broker: str, user_id: str) -> list[dict]:
+    """Every `notification.requested` payload for `user_id` on identity.notifications.v1, oldest first."""
+    dump = kcat("-b", broker, "-C", "-t", "identity.notifications.v1", "-o", "beginning", "-e", "-q",
+                "-f", "%k\t%s\n")
+    found = []
+    for line in dump.splitlines():
+        key, _, value = line.partition("\t")
+        if key == user_id and value:
+            found.append(json.loads(value))
+    return found
+
+
+def wait_for_notification(broker: str, user_id: str, template: str, *, after: int = 0, timeout: float = 15) -> dict:
+    """The newest notification of `template` for the user, once more than `after` of them exist."""
+    result: list[dict] = []
+
+    def arrived() -> bool:
+        matching = [n for n in notifications(broker, user_id) if n["template"] == template]
+        if len(matching) > after:
+            result.append(matching[-1])
+            return True
+        return False
+
+    wait_until(arrived, timeout=timeout, interval=0.3, describe=f"a {template} notification for {user_id}")
+    return result[-1]
+
+
+def totp(secret_base32: str, at: float | None = None, step_offset: int = 0) -> str:
+    """The RFC 6238 code (SHA-1, 6 digits, 30 s) an authenticator app shows."""
+    key = base64.b32decode(secret_base32 + "=" * (-len(secret_base32) % 8))
+    counter = int((time.time() if at is None else at) // 30) + step_offset
+    mac = hmac.new(key, counter.to_bytes(8, "big"), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = (int.from_bytes(mac[offset:offset + 4], "big") & 0x7FFFFFFF) % 1_000_000
+    return f"{value:06d}"

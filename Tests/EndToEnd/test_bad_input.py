@@ -23,7 +23,8 @@ def valid_registration(**overrides) -> dict:
 # ------------------------------------------------------------------------ malformed JSON -> 400
 
 
-@pytest.mark.parametrize("path", ["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh"])
+@pytest.mark.parametrize("path", ["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/verify-email",
+                                  "/v1/auth/password-reset", "/v1/auth/password-reset/confirm", "/v1/auth/mfa/verify"])
 @pytest.mark.parametrize("payload", [b'{"email": ', b"not json at all", b"{'email': 'a@b.c'}"], ids=["truncated", "text", "single-quotes"])
 def test_malformed_json_is_400(gateway, path, payload):
     response = gateway.post(path, body=payload, headers={"Content-Type": "application/json"})
@@ -64,8 +65,23 @@ def test_register_accepts_the_boundaries(gateway):
     # Not repeated or sequential characters: those are refused whatever their length.
     shortest = valid_registration(password="horse batt3r", displayName="x" * 100)
     gateway.post("/v1/auth/register", json=shortest).expect(201)
-    longest = valid_registration(password=("horse battery staple " * 7)[:128], displayName="x", role="vendor")
-    gateway.post("/v1/auth/register", json=longest).expect(201)
+    longest = valid_registration(password=("horse battery staple " * 7)[:128], displayName="x", role="vendor",
+                                 businessProfile={"businessName": "b" * 200, "licenceNumber": "L" * 100,
+                                                  "location": {"city": "c" * 100, "region": "r" * 100, "country": "ie"}})
+    vendor = gateway.post("/v1/auth/register", json=longest).expect(201).json()
+    assert vendor["businessProfile"]["location"] == {"city": "c" * 100, "region": "r" * 100, "country": "IE"}
+
+
+def test_vendors_must_describe_their_business(gateway):
+    problem = gateway.post("/v1/auth/register", json=valid_registration(role="vendor")).expect_problem(422, "validation-failed")
+    assert field_names(problem) == {"businessProfile"}, problem
+    partial = valid_registration(role="vendor", businessProfile={"businessName": "", "location": {"country": "Narnia"}})
+    problem = gateway.post("/v1/auth/register", json=partial).expect_problem(422, "validation-failed")
+    assert field_names(problem) == {"businessProfile.businessName", "businessProfile.location.city",
+                                    "businessProfile.location.country"}, problem
+    buyer_shop = valid_registration(businessProfile={"businessName": "Shop", "location": {"city": "York", "country": "GB"}})
+    problem = gateway.post("/v1/auth/register", json=buyer_shop).expect_problem(422, "validation-failed")
+    assert field_names(problem) == {"businessProfile"}, problem
 
 
 def test_login_without_fields_names_every_missing_field(gateway):

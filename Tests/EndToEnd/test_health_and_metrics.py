@@ -33,7 +33,7 @@ def assert_operational_endpoints(api: Api, checks: set[str]) -> None:
 
 
 def test_gateway_operational_endpoints(gateway):
-    assert_operational_endpoints(gateway, {"jwks"})
+    assert_operational_endpoints(gateway, {"jwks", "revocations"})
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from e2e_support import wait_until
+
 
 def login(gateway, account, user_agent: str) -> dict:
     response = gateway.post("/v1/auth/login", json={"email": account.email, "password": account.password},
@@ -26,6 +28,10 @@ def test_sessions_are_listed_and_revocable(gateway, register):
     # Sign the phone out from the laptop: the phone's refresh token stops working at once.
     gateway.delete(f"/v1/sessions/{phone_session}", token=laptop["accessToken"]).expect(204)
     gateway.post("/v1/auth/refresh", json={"refreshToken": phone["refreshToken"]}).expect_problem(401, "invalid-refresh-token")
+    # The phone's access token is refused at the gateway too, long before it would expire.
+    wait_until(lambda: gateway.get("/v1/orders", token=phone["accessToken"], validate=False).status == 401, timeout=5, interval=0.1,
+               describe="the gateway to refuse the signed-out phone's access token")
+    gateway.get("/v1/orders", token=laptop["accessToken"]).expect(200)
     gateway.delete(f"/v1/sessions/{phone_session}", token=laptop["accessToken"]).expect_problem(404, "not-found")
     gateway.delete("/v1/sessions/not-a-session", token=laptop["accessToken"]).expect_problem(404, "not-found")
     remaining = gateway.get("/v1/sessions", token=laptop["accessToken"]).expect(200).json()["items"]
@@ -44,6 +50,8 @@ def test_logout_ends_the_session_and_is_idempotent(gateway, register):
     account = register("buyer")
     tokens = login(gateway, account, "e2e-logout")
     gateway.post("/v1/auth/logout", json={"refreshToken": tokens["refreshToken"]}).expect(204)
+    wait_until(lambda: gateway.get("/v1/orders", token=tokens["accessToken"], validate=False).status == 401, timeout=5, interval=0.1,
+               describe="the gateway to refuse the logged-out session's access token")
     gateway.post("/v1/auth/refresh", json={"refreshToken": tokens["refreshToken"]}).expect_problem(401, "invalid-refresh-token")
     gateway.post("/v1/auth/logout", json={"refreshToken": tokens["refreshToken"]}).expect(204)
     gateway.post("/v1/auth/logout", json={"refreshToken": "never-issued-" + uuid.uuid4().hex}).expect(204)

@@ -39,6 +39,18 @@ final class ManualClock: Sendable {
         list.isRevoked(subject: (user ?? self.user).uuidString.lowercased(), sessionId: session?.uuidString.lowercased(), issuedAt: iat)
     }
 
+    @Test func aSessionScopedRevocationLeavesTheUsersOtherSessionsAlone() {
+        let clock = ManualClock(start)
+        let revocations = list(clock)
+        let signedOut = SessionsRevokedV1(userId: user, sessionIds: [phone], notBefore: start, keptSessionId: nil, reason: "logout", scope: .sessions)
+        #expect(revocations.apply(signedOut))
+        #expect(revoked(revocations, session: phone, iat: t - 60))
+        #expect(!revoked(revocations, session: laptop, iat: t - 60), "a token of another session issued before the logout stays good")
+        #expect(revocations.entryCount == 1)
+        clock.advance(seconds: Double(RevocationList.retention) + 1)
+        #expect(revocations.prune() == 0)
+    }
+
     @Test func aRevokedSessionRefusesAllItsTokensAndNoOthers() {
         let clock = ManualClock(start)
         let revocations = list(clock)

@@ -57,7 +57,9 @@ public final class RevocationList: Sendable {
             for session in event.sessionIds {
                 state.sessions[session] = max(notBefore, state.sessions[session] ?? notBefore)
             }
-            state.users[event.userId, default: UserCutoffs()].add(notBefore: notBefore, kept: event.keptSessionId)
+            if event.scope != .sessions {
+                state.users[event.userId, default: UserCutoffs()].add(notBefore: notBefore, kept: event.keptSessionId)
+            }
             if current - state.lastPrune >= sweepInterval {
                 Self.prune(&state, at: current)
             }

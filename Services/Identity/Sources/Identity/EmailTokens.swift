@@ -42,4 +42,14 @@ enum EmailTokens {
         for try await (user, email) in rows.decode((UUID, String).self) { return (user, email) }
         return nil
     }
+
+    /// Whether a token could be consumed now (without consuming it).
+    static func isLive(_ purpose: Purpose, token: String, client: PostgresClient, logger: Logger) async throws -> Bool {
+        let rows = try await client.query("""
+            SELECT 1 FROM email_tokens
+            WHERE token_hash = \(RefreshTokens.hash(token)) AND purpose = \(purpose.rawValue) AND used_at IS NULL AND expires_at > now()
+            """, logger: logger)
+        for try await _ in rows.decode(Int.self) { return true }
+        return false
+    }
 }

@@ -85,13 +85,13 @@ struct IdentityRoutes: Sendable {
             let caller = try await liveCaller(context)
             try await accounts.resendVerification(user: caller.userId, address: IdentityService.clientAddress(request, context),
                                                   traceparent: request.headers[.traceContext], logger: context.logger)
-            return Response(status: .accepted, headers: [.cacheControl: "no-store"])
+            return try JSONResponse.make(["status": "accepted"], status: .accepted, cacheControl: "no-store")
         }
         router.post("/v1/auth/password-reset") { request, context -> Response in
             let body = try await JSONBody.decode(PasswordResetRequest.self, from: request, limit: limit)
             try await accounts.requestPasswordReset(email: try body.validated(), address: IdentityService.clientAddress(request, context),
                                                     traceparent: request.headers[.traceContext], logger: context.logger)
-            return Response(status: .accepted, headers: [.cacheControl: "no-store"])
+            return try JSONResponse.make(["status": "accepted"], status: .accepted, cacheControl: "no-store")
         }
         router.post("/v1/auth/password-reset/confirm") { request, context -> Response in
             let body = try await JSONBody.decode(PasswordResetConfirmRequest.self, from: request, limit: limit)

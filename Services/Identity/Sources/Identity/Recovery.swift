@@ -70,6 +70,10 @@ extension AccountService {
     /// everywhere. The token also proves the address, so it counts as verified.
     func confirmPasswordReset(token: String, newPassword: String, address: String?, traceparent: String?, requestId: String?, logger: Logger) async throws {
         try await recoveryThrottle.take(account: nil, address: address, purpose: "reset-confirm", logger: logger)
+        // A dead token is refused before any Argon2 work, so junk tokens cost the caller, not us.
+        guard try await EmailTokens.isLive(.passwordReset, token: token, client: client, logger: logger) else {
+            throw IdentityError.invalidEmailToken
+        }
         // Hash before the transaction: Argon2 takes tens of milliseconds and must not hold row locks.
         let hash = try await hasher.hash(newPassword)
         try await Database.transaction(client, logger: logger) { connection in

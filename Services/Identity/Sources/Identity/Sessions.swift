@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import Logging
 import Platform
@@ -60,12 +61,20 @@ struct SessionStore: Sendable {
         }
     }
 
-    /// Ends a session and every refresh token in it.
+    /// Ends a session and every refresh token in it, and tells the gateway to refuse the
+    /// session's access tokens from now on.
     static func revoke(session: UUID, reason: String, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query(
-            "UPDATE sessions SET revoked_at = now(), revoked_reason = \(reason) WHERE id = \(session) AND revoked_at IS NULL",
+        let now = Date()
+        let rows = try await connection.query(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = \(reason) WHERE id = \(session) AND revoked_at IS NULL RETURNING user_id",
             logger: logger)
+        var user: UUID?
+        for try await owner in rows.decode(UUID.self) { user = owner }
         try await connection.query(
             "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = \(session) AND revoked_at IS NULL", logger: logger)
+        guard let user else { return }
+        let payload = SessionsRevokedV1(userId: user, sessionIds: [session], notBefore: now, keptSessionId: nil, reason: reason, scope: .sessions)
+        try await IdentityEvents.enqueue(EventTypes.sessionsRevoked, topic: Topics.identitySessions, user: user, payload: payload, time: now,
+                                         traceparent: nil, on: connection, logger: logger)
     }
 }
