@@ -10,9 +10,17 @@ public enum Topics {
     /// Messages for users (email verification, password reset) that messaging delivers, keyed by user id.
     public static let identityNotifications = "identity.notifications.v1"
 
+    /// The services that hold personal data besides identity: each answers identity's export and
+    /// erasure requests on its own `<service>.privacy.v1` topic.
+    public static let privacyParticipants = ["listings", "billing", "orders", "messaging"]
+
+    /// `<service>.privacy.v1`: a service's export parts and erasure acknowledgements, keyed by user id.
+    public static func privacy(_ service: String) -> String { "\(service).privacy.v1" }
+
     /// Every topic the dev broker pre-creates (dead-letter topics included).
     public static let all = [identityUsers, identitySessions, identityNotifications]
-        + ["listings", "billing", "orders", "messaging"].map { "\($0).dlq.v1" }
+        + privacyParticipants.map(privacy)
+        + ["identity", "listings", "billing", "orders", "messaging"].map { "\($0).dlq.v1" }
 }
 
 /// CloudEvents `type` values: `marketplace.<service>.<aggregate>.<event>.v<major>`.
@@ -25,6 +33,12 @@ public enum EventTypes {
     public static let userErased = "marketplace.identity.user.erased.v1"
     public static let sessionsRevoked = "marketplace.identity.user.sessions_revoked.v1"
     public static let notificationRequested = "marketplace.identity.notification.requested.v1"
+    public static let userExportRequested = "marketplace.identity.user.export_requested.v1"
+
+    /// `marketplace.<service>.user.export_part.v1`: a service's part of a user's data export.
+    public static func userExportPart(_ service: String) -> String { "marketplace.\(service).user.export_part.v1" }
+    /// `marketplace.<service>.user.erasure_completed.v1`: a service has anonymised a user's data.
+    public static func userErasureCompleted(_ service: String) -> String { "marketplace.\(service).user.erasure_completed.v1" }
 }
 
 /// CloudEvents `source` of each producing service.
@@ -86,6 +100,50 @@ public struct UserErasureV1: Codable, Sendable, Equatable {
     public init(userId: UUID, at: Date) {
         self.userId = userId
         self.at = at
+    }
+}
+
+/// `marketplace.identity.user.export_requested.v1` on `identity.users.v1`: every privacy
+/// participant answers with its part (`UserExportPartV1`) on its privacy topic.
+public struct UserExportRequestedV1: Codable, Sendable, Equatable {
+    public var exportId: UUID
+    public var userId: UUID
+    public var requestedAt: Date
+
+    public init(exportId: UUID, userId: UUID, requestedAt: Date) {
+        self.exportId = exportId
+        self.userId = userId
+        self.requestedAt = requestedAt
+    }
+}
+
+/// `marketplace.<service>.user.export_part.v1` on `<service>.privacy.v1`: what `service` holds
+/// about the user, as JSON text (an object), bounded by the service (lists carry their newest items).
+public struct UserExportPartV1: Codable, Sendable, Equatable {
+    public var exportId: UUID
+    public var userId: UUID
+    public var service: String
+    public var data: String
+
+    public init(exportId: UUID, userId: UUID, service: String, data: String) {
+        self.exportId = exportId
+        self.userId = userId
+        self.service = service
+        self.data = data
+    }
+}
+
+/// `marketplace.<service>.user.erasure_completed.v1` on `<service>.privacy.v1`: `service`
+/// has anonymised what it held about the user.
+public struct UserErasureCompletedV1: Codable, Sendable, Equatable {
+    public var userId: UUID
+    public var service: String
+    public var completedAt: Date
+
+    public init(userId: UUID, service: String, completedAt: Date) {
+        self.userId = userId
+        self.service = service
+        self.completedAt = completedAt
     }
 }
 

@@ -135,7 +135,8 @@ def test_account_endpoints_need_a_live_session_at_identity(direct, register):
                          ("POST", "/v1/auth/mfa/totp/confirm"), ("DELETE", "/v1/sessions"), ("GET", "/v1/users/me/export"),
                          ("GET", "/v1/admin/users"), ("GET", f"/v1/admin/users/{uuid.uuid4()}"), ("PUT", f"/v1/admin/users/{uuid.uuid4()}/roles"),
                          ("POST", f"/v1/admin/users/{uuid.uuid4()}/suspend"), ("POST", f"/v1/admin/users/{uuid.uuid4()}/reinstate"),
-                         ("GET", "/v1/admin/audit-log")):
+                         ("GET", "/v1/admin/audit-log"), ("POST", "/v1/users/me/exports"), ("GET", f"/v1/users/me/exports/{uuid.uuid4()}"),
+                         ("DELETE", "/v1/users/me")):
         identity.request(method, path).expect_problem(401, "unauthorized")
     # A token whose session ended is refused by identity's account endpoints before it expires.
     account = register("buyer")

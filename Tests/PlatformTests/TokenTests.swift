@@ -30,6 +30,22 @@ import Testing
         #expect(verified.roles == ["buyer"])
     }
 
+    @Test func identityClaimsRoundTripWithTheirJWTNames() async throws {
+        var full = claims()
+        full.emailVerified = true
+        full.sid = "0192f1a0-5555-7000-8000-00000000000a"
+        full.amr = ["pwd", "otp"]
+        let token = try signer.sign(full)
+        let payload = try #require(Base64URL.decode(String(token.split(separator: ".")[1])))
+        let json = try #require(try JSONSerialization.jsonObject(with: payload) as? [String: Any])
+        #expect(json["email_verified"] as? Bool == true && json["amr"] as? [String] == ["pwd", "otp"] && json["sid"] as? String == full.sid)
+        #expect(Set(json.keys) == ["iss", "aud", "sub", "roles", "iat", "nbf", "exp", "jti", "email_verified", "sid", "amr"])
+        #expect(try await verifier().verify(token) == full)
+        // A token without the optional claims still verifies; they read as absent.
+        let bare = try await verifier().verify(try signer.sign(claims()))
+        #expect(bare.emailVerified == nil && bare.sid == nil && bare.amr == nil)
+    }
+
     @Test func expiredIsRefusedButSkewIsTolerated() async throws {
         let t = Int64(now.timeIntervalSince1970)
         await #expect(throws: TokenError.expired) { try await verifier().verify(try signer.sign(claims(exp: t - 61))) }

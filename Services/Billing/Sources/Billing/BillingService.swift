@@ -31,6 +31,7 @@ public struct BillingService: ServiceModule {
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
         UsersProjection.register(into: &handlers)
+        UsersProjection.participate(as: Self.name, into: &handlers)
         return handlers
     }
 }

@@ -49,6 +49,7 @@ enum AuditLog {
         case reinstated = "user.reinstated"
         case adminBootstrapped = "admin.bootstrapped"
         case exported = "user.exported"
+        case erasureRequested = "user.erasure_requested"
         case erased = "user.erased"
     }
 

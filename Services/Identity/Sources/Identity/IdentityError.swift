@@ -20,6 +20,8 @@ public enum IdentityError: Error, ProblemConvertible, Equatable {
     case targetNotFound
     case cannotDemoteSelf
     case cannotSuspendSelf
+    case exportNotFound
+    case erasureBlocked([String])
 
     public var problem: Problem {
         switch self {
@@ -58,6 +60,11 @@ public enum IdentityError: Error, ProblemConvertible, Equatable {
             Problem(.conflict, "Admins cannot remove their own admin role; ask another admin.", typeSlug: "cannot-demote-self")
         case .cannotSuspendSelf:
             Problem(.conflict, "Admins cannot suspend themselves.", typeSlug: "cannot-suspend-self")
+        case .exportNotFound:
+            Problem(.notFound, "No such export of yours (exports are kept 7 days).")
+        case .erasureBlocked(let blockers):
+            Problem(.conflict, "The account cannot be erased yet: \(blockers.joined(separator: " and ")). Close them first.",
+                    typeSlug: "erasure-blocked")
         }
     }
 }

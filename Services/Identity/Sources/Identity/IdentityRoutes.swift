@@ -128,7 +128,7 @@ struct IdentityRoutes: Sendable {
     }
 
     private func addAccount(to router: Router<AppRequestContext>) {
-        let (accounts, sessions) = (accounts, sessions)
+        let (accounts, sessions, limit) = (accounts, sessions, limit)
         router.get("/v1/sessions") { _, context -> Response in
             let caller = try context.requirePrincipal()
             let live = try await sessions.live(of: caller.userId, current: caller.sessionId, logger: context.logger)
@@ -150,6 +150,31 @@ struct IdentityRoutes: Sendable {
         router.get("/v1/users/me") { _, context -> Response in
             let caller = try context.requirePrincipal()
             return try JSONResponse.make(try await accounts.user(id: caller.userId, logger: context.logger), cacheControl: "private, no-store")
+        }
+        router.post("/v1/users/me/exports") { request, context -> Response in
+            let caller = try await liveCaller(context)
+            try await accounts.recoveryThrottle.take(account: caller.userId.uuidString.lowercased(), address: nil, purpose: "export", logger: context.logger)
+            let export = try await Exports.request(user: caller.userId, traceparent: request.headers[.traceContext], requestId: context.requestId,
+                                                   client: accounts.client, logger: context.logger)
+            return try JSONResponse.make(export, status: .accepted, cacheControl: "no-store",
+                                         headers: [.location: "/v1/users/me/exports/\(export.id.uuidString.lowercased())"])
+        }
+        router.get("/v1/users/me/exports/{id}") { _, context -> Response in
+            let caller = try await liveCaller(context)
+            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw IdentityError.exportNotFound }
+            let export = try await Exports.view(id, user: caller.userId, client: accounts.client, logger: context.logger)
+            var headers: HTTPFields = [:]
+            if export.status == "ready" { headers[.contentDisposition] = "attachment; filename=\"marketplace-export-\(id.uuidString.lowercased()).json\"" }
+            return try JSONResponse.make(export, cacheControl: "private, no-store", headers: headers)
+        }
+        router.delete("/v1/users/me") { request, context -> Response in
+            let caller = try await liveCaller(context)
+            let body = try await JSONBody.decode(ErasureRequest.self, from: request, limit: limit)
+            let (password, proof) = try body.validated()
+            try await accounts.requestErasure(user: caller.userId, password: password, proof: proof,
+                                              address: IdentityService.clientAddress(request, context), traceparent: request.headers[.traceContext],
+                                              requestId: context.requestId, logger: context.logger)
+            return try JSONResponse.make(["status": "erasure_requested"], status: .accepted, cacheControl: "no-store")
         }
         router.get("/v1/users/me/export") { _, context -> Response in
             let caller = try await liveCaller(context)
@@ -364,5 +389,28 @@ struct RolesRequest: Decodable {
         }
         guard errors.isEmpty, let roles else { throw Problem.validation(errors) }
         return (roles, reason)
+    }
+}
+
+struct ErasureRequest: Decodable {
+    var password: String?
+    var code: String?
+    var recoveryCode: String?
+
+    func validated() throws -> (String, MultiFactor.Proof?) {
+        var errors: [FieldError] = []
+        if password?.isEmpty ?? true { errors.append(FieldError("password", "is required: erasure needs the password again")) }
+        else if (password?.count ?? 0) > RegistrationRules.passwordLength.upperBound {
+            errors.append(FieldError("password", "must be at most \(RegistrationRules.passwordLength.upperBound) characters"))
+        }
+        var proof: MultiFactor.Proof?
+        switch (code, recoveryCode) {
+        case (let code?, nil): proof = .totp(requiredText(code, "code", maximum: 16, &errors))
+        case (nil, let recovery?): proof = .recoveryCode(requiredText(recovery, "recoveryCode", maximum: 32, &errors))
+        case (.some, .some): errors.append(FieldError("recoveryCode", "give either code or recoveryCode, not both"))
+        case (nil, nil): break
+        }
+        guard errors.isEmpty, let password else { throw Problem.validation(errors) }
+        return (password, proof)
     }
 }

@@ -15,6 +15,23 @@ public struct IdentityService: ServiceModule {
         try migrations(in: .module)
     }
 
+    /// Every privacy participant's answers: export parts and erasure acknowledgements.
+    public static let consumedTopics = Topics.privacyParticipants.map(Topics.privacy)
+
+    public var eventHandlers: EventHandlers {
+        var handlers = EventHandlers()
+        for service in Topics.privacyParticipants {
+            handlers.on(EventTypes.userExportPart(service)) { event, connection, logger in
+                try await Exports.receive(try event.decode(UserExportPartV1.self), on: connection, logger: logger)
+            }
+            handlers.on(EventTypes.userErasureCompleted(service)) { event, connection, logger in
+                try await Privacy.acknowledge(try event.decode(UserErasureCompletedV1.self), traceparent: event.traceparent,
+                                              on: connection, logger: logger)
+            }
+        }
+        return handlers
+    }
+
     let accounts: AccountService
     let sessions: SessionStore
     let keyRing: SigningKeyRing

@@ -131,31 +131,36 @@ enum MultiFactor {
         for try await row in rows.decode((UUID, String?, Int, [String], String, Bool, String, ByteBuffer, Int64?).self) { found = row }
         guard let (user, agent, failures, roles, status, verified, email, sealed, lastStep) = found,
               failures < challengeAttempts, status == "active" else { return .invalidChallenge }
-        var accepted = false
-        switch proof {
-        case .totp(let code):
-            let totp = Totp(secret: try sealer.open(Array(buffer: sealed), owner: user))
-            if let step = totp.matchingStep(code, at: Int64(Date().timeIntervalSince1970)), step > (lastStep ?? Int64.min) {
-                try await connection.query("UPDATE totp_factors SET last_step = \(step) WHERE user_id = \(user)", logger: logger)
-                accepted = true
-            }
-        case .recoveryCode(let code):
-            let used = try await connection.query("""
-                UPDATE recovery_codes SET used_at = now() WHERE code_hash = \(hashRecoveryCode(code)) AND user_id = \(user) AND used_at IS NULL
-                RETURNING 1
-                """, logger: logger)
-            for try await _ in used.decode(Int.self) { accepted = true }
-            if accepted {
-                try await AuditLog.record(.recoveryCodeUsed, actor: user, target: user, on: connection, logger: logger)
-            }
-        }
-        guard accepted else {
+        guard try await accept(proof, user: user, sealed: sealed, lastStep: lastStep, sealer: sealer, on: connection, logger: logger) else {
             try await connection.query("UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = \(hash)", logger: logger)
             try await AuditLog.record(.mfaFailed, actor: nil, target: user, on: connection, logger: logger)
             return .wrongCode
         }
         try await connection.query("UPDATE mfa_challenges SET used_at = now() WHERE token_hash = \(hash)", logger: logger)
         return .accepted(user: user, userAgent: agent, roles: roles, emailVerified: verified, email: email)
+    }
+
+    /// Uses up a proof of the user's second factor (the factor row locked by the caller): a TOTP
+    /// code newer than the last accepted one, or an unused recovery code.
+    static func accept(_ proof: Proof, user: UUID, sealed: ByteBuffer, lastStep: Int64?, sealer: SecretSealer,
+                       on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        switch proof {
+        case .totp(let code):
+            let totp = Totp(secret: try sealer.open(Array(buffer: sealed), owner: user))
+            guard let step = totp.matchingStep(code, at: Int64(Date().timeIntervalSince1970)), step > (lastStep ?? Int64.min) else { return false }
+            try await connection.query("UPDATE totp_factors SET last_step = \(step) WHERE user_id = \(user)", logger: logger)
+            return true
+        case .recoveryCode(let code):
+            let used = try await connection.query("""
+                UPDATE recovery_codes SET used_at = now() WHERE code_hash = \(hashRecoveryCode(code)) AND user_id = \(user) AND used_at IS NULL
+                RETURNING 1
+                """, logger: logger)
+            for try await _ in used.decode(Int.self) {
+                try await AuditLog.record(.recoveryCodeUsed, actor: user, target: user, on: connection, logger: logger)
+                return true
+            }
+            return false
+        }
     }
 
     /// Ten base32 characters in two groups (50 bits): typed by hand, used once.

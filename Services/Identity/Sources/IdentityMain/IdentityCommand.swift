@@ -8,7 +8,8 @@ struct IdentityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "identity",
         abstract: "The identity service of the marketplace suite.",
-        subcommands: [ServeCommand<IdentityService>.self, MigrateCommand<IdentityService>.self, Keys.self, CreateAdmin.self])
+        subcommands: [ServeCommand<IdentityService>.self, MigrateCommand<IdentityService>.self, DeadLetterCommand<IdentityService>.self,
+                      Keys.self, CreateAdmin.self])
 }
 
 /// `identity keys rotate` / `identity keys list`: operate the access-token signing keys.

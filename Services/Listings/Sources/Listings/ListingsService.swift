@@ -29,6 +29,7 @@ public struct ListingsService: ServiceModule {
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
         UsersProjection.register(into: &handlers)
+        UsersProjection.participate(as: Self.name, into: &handlers)
         return handlers
     }
 }

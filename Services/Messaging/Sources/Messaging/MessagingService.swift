@@ -11,6 +11,8 @@ public struct MessagingService: ServiceModule {
     public static let name = "messaging"
     public static let defaultPort = 8085
     public static let consumedTopics = [Topics.identityUsers]
+    /// The most conversations one data export lists (the newest).
+    static let exportLimit = 1000
 
     public static func migrations() throws -> [Migration] {
         try migrations(in: .module)
@@ -33,6 +35,23 @@ public struct MessagingService: ServiceModule {
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
         UsersProjection.register(into: &handlers)
+        PrivacyParticipant.register(
+            service: Self.name,
+            export: { user, connection, logger in
+                let profile = try await UsersProjection.exportJSON(user, on: connection, logger: logger)
+                let rows = try await connection.query("""
+                    SELECT coalesce(json_agg(json_build_object('id', c.id, 'buyerId', c.buyer_id, 'vendorId', c.vendor_id,
+                                                               'listingId', c.listing_id, 'orderId', c.order_id, 'createdAt', c.created_at)
+                                             ORDER BY c.created_at DESC), '[]'::json)::text
+                    FROM (SELECT * FROM conversations WHERE buyer_id = \(user) OR vendor_id = \(user)
+                          ORDER BY created_at DESC LIMIT \(Self.exportLimit)) c
+                    """, logger: logger)
+                var conversations = "[]"
+                for try await text in rows.decode(String.self) { conversations = text }
+                return "{\"profile\":\(profile),\"conversations\":\(conversations)}"
+            },
+            erase: { user, connection, logger in try await UsersProjection.erase(user, on: connection, logger: logger) },
+            into: &handlers)
         return handlers
     }
 }

@@ -11,6 +11,8 @@ public struct OrdersService: ServiceModule {
     public static let name = "orders"
     public static let defaultPort = 8084
     public static let consumedTopics = [Topics.identityUsers]
+    /// The most orders one data export lists (the newest).
+    static let exportLimit = 1000
 
     public static func migrations() throws -> [Migration] {
         try migrations(in: .module)
@@ -33,6 +35,24 @@ public struct OrdersService: ServiceModule {
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
         UsersProjection.register(into: &handlers)
+        // Orders keep the buyer's and vendor's ids (money records must stay); the projected name goes.
+        PrivacyParticipant.register(
+            service: Self.name,
+            export: { user, connection, logger in
+                let profile = try await UsersProjection.exportJSON(user, on: connection, logger: logger)
+                let rows = try await connection.query("""
+                    SELECT coalesce(json_agg(json_build_object('id', o.id, 'buyerId', o.buyer_id, 'vendorId', o.vendor_id, 'status', o.status,
+                                                               'totalAmount', o.total_amount, 'currency', o.currency, 'createdAt', o.created_at)
+                                             ORDER BY o.created_at DESC), '[]'::json)::text
+                    FROM (SELECT * FROM orders WHERE buyer_id = \(user) OR vendor_id = \(user)
+                          ORDER BY created_at DESC LIMIT \(Self.exportLimit)) o
+                    """, logger: logger)
+                var orders = "[]"
+                for try await text in rows.decode(String.self) { orders = text }
+                return "{\"profile\":\(profile),\"orders\":\(orders)}"
+            },
+            erase: { user, connection, logger in try await UsersProjection.erase(user, on: connection, logger: logger) },
+            into: &handlers)
         return handlers
     }
 }
