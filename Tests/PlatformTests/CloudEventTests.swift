@@ -37,13 +37,68 @@ import Testing
         #expect(EventCoding.parseTime("yesterday") == nil)
     }
 
-    /// Every published payload version keeps decoding: fixtures are never edited, only added.
+    /// Every published payload version keeps decoding: fixtures are never edited, only added,
+    /// and every fixture in the folder has a decoder here.
     @Test func fixturesOfEveryEventVersionDecode() throws {
-        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../Fixtures/events").standardized
-        let data = try Data(contentsOf: fixtures.appendingPathComponent("identity.user.registered.v1.json"))
-        let payload = try EventCoding.decoder.decode(UserRegisteredV1.self, from: data)
-        #expect(payload.roles == ["vendor"])
-        #expect(payload.displayName == "Kennel Aurora")
+        func load<Payload: Decodable>(_ name: String, as type: Payload.Type) throws -> Payload {
+            try EventCoding.decoder.decode(type, from: Data(contentsOf: folder.appendingPathComponent(name)))
+        }
+        let user = UUID(uuidString: "0192f1a0-1111-7000-8000-000000000001")!
+        let checks: [String: () throws -> Void] = [
+            "identity.user.registered.v1.json": {
+                let payload = try load("identity.user.registered.v1.json", as: UserRegisteredV1.self)
+                #expect(payload.roles == ["vendor"] && payload.displayName == "Kennel Aurora")
+            },
+            "identity.user.role_changed.v1.json": {
+                let payload = try load("identity.user.role_changed.v1.json", as: UserRoleChangedV1.self)
+                #expect(payload.roles == ["buyer", "moderator"])
+            },
+            "identity.user.suspended.v1.json": {
+                let payload = try load("identity.user.suspended.v1.json", as: UserStatusChangedV1.self)
+                #expect(payload.status == "suspended")
+            },
+            "identity.user.reinstated.v1.json": {
+                let payload = try load("identity.user.reinstated.v1.json", as: UserStatusChangedV1.self)
+                #expect(payload.status == "active")
+            },
+            "identity.user.sessions_revoked.v1.json": {
+                let payload = try load("identity.user.sessions_revoked.v1.json", as: SessionsRevokedV1.self)
+                #expect(payload.scope == nil && payload.keptSessionId != nil && payload.sessionIds.count == 1)
+            },
+            "identity.user.sessions_revoked.v1.session-scope.json": {
+                let payload = try load("identity.user.sessions_revoked.v1.session-scope.json", as: SessionsRevokedV1.self)
+                #expect(payload.scope == .sessions)
+            },
+            "identity.notification.requested.v1.json": {
+                let payload = try load("identity.notification.requested.v1.json", as: NotificationRequestedV1.self)
+                #expect(payload.template == "email-verification" && payload.data["token"] != nil)
+            },
+            "identity.user.export_requested.v1.json": {
+                let payload = try load("identity.user.export_requested.v1.json", as: UserExportRequestedV1.self)
+                #expect(payload.userId == user)
+            },
+            "identity.user.erasure_requested.v1.json": {
+                let payload = try load("identity.user.erasure_requested.v1.json", as: UserErasureV1.self)
+                #expect(payload.userId == user)
+            },
+            "identity.user.erased.v1.json": {
+                let payload = try load("identity.user.erased.v1.json", as: UserErasureV1.self)
+                #expect(payload.userId == user)
+            },
+            "orders.user.export_part.v1.json": {
+                let part = try load("orders.user.export_part.v1.json", as: UserExportPartV1.self)
+                let data = try JSONValue(json: part.data)
+                #expect(part.service == "orders" && data != .null)
+            },
+            "listings.user.erasure_completed.v1.json": {
+                let payload = try load("listings.user.erasure_completed.v1.json", as: UserErasureCompletedV1.self)
+                #expect(payload.service == "listings")
+            },
+        ]
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
+        #expect(Set(files) == Set(checks.keys), "a fixture without a decoder here, or a decoder without its fixture")
+        for (_, check) in checks { try check() }
     }
 }
