@@ -29,7 +29,7 @@ build-release: ## swift build -c release
 	$(SUITE) ensure
 	$(SUITE) build --release
 
-bench: ## release build; wrk on billing direct vs through the gateway; deploy/bench/results.md
+bench: ## release build; wrk: gateway vs direct, identity login/refresh, token verification, outbox latency; deploy/bench/results.md
 	deploy/bench/run.sh
 
 migrate: ## apply every service's migrations to the .data Postgres (not while `make run` runs)
