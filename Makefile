@@ -6,7 +6,7 @@ SUITE    := $(PYTHON) deploy/dev/suite.py
 DATA_DIR ?= .data
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build build-release bench migrate stop clean-data harness-selftest
+.PHONY: help run test build build-release bench migrate stop clean-data harness-selftest openapi
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -43,3 +43,6 @@ clean-data: ## delete .data (the dev database, logs) once nothing runs on it
 
 harness-selftest: ## test deploy/dev/suite.py itself (real Postgres, stand-in executables)
 	$(PYTHON) deploy/test/selftest_suite.py
+
+openapi: ## merge the services' openapi.yaml into the document the gateway serves (commit the result)
+	$(PYTHON) deploy/openapi/merge.py
