@@ -117,8 +117,10 @@ let package = Package(
                     .product(name: "NIOHTTP1", package: "swift-nio"),
                     .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                     .product(name: "HTTPTypes", package: "swift-http-types"),
+                    .product(name: "Crypto", package: "swift-crypto"),
                 ],
-                path: "Services/Gateway/Sources/Gateway"),
+                path: "Services/Gateway/Sources/Gateway",
+                resources: [.copy("Resources")]),
             .executableTarget(
                 name: "GatewayMain",
                 dependencies: ["Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser")],

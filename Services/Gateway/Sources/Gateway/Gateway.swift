@@ -63,6 +63,8 @@ struct GatewayResponder: HTTPResponder {
     /// Identity's revocations; nil when no Kafka is configured.
     let revocations: RevocationCheck?
     let metrics = GatewayMetrics()
+    /// `GET /openapi.json` and `GET /docs`, loaded at start (see ApiDocuments).
+    var apiDocuments: ApiDocuments? = nil
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
@@ -87,7 +89,7 @@ struct GatewayResponder: HTTPResponder {
             response.headers[.cacheControl] = "no-store"
         }
         let elapsed = ContinuousClock.now - started
-        let routeLabel = route?.prefix ?? (request.uri.path.hasPrefix("/health/") || request.uri.path == "/metrics" ? request.uri.path : "unmatched")
+        let routeLabel = route?.prefix ?? (request.uri.path.hasPrefix("/health/") || request.uri.path == "/metrics" || ApiDocuments.serves(request.uri.path) ? request.uri.path : "unmatched")
         let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
         metrics.record(route: routeLabel, method: request.method.rawValue, status: Int(response.status.code), nanoseconds: nanoseconds)
         context.logger.info("request", metadata: [
@@ -100,6 +102,7 @@ struct GatewayResponder: HTTPResponder {
 
     func handle(_ request: Request, route: Route?, context: Context, requestId: String, traceparent: TraceParent) async throws -> (Response, String?) {
         let path = request.uri.path
+        if let document = apiDocuments?.response(to: request) { return (document, nil) }
         switch path {
         case "/health/live":
             return (try JSONResponse.make(["status": "ok"], cacheControl: "no-store"), nil)
@@ -204,6 +207,7 @@ struct KeySetWarmer: Service {
 public enum GatewayRuntime {
     public static func buildApplication(config: ConfigReader, logger: Logger, httpClient: HTTPClient) throws -> some ApplicationProtocol {
         let settings = try GatewaySettings(config)
+        let apiDocuments = try ApiDocuments.load()
         let registry = MetricsSetup.bootstrap()
         let keys = RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, minimumRefreshInterval: .seconds(1), logger: logger)
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience)
@@ -219,7 +223,7 @@ public enum GatewayRuntime {
         let responder = GatewayResponder(
             settings: settings, verifier: verifier, keys: keys, proxy: proxy, registry: registry,
             authLimiter: RateLimiter(policy: settings.authRateLimit), defaultLimiter: RateLimiter(policy: settings.defaultRateLimit),
-            revocations: revocations.map(RevocationCheck.init))
+            revocations: revocations.map(RevocationCheck.init), apiDocuments: apiDocuments)
         var services: [any Service] = [KeySetWarmer(keys: keys, logger: logger)]
         if let revocations { services.append(revocations) }
         return Application(
