@@ -126,17 +126,35 @@ public struct AccessTokenVerifier: Sendable {
     let audience: String
     let leeway: Int64
     let now: @Sendable () -> Date
+    let cache: VerifiedTokenCache?
 
-    public init(keys: any VerificationKeySource, issuer: String, audience: String, leeway: Int64 = 60, now: @escaping @Sendable () -> Date = Date.init) {
+    /// - Parameter cache: remembers tokens that passed, so a client's next request with the same
+    ///   token costs a lookup instead of a signature check; times are checked again on every hit.
+    public init(keys: any VerificationKeySource, issuer: String, audience: String, leeway: Int64 = 60,
+                now: @escaping @Sendable () -> Date = Date.init, cache: VerifiedTokenCache? = nil) {
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
         self.now = now
+        self.cache = cache
     }
 
     public func verify(_ token: String) async throws(TokenError) -> AccessTokenClaims {
         guard token.utf8.count <= 8192 else { throw .malformed }
+        if let cache, let claims = cache.claims(for: token) {
+            // The same bytes passed the signature, issuer and audience checks before; time moves on.
+            let current = Int64(now().timeIntervalSince1970)
+            guard claims.exp + leeway > current else { throw .expired }
+            guard claims.nbf - leeway <= current else { throw .notYetValid }
+            return claims
+        }
+        let claims = try await verifyUncached(token)
+        cache?.remember(token, claims)
+        return claims
+    }
+
+    func verifyUncached(_ token: String) async throws(TokenError) -> AccessTokenClaims {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,
               let headerData = Base64URL.decode(String(parts[0])),
@@ -160,6 +178,41 @@ public struct AccessTokenVerifier: Sendable {
         guard UUID(uuidString: claims.sub) != nil else { throw .invalidSubject }
         return claims
     }
+}
+
+/// Tokens that passed verification, by their exact text, until they expire. Bounded: when full,
+/// expired entries go first, then an arbitrary half (a miss only costs a signature check).
+/// A key removed from the JWKS does not evict its tokens: keys are retired only after every token
+/// they signed has expired.
+public final class VerifiedTokenCache: Sendable {
+    private let entries = NIOLockedValueBox<[String: AccessTokenClaims]>([:])
+    let capacity: Int
+    let now: @Sendable () -> Date
+
+    public init(capacity: Int = 10_000, now: @escaping @Sendable () -> Date = Date.init) {
+        self.capacity = capacity
+        self.now = now
+    }
+
+    func claims(for token: String) -> AccessTokenClaims? {
+        entries.withLockedValue { $0[token] }
+    }
+
+    func remember(_ token: String, _ claims: AccessTokenClaims) {
+        let current = Int64(now().timeIntervalSince1970)
+        entries.withLockedValue { entries in
+            if entries.count >= capacity {
+                entries = entries.filter { $0.value.exp > current }
+                if entries.count >= capacity {
+                    var kept = 0
+                    entries = entries.filter { _ in kept += 1; return kept <= capacity / 2 }
+                }
+            }
+            entries[token] = claims
+        }
+    }
+
+    public var count: Int { entries.withLockedValue { $0.count } }
 }
 
 /// One key of a JSON Web Key Set (RFC 8037 OKP / Ed25519).
@@ -326,10 +379,22 @@ public struct AuthenticationMiddleware<Context: ServiceRequestContext>: RouterMi
 }
 
 public enum BearerToken {
+    /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive, RFC 6750),
+    /// scanned byte by byte: this runs on every authenticated request.
     public static func parse(_ header: String) -> String? {
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+        let bytes = header.utf8
+        let scheme: [UInt8] = Array("bearer".utf8)
+        var index = bytes.startIndex
+        for expected in scheme {
+            guard index != bytes.endIndex, bytes[index] | 0x20 == expected else { return nil }
+            index = bytes.index(after: index)
+        }
+        guard index != bytes.endIndex, bytes[index] == 0x20 else { return nil }
+        func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+        while index != bytes.endIndex, isBlank(bytes[index]) { index = bytes.index(after: index) }
+        var end = bytes.endIndex
+        while end > index, isBlank(bytes[bytes.index(before: end)]) { end = bytes.index(before: end) }
+        guard index < end else { return nil }
+        return String(header[index..<end])
     }
 }

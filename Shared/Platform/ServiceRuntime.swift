@@ -78,7 +78,7 @@ public enum ServiceRuntime<Module: ServiceModule> {
             settings: settings, config: reader, postgres: postgres, producer: producer, httpClient: httpClient, logger: logger)
         let module = try Module(dependencies: dependencies)
         let keys = module.verificationKeys ?? RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, logger: logger)
-        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience)
+        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience, cache: VerifiedTokenCache())
         let migrator = Migrator(client: postgres, schema: Module.name, migrations: try Module.allMigrations(), logger: logger)
 
         let router = Router(context: AppRequestContext.self)

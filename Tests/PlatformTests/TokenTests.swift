@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 import Testing
 @testable import Platform
 
@@ -44,6 +45,42 @@ import Testing
         // A token without the optional claims still verifies; they read as absent.
         let bare = try await verifier().verify(try signer.sign(claims()))
         #expect(bare.emailVerified == nil && bare.sid == nil && bare.amr == nil)
+    }
+
+    /// Counts key lookups: a lookup happens once per signature check.
+    final class CountingKeys: VerificationKeySource, @unchecked Sendable {
+        let key: Curve25519.Signing.PublicKey
+        let lookups = Mutex(0)
+        init(_ key: Curve25519.Signing.PublicKey) { self.key = key }
+        func key(for kid: String) async -> Curve25519.Signing.PublicKey? {
+            lookups.withLock { $0 += 1 }
+            return kid == "k1" ? key : nil
+        }
+    }
+
+    @Test func aCachedTokenSkipsTheSignatureCheckButNotTheClock() async throws {
+        let clock = Mutex(now)
+        let keys = CountingKeys(key.publicKey)
+        let cache = VerifiedTokenCache(capacity: 4, now: { clock.withLock { $0 } })
+        let verifier = AccessTokenVerifier(keys: keys, issuer: "marketplace-identity", audience: "marketplace", leeway: 60,
+                                           now: { clock.withLock { $0 } }, cache: cache)
+        let token = try signer.sign(claims())
+        for _ in 0..<3 { #expect(try await verifier.verify(token).sub == subject) }
+        #expect(keys.lookups.withLock { $0 } == 1, "checked once, then remembered")
+        // A different text (tampered signature) is never answered from the cache.
+        let tampered = String(token.dropLast(2)) + (token.hasSuffix("AA") ? "BA" : "AA")
+        await #expect(throws: TokenError.badSignature) { try await verifier.verify(tampered) }
+        // Expiry still applies to a remembered token.
+        clock.withLock { $0 = now.addingTimeInterval(900 + 61) }
+        await #expect(throws: TokenError.expired) { try await verifier.verify(token) }
+        // Bounded: it never grows past its capacity.
+        clock.withLock { $0 = now }
+        for index in 0..<10 {
+            var other = claims()
+            other.jti = "j\(index)"
+            _ = try await verifier.verify(try signer.sign(other))
+        }
+        #expect(cache.count <= 4)
     }
 
     @Test func expiredIsRefusedButSkewIsTolerated() async throws {
@@ -112,5 +149,9 @@ import Testing
         #expect(jwk.publicKey?.rawRepresentation == key.publicKey.rawRepresentation)
         #expect(BearerToken.parse("Bearer abc") == "abc")
         #expect(BearerToken.parse("Basic abc") == nil)
+        #expect(BearerToken.parse("bEaReR   abc.def  ") == "abc.def")
+        for refused in ["Bearer", "Bearer ", "Bearer    ", "Bearerabc", "Bearer\tabc", "Bear abc", ""] {
+            #expect(BearerToken.parse(refused) == nil, "\(refused)")
+        }
     }
 }
