@@ -50,7 +50,7 @@ public struct LineLogHandler: LogHandler {
         let line = Self.format(
             level: event.level, message: event.message.description, metadata: merged,
             label: label, service: service, json: json, date: Date())
-        LineWriter.shared.write(line)
+        LineWriter.shared.write(line, urgent: event.level >= .warning)
     }
 
     static func format(
@@ -108,6 +108,12 @@ public struct LineLogHandler: LogHandler {
 enum JSONText {
     static func appendString(_ string: String, to line: inout String) {
         line += "\""
+        // Most values need no escaping: append them whole instead of scalar by scalar.
+        if !string.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 }) {
+            line += string
+            line += "\""
+            return
+        }
         for scalar in string.unicodeScalars {
             switch scalar {
             case "\"": line += "\\\""
@@ -141,23 +147,54 @@ public enum FastTime {
     }
 }
 
-/// Serialises writes so concurrent log lines never interleave.
+/// Serialises writes so concurrent log lines never interleave. Lines below `warning` are
+/// buffered and written by a background thread at most 50 ms later (one write for many lines,
+/// off the request path); a warning or worse writes the buffer at once, and so does exit.
 final class LineWriter: @unchecked Sendable {
     static let shared = LineWriter()
     private let lock = NSLock()
+    private let wake = NSCondition()
+    private var buffer: [UInt8] = []
+    static let flushInterval = 0.05
+    static let maximumBuffered = 256 * 1024
 
-    func write(_ line: String) {
-        var bytes = Array(line.utf8)
-        bytes.append(UInt8(ascii: "\n"))
+    private init() {
+        buffer.reserveCapacity(64 * 1024)
+        let thread = Thread { [unowned self] in self.flushLoop() }
+        thread.name = "log-writer"
+        thread.start()
+        atexit { LineWriter.shared.flush() }
+    }
+
+    func write(_ line: String, urgent: Bool = false) {
+        lock.lock()
+        buffer.append(contentsOf: line.utf8)
+        buffer.append(UInt8(ascii: "\n"))
+        let full = buffer.count >= Self.maximumBuffered
+        lock.unlock()
+        if urgent || full { flush() }
+    }
+
+    /// Writes whatever is buffered, now.
+    func flush() {
         lock.lock()
         defer { lock.unlock() }
-        bytes.withUnsafeBytes { buffer in
+        guard !buffer.isEmpty else { return }
+        buffer.withUnsafeBytes { bytes in
             var offset = 0
-            while offset < buffer.count {
-                let written = Foundation.write(STDOUT_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
+            while offset < bytes.count {
+                let written = Foundation.write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
                 if written <= 0 { break }
                 offset += written
             }
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func flushLoop() {
+        while true {
+            Thread.sleep(forTimeInterval: Self.flushInterval)
+            flush()
         }
     }
 }

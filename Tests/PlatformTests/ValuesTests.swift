@@ -58,4 +58,15 @@ import Testing
         #expect(object?["service"] as? String == "orders")
         #expect(object?["time"] as? String == "1970-01-01T00:00:00.000Z")
     }
+
+    @Test func logValuesAreEscapedOnlyWhenTheyNeedIt() throws {
+        let tricky = "quote \" back \\ tab \t bell \u{07} émoji 🐕"
+        let line = LineLogHandler.format(level: .warning, message: "plain", metadata: ["tricky": .string(tricky), "plain": "just text"],
+                                         label: "l", service: "gateway", json: true, date: Date(timeIntervalSince1970: 0))
+        #expect(line.contains(#""plain":"just text""#))
+        #expect(line.contains(#"\u0007"#))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["tricky"] as? String == tricky)
+        #expect(object["message"] as? String == "plain")
+    }
 }
