@@ -58,6 +58,12 @@ import Testing
         #expect(!HeaderPolicy.isSafePath("/v1/auth/../users/me"))
         #expect(!HeaderPolicy.isSafePath("/v1/auth/%2e%2e/users/me"))
         #expect(!HeaderPolicy.isSafePath("/v1/auth%2Fusers"))
+        for unsafe in ["/v1/./orders", "/.", "/..", "/v1/..", "/v1/a%5Cb", "/v1/a%5cb", "/v1/a\\b", "/v1/%2E%2E/x"] {
+            #expect(!HeaderPolicy.isSafePath(unsafe), "\(unsafe)")
+        }
+        for safe in ["/", "/v1/.well/x", "/.well-known/jwks.json", "/v1/...", "/v1/a%25b", "/v1/a%2", "/v1/orders?x=../"] {
+            #expect(HeaderPolicy.isSafePath(safe), "\(safe)")
+        }
     }
 }
 

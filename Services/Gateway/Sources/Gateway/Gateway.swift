@@ -210,7 +210,7 @@ public enum GatewayRuntime {
         let apiDocuments = try ApiDocuments.load()
         let registry = MetricsSetup.bootstrap()
         let keys = RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, minimumRefreshInterval: .seconds(1), logger: logger)
-        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience)
+        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience, cache: VerifiedTokenCache())
         let proxy = Proxy(httpClient: httpClient, defaultTimeout: settings.upstreamTimeout, defaultMaxBodyBytes: settings.maxBodyBytes, logger: logger)
         var revocations: RevocationFeed?
         if let bootstrapServers = settings.kafkaBootstrapServers {

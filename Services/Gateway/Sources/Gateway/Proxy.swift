@@ -56,9 +56,25 @@ public enum HeaderPolicy {
 
     /// Refuses dot segments and encoded slashes so a public prefix cannot reach a protected path.
     public static func isSafePath(_ path: String) -> Bool {
-        let lower = path.lowercased()
-        if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || lower.contains("\\") { return false }
-        return !path.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == "." || $0 == ".." }
+        // One pass over the bytes: this runs on every request.
+        let bytes = Array(path.utf8)
+        var segmentStart = 0
+        for (index, byte) in bytes.enumerated() {
+            if byte == 0x5C { return false }  // backslash
+            if byte == 0x25, index + 2 < bytes.count {  // %2e, %2f, %5c in either case
+                let high = bytes[index + 1], low = bytes[index + 2] | 0x20
+                if (high == 0x32 && (low == 0x65 || low == 0x66)) || (high == 0x35 && low == 0x63) { return false }
+            }
+            if byte == 0x2F {
+                if isDotSegment(bytes[segmentStart..<index]) { return false }
+                segmentStart = index + 1
+            }
+        }
+        return !isDotSegment(bytes[segmentStart...])
+    }
+
+    private static func isDotSegment(_ segment: ArraySlice<UInt8>) -> Bool {
+        segment.count == 1 && segment.first == 0x2E || segment.count == 2 && segment.allSatisfy { $0 == 0x2E }
     }
 }
 
