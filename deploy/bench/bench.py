@@ -36,6 +36,7 @@ BENCH_DIR = ROOT / "deploy" / "bench"
 sys.path.insert(0, str(ROOT / "deploy" / "dev"))
 
 from suite import Suite, SuiteError, say  # noqa: E402
+from front_door import measure_front_door, render_front_door  # noqa: E402
 
 # Extra env for the gateway during the benchmark (e.g. a knob that lifts per-IP rate limits, so
 # wrk's single client address measures proxying rather than 429s). Empty until the gateway has one.
@@ -403,6 +404,14 @@ def render(rows, identity, outbox, *, m, args, bin_dir, when) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bench_token(suite: Suite) -> str:
+    """An access token of a fresh buyer account (registered and logged in straight at identity)."""
+    identity = suite.url("identity")
+    credentials = {"email": f"bench-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(18)}
+    _post_json(identity + "/v1/auth/register", dict(credentials, displayName="Bench Front Door", role="buyer"), expect=201)
+    return _post_json(identity + "/v1/auth/login", credentials)["accessToken"]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--duration", default=os.environ.get("BENCH_DURATION", "15s"))
@@ -411,6 +420,8 @@ def main() -> int:
     p.add_argument("--no-build", action="store_true", help="use existing binaries")
     p.add_argument("--bin-dir", type=Path, default=None, help="default .build/release")
     p.add_argument("--output", type=Path, default=ROOT / "deploy" / "bench" / "results.md")
+    p.add_argument("--only", choices=["all", "front-door"], default="all",
+                   help="front-door: only the gateway vs nginx comparison (results to stdout, not the file)")
     args = p.parse_args()
     _seconds(args.duration)
 
@@ -427,6 +438,11 @@ def main() -> int:
             suite.start_broker()
             suite.migrate_all()
             suite.start_all()
+            if args.only == "front-door":
+                front = measure_front_door(suite, args, wrk=wrk, gateway_env=GATEWAY_BENCH_ENV,
+                                           login_token=lambda: _bench_token(suite))
+                print("\n".join(render_front_door(front, args)))
+                return 0
             targets = [("billing `GET /v1/plans` direct", suite.url("billing") + "/v1/plans"),
                        ("billing `GET /v1/plans` through the gateway",
                         suite.gateway_url + "/v1/plans")]
@@ -440,6 +456,8 @@ def main() -> int:
                 rows.append((name, wrk(url, threads=args.threads, connections=args.connections,
                                        duration=args.duration)))
             identity = measure_identity(suite, args)
+            front = measure_front_door(suite, args, wrk=wrk, gateway_env=GATEWAY_BENCH_ENV,
+                                       login_token=lambda: _bench_token(suite))
             outbox = measure_outbox_latency(suite)
     except SuiteError as e:
         say(f"error: {e}")
@@ -451,6 +469,7 @@ def main() -> int:
     when = dt.datetime.now(dt.timezone.utc)
     table = render(rows, identity, outbox, m=machine(suite.bin_dir), args=args, bin_dir=suite.bin_dir,
                    when=when)
+    table += "\n".join(render_front_door(front, args)) + "\n"
     args.output.write_text(table)
     print(table, end="")
     say(f"written to {args.output}")

@@ -1,0 +1,179 @@
+"""The gateway against its yardstick: the same upstream endpoint (billing `GET /v1/plans`)
+straight to billing, through the gateway on a public route, through the gateway with JWT
+verification (a second gateway whose route table makes `/v1/plans` authenticated), and
+through nginx configured as a plain keep-alive reverse proxy. Each at the bench's heavy load
+and at a moderate one (one thread, four connections), plus the JWT gateway's memory at rest
+and its peak under the heavy load.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from suite import Suite, SuiteError, free_ports, say
+
+MODERATE = (1, 4)  # wrk threads, connections
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class PeakMemory:
+    """Samples a process's resident memory every 50 ms while the `with` block runs."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak_kib, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak_kib = max(self.peak_kib, _rss_kib(self.pid))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _wait_ready(url: str, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SuiteError(f"{what} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SuiteError(f"{what} did not answer 200 on {url} within {timeout:.0f}s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stops a process this module started, by its pid (SIGTERM, then SIGKILL)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def nginx_config(directory: Path, listen: int, upstream_port: int) -> str:
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}worker_processes auto;
+pid {directory}/nginx.pid;
+error_log {directory}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {directory}/nginx-access.log;
+    client_body_temp_path {directory}/client-body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    upstream billing {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://billing;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+    }}
+}}
+"""
+
+
+def measure_front_door(suite: Suite, args, *, wrk, gateway_env: dict[str, str], login_token) -> dict:
+    """`wrk(url, threads=, connections=, duration=, script=, env=)` runs one measurement;
+    `login_token()` returns a fresh access token."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        raise SuiteError("nginx is not installed (apt-get install nginx)")
+    work = suite.data_dir / "front-door"
+    work.mkdir(parents=True, exist_ok=True)
+    nginx_port, jwt_port = free_ports(2)
+    billing_port = int(suite.url("billing").rsplit(":", 1)[1])
+    (work / "nginx.conf").write_text(nginx_config(work, nginx_port, billing_port))
+    routes = work / "routes.json"
+    routes.write_text(json.dumps([{"prefix": "/v1/plans", "upstream": "billing", "access": "authenticated"}]))
+    env = {**os.environ, **suite.env_for("gateway"), **gateway_env, "HTTP_PORT": str(jwt_port), "ROUTES_FILE": str(routes)}
+    started: list[subprocess.Popen] = []
+    try:
+        with open(work / "nginx.out", "wb") as out:
+            started.append(subprocess.Popen([nginx, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
+                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+        with open(suite.log_dir / "gateway-jwt.log", "wb") as out:
+            jwt_gateway = subprocess.Popen([str(suite.bin_dir / "gateway"), "serve"], env=env, stdout=out,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(jwt_gateway)
+        nginx_url, jwt_url = f"http://127.0.0.1:{nginx_port}/v1/plans", f"http://127.0.0.1:{jwt_port}/v1/plans"
+        _wait_ready(nginx_url, started[0], "nginx")
+        _wait_ready(f"http://127.0.0.1:{jwt_port}/health/ready", jwt_gateway, "the JWT gateway")
+        time.sleep(1)
+        rest_kib = _rss_kib(jwt_gateway.pid)
+        token = login_token()
+        targets = [
+            ("direct to billing", suite.url("billing") + "/v1/plans", None),
+            ("gateway, public route", suite.gateway_url + "/v1/plans", None),
+            ("gateway, JWT verified", jwt_url, token),
+            ("nginx reverse proxy", nginx_url, None),
+        ]
+        results: dict[str, dict] = {}
+        for load, (threads, connections) in (("heavy", (args.threads, args.connections)), ("moderate", MODERATE)):
+            for name, url, bearer in targets:
+                say(f"front door: {name}, {load} load ({connections} connections)")
+                kwargs = dict(threads=threads, connections=connections, script="bearer.lua" if bearer else None,
+                              env={"BENCH_ACCESS_TOKEN": bearer} if bearer else None)
+                wrk(url, duration="3s", **kwargs)
+                if bearer and load == "heavy":
+                    with PeakMemory(jwt_gateway.pid) as peak:
+                        result = wrk(url, duration=args.duration, **kwargs)
+                    load_kib = peak.peak_kib
+                else:
+                    result = wrk(url, duration=args.duration, **kwargs)
+                results.setdefault(load, {})[name] = (connections, result)
+        return {"results": results, "rest_kib": rest_kib, "load_kib": load_kib,
+                "nginx_version": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()}
+    finally:
+        for process in reversed(started):
+            _stop(process)
+
+
+def render_front_door(front: dict, args) -> list[str]:
+    lines = ["", "## The front door: gateway vs nginx (billing `GET /v1/plans`)", "",
+             f"Same upstream endpoint for every row. nginx ({front['nginx_version'].replace('nginx version: ', '')}) "
+             "is a plain reverse proxy with a keep-alive upstream pool and an access log; the gateway also "
+             "logs every request, rate-limits, sets request ids and trace context, and in the JWT row "
+             "verifies an EdDSA access token (and its revocation) before proxying.", "",
+             "| load | route | connections | requests/s | p50 | p99 | vs nginx | vs direct | p99 added vs direct | non-2xx |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for load, rows in front["results"].items():
+        nginx_rps = rows["nginx reverse proxy"][1].requests_per_s
+        direct = rows["direct to billing"][1]
+        for name, (connections, r) in rows.items():
+            lines.append(f"| {load} | {name} | {connections} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
+                         f"| {r.requests_per_s / nginx_rps:.0%} | {r.requests_per_s / direct.requests_per_s:.0%} "
+                         f"| {r.p99_ms - direct.p99_ms:+.2f} ms | {r.non_2xx:,} |")
+    lines += ["", f"- JWT gateway memory (RSS): {front['rest_kib'] / 1024:.1f} MiB at rest, "
+              f"{front['load_kib'] / 1024:.1f} MiB peak under the heavy load"]
+    return lines
