@@ -53,6 +53,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // librdkafka (Debian librdkafka-dev) and the thin Swift wrapper over it.
@@ -115,6 +116,7 @@ let package = Package(
                     .product(name: "NIOCore", package: "swift-nio"),
                     .product(name: "NIOPosix", package: "swift-nio"),
                     .product(name: "NIOHTTP1", package: "swift-nio"),
+                    .product(name: "NIOExtras", package: "swift-nio-extras"),
                     .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                     .product(name: "HTTPTypes", package: "swift-http-types"),
                     .product(name: "Crypto", package: "swift-crypto"),

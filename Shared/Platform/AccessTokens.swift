@@ -154,6 +154,14 @@ public struct AccessTokenVerifier: Sendable {
         return claims
     }
 
+    /// The claims of a token verified before and still in its time window, without suspending;
+    /// nil when the token must go through `verify`.
+    public func verifiedBefore(_ token: String) -> AccessTokenClaims? {
+        guard let claims = cache?.claims(for: token) else { return nil }
+        let current = Int64(now().timeIntervalSince1970)
+        return claims.exp + leeway > current && claims.nbf - leeway <= current ? claims : nil
+    }
+
     func verifyUncached(_ token: String) async throws(TokenError) -> AccessTokenClaims {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,

@@ -107,14 +107,19 @@ public struct Problem: Error, Sendable, Equatable {
         var errors: [FieldError]?
     }
 
-    /// The problem+json response; `instance` is the request path, `requestId` ties it to the logs.
-    public func response(instance: String?, requestId: String?) -> Response {
+    /// The problem+json body; `instance` is the request path, `requestId` ties it to the logs.
+    public func body(instance: String?, requestId: String?) -> Data {
         let body = Body(
             type: type, title: kind.title, status: Int(status.code), detail: detail,
             instance: instance, requestId: requestId, errors: fieldErrors.isEmpty ? nil : fieldErrors)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = (try? encoder.encode(body)) ?? Data("{\"status\":500}".utf8)
+        return (try? encoder.encode(body)) ?? Data("{\"status\":500}".utf8)
+    }
+
+    /// The problem+json response; `instance` is the request path, `requestId` ties it to the logs.
+    public func response(instance: String?, requestId: String?) -> Response {
+        let data = body(instance: instance, requestId: requestId)
         var fields = headers
         fields[.contentType] = "application/problem+json"
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))

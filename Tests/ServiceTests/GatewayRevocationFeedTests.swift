@@ -120,7 +120,7 @@ import Testing
         let harness = try GatewayAuthenticationHarness()
         let list = RevocationList()
         let caughtUp = ManualFlag()
-        let responder = try harness.responder(revocations: RevocationCheck(list: list, isCaughtUp: { caughtUp.value }))
+        let responder = try harness.core(revocations: RevocationCheck(list: list, isCaughtUp: { caughtUp.value }))
         let user = UUID()
         let session = UUID()
         let now = Date()
@@ -144,7 +144,7 @@ import Testing
         caughtUp.value = true
         #expect(responder.readiness().checks["revocations"] == "ok")
 
-        let disabled = try harness.responder(revocations: nil)
+        let disabled = try harness.core(revocations: nil)
         #expect(disabled.readiness().checks["revocations"] == nil, "no Kafka configured: no revocations check")
         #expect(try await disabled.authenticate(harness.request(bearer: token), logger: logger) == user.uuidString.lowercased())
     }

@@ -16,16 +16,14 @@ struct GatewayAuthenticationHarness {
         settings = try GatewaySettings(ConfigReader(values: [:]))
     }
 
-    func responder(revocations: RevocationCheck?) throws -> GatewayResponder {
+    func core(revocations: RevocationCheck?) throws -> GatewayCore {
         let logger = GatewayRevocationFeedTests.logger
         let verifier = AccessTokenVerifier(keys: StaticKeySource(["k1": key.publicKey]), issuer: settings.tokenIssuer, audience: settings.tokenAudience)
-        // Never asked: the verifier above holds the key; the proxy is not reached by these tests.
+        // Never asked: the verifier above holds the key.
         let keys = RemoteKeySource(url: "http://127.0.0.1:1/.well-known/jwks.json", httpClient: .shared, logger: logger)
-        let proxy = Proxy(httpClient: .shared, defaultTimeout: .seconds(1), defaultMaxBodyBytes: settings.maxBodyBytes, logger: logger)
-        return GatewayResponder(
-            settings: settings, verifier: verifier, keys: keys, proxy: proxy, registry: MetricsSetup.bootstrap(),
-            authLimiter: RateLimiter(policy: settings.authRateLimit), defaultLimiter: RateLimiter(policy: settings.defaultRateLimit),
-            revocations: revocations)
+        let registry = MetricsSetup.bootstrap()
+        return GatewayCore(settings: settings, verifier: verifier, keys: keys, registry: PrometheusRegistryEmitter { registry.emit(into: &$0) },
+                           revocations: revocations, apiDocuments: try ApiDocuments.load(), pools: [:], logger: logger)
     }
 
     func token(subject: UUID, session: UUID?, issuedAt: Date) throws -> String {
@@ -36,11 +34,9 @@ struct GatewayAuthenticationHarness {
         return try AccessTokenSigner(keyId: "k1", privateKey: key).sign(claims)
     }
 
-    func request(bearer token: String, path: String = "/v1/users/me") -> Request {
-        var fields = HTTPFields()
-        fields[.authorization] = "Bearer \(token)"
-        return Request(head: HTTPRequest(method: .get, scheme: "http", authority: "gateway.test", path: path, headerFields: fields),
-                       body: RequestBody(buffer: ByteBuffer()))
+    /// The `Authorization` header value for `token`.
+    func request(bearer token: String) -> String {
+        "Bearer \(token)"
     }
 }
 

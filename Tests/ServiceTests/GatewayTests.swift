@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import NIOHTTP1
 import Testing
 @testable import Gateway
 @testable import Platform
@@ -31,26 +32,27 @@ import Testing
         #expect(throws: RouteTableError.invalid("route /v1/x names unknown upstream nowhere")) {
             try RouteTable(routes: [Route(prefix: "/v1/x", upstream: "nowhere", access: .public)], upstreams: [:])
         }
-        #expect(throws: ConfigError.invalidValue(key: "UPSTREAM_ORDERS", expected: "an http(s) URL")) {
-            try RouteTable.load(ConfigReader(values: ["UPSTREAM_ORDERS": "ftp://x"]))
+        let expected = ConfigError.invalidValue(key: "UPSTREAM_ORDERS", expected: "distinct http://host:port addresses, comma-separated")
+        for bad in ["ftp://x", "http://a:1,http://a:1", "http://a:1/prefix", "https://a:1", "http://a:1,,"] {
+            #expect(throws: expected, "\(bad)") { try RouteTable.load(ConfigReader(values: ["UPSTREAM_ORDERS": bad])) }
         }
+        let several = try RouteTable.load(ConfigReader(values: ["UPSTREAM_ORDERS": "http://10.0.0.5:8084, http://10.0.0.6:8084"]))
+        #expect(several.endpoints["orders"]?.map(\.absoluteString) == ["http://10.0.0.5:8084", "http://10.0.0.6:8084"])
         #expect(throws: RouteTableError.unreadable("/nonexistent.json")) {
             try RouteTable.load(ConfigReader(values: ["ROUTES_FILE": "/nonexistent.json"]))
         }
     }
 
     @Test func clientSentInternalHeadersNeverReachAnUpstream() {
-        var fields = HTTPFields()
-        fields[HTTPField.Name("X-User-Id")!] = "someone-else"
-        fields[HTTPField.Name("X-Internal-Role")!] = "admin"
-        fields[HTTPField.Name("X-Forwarded-For")!] = "10.0.0.1"
-        fields[HTTPField.Name("X-Request-Id")!] = "mine"
-        fields[.connection] = "keep-alive, X-Drop-Me"
-        fields[HTTPField.Name("X-Drop-Me")!] = "1"
-        fields[.authorization] = "Bearer t"
-        fields[.accept] = "application/json"
-        let forwarded = HeaderPolicy.upstreamHeaders(from: fields).map { $0.0.lowercased() }
+        let fields: HTTPHeaders = [
+            "X-User-Id": "someone-else", "X-Internal-Role": "admin", "X-Forwarded-For": "10.0.0.1", "X-Request-Id": "mine",
+            "Connection": "keep-alive, X-Drop-Me", "X-Drop-Me": "1", "Authorization": "Bearer t", "Accept": "application/json",
+            "Host": "gateway", "Transfer-Encoding": "chunked", "TE": "trailers", "Forwarded": "for=1.2.3.4",
+        ]
+        let forwarded = HeaderPolicy.upstreamHeaders(from: fields).map { $0.name.lowercased() }
         #expect(Set(forwarded) == ["authorization", "accept"])
+        let answered: HTTPHeaders = ["Content-Type": "application/json", "Connection": "close", "X-Request-Id": "upstream's", "Transfer-Encoding": "chunked"]
+        #expect(HeaderPolicy.downstream(from: answered).map(\.name) == ["Content-Type"])
     }
 
     @Test func dotSegmentsAndEncodedSeparatorsAreRefused() {

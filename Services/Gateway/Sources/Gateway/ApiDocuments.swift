@@ -79,23 +79,21 @@ struct ApiDocuments: Sendable {
         return try ApiDocuments(document: read("openapi", "json"), page: read("docs", "html"))
     }
 
-    /// The answer for `GET /openapi.json` or `GET /docs`, or nil for any other request.
-    func response(to request: Request) -> Response? {
-        guard request.method == .get else { return nil }
+    /// The answer for a `GET` of `path`, given its `If-None-Match` values, or nil for other paths.
+    func answer(path: String, ifNoneMatch: [String]) -> (status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer?)? {
         let served: Document
-        switch request.uri.path {
+        switch path {
         case Self.documentPath: served = document
         case Self.pagePath: served = page
         default: return nil
         }
-        let conditions = request.headers[values: .ifNoneMatch]
-        if !conditions.isEmpty, Self.matches(condition: conditions.joined(separator: ","), etag: served.etag) {
+        if !ifNoneMatch.isEmpty, Self.matches(condition: ifNoneMatch.joined(separator: ","), etag: served.etag) {
             var headers = HTTPFields()
             headers[.eTag] = served.etag
             headers[.cacheControl] = served.headers[.cacheControl]
-            return Response(status: .notModified, headers: headers)
+            return (.notModified, headers, nil)
         }
-        return Response(status: .ok, headers: served.headers, body: .init(byteBuffer: served.body))
+        return (.ok, served.headers, served.body)
     }
 
     /// `If-None-Match` (RFC 9110 13.1.2): `*` or a list of entity tags compared weakly.

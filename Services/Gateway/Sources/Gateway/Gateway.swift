@@ -49,98 +49,7 @@ public struct GatewaySettings: Sendable {
     }
 }
 
-/// The gateway's one responder: its own health and metrics, otherwise route, authenticate and proxy.
-struct GatewayResponder: HTTPResponder {
-    typealias Context = AppRequestContext
-
-    let settings: GatewaySettings
-    let verifier: AccessTokenVerifier
-    let keys: RemoteKeySource
-    let proxy: Proxy
-    let registry: PrometheusCollectorRegistry
-    let authLimiter: RateLimiter
-    let defaultLimiter: RateLimiter
-    /// Identity's revocations; nil when no Kafka is configured.
-    let revocations: RevocationCheck?
-    let metrics = GatewayMetrics()
-    /// `GET /openapi.json` and `GET /docs`, loaded at start (see ApiDocuments).
-    var apiDocuments: ApiDocuments? = nil
-
-    func respond(to request: Request, context: Context) async throws -> Response {
-        let started = ContinuousClock.now
-        var context = context
-        let requestId = RequestIds.make()
-        let traceparent = request.headers[.traceContext].flatMap(TraceParent.init) ?? TraceParent.make()
-        context.requestId = requestId
-        context.logger[metadataKey: "request.id"] = .string(requestId)
-        context.logger[metadataKey: "trace.id"] = .string(traceparent.traceId)
-        let route = settings.routes.route(for: request.uri.path)
-        var response: Response
-        var subject: String?
-        do {
-            (response, subject) = try await handle(request, route: route, context: context, requestId: requestId, traceparent: traceparent)
-        } catch {
-            response = ProblemMiddleware<AppRequestContext>.problem(for: error, logger: context.logger)
-                .response(instance: request.uri.path, requestId: requestId)
-        }
-        response.headers[.requestId] = requestId
-        response.headers[.init("X-Content-Type-Options")!] = "nosniff"
-        if request.headers[.authorization] != nil, response.headers[.cacheControl] == nil {
-            response.headers[.cacheControl] = "no-store"
-        }
-        let elapsed = ContinuousClock.now - started
-        let routeLabel = route?.prefix ?? (request.uri.path.hasPrefix("/health/") || request.uri.path == "/metrics" || ApiDocuments.serves(request.uri.path) ? request.uri.path : "unmatched")
-        let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
-        metrics.record(route: routeLabel, method: request.method.rawValue, status: Int(response.status.code), nanoseconds: nanoseconds)
-        context.logger.info("request", metadata: [
-            "http.method": "\(request.method)", "http.route": "\(routeLabel)", "http.status": "\(response.status.code)",
-            "duration.ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
-            "upstream": "\(route?.upstream ?? "-")", "user.id": "\(subject ?? "-")",
-        ])
-        return response
-    }
-
-    func handle(_ request: Request, route: Route?, context: Context, requestId: String, traceparent: TraceParent) async throws -> (Response, String?) {
-        let path = request.uri.path
-        if let document = apiDocuments?.response(to: request) { return (document, nil) }
-        switch path {
-        case "/health/live":
-            return (try JSONResponse.make(["status": "ok"], cacheControl: "no-store"), nil)
-        case "/health/ready":
-            let (ready, checks) = readiness()
-            let body = ["status": ready ? "ready" : "not_ready", "checks": checks] as [String: any Sendable]
-            let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-            return (Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json", .cacheControl: "no-store"],
-                             body: .init(byteBuffer: ByteBuffer(bytes: data))), nil)
-        case "/metrics":
-            var buffer: [UInt8] = []
-            registry.emit(into: &buffer)
-            return (Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: buffer))), nil)
-        default:
-            break
-        }
-        guard HeaderPolicy.isSafePath(path) else { throw Problem(.malformedRequest, "The path contains dot segments or encoded separators.") }
-        guard let route, let upstream = settings.routes.upstreams[route.upstream] else {
-            throw Problem(.notFound, "No resource at this path.")
-        }
-        let client = context.clientAddress ?? "unknown"
-        let limited = route.rateLimitClass == "auth" ? authLimiter.take(client) : defaultLimiter.take(client)
-        guard limited.allowed else {
-            Counter(label: "gateway_rate_limited_total", dimensions: [("class", route.rateLimitClass ?? "default")]).increment()
-            throw Problem(.rateLimited, "Too many requests from this address; retry after \(limited.retryAfter) s.",
-                          headers: [.retryAfter: "\(limited.retryAfter)", .init("RateLimit-Limit")!: "\(limited.limit)",
-                                    .init("RateLimit-Remaining")!: "0", .init("RateLimit-Reset")!: "\(limited.retryAfter)"])
-        }
-        var subject: String?
-        if route.access == .authenticated {
-            subject = try await authenticate(request, logger: context.logger)
-        }
-        let response = try await proxy.forward(request, route: route, upstream: upstream, context: context, requestId: requestId, traceparent: traceparent, clientAddress: context.clientAddress)
-        return (response, subject)
-    }
-}
-
-/// What the responder needs of the revocation feed: the list, and whether it holds every
+/// What the gateway needs of the revocation feed: the list, and whether it holds every
 /// revocation that existed when the gateway started.
 struct RevocationCheck: Sendable {
     var list: RevocationList
@@ -153,38 +62,6 @@ struct RevocationCheck: Sendable {
 
     init(_ feed: RevocationFeed) {
         self.init(list: feed.list, isCaughtUp: { feed.isCaughtUp })
-    }
-}
-
-extension GatewayResponder {
-    /// `/health/ready`: identity's keys are loaded and, when revocations are on, every revocation
-    /// that existed at the start has been read (a fresh replica would otherwise accept revoked tokens).
-    func readiness() -> (ready: Bool, checks: [String: String]) {
-        var checks = ["jwks": keys.hasKeys]
-        if let revocations { checks["revocations"] = revocations.isCaughtUp() }
-        return (checks.values.allSatisfy { $0 }, checks.mapValues { $0 ? "ok" : "fail" })
-    }
-
-    /// The subject of the request's valid, unrevoked access token, or a 401 problem.
-    func authenticate(_ request: Request, logger: Logger) async throws -> String {
-        guard let header = request.headers[.authorization], let token = BearerToken.parse(header) else {
-            throw Problem(.unauthorized, "A valid access token is required.", headers: [.wwwAuthenticate: "Bearer"])
-        }
-        let invalid = Problem(.unauthorized, "The access token is not valid.", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
-        let claims: AccessTokenClaims
-        do {
-            claims = try await verifier.verify(token)
-        } catch {
-            logger.debug("token refused", metadata: ["reason": "\(error)"])
-            throw invalid
-        }
-        // A memory lookup: identity's revocations arrive as events, never through a call per request.
-        if let revocation = revocations?.list.revocation(subject: claims.sub, sessionId: claims.sid, issuedAt: claims.iat) {
-            metrics.tokensRevoked.increment()
-            logger.debug("token refused", metadata: ["reason": "revoked", "revocation": "\(revocation.rawValue)", "user.id": "\(claims.sub)"])
-            throw invalid
-        }
-        return claims.sub
     }
 }
 
@@ -205,51 +82,44 @@ struct KeySetWarmer: Service {
 }
 
 public enum GatewayRuntime {
-    public static func buildApplication(config: ConfigReader, logger: Logger, httpClient: HTTPClient) throws -> some ApplicationProtocol {
-        let settings = try GatewaySettings(config)
-        let apiDocuments = try ApiDocuments.load()
-        let registry = MetricsSetup.bootstrap()
-        let keys = RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, minimumRefreshInterval: .seconds(1), logger: logger)
-        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience, cache: VerifiedTokenCache())
-        let proxy = Proxy(httpClient: httpClient, defaultTimeout: settings.upstreamTimeout, defaultMaxBodyBytes: settings.maxBodyBytes, logger: logger)
-        var revocations: RevocationFeed?
-        if let bootstrapServers = settings.kafkaBootstrapServers {
-            revocations = try RevocationFeed(
-                configuration: RevocationFeed.kafkaConfiguration(bootstrapServers: bootstrapServers, fetchWaitMaxMilliseconds: settings.kafkaFetchWaitMaxMilliseconds),
-                list: RevocationList(), logger: logger)
-        } else {
-            logger.warning("token revocation disabled: KAFKA_BOOTSTRAP_SERVERS is not set; revoked tokens stay valid until they expire")
-        }
-        let responder = GatewayResponder(
-            settings: settings, verifier: verifier, keys: keys, proxy: proxy, registry: registry,
-            authLimiter: RateLimiter(policy: settings.authRateLimit), defaultLimiter: RateLimiter(policy: settings.defaultRateLimit),
-            revocations: revocations.map(RevocationCheck.init), apiDocuments: apiDocuments)
-        var services: [any Service] = [KeySetWarmer(keys: keys, logger: logger)]
-        if let revocations { services.append(revocations) }
-        return Application(
-            responder: responder,
-            configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort), serverName: nil),
-            services: services,
-            onServerRunning: { _ in logger.info("serving", metadata: ["http.port": "\(settings.httpPort)"]) },
-            logger: logger)
-    }
-
     public static func serve() async throws {
         let config = try ConfigReader()
         LoggingSetup.bootstrap(service: "gateway", reader: config)
         let logger = Logger(label: "gateway")
         let settings = try GatewaySettings(config)
+        let apiDocuments = try ApiDocuments.load()
+        let registry = MetricsSetup.bootstrap()
+        // AsyncHTTPClient serves the gateway's own calls (identity's JWKS, health probes); client
+        // requests are proxied by GatewayServer on the event loops directly.
         var clientConfiguration = HTTPClient.Configuration()
-        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         clientConfiguration.timeout.connect = .milliseconds(Int64(settings.upstreamConnectTimeoutMilliseconds))
-        // A refused connection fails the request at once instead of being retried until the connect timeout.
-        clientConfiguration.connectionPool.retryConnectionEstablishment = false
-        clientConfiguration.decompression = .disabled
         clientConfiguration.redirectConfiguration = .disallow
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         do {
-            let app = try buildApplication(config: config, logger: logger, httpClient: httpClient)
-            var configuration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            let keys = RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, minimumRefreshInterval: .seconds(1), logger: logger)
+            let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience, cache: VerifiedTokenCache())
+            var revocations: RevocationFeed?
+            if let bootstrapServers = settings.kafkaBootstrapServers {
+                revocations = try RevocationFeed(
+                    configuration: RevocationFeed.kafkaConfiguration(bootstrapServers: bootstrapServers, fetchWaitMaxMilliseconds: settings.kafkaFetchWaitMaxMilliseconds),
+                    list: RevocationList(), logger: logger)
+            } else {
+                logger.warning("token revocation disabled: KAFKA_BOOTSTRAP_SERVERS is not set; revoked tokens stay valid until they expire")
+            }
+            let pools = try settings.routes.endpoints.reduce(into: [String: UpstreamPool]()) { pools, entry in
+                pools[entry.key] = try UpstreamPool(name: entry.key, urls: entry.value, logger: logger)
+            }
+            let core = GatewayCore(settings: settings, verifier: verifier, keys: keys,
+                                   registry: PrometheusRegistryEmitter { registry.emit(into: &$0) },
+                                   revocations: revocations.map(RevocationCheck.init), apiDocuments: apiDocuments, pools: pools, logger: logger)
+            let server = GatewayServer(core: core, host: settings.httpHost, port: settings.httpPort, group: .singleton) { port in
+                logger.info("serving", metadata: ["http.port": "\(port)"])
+            }
+            var services: [any Service] = [KeySetWarmer(keys: keys, logger: logger),
+                                           ActiveHealthChecker(pools: Array(pools.values), httpClient: httpClient, logger: logger)]
+            if let revocations { services.append(revocations) }
+            services.append(server)
+            var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             configuration.maximumGracefulShutdownDuration = settings.shutdownGracePeriod
             try await ServiceGroup(configuration: configuration).run()
         } catch {

@@ -48,9 +48,17 @@ public enum RouteTableError: Error, CustomStringConvertible, Equatable {
 /// resolved to base URLs from `UPSTREAM_<NAME>`.
 public struct RouteTable: Sendable {
     public let routes: [Route]
+    /// Each upstream's first address (the others are in `endpoints`).
     public let upstreams: [String: URL]
+    /// Every address of each upstream, in configuration order (round-robin over the healthy ones).
+    public let endpoints: [String: [URL]]
 
     public init(routes: [Route], upstreams: [String: URL]) throws {
+        try self.init(routes: routes, endpoints: upstreams.mapValues { [$0] })
+    }
+
+    public init(routes: [Route], endpoints: [String: [URL]]) throws {
+        let upstreams = endpoints.compactMapValues(\.first)
         for route in routes {
             guard route.prefix.hasPrefix("/") else { throw RouteTableError.invalid("prefix \(route.prefix) must start with /") }
             guard upstreams[route.upstream] != nil else { throw RouteTableError.invalid("route \(route.prefix) names unknown upstream \(route.upstream)") }
@@ -65,6 +73,7 @@ public struct RouteTable: Sendable {
         // Longest first, so the first match is the most specific.
         self.routes = routes.sorted { $0.prefix.count > $1.prefix.count }
         self.upstreams = upstreams
+        self.endpoints = endpoints
     }
 
     public func route(for path: String) -> Route? {
@@ -96,14 +105,22 @@ public struct RouteTable: Sendable {
 
     /// Reads `UPSTREAM_<NAME>` and the optional `ROUTES_FILE`; any problem stops the gateway at start.
     public static func load(_ config: ConfigReader) throws -> RouteTable {
-        var upstreams: [String: URL] = [:]
+        var endpoints: [String: [URL]] = [:]
         for name in upstreamNames {
+            // One address or several, comma-separated: `http://10.0.0.5:8082,http://10.0.0.6:8082`.
             let key = "UPSTREAM_\(name.uppercased())"
             let value = config.string(key, default: "http://127.0.0.1:\(defaultPorts[name]!)")
-            guard let url = URL(string: value), url.scheme == "http" || url.scheme == "https", url.host != nil else {
-                throw ConfigError.invalidValue(key: key, expected: "an http(s) URL")
+            var urls: [URL] = []
+            for item in value.split(separator: ",", omittingEmptySubsequences: false) {
+                let text = item.trimmingCharacters(in: .whitespaces)
+                guard let url = URL(string: text), url.scheme == "http", url.host != nil, url.path.isEmpty || url.path == "/",
+                      !urls.contains(url) else {
+                    throw ConfigError.invalidValue(key: key, expected: "distinct http://host:port addresses, comma-separated")
+                }
+                urls.append(url)
             }
-            upstreams[name] = url
+            guard !urls.isEmpty else { throw ConfigError.invalidValue(key: key, expected: "at least one http://host:port address") }
+            endpoints[name] = urls
         }
         var routes = defaultRoutes
         if let path = config.string("ROUTES_FILE") {
@@ -112,6 +129,6 @@ public struct RouteTable: Sendable {
             else { throw RouteTableError.unreadable(path) }
             routes = decoded
         }
-        return try RouteTable(routes: routes, upstreams: upstreams)
+        return try RouteTable(routes: routes, endpoints: endpoints)
     }
 }
