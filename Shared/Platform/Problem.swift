@@ -33,6 +33,8 @@ public struct Problem: Error, Sendable, Equatable {
         case badGateway = "bad-gateway"
         case serviceUnavailable = "service-unavailable"
         case gatewayTimeout = "gateway-timeout"
+        case requestTimeout = "request-timeout"
+        case headersTooLarge = "headers-too-large"
 
         public var status: HTTPResponse.Status {
             switch self {
@@ -50,6 +52,8 @@ public struct Problem: Error, Sendable, Equatable {
             case .badGateway: .badGateway
             case .serviceUnavailable: .serviceUnavailable
             case .gatewayTimeout: .gatewayTimeout
+            case .requestTimeout: .requestTimeout
+            case .headersTooLarge: .requestHeaderFieldsTooLarge
             }
         }
 
@@ -69,6 +73,8 @@ public struct Problem: Error, Sendable, Equatable {
             case .badGateway: "The upstream service could not be reached"
             case .serviceUnavailable: "The service is unavailable"
             case .gatewayTimeout: "The upstream service did not answer in time"
+            case .requestTimeout: "The request took too long to arrive"
+            case .headersTooLarge: "The request headers are too large"
             }
         }
     }

@@ -198,15 +198,24 @@ class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 class CannedHttpServer:
     """Answers every request at once with the same response (an upstream stand-in)."""
 
-    def __init__(self, status: int, body: dict, content_type: str = "application/problem+json"):
+    def __init__(self, status: int, body: dict, content_type: str = "application/problem+json", port: int = 0):
         payload = json.dumps(body).encode()
         self.requests = 0
+        self._closed = threading.Event()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def _answer(self):
+                if outer._closed.is_set():
+                    # Stopped: kept-alive connections die like the process that held them.
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
                 outer.requests += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
@@ -223,13 +232,14 @@ class CannedHttpServer:
             def log_message(self, *args):  # quiet
                 pass
 
-        self.server = _ThreadingServer(("127.0.0.1", 0), Handler)
+        self.server = _ThreadingServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self._closed.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
+import NIOCore
 import Platform
 import Prometheus
 import ServiceLifecycle
@@ -26,6 +27,12 @@ public struct GatewaySettings: Sendable {
     /// Where identity's session revocations are read from; nil disables revocation checks.
     public var kafkaBootstrapServers: String?
     public var kafkaFetchWaitMaxMilliseconds: Int
+    /// A client connection that sends nothing for this long is closed (idle keep-alive, or a
+    /// request whose head or body stalls).
+    public var clientIdleTimeout: TimeAmount
+    /// When an upstream address leaves the rotation and its circuit opens.
+    public var upstreamPolicy: UpstreamPool.Policy
+    public var healthCheckInterval: Duration
 
     public init(_ config: ConfigReader) throws {
         httpHost = config.string("HTTP_HOST", default: "127.0.0.1")
@@ -46,6 +53,14 @@ public struct GatewaySettings: Sendable {
             refillPerSecond: Double(try config.int("RATE_LIMIT_PER_SECOND", default: 100, range: 1...1_000_000)))
         kafkaBootstrapServers = config.string("KAFKA_BOOTSTRAP_SERVERS")
         kafkaFetchWaitMaxMilliseconds = try config.int("KAFKA_FETCH_WAIT_MAX_MS", default: 100, range: 1...30_000)
+        clientIdleTimeout = .milliseconds(Int64(try config.int("HTTP_CLIENT_IDLE_TIMEOUT_MS", default: 30_000, range: 100...3_600_000)))
+        upstreamPolicy = UpstreamPool.Policy(
+            ejectAfterFailures: try config.int("UPSTREAM_EJECT_AFTER_FAILURES", default: 3, range: 1...1000),
+            ejectionSeconds: Double(try config.int("UPSTREAM_EJECT_SECONDS", default: 10, range: 1...3600)),
+            breaker: CircuitBreaker.Policy(
+                consecutiveFailuresToOpen: try config.int("BREAKER_CONSECUTIVE_FAILURES", default: 5, range: 1...1000),
+                openSeconds: Double(try config.int("BREAKER_OPEN_SECONDS", default: 10, range: 1...3600))))
+        healthCheckInterval = try config.duration(milliseconds: "UPSTREAM_HEALTH_CHECK_INTERVAL_MS", default: 5_000)
     }
 }
 
@@ -107,7 +122,7 @@ public enum GatewayRuntime {
                 logger.warning("token revocation disabled: KAFKA_BOOTSTRAP_SERVERS is not set; revoked tokens stay valid until they expire")
             }
             let pools = try settings.routes.endpoints.reduce(into: [String: UpstreamPool]()) { pools, entry in
-                pools[entry.key] = try UpstreamPool(name: entry.key, urls: entry.value, logger: logger)
+                pools[entry.key] = try UpstreamPool(name: entry.key, urls: entry.value, policy: settings.upstreamPolicy, logger: logger)
             }
             let core = GatewayCore(settings: settings, verifier: verifier, keys: keys,
                                    registry: PrometheusRegistryEmitter { registry.emit(into: &$0) },
@@ -116,7 +131,8 @@ public enum GatewayRuntime {
                 logger.info("serving", metadata: ["http.port": "\(port)"])
             }
             var services: [any Service] = [KeySetWarmer(keys: keys, logger: logger),
-                                           ActiveHealthChecker(pools: Array(pools.values), httpClient: httpClient, logger: logger)]
+                                           ActiveHealthChecker(pools: Array(pools.values), interval: settings.healthCheckInterval,
+                                                               httpClient: httpClient, logger: logger)]
             if let revocations { services.append(revocations) }
             services.append(server)
             var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

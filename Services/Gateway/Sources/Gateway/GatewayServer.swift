@@ -135,6 +135,9 @@ struct GatewayServer: Service {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // A connection silent this long is closed: an idle keep-alive connection, or a
+                    // client that stopped sending in the middle of a request (slowloris).
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: core.settings.clientIdleTimeout))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         GatewayConnectionHandler(core: core, connections: upstreamConnections.connections(for: channel.eventLoop)))
@@ -239,6 +242,29 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         }
         state = .idle
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            switch state {
+            case .idle, .discarding:
+                context.close(promise: nil)
+            case .preparing(let exchange), .proxying(let exchange):
+                // Waiting on the upstream is the route timeout's business; waiting on the client is not.
+                if !exchange.requestEnded {
+                    exchange.logger.info("client too slow; connection closed", metadata: ["http.route": "\(exchange.route?.prefix ?? "-")"])
+                    exchange.upstream?.abandon()
+                    exchange.permit?.cancel()
+                    if exchange.responseStarted {
+                        context.close(promise: nil)
+                    } else {
+                        fail(exchange, Problem(.requestTimeout, "The request was not received in time."), context: context, close: true)
+                    }
+                }
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
