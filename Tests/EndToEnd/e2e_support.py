@@ -201,6 +201,7 @@ class CannedHttpServer:
     def __init__(self, status: int, body: dict, content_type: str = "application/problem+json", port: int = 0):
         payload = json.dumps(body).encode()
         self.requests = 0
+        self.last_headers: dict[str, str] = {}
         self._closed = threading.Event()
         outer = self
 
@@ -217,6 +218,7 @@ class CannedHttpServer:
                         pass
                     return
                 outer.requests += 1
+                outer.last_headers = {name.lower(): value for name, value in self.headers.items()}
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)

@@ -27,17 +27,22 @@ MIB = 1024 * 1024
 CATEGORIES = {"items": [], "nextCursor": None}
 
 
+APP = "https://app.example.com"
+
+
 @pytest.fixture()
 def edge(suite, contracts):
     """A gateway whose listings upstream is a stand-in on a port we control (stop it, start it
-    again), with short client idle and breaker timings."""
+    again), with short client idle and breaker timings, CORS for one origin, and loopback as a
+    trusted proxy (so the tests can play a load balancer in front of it)."""
     (listings_port, gateway_port) = free_ports(2)
     stand_in = CannedHttpServer(200, CATEGORIES, content_type="application/json", port=listings_port)
     upstreams = {name: suite.service_url(name) for name in SERVICES}
     upstreams["listings"] = stand_in.url
     env = {**base_env(), **gateway_env(gateway_port, upstreams=upstreams, jwks_url=suite.jwks_url, timeout_ms=1000),
            "HTTP_CLIENT_IDLE_TIMEOUT_MS": str(IDLE_TIMEOUT_MS), "BREAKER_CONSECUTIVE_FAILURES": "3",
-           "BREAKER_OPEN_SECONDS": "1", "UPSTREAM_EJECT_AFTER_FAILURES": "100", "UPSTREAM_HEALTH_CHECK_INTERVAL_MS": "60000"}
+           "BREAKER_OPEN_SECONDS": "1", "UPSTREAM_EJECT_AFTER_FAILURES": "100", "UPSTREAM_HEALTH_CHECK_INTERVAL_MS": "60000",
+           "CORS_ALLOWED_ORIGINS": APP, "TRUSTED_PROXIES": "127.0.0.1/32, ::1"}
     process = ManagedProcess("edges-gateway", [suite.binary("gateway"), "serve"], env, suite.log_dir / "extra-edges-gateway.log")
     api = Api(f"http://127.0.0.1:{gateway_port}", "gateway", contracts, timeout=10)
     state = {"stand_in": stand_in}
@@ -72,12 +77,15 @@ def test_slow_clients_are_cut_off(edge):
         partial.sendall(b"GET /v1/categories HTTP/1.1\r\nHost: gateway\r\n")
         assert _read_all(partial, timeout=10) == b""
     # A body that stalls: 408 problem, then the connection closes.
-    with socket.create_connection(("127.0.0.1", port)) as stalled:
-        stalled.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: 100\r\n\r\n{\"email\":")
-        answer = _read_all(stalled, timeout=10)
-        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-        assert b"request-timeout" in answer and b"application/problem+json" in answer
+    def stalling_body():
+        yield b'{"email":'
+        time.sleep(IDLE_TIMEOUT_MS / 1000 * 3)
+        yield b"x" * 91
+
+    api = edge[0]
+    stalled = api.post("/v1/auth/login", body=stalling_body(), headers={"Content-Type": "application/json", "Content-Length": "100"})
+    stalled.expect_problem(408, "request-timeout")
+    assert (stalled.header("connection") or "").lower() == "close"
 
 
 def test_a_10_mib_body_on_a_1_mib_route_is_refused_without_being_read(edge):
@@ -130,3 +138,48 @@ def test_a_failing_upstream_opens_its_breaker_and_traffic_returns_with_it(edge):
     for _ in range(3):
         api.get("/v1/categories", validate=False).expect(200)
     wait_until(lambda: circuit_state(api) in ("0", "0.0"), timeout=10, interval=0.2, describe="the breaker to close")
+
+
+def test_cors_preflights_and_answers_follow_the_allow_list(edge):
+    api, _, _, state = edge
+    before = state["stand_in"].requests
+    allowed = api.request("OPTIONS", "/v1/orders", validate=False, headers={
+        "Origin": APP, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization, content-type"})
+    assert allowed.status == 204, allowed.describe()
+    assert allowed.header("access-control-allow-origin") == APP
+    assert allowed.header("access-control-allow-credentials") == "true"
+    assert {h.strip().lower() for h in allowed.header("access-control-allow-headers").split(",")} == {"authorization", "content-type"}
+    assert "Origin" in allowed.header("vary")
+    assert state["stand_in"].requests == before, "preflights are answered at the gateway"
+
+    refused = api.request("OPTIONS", "/v1/orders", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    refused.expect_problem(403, "cors-refused")
+    assert refused.header("access-control-allow-origin") is None
+
+    answer = api.get("/v1/categories", validate=False, headers={"Origin": APP})
+    assert answer.status == 200 and answer.header("access-control-allow-origin") == APP
+    assert "x-request-id" in answer.header("access-control-expose-headers").lower()
+    other = api.get("/v1/categories", validate=False, headers={"Origin": "https://evil.example"})
+    assert other.status == 200 and other.header("access-control-allow-origin") is None and "Origin" in other.header("vary")
+
+
+def test_security_and_forwarded_headers(edge):
+    api, _, _, state = edge
+    plain = api.get("/v1/categories", validate=False)
+    assert plain.header("x-content-type-options") == "nosniff"
+    assert plain.header("x-frame-options") == "DENY" and plain.header("referrer-policy") == "no-referrer"
+    assert plain.header("strict-transport-security") is None, "no HSTS over plain HTTP"
+    # Loopback is a trusted proxy here: its X-Forwarded-* are believed, the chain is walked.
+    via_tls = api.get("/v1/categories", validate=False, headers={
+        "X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com"})
+    assert (via_tls.header("strict-transport-security") or "").startswith("max-age=")
+    seen = state["stand_in"].last_headers
+    assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1", seen
+    assert seen["x-forwarded-proto"] == "https" and seen["x-forwarded-host"] == "shop.example.com"
+    assert "x-request-id" in seen and seen["x-request-id"] != "spoofed"
+
+
+def test_oversized_headers_are_431(edge):
+    api, _, _, _ = edge
+    response = api.get("/v1/categories", headers={f"X-Filler-{i}": "y" * 200 for i in range(100)})
+    response.expect_problem(431, "headers-too-large")

@@ -33,6 +33,11 @@ public struct GatewaySettings: Sendable {
     /// When an upstream address leaves the rotation and its circuit opens.
     public var upstreamPolicy: UpstreamPool.Policy
     public var healthCheckInterval: Duration
+    public var cors: CorsPolicy
+    public var forwarded: ForwardedHeaders
+    public var headerLimits: HeaderLimits
+    /// Clients reach the gateway over TLS (terminated in front of it): HSTS is sent.
+    public var behindTLS: Bool
 
     public init(_ config: ConfigReader) throws {
         httpHost = config.string("HTTP_HOST", default: "127.0.0.1")
@@ -61,6 +66,10 @@ public struct GatewaySettings: Sendable {
                 consecutiveFailuresToOpen: try config.int("BREAKER_CONSECUTIVE_FAILURES", default: 5, range: 1...1000),
                 openSeconds: Double(try config.int("BREAKER_OPEN_SECONDS", default: 10, range: 1...3600))))
         healthCheckInterval = try config.duration(milliseconds: "UPSTREAM_HEALTH_CHECK_INTERVAL_MS", default: 5_000)
+        cors = try CorsPolicy(config)
+        forwarded = try ForwardedHeaders(config)
+        headerLimits = try HeaderLimits(config)
+        behindTLS = try SecurityHeaders.configuredBehindTLS(config)
     }
 }
 

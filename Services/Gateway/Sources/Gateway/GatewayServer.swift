@@ -183,6 +183,10 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var responseStarted = false
         var status: Int = 0
         var upstreamCacheControl = false
+        /// Who the client is and how it reached us (trusted proxies considered).
+        var forwarded = ForwardedHeaders.Values(forwardedFor: "unknown", proto: "http", host: nil, clientAddress: "unknown")
+        /// A CORS preflight answered here: its own Access-Control-* headers are the answer.
+        var isPreflight = false
         var timeout: Scheduled<Void>?
         var deadline: NIODeadline
         /// The access log line and metrics were written.
@@ -303,7 +307,39 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         let exchange = Exchange(head: head, path: path, requestId: requestId, traceparent: traceparent, logger: logger,
                                 bodyLimit: limit, deadline: .now() + timeout)
         exchange.route = route
+        let settings = core.settings
+        exchange.forwarded = settings.forwarded.compute(
+            peer: clientAddress, clientForwardedFor: Self.joined(head.headers, "x-forwarded-for"),
+            clientForwardedProto: head.headers.first(name: "x-forwarded-proto"), clientForwardedHost: head.headers.first(name: "x-forwarded-host"),
+            host: head.headers.first(name: "host"), tls: false)
 
+        guard settings.headerLimits.check(head.headers) else {
+            fail(exchange, Problem(.headersTooLarge, "The request headers exceed \(settings.headerLimits.maxBytes) bytes or \(settings.headerLimits.maxCount) fields."),
+                 context: context, close: true)
+            return
+        }
+        if head.method == .OPTIONS, settings.cors.isEnabled || head.headers.contains(name: "origin") {
+            switch settings.cors.preflight(origin: head.headers.first(name: "origin"),
+                                           requestMethod: head.headers.first(name: "access-control-request-method"),
+                                           requestHeaders: Self.joined(head.headers, "access-control-request-headers")) {
+            case .notCors:
+                break
+            case .allowed(let fields):
+                exchange.isPreflight = true
+                var headers = HTTPHeaders(fields)
+                headers.add(name: "cache-control", value: "no-store")
+                answer(exchange, LocalAnswer(status: .noContent, headers: headers, body: nil), context: context)
+                return
+            case .refused(let reason):
+                let why = switch reason {
+                case .originNotAllowed: "the origin is not on the allow-list"
+                case .methodNotAllowed: "the method is not allowed"
+                case .headersNotAllowed: "a requested header is not allowed"
+                }
+                fail(exchange, Problem(.forbidden, "This cross-origin request is refused: \(why).", typeSlug: "cors-refused"), context: context)
+                return
+            }
+        }
         if let local = localAnswer(exchange) {
             answer(exchange, local, context: context)
             return
@@ -321,7 +357,8 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             fail(exchange, Problem(.payloadTooLarge, "The request body exceeds \(limit) bytes."), context: context, close: true)
             return
         }
-        let limited = route.rateLimitClass == "auth" ? core.authLimiter.take(clientAddress ?? "unknown") : core.defaultLimiter.take(clientAddress ?? "unknown")
+        let client = exchange.forwarded.clientAddress
+        let limited = route.rateLimitClass == "auth" ? core.authLimiter.take(client) : core.defaultLimiter.take(client)
         guard limited.allowed else {
             Counter(label: "gateway_rate_limited_total", dimensions: [("class", route.rateLimitClass ?? "default")]).increment()
             fail(exchange, Problem(.rateLimited, "Too many requests from this address; retry after \(limited.retryAfter) s.",
@@ -494,12 +531,17 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         }
     }
 
-    /// Headers every answer carries.
+    /// Headers every answer carries: the request id, security headers, and CORS (the gateway's
+    /// alone: a service's own `Access-Control-*` headers never reach the browser).
     private func decorate(_ headers: inout HTTPHeaders, exchange: Exchange, upstreamCacheControl: Bool) {
         headers.replaceOrAdd(name: "x-request-id", value: exchange.requestId)
-        headers.replaceOrAdd(name: "x-content-type-options", value: "nosniff")
-        if exchange.head.headers.contains(name: "authorization"), !upstreamCacheControl {
-            headers.replaceOrAdd(name: "cache-control", value: "no-store")
+        let settings = core.settings
+        SecurityHeaders.apply(to: &headers, authenticated: exchange.head.headers.contains(name: "authorization"),
+                              behindTLS: SecurityHeaders.isBehindTLS(configured: settings.behindTLS, forwardedProto: exchange.forwarded.proto),
+                              upstreamCacheControl: upstreamCacheControl)
+        if settings.cors.isEnabled, !exchange.isPreflight {
+            for name in Set(headers.map(\.name)) where name.lowercased().hasPrefix("access-control-") { headers.remove(name: name) }
+            settings.cors.addResponseHeaders(origin: exchange.head.headers.first(name: "origin"), to: &headers)
         }
     }
 
@@ -575,9 +617,9 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         if let client = exchange.head.headers.first(name: "x-request-id") {
             head.headers.replaceOrAdd(name: "x-client-request-id", value: String(client.prefix(128)))
         }
-        if let clientAddress { head.headers.replaceOrAdd(name: "x-forwarded-for", value: clientAddress) }
-        if let host = exchange.head.headers.first(name: "host") { head.headers.replaceOrAdd(name: "x-forwarded-host", value: host) }
-        head.headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
+        head.headers.replaceOrAdd(name: "x-forwarded-for", value: exchange.forwarded.forwardedFor)
+        if let host = exchange.forwarded.host { head.headers.replaceOrAdd(name: "x-forwarded-host", value: host) }
+        head.headers.replaceOrAdd(name: "x-forwarded-proto", value: exchange.forwarded.proto)
         let hasBody = exchange.head.headers.contains(name: "content-length") || exchange.head.headers.contains(name: "transfer-encoding")
         if hasBody, let length = exchange.head.headers.first(name: "content-length") {
             head.headers.replaceOrAdd(name: "content-length", value: length)
@@ -703,9 +745,16 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         core.metrics.record(route: routeLabel, method: exchange.head.method.rawValue, status: exchange.status, nanoseconds: nanoseconds)
         exchange.logger.info("request", metadata: [
             "http.method": "\(exchange.head.method.rawValue)", "http.route": "\(routeLabel)", "http.status": "\(exchange.status)",
+            "client.address": "\(exchange.forwarded.clientAddress)",
             "duration.ms": "\(nanoseconds / 1_000_000)", "upstream": "\(exchange.route?.upstream ?? "-")",
             "user.id": "\(exchange.subject ?? "-")",
         ])
+    }
+
+    /// Every value of a header that may be repeated, joined with commas (RFC 9110 §5.3).
+    static func joined(_ headers: HTTPHeaders, _ name: String) -> String? {
+        let values = headers[name]
+        return values.isEmpty ? nil : values.joined(separator: ", ")
     }
 
     static func path(of uri: String) -> String {
