@@ -167,6 +167,8 @@ def test_security_and_forwarded_headers(edge):
     api, _, _, state = edge
     plain = api.get("/v1/categories", validate=False)
     assert plain.header("x-content-type-options") == "nosniff"
+    assert plain.header("ratelimit-limit") == "200" and int(plain.header("ratelimit-remaining")) < 200
+    assert int(plain.header("ratelimit-reset")) >= 0
     assert plain.header("x-frame-options") == "DENY" and plain.header("referrer-policy") == "no-referrer"
     assert plain.header("strict-transport-security") is None, "no HSTS over plain HTTP"
     # Loopback is a trusted proxy here: its X-Forwarded-* are believed, the chain is walked.

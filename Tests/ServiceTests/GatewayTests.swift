@@ -86,7 +86,10 @@ import Testing
         #expect(limiter.take("1.2.3.4").allowed)
         #expect(!limiter.take("1.2.3.4").allowed)
         clock.seconds = 100
-        #expect(limiter.take("1.2.3.4").remaining == 2, "a bucket never holds more than its capacity")
+        let full = limiter.take("1.2.3.4")
+        #expect(full.remaining == 2, "a bucket never holds more than its capacity")
+        #expect(full.resetSeconds == 2, "one token spent: full again after 1 / 0.5 s")
+        #expect(limiter.take("5.6.7.8").resetSeconds == 2 && limiter.take("new").limit == 3)
     }
 
     @Test func memoryStaysBounded() {

@@ -187,6 +187,8 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var forwarded = ForwardedHeaders.Values(forwardedFor: "unknown", proto: "http", host: nil, clientAddress: "unknown")
         /// A CORS preflight answered here: its own Access-Control-* headers are the answer.
         var isPreflight = false
+        /// The rate limiter's answer, reported in `RateLimit-*` headers.
+        var rateLimit: RateLimiter.Decision?
         var timeout: Scheduled<Void>?
         var deadline: NIODeadline
         /// The access log line and metrics were written.
@@ -357,23 +359,19 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             fail(exchange, Problem(.payloadTooLarge, "The request body exceeds \(limit) bytes."), context: context, close: true)
             return
         }
-        let client = exchange.forwarded.clientAddress
-        let limited = route.rateLimitClass == "auth" ? core.authLimiter.take(client) : core.defaultLimiter.take(client)
-        guard limited.allowed else {
-            Counter(label: "gateway_rate_limited_total", dimensions: [("class", route.rateLimitClass ?? "default")]).increment()
-            fail(exchange, Problem(.rateLimited, "Too many requests from this address; retry after \(limited.retryAfter) s.",
-                                   headers: [.retryAfter: "\(limited.retryAfter)", .init("RateLimit-Limit")!: "\(limited.limit)",
-                                             .init("RateLimit-Remaining")!: "0", .init("RateLimit-Reset")!: "\(limited.retryAfter)"]),
-                 context: context)
-            return
-        }
         state = .preparing(exchange)
         guard route.access == .authenticated else {
-            connect(exchange, pool: pool, context: context)
+            // Anonymous: one bucket per client address.
+            if admit(exchange, key: "address:" + exchange.forwarded.clientAddress, context: context) {
+                connect(exchange, pool: pool, context: context)
+            }
             return
         }
         guard let header = head.headers.first(name: "authorization"), let token = BearerToken.parse(header) else {
-            fail(exchange, GatewayCore.missingToken, context: context)
+            // Requests without a usable token count against their address, so they cannot flood either.
+            if admit(exchange, key: "address:" + exchange.forwarded.clientAddress, context: context) {
+                fail(exchange, GatewayCore.missingToken, context: context)
+            }
             return
         }
         if let claims = core.verifier.verifiedBefore(token) {
@@ -405,11 +403,30 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     private func authenticated(_ exchange: Exchange, _ verdict: GatewayCore.TokenCheck, pool: UpstreamPool, context: ChannelHandlerContext) {
         switch verdict {
         case .refused(let problem):
-            fail(exchange, problem, context: context)
+            if admit(exchange, key: "address:" + exchange.forwarded.clientAddress, context: context) {
+                fail(exchange, problem, context: context)
+            }
         case .subject(let subject):
             exchange.subject = subject
-            connect(exchange, pool: pool, context: context)
+            // Signed in: one bucket per subject, wherever the requests come from.
+            if admit(exchange, key: "subject:" + subject, context: context) {
+                connect(exchange, pool: pool, context: context)
+            }
         }
+    }
+
+    /// Takes a token from the route class's bucket for `key`; answers 429 when it is empty.
+    private func admit(_ exchange: Exchange, key: String, context: ChannelHandlerContext) -> Bool {
+        let auth = exchange.route?.rateLimitClass == "auth"
+        let decision = auth ? core.authLimiter.take(key) : core.defaultLimiter.take(key)
+        exchange.rateLimit = decision
+        guard decision.allowed else {
+            Counter(label: "gateway_rate_limited_total", dimensions: [("class", exchange.route?.rateLimitClass ?? "default")]).increment()
+            fail(exchange, Problem(.rateLimited, "Too many requests; retry after \(decision.retryAfter) s.",
+                                   headers: [.retryAfter: "\(decision.retryAfter)"]), context: context)
+            return false
+        }
+        return true
     }
 
     private func body(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -535,6 +552,12 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     /// alone: a service's own `Access-Control-*` headers never reach the browser).
     private func decorate(_ headers: inout HTTPHeaders, exchange: Exchange, upstreamCacheControl: Bool) {
         headers.replaceOrAdd(name: "x-request-id", value: exchange.requestId)
+        if let limit = exchange.rateLimit {
+            // RateLimit header fields (IETF httpapi draft): the bucket, what is left, seconds to refill.
+            headers.replaceOrAdd(name: "ratelimit-limit", value: "\(limit.limit)")
+            headers.replaceOrAdd(name: "ratelimit-remaining", value: "\(limit.remaining)")
+            headers.replaceOrAdd(name: "ratelimit-reset", value: "\(limit.allowed ? limit.resetSeconds : limit.retryAfter)")
+        }
         let settings = core.settings
         SecurityHeaders.apply(to: &headers, authenticated: exchange.head.headers.contains(name: "authorization"),
                               behindTLS: SecurityHeaders.isBehindTLS(configured: settings.behindTLS, forwardedProto: exchange.forwarded.proto),

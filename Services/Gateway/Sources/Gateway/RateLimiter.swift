@@ -21,6 +21,8 @@ public final class RateLimiter: Sendable {
         /// Seconds until one request would be allowed again.
         public var retryAfter: Int
         public var limit: Int
+        /// Seconds until the bucket is full again (the `RateLimit-Reset` value).
+        public var resetSeconds: Int = 0
     }
 
     struct Bucket {
@@ -50,7 +52,9 @@ public final class RateLimiter: Sendable {
             if buckets.count >= maxKeys, buckets[key] == nil { Self.evict(&buckets, now: current, policy: policy) }
             buckets[key] = bucket
             let wait = allowed ? 0 : Int(((1 - bucket.tokens) / policy.refillPerSecond).rounded(.up))
-            return Decision(allowed: allowed, remaining: Int(bucket.tokens), retryAfter: max(wait, allowed ? 0 : 1), limit: Int(policy.capacity))
+            let reset = Int(((policy.capacity - bucket.tokens) / policy.refillPerSecond).rounded(.up))
+            return Decision(allowed: allowed, remaining: Int(bucket.tokens), retryAfter: max(wait, allowed ? 0 : 1), limit: Int(policy.capacity),
+                            resetSeconds: reset)
         }
     }
 
