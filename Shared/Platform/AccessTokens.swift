@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 
 /// Claims of an access token (RFC 9068 profile, `typ: at+jwt` in the header).
@@ -271,6 +272,12 @@ public final class RemoteKeySource: VerificationKeySource, @unchecked Sendable {
     private let state = NIOLockedValueBox(State())
     private let refreshLock = AsyncRefreshGate()
 
+    /// `jwks_refreshes_total{outcome}`: fetches that succeeded or failed, and forced refreshes
+    /// (for an unknown `kid`) refused by the rate limit.
+    static let refreshes = ["success", "failure", "throttled"].reduce(into: [String: Counter]()) {
+        $0[$1] = Counter(label: "jwks_refreshes_total", dimensions: [("outcome", $1)])
+    }
+
     public init(url: String, httpClient: HTTPClient, ttl: Duration = .seconds(300), minimumRefreshInterval: Duration = .seconds(5), logger: Logger) {
         self.url = url
         self.httpClient = httpClient
@@ -309,13 +316,18 @@ public final class RemoteKeySource: VerificationKeySource, @unchecked Sendable {
                 state.lastAttempt = now
                 return true
             }
-            guard allowed else { return }
+            guard allowed else {
+                if force { Self.refreshes["throttled"]?.increment() }
+                return
+            }
             // Two tries: a pooled connection to an identity that restarted fails once, then reconnects.
             for attempt in 1...2 {
                 do {
                     try await self.fetch()
+                    Self.refreshes["success"]?.increment()
                     return
                 } catch {
+                    Self.refreshes["failure"]?.increment()
                     // Keep serving the last good set; identity may be restarting.
                     self.logger.warning("jwks refresh failed", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 }

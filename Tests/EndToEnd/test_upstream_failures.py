@@ -114,7 +114,12 @@ def test_auth_routes_are_rate_limited(edge_gateway):
         response = edge_gateway.post("/v1/auth/login", json=body, validate=False, timeout=5)
         if response.status == 429:
             edge_gateway.validate(response).expect_problem(429, "rate-limited")
-            assert int(response.header("retry-after")) >= 0
+            wait = int(response.header("retry-after"))
+            assert 1 <= wait <= 60 and response.header("ratelimit-remaining") == "0"
+            # Recovery: after the advertised wait the bucket has a token again.
+            time.sleep(wait)
+            again = edge_gateway.post("/v1/auth/login", json=body, validate=False, timeout=5)
+            assert again.status == 401, f"after waiting {wait}s: {again.describe()}"
             return
         assert response.status == 401, f"attempt {attempt}: {response.describe()}"
         if time.monotonic() - started > 60:

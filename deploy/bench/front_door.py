@@ -19,6 +19,7 @@ from pathlib import Path
 from suite import Suite, SuiteError, free_ports, say
 
 MODERATE = (1, 4)  # wrk threads, connections
+REPEATS = int(os.environ.get("BENCH_FRONT_DOOR_ROUNDS", "3"))
 
 
 def _rss_kib(pid: int) -> int:
@@ -139,19 +140,27 @@ def measure_front_door(suite: Suite, args, *, wrk, gateway_env: dict[str, str], 
             ("nginx reverse proxy", nginx_url, None),
         ]
         results: dict[str, dict] = {}
+        load_kib = 0
         for load, (threads, connections) in (("heavy", (args.threads, args.connections)), ("moderate", MODERATE)):
-            for name, url, bearer in targets:
-                say(f"front door: {name}, {load} load ({connections} connections)")
-                kwargs = dict(threads=threads, connections=connections, script="bearer.lua" if bearer else None,
-                              env={"BENCH_ACCESS_TOKEN": bearer} if bearer else None)
-                wrk(url, duration="3s", **kwargs)
-                if bearer and load == "heavy":
-                    with PeakMemory(jwt_gateway.pid) as peak:
-                        result = wrk(url, duration=args.duration, **kwargs)
-                    load_kib = peak.peak_kib
-                else:
-                    result = wrk(url, duration=args.duration, **kwargs)
-                results.setdefault(load, {})[name] = (connections, result)
+            runs: dict[str, list] = {name: [] for name, _, _ in targets}
+            # Rounds interleave the four rows, so drift on a shared machine hits them alike; each
+            # row reports its median round.
+            for round_number in range(1, REPEATS + 1):
+                for name, url, bearer in targets:
+                    say(f"front door: {name}, {load} load ({connections} connections), round {round_number}/{REPEATS}")
+                    kwargs = dict(threads=threads, connections=connections, script="bearer.lua" if bearer else None,
+                                  env={"BENCH_ACCESS_TOKEN": bearer} if bearer else None)
+                    if round_number == 1:
+                        wrk(url, duration="3s", **kwargs)
+                    if bearer and load == "heavy":
+                        with PeakMemory(jwt_gateway.pid) as peak:
+                            runs[name].append(wrk(url, duration=args.duration, **kwargs))
+                        load_kib = max(load_kib, peak.peak_kib)
+                    else:
+                        runs[name].append(wrk(url, duration=args.duration, **kwargs))
+            for name, _, _ in targets:
+                ordered = sorted(runs[name], key=lambda r: r.requests_per_s)
+                results.setdefault(load, {})[name] = (connections, ordered[len(ordered) // 2], [r.requests_per_s for r in runs[name]])
         return {"results": results, "rest_kib": rest_kib, "load_kib": load_kib,
                 "nginx_version": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()}
     finally:
@@ -165,13 +174,16 @@ def render_front_door(front: dict, args) -> list[str]:
              "is a plain reverse proxy with a keep-alive upstream pool and an access log; the gateway also "
              "logs every request, rate-limits, sets request ids and trace context, and in the JWT row "
              "verifies an EdDSA access token (and its revocation) before proxying.", "",
+             f"Each row is the median of {REPEATS} interleaved rounds (every round's requests/s in brackets); "
+             "p50 and p99 are that round's.", "",
              "| load | route | connections | requests/s | p50 | p99 | vs nginx | vs direct | p99 added vs direct | non-2xx |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for load, rows in front["results"].items():
         nginx_rps = rows["nginx reverse proxy"][1].requests_per_s
         direct = rows["direct to billing"][1]
-        for name, (connections, r) in rows.items():
-            lines.append(f"| {load} | {name} | {connections} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
+        for name, (connections, r, rounds) in rows.items():
+            spread = " / ".join(f"{value:,.0f}" for value in rounds)
+            lines.append(f"| {load} | {name} | {connections} | {r.requests_per_s:,.0f} ({spread}) | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
                          f"| {r.requests_per_s / nginx_rps:.0%} | {r.requests_per_s / direct.requests_per_s:.0%} "
                          f"| {r.p99_ms - direct.p99_ms:+.2f} ms | {r.non_2xx:,} |")
     lines += ["", f"- JWT gateway memory (RSS): {front['rest_kib'] / 1024:.1f} MiB at rest, "
