@@ -109,7 +109,6 @@ let package = Package(
                 name: "Gateway",
                 dependencies: [
                     "Platform", "Contracts", "Kafka",
-                    .product(name: "Hummingbird", package: "hummingbird"),
                     .product(name: "AsyncHTTPClient", package: "async-http-client"),
                     .product(name: "Prometheus", package: "swift-prometheus"),
                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import HTTPTypes
-import Hummingbird
 import NIOCore
 
 /// The API's front page: the merged OpenAPI document (`GET /openapi.json`) and its reference

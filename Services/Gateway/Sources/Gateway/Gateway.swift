@@ -1,7 +1,6 @@
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes
-import Hummingbird
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
