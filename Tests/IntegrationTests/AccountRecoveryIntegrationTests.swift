@@ -151,6 +151,29 @@ struct AccountRecoveryIntegrationTests {
         }
     }
 
+    @Test func ofTwoConcurrentChangesFromTheSamePasswordOnlyOneWins() async throws {
+        try await withAccount { fixture in
+            let (accounts, user) = (fixture.accounts, fixture.userId)
+            let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for new in ["first new pass phrase", "second new pass phrase"] {
+                    group.addTask {
+                        do {
+                            try await accounts.changePassword(user: user, session: nil, current: Self.password, new: new,
+                                                              address: nil, traceparent: nil, requestId: nil, logger: TestInfrastructure.logger)
+                            return true
+                        } catch is Problem {
+                            return false
+                        }
+                    }
+                }
+                return try await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 }.count == 1, "the loser's current password went stale: \(outcomes)")
+            #expect(try await TestInfrastructure.scalar(fixture.client, "SELECT count(*) FROM audit_log WHERE action = 'password.changed'") == 1)
+            #expect(try await events(EventTypes.sessionsRevoked, as: SessionsRevokedV1.self, fixture.client).count == 1)
+        }
+    }
+
     @Test func resetRequestsAreThrottledPerAccount() async throws {
         var policy = RecoveryThrottlePolicy()
         policy.perAccount = 2

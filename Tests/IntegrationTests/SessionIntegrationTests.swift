@@ -1,3 +1,4 @@
+import Contracts
 import Crypto
 import Foundation
 import Logging
@@ -50,6 +51,9 @@ struct SessionIntegrationTests {
             await expectRefused(accounts, second.refreshToken, "the rotated successor dies with its session")
             await expectRefused(accounts, third.refreshToken, "every token of the session dies")
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM sessions WHERE revoked_reason = 'refresh-token-reuse'") == 1)
+            // The gateway hears of it: the session alone, not the user's other sessions.
+            let revoked = try await Self.revocations(client)
+            #expect(revoked.map(\.reason) == ["refresh-token-reuse"] && revoked.first?.scope == .sessions && revoked.first?.sessionIds.count == 1)
         }
     }
 
@@ -100,11 +104,14 @@ struct SessionIntegrationTests {
             try await accounts.logout(token: phone.refreshToken, logger: logger)  // twice is fine
             try await accounts.logout(token: "never-issued", logger: logger)
             await expectRefused(accounts, phone.refreshToken, "a logged-out session")
+            #expect(try await Self.revocations(client).map(\.sessionIds) == [[phoneSession]], "one event for the logout, none for the repeats")
 
             let other = UUID.v7()
             await #expect(throws: IdentityError.sessionNotFound) { try await sessions.revoke(laptopSession, of: other, logger: logger) }
             try await sessions.revoke(laptopSession, of: user, logger: logger)
             await expectRefused(accounts, laptop.refreshToken, "a revoked session")
+            let revocations = try await Self.revocations(client)
+            #expect(revocations.map(\.reason) == ["logout", "revoked-by-user"] && revocations.allSatisfy { $0.scope == .sessions })
             await #expect(throws: IdentityError.sessionNotFound) { try await sessions.revoke(laptopSession, of: user, logger: logger) }
             #expect(try await sessions.live(of: user, current: nil, logger: logger).isEmpty)
         }
@@ -209,6 +216,18 @@ extension TestInfrastructure {
         let rows = try await client.query("SELECT user_id FROM sessions WHERE id = \(session)", logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
         throw Problem(.notFound, "no such session")
+    }
+}
+
+extension SessionIntegrationTests {
+    /// The session revocations in the outbox, oldest first.
+    static func revocations(_ client: PostgresClient) async throws -> [SessionsRevokedV1] {
+        let rows = try await client.query("SELECT data FROM outbox WHERE type = \(EventTypes.sessionsRevoked) ORDER BY seq", logger: TestInfrastructure.logger)
+        var events: [SessionsRevokedV1] = []
+        for try await data in rows.decode(ByteBuffer.self) {
+            events.append(try EventCoding.decoder.decode(SessionsRevokedV1.self, from: Data(buffer: data)))
+        }
+        return events
     }
 }
 

@@ -535,9 +535,7 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         decorate(&headers, exchange: exchange, upstreamCacheControl: headers.contains(name: "cache-control"))
         headers.replaceOrAdd(name: "content-length", value: "\(body?.readableBytes ?? 0)")
         if close { headers.replaceOrAdd(name: "connection", value: "close") }
-        var head = HTTPResponseHead(version: exchange.head.version, status: status, headers: headers)
-        if close { head.headers.replaceOrAdd(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: status, headers: headers))), promise: nil)
         if let body, exchange.head.method != .HEAD, status != .notModified { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         record(exchange)

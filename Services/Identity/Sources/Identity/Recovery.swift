@@ -123,8 +123,14 @@ extension AccountService {
         if current == new { throw Problem.validation([FieldError("newPassword", "must differ from the current password")]) }
         let hash = try await hasher.hash(new)
         try await Database.transaction(client, logger: logger) { connection in
-            try await connection.query(
-                "UPDATE credentials SET password_hash = \(hash), updated_at = now() WHERE user_id = \(user) AND password_hash = \(stored)", logger: logger)
+            // Only over the hash that was checked: a change that got in first makes this one's
+            // current password stale, and it is refused like a wrong one.
+            let changed = try await connection.query(
+                "UPDATE credentials SET password_hash = \(hash), updated_at = now() WHERE user_id = \(user) AND password_hash = \(stored) RETURNING 1",
+                logger: logger)
+            var updated = false
+            for try await _ in changed.decode(Int.self) { updated = true }
+            guard updated else { throw Problem.validation([FieldError("currentPassword", "is not the account's current password")]) }
             try await IdentityEvents.revokeSessions(of: user, except: session, reason: "password-change", traceparent: traceparent, on: connection, logger: logger)
             try await IdentityEvents.notify(user: user, to: email, template: "password-changed", data: ["displayName": name],
                                             traceparent: traceparent, on: connection, logger: logger)

@@ -1,13 +1,5 @@
-import AsyncHTTPClient
 import Foundation
-import HTTPTypes
-import Hummingbird
-import Logging
-import Metrics
-import NIOCore
 import NIOHTTP1
-import NIOPosix
-import Platform
 
 /// Header rules at the edge: hop-by-hop headers never cross (RFC 9110 §7.6.1), and headers that
 /// only the gateway may set are removed from what clients send.
