@@ -6,20 +6,24 @@ SUITE    := $(PYTHON) deploy/dev/suite.py
 DATA_DIR ?= .data
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build build-release bench migrate stop clean-data harness-selftest openapi
+.PHONY: help run test lint-deploy build build-release bench migrate stop clean-data harness-selftest openapi
 
 help: ## list the targets
 	@echo "usage: make <target>"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "env: MARKETPLACE_PG_PORT (55432), MARKETPLACE_GATEWAY_PORT (8080), LOG_LEVEL,"
-	@echo "     SWIFT_TEST_ARGS / PYTEST_ARGS (make test), BENCH_DURATION / BENCH_CONNECTIONS (make bench)"
+	@echo "     SWIFT_TEST_ARGS / PYTEST_ARGS (make test), BENCH_DURATION / BENCH_CONNECTIONS (make bench),"
+	@echo "     LINT_KUBERNETES_VERSIONS (1.32; make lint-deploy)"
 
 run: ## build and run the whole suite locally (Postgres in .data, kept); Ctrl-C stops it
 	$(SUITE) run --data-dir $(DATA_DIR) $(RUNFLAGS)
 
 test: ## build with tests; unit + integration (swift test) and end-to-end (pytest) tests
 	deploy/test/run-tests.sh
+
+lint-deploy: ## render every k8s overlay; kubernetes-validate (strict) and checkov them and deploy/Dockerfile (part of make test)
+	$(PYTHON) deploy/lint/lint_deploy.py
 
 build: ## swift build (debug) after installing missing packages
 	$(SUITE) ensure

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# `make test`: installs what is missing, builds the package with its tests, starts a throwaway
-# Postgres + dev broker (deploy/dev/suite.py infra), runs `swift test` with that env, stops
-# them, runs the end-to-end tests (pytest Tests/EndToEnd, which start their own suite through
-# suite.py; Tests/Contract's static checks run in the same pytest), and ends with a summary. Both test phases always run; exit 1 if any step failed.
+# `make test`: installs what is missing, checks the deployment files (deploy/lint/lint_deploy.py,
+# `make lint-deploy`: the rendered k8s overlays validated and scanned, and the Dockerfile), builds
+# the package with its tests, starts a throwaway Postgres + dev broker (deploy/dev/suite.py infra),
+# runs `swift test` with that env, stops them, runs the end-to-end tests (pytest Tests/EndToEnd,
+# which start their own suite through suite.py; Tests/Contract's static checks run in the same
+# pytest), and ends with a summary. Every phase always runs; exit 1 if any step failed.
 #
 # Swift integration tests read (see suite.py): TEST_DATABASE_URL (superuser, db marketplace),
 # TEST_DATABASE_ADMIN_URL (superuser, db postgres), TEST_DATABASE_URL_<SERVICE> (per-service
 # role), TEST_POSTGRES_HOST, TEST_POSTGRES_PORT, KAFKA_BOOTSTRAP_SERVERS (= TEST_KAFKA_BOOTSTRAP_SERVERS).
 # The e2e tests get MARKETPLACE_BIN_DIR (built executables) and MARKETPLACE_LOG_DIR (keep logs).
 #
-# Knobs (env): BUILD_TIMEOUT (40m), SWIFT_TEST_TIMEOUT (20m), E2E_TIMEOUT (20m),
+# Knobs (env): LINT_TIMEOUT (10m), BUILD_TIMEOUT (40m), SWIFT_TEST_TIMEOUT (20m), E2E_TIMEOUT (20m),
 #   SWIFT_TEST_ARGS (e.g. "--filter OutboxTests"), PYTEST_ARGS (e.g. "-k smoke -x"),
 #   TEST_LOG_DIR (default .data/test-logs/<UTC timestamp>), PYTHON (python3).
 set -uo pipefail
@@ -18,6 +20,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
 PYTHON=${PYTHON:-python3}
 SUITE="$REPO/deploy/dev/suite.py"
+LINT_TIMEOUT=${LINT_TIMEOUT:-10m}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-40m}
 SWIFT_TEST_TIMEOUT=${SWIFT_TEST_TIMEOUT:-20m}
 E2E_TIMEOUT=${E2E_TIMEOUT:-20m}
@@ -79,6 +82,12 @@ fi
 "$PYTHON" "$SUITE" ensure --test || { note "installing packages failed"; exit 1; }
 mkdir -p "$LOGS"
 echo "logs: $LOGS"
+
+# ---------------------------------------------------------------- deployment files
+# First: it needs no build, and its failure must not hide (or wait for) the tests'.
+step "lint-deploy: k8s overlays and deploy/Dockerfile (timeout $LINT_TIMEOUT)"
+timeout --kill-after=30s "$LINT_TIMEOUT" "$PYTHON" deploy/lint/lint_deploy.py 2>&1 | tee "$LOGS/lint-deploy.log"
+LINT_RC=${PIPESTATUS[0]}
 
 # ---------------------------------------------------------------- build
 step "swift build --build-tests (timeout $BUILD_TIMEOUT)"
@@ -151,6 +160,10 @@ fi
 
 # ---------------------------------------------------------------- summary
 step "summary"
+echo "lint-deploy: $(describe_rc "$LINT_RC" "$LINT_TIMEOUT")"
+if [[ $LINT_RC -ne 0 ]]; then
+  grep -E "^lint-deploy: (FAIL|cannot run)" "$LOGS/lint-deploy.log" | head -n 5 | cut -c1-300 | sed 's/^/    /'
+fi
 echo "build:      $(describe_rc "$BUILD_RC" "$BUILD_TIMEOUT")"
 echo "swift test: $(describe_rc "$SWIFT_RC" "$SWIFT_TEST_TIMEOUT")"
 { grep -E "Executed [0-9]+ tests?" "$LOGS/swift-test.log" | tail -n 1
@@ -163,7 +176,7 @@ grep -E "([0-9]+ (passed|failed|errors?|skipped))|no tests ran|Tests/EndToEnd do
   "$LOGS/e2e.log" | tail -n 1 | sed -E 's/\x1b\[[0-9;]*m//g; s/^[[:space:]]*/    /'
 echo "logs: $LOGS"
 
-if [[ $BUILD_RC -ne 0 || $SWIFT_RC -ne 0 || $E2E_RC -ne 0 ]]; then
+if [[ $LINT_RC -ne 0 || $BUILD_RC -ne 0 || $SWIFT_RC -ne 0 || $E2E_RC -ne 0 ]]; then
   exit 1
 fi
 exit 0
