@@ -9,19 +9,80 @@ public enum LogFormat: String, Sendable {
 public enum LoggingSetup {
     /// Installs the process-wide log handler once, at start-up.
     public static func bootstrap(service: String, reader: ConfigReader) {
-        let level = Logger.Level(rawValue: reader.string("LOG_LEVEL", default: "info").lowercased()) ?? .info
-        let requested = LogFormat(rawValue: reader.string("LOG_FORMAT", default: "auto").lowercased()) ?? .auto
-        let json: Bool
-        switch requested {
-        case .json: json = true
-        case .text: json = false
-        case .auto: json = isatty(STDOUT_FILENO) == 0
-        }
+        let (level, json) = output(reader: reader)
         LoggingSystem.bootstrap { label in
             var handler = LineLogHandler(label: label, service: service, json: json)
             handler.logLevel = level
             return handler
         }
+    }
+
+    /// The level and format `LOG_LEVEL` and `LOG_FORMAT` ask for.
+    public static func output(reader: ConfigReader) -> (level: Logger.Level, json: Bool) {
+        let level = Logger.Level(rawValue: reader.string("LOG_LEVEL", default: "info").lowercased()) ?? .info
+        let requested = LogFormat(rawValue: reader.string("LOG_FORMAT", default: "auto").lowercased()) ?? .auto
+        switch requested {
+        case .json: return (level, true)
+        case .text: return (level, false)
+        case .auto: return (level, isatty(STDOUT_FILENO) == 0)
+        }
+    }
+}
+
+/// Info lines written on every request (the gateway's access log): the same output as a `Logger`
+/// line, but with fields in a fixed order, so no metadata dictionary is built, merged or sorted.
+public struct FixedFieldLog: Sendable {
+    public let isEnabled: Bool
+    let label: String
+    let service: String
+    let json: Bool
+
+    public init(label: String, service: String, reader: ConfigReader) {
+        let (level, json) = LoggingSetup.output(reader: reader)
+        self.init(label: label, service: service, json: json, enabled: level <= .info)
+    }
+
+    public init(label: String, service: String, json: Bool, enabled: Bool) {
+        self.label = label
+        self.service = service
+        self.json = json
+        self.isEnabled = enabled
+    }
+
+    /// Writes `message` at info with `fields` in the order given (keep them sorted by key to
+    /// match `Logger` lines).
+    public func info(_ message: String, _ fields: KeyValuePairs<String, String>) {
+        guard isEnabled else { return }
+        LineWriter.shared.write(line(message, fields, date: Date()))
+    }
+
+    func line(_ message: String, _ fields: KeyValuePairs<String, String>, date: Date) -> String {
+        let timestamp = FastTime.rfc3339(date)
+        if json {
+            var line = "{\"time\":\"\(timestamp)\",\"level\":\"info\",\"service\":"
+            line.reserveCapacity(384)
+            JSONText.appendString(service, to: &line)
+            line += ",\"logger\":"
+            JSONText.appendString(label, to: &line)
+            line += ",\"message\":"
+            JSONText.appendString(message, to: &line)
+            for (key, value) in fields {
+                line += ","
+                JSONText.appendString(key, to: &line)
+                line += ":"
+                JSONText.appendString(value, to: &line)
+            }
+            line += "}"
+            return line
+        }
+        var line = "\(timestamp) INFO [\(service)] \(message)"
+        for (key, value) in fields {
+            line += " "
+            line += key
+            line += "="
+            line += value
+        }
+        return line.contains("\n") ? line.replacingOccurrences(of: "\n", with: "\\n") : line
     }
 }
 
@@ -155,11 +216,15 @@ final class LineWriter: @unchecked Sendable {
     private let lock = NSLock()
     private let wake = NSCondition()
     private var buffer: [UInt8] = []
+    /// Taken by `flush` while it writes, so writers never wait on the write(2) call.
+    private let writing = NSLock()
+    private var spare: [UInt8] = []
     static let flushInterval = 0.05
     static let maximumBuffered = 256 * 1024
 
     private init() {
         buffer.reserveCapacity(64 * 1024)
+        spare.reserveCapacity(64 * 1024)
         let thread = Thread { [unowned self] in self.flushLoop() }
         thread.name = "log-writer"
         thread.start()
@@ -177,10 +242,13 @@ final class LineWriter: @unchecked Sendable {
 
     /// Writes whatever is buffered, now.
     func flush() {
+        writing.lock()
+        defer { writing.unlock() }
         lock.lock()
-        defer { lock.unlock() }
-        guard !buffer.isEmpty else { return }
-        buffer.withUnsafeBytes { bytes in
+        swap(&buffer, &spare)
+        lock.unlock()
+        guard !spare.isEmpty else { return }
+        spare.withUnsafeBytes { bytes in
             var offset = 0
             while offset < bytes.count {
                 let written = Foundation.write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
@@ -188,7 +256,7 @@ final class LineWriter: @unchecked Sendable {
                 offset += written
             }
         }
-        buffer.removeAll(keepingCapacity: true)
+        spare.removeAll(keepingCapacity: true)
     }
 
     private func flushLoop() {

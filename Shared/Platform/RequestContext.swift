@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOPosix
 
 /// Who is calling, as proven by a verified access token.
 public struct Principal: Sendable, Equatable {
@@ -80,7 +81,7 @@ public struct RequestIdMiddleware<Context: ServiceRequestContext>: RouterMiddlew
 public enum RequestIds {
     /// A random 128-bit id in hex.
     public static func make() -> String {
-        var generator = SystemRandomNumberGenerator()
+        var generator = IdRandomness()
         return Hex.encode(generator.next() as UInt64) + Hex.encode(generator.next() as UInt64)
     }
 
@@ -119,14 +120,14 @@ public struct TraceParent: Sendable, Equatable, CustomStringConvertible {
 
     /// A new trace rooted here.
     public static func make() -> TraceParent {
-        var generator = SystemRandomNumberGenerator()
+        var generator = IdRandomness()
         let trace = Hex.encode(generator.next() as UInt64) + Hex.encode(generator.next() as UInt64)
         return TraceParent(traceId: trace, parentId: Hex.encode(generator.next() as UInt64 | 1))
     }
 
     /// The same trace with a new span id for the next hop.
     public func child() -> TraceParent {
-        var generator = SystemRandomNumberGenerator()
+        var generator = IdRandomness()
         return TraceParent(traceId: traceId, parentId: Hex.encode(generator.next() as UInt64 | 1), flags: flags)
     }
 
@@ -144,5 +145,36 @@ enum Hex {
             }
             return 16
         }
+    }
+}
+
+/// Kernel randomness for request, trace and span ids, fetched 4 KiB at a time per thread: one
+/// system call serves about a hundred requests instead of five calls for each.
+struct IdRandomness: RandomNumberGenerator {
+    /// One thread's unread random bytes; only ever touched by that thread.
+    final class Reserve: @unchecked Sendable {
+        static let size = 4096
+        var bytes = [UInt8](repeating: 0, count: Reserve.size)
+        var offset = Reserve.size
+    }
+
+    private static let reserves = ThreadSpecificVariable<Reserve>()
+
+    mutating func next() -> UInt64 {
+        let reserve: Reserve
+        if let existing = Self.reserves.currentValue {
+            reserve = existing
+        } else {
+            reserve = Reserve()
+            Self.reserves.currentValue = reserve
+        }
+        if reserve.offset + 8 > Reserve.size {
+            // glibc 2.36+ and Darwin: the whole buffer from the kernel's generator in one call.
+            reserve.bytes.withUnsafeMutableBytes { arc4random_buf($0.baseAddress!, Reserve.size) }
+            reserve.offset = 0
+        }
+        let value = reserve.bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: reserve.offset, as: UInt64.self) }
+        reserve.offset += 8
+        return value
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import Platform
 
@@ -37,6 +38,22 @@ import Testing
         #expect(RequestIds.make().count == 32)
     }
 
+    @Test func idsStayDistinctAcrossThreadsAndReserveRefills() async {
+        // 4 tasks × 1,500 ids of 16 bytes each: every thread's 4 KiB reserve refills several times.
+        let batches = await withTaskGroup(of: [String].self) { group in
+            for _ in 0..<4 {
+                group.addTask { (0..<1_500).map { _ in RequestIds.make() } }
+            }
+            return await group.reduce(into: [[String]]()) { $0.append($1) }
+        }
+        let ids = batches.flatMap { $0 }
+        #expect(ids.count == 6_000)
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.utf8.count == 32 && $0.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) } })
+        // Not stuck on a constant: the first hex digit takes many values.
+        #expect(Set(ids.map { $0.first! }).count > 8)
+    }
+
     struct Sample: Encodable { var id: UUID; var other: UUID? }
 
     @Test func uuidsAreWrittenLowerCase() throws {
@@ -68,5 +85,16 @@ import Testing
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         #expect(object["tricky"] as? String == tricky)
         #expect(object["message"] as? String == "plain")
+    }
+
+    @Test(arguments: [true, false])
+    func fixedFieldLinesMatchLoggerLines(json: Bool) {
+        let date = Date(timeIntervalSince1970: 1_700_000_000.25)
+        let fields: KeyValuePairs<String, String> = ["client.address": "10.0.0.1", "http.route": "/v1/plans", "user.id": "a \"quoted\"\nname"]
+        let fixed = FixedFieldLog(label: "gateway", service: "gateway", json: json, enabled: true).line("request", fields, date: date)
+        let metadata = Logger.Metadata(uniqueKeysWithValues: fields.map { ($0.key, .string($0.value)) })
+        let expected = LineLogHandler.format(level: .info, message: "request", metadata: metadata, label: "gateway", service: "gateway", json: json, date: date)
+        #expect(fixed == expected)
+        #expect(!fixed.contains("\n"))
     }
 }
