@@ -52,3 +52,45 @@ def test_client_sent_internal_headers_do_not_change_the_caller(gateway, buyer, v
 def test_internal_headers_are_no_substitute_for_a_token(gateway, vendor):
     for path in ("/v1/users/me", "/v1/orders", "/v1/conversations"):
         gateway.get(path, headers=spoofed_headers(vendor)).expect_problem(401, "unauthorized")
+
+
+def _access_log_line(suite, request_id: str) -> dict:
+    """The gateway's access log line for `request_id` (log lines are JSON: stdout is a file)."""
+    import json
+
+    from e2e_support import wait_until
+
+    found: dict = {}
+
+    def logged() -> bool:
+        for line in (suite.log_dir / "gateway.log").read_text(errors="replace").splitlines():
+            if request_id in line and '"message":"request"' in line:
+                found.update(json.loads(line))
+                return True
+        return False
+
+    # Lines below warning are written within 50 ms by the log writer.
+    wait_until(logged, timeout=5, describe=f"an access log line for request {request_id}")
+    return found
+
+
+def test_one_access_log_line_per_request_without_token_or_query(suite, gateway, buyer):
+    token = buyer.access_token
+    answer = gateway.get("/v1/users/me?secret-query=hunter2", token=token)
+    assert answer.status == 200, answer.describe()
+    line = _access_log_line(suite, answer.header("x-request-id"))
+    assert line["http.method"] == "GET"
+    assert line["http.route"] == "/v1/users"
+    assert line["http.status"] == "200"
+    assert line["upstream"] == "identity"
+    assert line["user.id"] == buyer.id
+    assert int(line["duration.ms"]) >= 0
+    assert len(line["trace.id"]) == 32
+    text = (suite.log_dir / "gateway.log").read_text(errors="replace")
+    assert token not in text and token.split(".")[2] not in text
+    assert "hunter2" not in text
+
+    refused = gateway.get("/v1/users/me", token="not-a-token", validate=False)
+    assert refused.status == 401
+    line = _access_log_line(suite, refused.header("x-request-id"))
+    assert (line["http.status"], line["user.id"], line["upstream"]) == ("401", "-", "identity")

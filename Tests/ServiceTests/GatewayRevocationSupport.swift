@@ -23,7 +23,8 @@ struct GatewayAuthenticationHarness {
         let keys = RemoteKeySource(url: "http://127.0.0.1:1/.well-known/jwks.json", httpClient: .shared, logger: logger)
         let registry = MetricsSetup.bootstrap()
         return GatewayCore(settings: settings, verifier: verifier, keys: keys, registry: PrometheusRegistryEmitter { registry.emit(into: &$0) },
-                           revocations: revocations, apiDocuments: try ApiDocuments.load(), pools: [:], logger: logger)
+                           revocations: revocations, apiDocuments: try ApiDocuments.load(), pools: [:], logger: logger,
+                           accessLog: FixedFieldLog(label: "gateway", service: "gateway", json: true, enabled: false))
     }
 
     func token(subject: UUID, session: UUID?, issuedAt: Date) throws -> String {

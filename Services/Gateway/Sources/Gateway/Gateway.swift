@@ -134,7 +134,8 @@ public enum GatewayRuntime {
             }
             let core = GatewayCore(settings: settings, verifier: verifier, keys: keys,
                                    registry: PrometheusRegistryEmitter { registry.emit(into: &$0) },
-                                   revocations: revocations.map(RevocationCheck.init), apiDocuments: apiDocuments, pools: pools, logger: logger)
+                                   revocations: revocations.map(RevocationCheck.init), apiDocuments: apiDocuments, pools: pools, logger: logger,
+                                   accessLog: FixedFieldLog(label: "gateway", service: "gateway", reader: config))
             let server = GatewayServer(core: core, host: settings.httpHost, port: settings.httpPort, group: .singleton) { port in
                 logger.info("serving", metadata: ["http.port": "\(port)"])
             }

@@ -24,9 +24,12 @@ final class GatewayCore: Sendable {
     let pools: [String: UpstreamPool]
     let metrics = GatewayMetrics()
     let logger: Logger
+    /// One line per request; off when `LOG_LEVEL` is above info.
+    let accessLog: FixedFieldLog
 
     init(settings: GatewaySettings, verifier: AccessTokenVerifier, keys: RemoteKeySource, registry: PrometheusRegistryEmitter,
-         revocations: RevocationCheck?, apiDocuments: ApiDocuments, pools: [String: UpstreamPool], logger: Logger) {
+         revocations: RevocationCheck?, apiDocuments: ApiDocuments, pools: [String: UpstreamPool], logger: Logger,
+         accessLog: FixedFieldLog) {
         self.settings = settings
         self.verifier = verifier
         self.keys = keys
@@ -37,6 +40,7 @@ final class GatewayCore: Sendable {
         self.apiDocuments = apiDocuments
         self.pools = pools
         self.logger = logger
+        self.accessLog = accessLog
     }
 
     /// `/health/ready`: identity's keys are loaded and, when revocations are on, every revocation
@@ -170,7 +174,14 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         let started: NIODeadline
         var route: Route?
         var subject: String?
-        var logger: Logger
+        private let baseLogger: Logger
+        /// Built only when something logs about this request (most requests log only the access line).
+        lazy var logger: Logger = {
+            var logger = baseLogger
+            logger[metadataKey: "request.id"] = .string(requestId)
+            logger[metadataKey: "trace.id"] = .string(traceparent.traceId)
+            return logger
+        }()
         var bodyLimit: Int
         var bodyBytes = 0
         var requestEnded = false
@@ -200,7 +211,7 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             self.requestId = requestId
             self.traceparent = traceparent
             self.started = .now()
-            self.logger = logger
+            self.baseLogger = logger
             self.bodyLimit = bodyLimit
             self.deadline = deadline
         }
@@ -297,16 +308,13 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let requestId = RequestIds.make()
         let traceparent = head.headers.first(name: "traceparent").flatMap(TraceParent.init) ?? TraceParent.make()
-        var logger = core.logger
-        logger[metadataKey: "request.id"] = .string(requestId)
-        logger[metadataKey: "trace.id"] = .string(traceparent.traceId)
         let path = Self.path(of: head.uri)
         let route = core.settings.routes.route(for: path)
         let limit = route?.maxBodyBytes ?? core.settings.maxBodyBytes
         let timeout = route?.timeoutMilliseconds.map { TimeAmount.milliseconds(Int64($0)) }
             ?? .nanoseconds(Int64(core.settings.upstreamTimeout.components.seconds) * 1_000_000_000
                             + core.settings.upstreamTimeout.components.attoseconds / 1_000_000_000)
-        let exchange = Exchange(head: head, path: path, requestId: requestId, traceparent: traceparent, logger: logger,
+        let exchange = Exchange(head: head, path: path, requestId: requestId, traceparent: traceparent, logger: core.logger,
                                 bodyLimit: limit, deadline: .now() + timeout)
         exchange.route = route
         let settings = core.settings
@@ -584,7 +592,7 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
                     handler.timedOut(exchange, context: context)
                 }
             }
-            let key = Self.key(endpoint.url)
+            let key = endpoint.address
             while var idle = connections.idle[key], let channel = idle.popLast() {
                 connections.idle[key] = idle
                 if channel.isActive, let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) {
@@ -632,7 +640,7 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         state = .proxying(exchange)
         var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: exchange.head.uri)
         head.headers = HeaderPolicy.upstreamHeaders(from: exchange.head.headers)
-        head.headers.replaceOrAdd(name: "host", value: exchange.endpoint.map { Self.key($0.url) } ?? "upstream")
+        head.headers.replaceOrAdd(name: "host", value: exchange.endpoint?.address ?? "upstream")
         head.headers.replaceOrAdd(name: "x-request-id", value: exchange.requestId)
         head.headers.replaceOrAdd(name: "traceparent", value: exchange.traceparent.child().description)
         if let client = exchange.head.headers.first(name: "x-request-id") {
@@ -764,11 +772,18 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         let routeLabel = exchange.route?.prefix
             ?? (exchange.path.hasPrefix("/health/") || exchange.path == "/metrics" || ApiDocuments.serves(exchange.path) ? exchange.path : "unmatched")
         core.metrics.record(route: routeLabel, method: exchange.head.method.rawValue, status: exchange.status, nanoseconds: nanoseconds)
-        exchange.logger.info("request", metadata: [
-            "http.method": "\(exchange.head.method.rawValue)", "http.route": "\(routeLabel)", "http.status": "\(exchange.status)",
-            "client.address": "\(exchange.forwarded.clientAddress)",
-            "duration.ms": "\(nanoseconds / 1_000_000)", "upstream": "\(exchange.route?.upstream ?? "-")",
-            "user.id": "\(exchange.subject ?? "-")",
+        guard core.accessLog.isEnabled else { return }
+        // Sorted by key, as a Logger line would be; never the token, the query or the body.
+        core.accessLog.info("request", [
+            "client.address": exchange.forwarded.clientAddress,
+            "duration.ms": String(nanoseconds / 1_000_000),
+            "http.method": exchange.head.method.rawValue,
+            "http.route": routeLabel,
+            "http.status": String(exchange.status),
+            "request.id": exchange.requestId,
+            "trace.id": exchange.traceparent.traceId,
+            "upstream": exchange.route?.upstream ?? "-",
+            "user.id": exchange.subject ?? "-",
         ])
     }
 
@@ -783,9 +798,6 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         return uri
     }
 
-    static func key(_ url: URL) -> String {
-        "\(url.host ?? "127.0.0.1"):\(url.port ?? 80)"
-    }
 }
 
 /// The client side of one upstream connection; hands the answer to the connection handler that

@@ -50,6 +50,8 @@ public final class UpstreamPool: Sendable {
     /// One address of the upstream, with its own circuit breaker.
     public final class Endpoint: Sendable, CustomStringConvertible {
         public let url: URL
+        /// `host:port`: the key of its kept-alive connections and the `Host` sent to it.
+        public let address: String
         public let breaker: CircuitBreaker
         /// Position in ``UpstreamPool/endpoints``.
         public let index: Int
@@ -61,6 +63,7 @@ public final class UpstreamPool: Sendable {
             let upGauge = Gauge(label: UpstreamPool.endpointUpMetric, dimensions: dimensions)
             let circuitGauge = Gauge(label: UpstreamPool.circuitStateMetric, dimensions: dimensions)
             self.url = url
+            self.address = "\(url.host ?? "127.0.0.1"):\(url.port ?? 80)"
             self.index = index
             self.upGauge = upGauge
             self.circuitGauge = circuitGauge
