@@ -69,10 +69,13 @@ public struct MigrationSet: Sendable {
     }
 
     /// What must be applied, given what the database recorded (id → checksum).
-    /// Refuses a changed applied file and an applied id this build does not know.
+    /// Refuses a changed applied file and an applied id this build does not know, unless that id
+    /// is newer than every file this build has in its series: the database is ahead of this build
+    /// (a rollback after an expand migration), which expand/contract keeps compatible.
     public func pending(applied: [String: String]) throws -> [Migration] {
         let known = Set(migrations.map(\.id))
-        if let unknown = applied.keys.sorted().first(where: { !known.contains($0) }) {
+        let ahead = Set(newerApplied(applied: applied))
+        if let unknown = applied.keys.sorted().first(where: { !known.contains($0) && !ahead.contains($0) }) {
             throw MigrationError.unknownApplied(id: unknown)
         }
         var pending: [Migration] = []
@@ -84,6 +87,29 @@ public struct MigrationSet: Sendable {
             }
         }
         return pending
+    }
+
+    /// Applied ids this build does not know that come after its last file of the same series
+    /// (`platform_NNNN_…` or `NNNN_…`), in order.
+    public func newerApplied(applied: [String: String]) -> [String] {
+        let known = Set(migrations.map(\.id))
+        var last: [String: Int] = [:]
+        for migration in migrations {
+            guard let (series, number) = Self.position(migration.id) else { continue }
+            last[series] = max(last[series] ?? 0, number)
+        }
+        return applied.keys.filter { id in
+            guard !known.contains(id), let (series, number) = Self.position(id) else { return false }
+            return number > (last[series] ?? 0)
+        }.sorted()
+    }
+
+    /// The series (the text before the number) and the number of an id such as `platform_0001_outbox`.
+    static func position(_ id: String) -> (series: String, number: Int)? {
+        guard let start = id.firstIndex(where: \.isNumber) else { return nil }
+        let digits = id[start...].prefix { $0.isNumber }
+        guard digits.count >= 4, let number = Int(digits) else { return nil }
+        return (String(id[..<start]), number)
     }
 }
 
@@ -127,7 +153,13 @@ public struct Migrator: Sendable {
                 applied_at timestamptz NOT NULL DEFAULT now()
             )
             """, logger: logger)
-        let pending = try set.pending(applied: try await Self.applied(connection, logger: logger))
+        let applied = try await Self.applied(connection, logger: logger)
+        let pending = try set.pending(applied: applied)
+        let ahead = set.newerApplied(applied: applied)
+        if !ahead.isEmpty {
+            logger.warning("the database has newer migrations than this build; running on the expanded schema",
+                           metadata: ["db.schema": "\(schema)", "migration.newest": "\(ahead.last!)"])
+        }
         for migration in pending {
             try await connection.withTransaction(logger: logger) { transaction in
                 // The extended protocol takes one statement at a time, so a file is split first.

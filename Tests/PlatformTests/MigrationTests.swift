@@ -25,10 +25,30 @@ import Testing
         }
     }
 
-    @Test func anAppliedMigrationThisBuildDoesNotKnowIsRefused() {
-        #expect(throws: MigrationError.unknownApplied(id: "0009_future")) {
-            try MigrationSet([first]).pending(applied: [first.id: first.checksum, "0009_future": "abc"])
+    @Test func anUnknownAppliedMigrationInsideThisBuildsSeriesIsRefused() {
+        // 0002 is applied but this build has 0001 and 0003: a renamed or removed file, not a newer build.
+        let third = Migration(id: "0003_more", sql: "SELECT 3;")
+        #expect(throws: MigrationError.unknownApplied(id: "0002_renamed")) {
+            try MigrationSet([first, third]).pending(applied: [first.id: first.checksum, "0002_renamed": "abc"])
         }
+        #expect(throws: MigrationError.unknownApplied(id: "notes")) {
+            try MigrationSet([first]).pending(applied: [first.id: first.checksum, "notes": "abc"])
+        }
+    }
+
+    @Test func aDatabaseAheadOfThisBuildIsAcceptedForRollbacks() throws {
+        // The previous build, rolled back to after 0009 (an expand step) was applied by the newer one.
+        let platform = Migration(id: "platform_0001_outbox_inbox", sql: "SELECT 1;")
+        let set = MigrationSet([platform, first])
+        let applied = [platform.id: platform.checksum, first.id: first.checksum, "0009_future": "abc", "platform_0002_next": "def"]
+        #expect(try set.pending(applied: applied).isEmpty)
+        #expect(set.newerApplied(applied: applied) == ["0009_future", "platform_0002_next"])
+        // Still refused: its own applied file changed, whatever is ahead.
+        #expect(throws: MigrationError.changedAfterApplied(id: first.id)) {
+            try set.pending(applied: applied.merging([first.id: "0000"]) { $1 })
+        }
+        // Its own files still apply when missing, even with newer ones present.
+        #expect(try set.pending(applied: [platform.id: platform.checksum, "0009_future": "abc"]) == [first])
     }
 
     @Test func filesLoadInNumericOrderAndBadNamesAreRefused() throws {
