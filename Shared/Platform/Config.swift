@@ -110,6 +110,8 @@ public struct ServiceSettings: Sendable {
     public var kafkaBootstrapServers: String
     /// Consumer group timing for every consumer of the service.
     public var kafkaConsumerProperties: [String: String]
+    /// TLS and SASL settings for every Kafka client (producer, consumers, redrive).
+    public var kafkaSecurity: KafkaSecurity
     public var jwksURL: String
     public var tokenIssuer: String
     public var tokenAudience: String
@@ -142,6 +144,7 @@ public struct ServiceSettings: Sendable {
             // arrives; the dev broker waits the whole time, so this bounds its delivery latency.
             "fetch.wait.max.ms": String(try reader.int("KAFKA_FETCH_WAIT_MAX_MS", default: 100, range: 1...30_000)),
         ]
+        self.kafkaSecurity = try KafkaSecurity(reader: reader)
         self.jwksURL = reader.string("JWKS_URL", default: "http://127.0.0.1:8081/.well-known/jwks.json")
         self.tokenIssuer = reader.string("JWT_ISSUER", default: "marketplace-identity")
         self.tokenAudience = reader.string("JWT_AUDIENCE", default: "marketplace")
@@ -163,6 +166,9 @@ public struct DatabaseSettings: Sendable, CustomStringConvertible {
     public var database: String
     public var poolSize: Int = 10
     public var requireTLS: Bool = false
+    /// PEM file of the certificate authorities that sign the server's certificate (`sslrootcert`),
+    /// for a private CA such as CloudNativePG's or a cloud provider's; the system roots otherwise.
+    public var certificateAuthorityFile: String?
 
     public init(url: String) throws {
         guard let components = URLComponents(string: url),
@@ -179,7 +185,16 @@ public struct DatabaseSettings: Sendable, CustomStringConvertible {
         let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         self.database = path.isEmpty ? "marketplace" : path
         let query = components.queryItems ?? []
+        // TLS always verifies the certificate chain and host name (libpq's verify-full), for
+        // `require` too: an unverified connection would hand the password to whoever answers.
         self.requireTLS = query.contains { $0.name == "sslmode" && ($0.value == "require" || $0.value == "verify-full") }
+        if let file = query.first(where: { $0.name == "sslrootcert" })?.value, !file.isEmpty {
+            guard FileManager.default.isReadableFile(atPath: file) else {
+                throw ConfigError.invalidValue(key: "DATABASE_URL", expected: "a URL whose sslrootcert names a readable PEM file")
+            }
+            self.certificateAuthorityFile = file
+            self.requireTLS = true
+        }
     }
 
     /// Safe to log: the password is never included.

@@ -11,9 +11,11 @@ import ServiceLifecycle
 extension DatabaseSettings {
     /// A pooled client for this service's role. Run it as a ServiceLifecycle service.
     public func makeClient(logger: Logger) -> PostgresClient {
+        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+        if let certificateAuthorityFile { tlsConfiguration.trustRoots = .file(certificateAuthorityFile) }
         var configuration = PostgresClient.Configuration(
             host: host, port: port, username: username, password: password, database: database,
-            tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
+            tls: requireTLS ? .require(tlsConfiguration) : .disable)
         configuration.options.maximumConnections = poolSize
         configuration.options.minimumConnections = 1
         configuration.options.connectTimeout = .seconds(5)

@@ -57,6 +57,19 @@ import Testing
         #expect(throws: ConfigError.self) { try DatabaseSettings(url: "mysql://x@y/z") }
     }
 
+    @Test func aPrivateCertificateAuthorityComesFromSslRootCert() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("ca-\(UUID()).pem")
+        try "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let settings = try DatabaseSettings(url: "postgres://orders:pw@db:5432/marketplace?sslrootcert=\(file.path)")
+        #expect(settings.certificateAuthorityFile == file.path)
+        #expect(settings.requireTLS)
+        #expect(try DatabaseSettings(url: "postgres://orders:pw@db/marketplace").certificateAuthorityFile == nil)
+        #expect(throws: ConfigError.invalidValue(key: "DATABASE_URL", expected: "a URL whose sslrootcert names a readable PEM file")) {
+            try DatabaseSettings(url: "postgres://orders:pw@db/marketplace?sslmode=verify-full&sslrootcert=/no/such/ca.pem")
+        }
+    }
+
     @Test func secretKeysAreRecognised() {
         #expect(ConfigReader.isSecret("IDENTITY_KEY_ENCRYPTION_KEY"))
         #expect(ConfigReader.isSecret("DATABASE_URL"))
