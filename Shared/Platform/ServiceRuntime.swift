@@ -63,7 +63,8 @@ public enum ServiceRuntime<Module: ServiceModule> {
 
     public static func kafkaConfiguration(_ settings: ServiceSettings, clientSuffix: String = "", consumer: Bool = false) -> KafkaConfiguration {
         KafkaConfiguration(bootstrapServers: settings.kafkaBootstrapServers, clientId: Module.name + clientSuffix,
-                           properties: consumer ? settings.kafkaConsumerProperties : [:])
+                           properties: settings.kafkaSecurity.librdkafkaProperties
+                               .merging(consumer ? settings.kafkaConsumerProperties : [:]) { _, consumer in consumer })
     }
 
     /// Builds the application; `serve` runs it, tests may run it in-process.

@@ -26,6 +26,7 @@ public struct GatewaySettings: Sendable {
     /// Where identity's session revocations are read from; nil disables revocation checks.
     public var kafkaBootstrapServers: String?
     public var kafkaFetchWaitMaxMilliseconds: Int
+    public var kafkaSecurity: KafkaSecurity
     /// A client connection that sends nothing for this long is closed (idle keep-alive, or a
     /// request whose head or body stalls).
     public var clientIdleTimeout: TimeAmount
@@ -57,6 +58,7 @@ public struct GatewaySettings: Sendable {
             refillPerSecond: Double(try config.int("RATE_LIMIT_PER_SECOND", default: 100, range: 1...1_000_000)))
         kafkaBootstrapServers = config.string("KAFKA_BOOTSTRAP_SERVERS")
         kafkaFetchWaitMaxMilliseconds = try config.int("KAFKA_FETCH_WAIT_MAX_MS", default: 100, range: 1...30_000)
+        kafkaSecurity = try KafkaSecurity(reader: config)
         clientIdleTimeout = .milliseconds(Int64(try config.int("HTTP_CLIENT_IDLE_TIMEOUT_MS", default: 30_000, range: 100...3_600_000)))
         upstreamPolicy = UpstreamPool.Policy(
             ejectAfterFailures: try config.int("UPSTREAM_EJECT_AFTER_FAILURES", default: 3, range: 1...1000),
@@ -124,7 +126,8 @@ public enum GatewayRuntime {
             var revocations: RevocationFeed?
             if let bootstrapServers = settings.kafkaBootstrapServers {
                 revocations = try RevocationFeed(
-                    configuration: RevocationFeed.kafkaConfiguration(bootstrapServers: bootstrapServers, fetchWaitMaxMilliseconds: settings.kafkaFetchWaitMaxMilliseconds),
+                    configuration: RevocationFeed.kafkaConfiguration(bootstrapServers: bootstrapServers, fetchWaitMaxMilliseconds: settings.kafkaFetchWaitMaxMilliseconds,
+                                                                     security: settings.kafkaSecurity.librdkafkaProperties),
                     list: RevocationList(), logger: logger)
             } else {
                 logger.warning("token revocation disabled: KAFKA_BOOTSTRAP_SERVERS is not set; revoked tokens stay valid until they expire")

@@ -44,12 +44,14 @@ public final class RevocationFeed: Service, Sendable {
     }
 
     /// Consumer settings: from the earliest record, nothing ever committed (the group dies with the process).
-    public static func kafkaConfiguration(bootstrapServers: String, fetchWaitMaxMilliseconds: Int = 100) -> KafkaConfiguration {
-        KafkaConfiguration(bootstrapServers: bootstrapServers, clientId: "gateway-revocations", properties: [
+    /// `security` adds the TLS/SASL settings (``KafkaSecurity``).
+    public static func kafkaConfiguration(bootstrapServers: String, fetchWaitMaxMilliseconds: Int = 100,
+                                          security: [String: String] = [:]) -> KafkaConfiguration {
+        KafkaConfiguration(bootstrapServers: bootstrapServers, clientId: "gateway-revocations", properties: security.merging([
             "auto.offset.reset": "earliest",
             "enable.auto.commit": "false",
             "fetch.wait.max.ms": String(fetchWaitMaxMilliseconds),
-        ])
+        ]) { _, own in own })
     }
 
     /// `gateway-revocations-<host>-<random>`: no two processes share a group, so each reads every partition.
