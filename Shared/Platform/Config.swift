@@ -126,14 +126,7 @@ public struct ServiceSettings: Sendable {
         self.serviceName = serviceName
         self.httpHost = reader.string("HTTP_HOST", default: "127.0.0.1")
         self.httpPort = try reader.int("HTTP_PORT", default: defaultPort, range: 1...65535)
-        if needsDatabase {
-            let url = reader.string("DATABASE_URL", default: "postgres://\(serviceName):\(serviceName)@127.0.0.1:5432/marketplace")
-            var database = try DatabaseSettings(url: url)
-            database.poolSize = try reader.int("DATABASE_POOL_SIZE", default: 10, range: 1...200)
-            self.database = database
-        } else {
-            self.database = nil
-        }
+        self.database = needsDatabase ? try Self.database(serviceName: serviceName, reader: reader) : nil
         self.kafkaBootstrapServers = reader.string("KAFKA_BOOTSTRAP_SERVERS", default: "127.0.0.1:9092")
         // A restarted consumer rejoins its group after the departed member's session times out;
         // 6 s keeps a rolling restart quick, heartbeats every 2 s keep it safe.
@@ -154,6 +147,17 @@ public struct ServiceSettings: Sendable {
         self.consumerRetryBackoff = try reader.duration(milliseconds: "CONSUMER_RETRY_BACKOFF_MS", default: 200)
         self.consumerBatchSize = try reader.int("CONSUMER_BATCH_SIZE", default: 100, range: 1...10_000)
         self.shutdownGracePeriod = try reader.duration(milliseconds: "SHUTDOWN_GRACE_MS", default: 20_000)
+    }
+}
+
+extension ServiceSettings {
+    /// Only the database keys (`DATABASE_URL`, `DATABASE_POOL_SIZE`): what `migrate` and the other
+    /// one-off commands need, so a migration Job does not need the Kafka credentials.
+    public static func database(serviceName: String, reader: ConfigReader) throws -> DatabaseSettings {
+        let url = reader.string("DATABASE_URL", default: "postgres://\(serviceName):\(serviceName)@127.0.0.1:5432/marketplace")
+        var database = try DatabaseSettings(url: url)
+        database.poolSize = try reader.int("DATABASE_POOL_SIZE", default: 10, range: 1...200)
+        return database
     }
 }
 

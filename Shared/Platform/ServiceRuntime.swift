@@ -137,8 +137,7 @@ public enum ServiceRuntime<Module: ServiceModule> {
         let reader = try ConfigReader()
         LoggingSetup.bootstrap(service: Module.name, reader: reader)
         let logger = Logger(label: Module.name)
-        guard let database = try settings(reader).database else { throw ConfigError.missing(key: "DATABASE_URL") }
-        let client = database.makeClient(logger: logger)
+        let client = try ServiceSettings.database(serviceName: Module.name, reader: reader).makeClient(logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()
