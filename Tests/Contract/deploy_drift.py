@@ -589,8 +589,10 @@ def pod_labels(workload: dict) -> dict:
 
 
 def containers(workload: dict, *, init: bool = True) -> list[dict]:
+    """The pod's containers, its init containers first unless `init` is false."""
     spec = pod_spec(workload)
-    return list(spec.get("initContainers") or []) * init + list(spec.get("containers") or [])
+    found = list(spec.get("initContainers") or []) if init else []
+    return found + list(spec.get("containers") or [])
 
 
 def main_container(workload: dict, name: str) -> dict | None:
@@ -739,18 +741,16 @@ def _selecting(policies: list[dict], pod: Pod, policy_type: str) -> list[dict]:
     return chosen
 
 
-def egress_allowed(policies: list[dict], source: Pod, destination: Pod | None, port: int, protocol: str = "TCP") -> bool:
-    """May `source` send to `destination` (None: some address outside the cluster's pods) on port?"""
+def egress_allowed(policies: list[dict], source: Pod, destination: Pod, port: int, protocol: str = "TCP") -> bool:
+    """May `source` send to `destination` on `port`, as far as the policies selecting `source` say?"""
     selecting = _selecting(policies, source, "Egress")
     if not selecting:
         return True
     for policy in selecting:
         for rule in policy["spec"].get("egress") or []:
             peers = rule.get("to")
-            peer_ok = (not peers) or (destination is not None and any(
-                _peer_matches(p, policy["metadata"].get("namespace", source.namespace), destination) for p in peers))
-            if destination is None and peers:
-                peer_ok = any("ipBlock" in p for p in peers)
+            peer_ok = (not peers) or any(
+                _peer_matches(p, policy["metadata"].get("namespace", source.namespace), destination) for p in peers)
             if peer_ok and _port_matches(rule.get("ports"), port, protocol, destination):
                 return True
     return False
@@ -775,13 +775,13 @@ def connection_allowed(policies: list[dict], source: Pod, destination: Pod, port
 
 
 def egress_port_open(policies: list[dict], source: Pod, port: int, protocol: str = "TCP") -> bool:
-    """Some egress rule of the policies selecting `source` lets it out on `port` (to any peer)."""
+    """Some egress rule of the policies selecting `source` lets it out on `port` to some peer
+    (which peer depends on where Postgres, Kafka and DNS live; the README says)."""
     selecting = _selecting(policies, source, "Egress")
     if not selecting:
         return True
-    return any(_port_matches(rule.get("ports"), port, protocol, None) and (
-        not rule.get("ports") or any(str(e.get("port")).isdigit() or isinstance(e.get("port"), int) for e in rule["ports"]))
-        for policy in selecting for rule in policy["spec"].get("egress") or [])
+    return any(_port_matches(rule.get("ports"), port, protocol, None)
+               for policy in selecting for rule in policy["spec"].get("egress") or [])
 
 
 # =========================================================================== checks

@@ -15,6 +15,7 @@ of the deploy checks: schema validation and checkov.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -158,15 +159,17 @@ def test_strimzi_example_topics_and_acls_match_the_code():
 # =========================================================================== each check can fail
 
 
-def broken_copy(tmp_path: Path, *edits: tuple[str, str, str]) -> Path:
-    """A copy of k8s/ with (file, old, new) replacements (every occurrence); each `old` must occur."""
+def broken_copy(tmp_path: Path, *edits: tuple[str, str | re.Pattern, str]) -> Path:
+    """A copy of k8s/ with (file, old, new) replacements (every occurrence; `old` a string or a
+    compiled pattern); each `old` must occur."""
     copy = tmp_path / "k8s"
     shutil.copytree(K8S, copy)
     for relative, old, new in edits:
         path = copy / relative
         text = path.read_text()
-        assert old in text, f"the negative case no longer applies: {old!r} is not in k8s/{relative}"
-        path.write_text(text.replace(old, new))
+        changed = old.sub(new, text) if isinstance(old, re.Pattern) else text.replace(old, new)
+        assert changed != text, f"the negative case no longer applies: {old!r} is not in k8s/{relative}"
+        path.write_text(changed)
     return copy
 
 
@@ -316,3 +319,22 @@ def test_a_key_the_code_requires_and_the_manifests_do_not_set_is_reported():
     code.executables = dict(CODE.executables, listings=dataclasses.replace(listings, reads=reads))
     problems = drift.check_provided(load_overlay(K8S, "production/listings"), "listings", code)
     assert "production/listings: Deployment listings does not set LISTINGS_SEARCH_URL: it has no default" in problems, problems
+
+
+def test_network_policy_gaps_to_dependencies_are_reported(tmp_path):
+    copy = broken_copy(
+        tmp_path,
+        ("base/orders/networkpolicy.yaml", "port: 8081", "port: 18081"),  # identity's JWKS
+        ("base/listings/networkpolicy.yaml", "kubernetes.io/metadata.name: monitoring", "kubernetes.io/metadata.name: observability"),
+        ("base/messaging/networkpolicy.yaml", "port: 5432", "port: 5433"),  # the Deployment's and the Job's
+        # a Kafka listener the policy does not open
+        ("base/billing/configmap.yaml", re.compile(r'(KAFKA_BOOTSTRAP_SERVERS: "[^"]*:)\d+'), r"\g<1>9094"),
+        ("base/gateway/networkpolicy.yaml", "    - ports:\n        - port: http\n", "    - from:\n        - podSelector: {}\n      ports:\n        - port: http\n"),
+    )
+    problems = drift.check_network(load_overlay(copy, "production"), CODE)
+    for expected in ("orders cannot reach identity's JWKS (identity:8081)",
+                     "Prometheus (monitoring/app.kubernetes.io/name=prometheus) cannot scrape listings:8082",
+                     "Deployment messaging cannot reach Postgres", "Job messaging-migrate cannot reach Postgres",
+                     "billing cannot reach Kafka (no egress to port 9094",
+                     "nothing outside the namespace (an ingress controller) can reach the gateway"):
+        assert any(expected in p for p in problems), f"{expected!r} not in {problems}"
