@@ -11,12 +11,14 @@
    `k8s/examples` (Strimzi, CloudNativePG, Ingress: applied by hand, not by the overlays) are
    validated the same way, except that their custom resources, which no bundled schema knows,
    are left to checkov.
-3. `checkov` scans the rendered overlays and the examples (framework kubernetes) and
-   `deploy/Dockerfile` (framework dockerfile). Any failed check fails, and so does a skip
-   without a reason: skips belong inline, next to what they excuse, with a reason
-   (`checkov.io/skip1: CKV_K8S_35=why` on the resource, `# checkov:skip=CKV_DOCKER_2:why` in
-   the Dockerfile). No skip list is passed here, and checkov runs outside the repository so a
-   `.checkov.yaml` cannot add one.
+3. `checkov` scans each rendered overlay and each example on its own (framework kubernetes:
+   an overlay is applied alone, so its graph checks, such as "a NetworkPolicy selects every
+   pod", must not see another overlay's resources) and `deploy/Dockerfile` (framework
+   dockerfile). Any failed check fails, and so does a skip without a reason: skips belong
+   inline, next to what they excuse, with a reason (`checkov.io/skip1: CKV_K8S_35=why` on the
+   resource, `# checkov:skip=CKV_DOCKER_2:why` in the Dockerfile). checkov's runners are called
+   in this process with an empty filter: no skip list is passed, and neither `CKV_*` variables
+   nor a `.checkov.yaml` can add one.
 
 The tools are installed on first use, pinned (TOOLS), into their own directory
 (`$LINT_DEPLOY_TOOLS_DIR`, default `.data/tools/lint-deploy-py<version>`) with `pip
