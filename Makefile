@@ -14,7 +14,7 @@ help: ## list the targets
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "env: MARKETPLACE_PG_PORT (55432), MARKETPLACE_GATEWAY_PORT (8080), LOG_LEVEL,"
 	@echo "     SWIFT_TEST_ARGS / PYTEST_ARGS (make test), BENCH_DURATION / BENCH_CONNECTIONS (make bench),"
-	@echo "     LINT_KUBERNETES_VERSIONS (1.32; make lint-deploy)"
+	@echo "     LINT_KUBERNETES_VERSIONS (1.30,1.32; make lint-deploy)"
 
 run: ## build and run the whole suite locally (Postgres in .data, kept); Ctrl-C stops it
 	$(SUITE) run --data-dir $(DATA_DIR) $(RUNFLAGS)

@@ -29,7 +29,7 @@ deliberately. kubectl (with kustomize v5) must be installed already; it is not i
 Quiet on success (one line); on failure, one line per finding naming the overlay, the
 resource and the check, and exit 1. Exit 2 when the tools are missing or cannot be installed.
 
-    python3 deploy/lint/lint_deploy.py [--kubernetes-version 1.32[,1.30]] [--no-install] [-v]
+    python3 deploy/lint/lint_deploy.py [--kubernetes-version 1.30,1.32] [--root DIR] [--no-install] [-v]
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ SOURCE = REPO  # what is linted (--root)
 K8S = SOURCE / "k8s"
 DOCKERFILE = SOURCE / "deploy" / "Dockerfile"
 ENVIRONMENTS = ("dev", "production")
-# The Kubernetes release the manifests are validated against: the kubectl on our machines
-# (1.32, whose kustomize renders them). Raise it with the clusters we deploy to.
-KUBERNETES_VERSIONS = ("1.32",)
+# The Kubernetes releases the manifests are validated against: the oldest k8s/README.md names
+# (1.30) and the kubectl on our machines (1.32, whose kustomize renders them). Move them with the
+# clusters we deploy to.
+KUBERNETES_VERSIONS = ("1.30", "1.32")
 TOOLS = {"kubernetes-validate": "1.37.0", "checkov": "3.3.30"}
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 SKIP_WITHOUT_REASON = "No comment provided"  # what checkov records for a bare skip
