@@ -10,7 +10,8 @@ and to deploy/bench/results.md.
     deploy/bench/run.sh [--duration 15s] [--connections 32] [--threads 2] [--no-build]
                         [--bin-dir DIR] [--output FILE]
 Env: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS (defaults for the flags above),
-BENCH_LOGIN_CONNECTIONS (16: concurrent clients in the login scenario).
+BENCH_LOGIN_CONNECTIONS (16: concurrent clients in the login scenario); for the front door (front_door.py)
+BENCH_FRONT_DOOR_ROUNDS (3), BENCH_MODERATE_ROUNDS (5), BENCH_PAUSE_MS (2: the moderate load's pause).
 wrk runs on the same 2-core machine as the suite, so absolute numbers are modest; compare rows.
 """
 from __future__ import annotations
