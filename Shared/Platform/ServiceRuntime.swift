@@ -137,14 +137,34 @@ public enum ServiceRuntime<Module: ServiceModule> {
         let reader = try ConfigReader()
         LoggingSetup.bootstrap(service: Module.name, reader: reader)
         let logger = Logger(label: Module.name)
-        let client = try ServiceSettings.database(serviceName: Module.name, reader: reader).makeClient(logger: logger)
+        let database = try ServiceSettings.database(serviceName: Module.name, reader: reader)
+        let client = database.makeClient(logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()
                 return nil
             }
             defer { group.cancelAll() }
+            // The pool retries a failing connection forever; a one-off command (a migration Job)
+            // should fail instead, so its Job retries and an operator sees why.
+            let deadline = try reader.duration(milliseconds: "DATABASE_CONNECT_DEADLINE_MS", default: 30_000)
+            try await Self.firstConnection(client, database: database, within: deadline, logger: logger)
             return try await body(client, reader, logger)
+        }
+    }
+
+    static func firstConnection(_ client: PostgresClient, database: DatabaseSettings, within deadline: Duration, logger: Logger) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { probe in
+            probe.addTask {
+                try await client.query("SELECT 1", logger: logger)
+                return true
+            }
+            probe.addTask {
+                try await Task.sleep(for: deadline)
+                return false
+            }
+            defer { probe.cancelAll() }
+            guard try await probe.next() == true else { throw DatabaseUnreachable(database: database, waited: deadline) }
         }
     }
 
@@ -265,5 +285,16 @@ public struct DeadLetterCommand<Module: ServiceModule>: AsyncParsableCommand {
         public func run() async throws {
             try await ServiceRuntime<Module>.redrive(idle: .seconds(idleSeconds), limit: limit)
         }
+    }
+}
+
+/// A one-off command could not connect to its database in time; the log lines before it say why
+/// (refused, authentication, TLS verification).
+public struct DatabaseUnreachable: Error, CustomStringConvertible {
+    public var database: DatabaseSettings
+    public var waited: Duration
+
+    public var description: String {
+        "no connection to \(database) within \(waited.components.seconds * 1000 + waited.components.attoseconds / 1_000_000_000_000_000) ms (DATABASE_CONNECT_DEADLINE_MS); the log above has each attempt's error"
     }
 }
