@@ -57,32 +57,8 @@ public struct FixedFieldLog: Sendable {
     }
 
     func line(_ message: String, _ fields: KeyValuePairs<String, String>, date: Date) -> String {
-        let timestamp = FastTime.rfc3339(date)
-        if json {
-            var line = "{\"time\":\"\(timestamp)\",\"level\":\"info\",\"service\":"
-            line.reserveCapacity(384)
-            JSONText.appendString(service, to: &line)
-            line += ",\"logger\":"
-            JSONText.appendString(label, to: &line)
-            line += ",\"message\":"
-            JSONText.appendString(message, to: &line)
-            for (key, value) in fields {
-                line += ","
-                JSONText.appendString(key, to: &line)
-                line += ":"
-                JSONText.appendString(value, to: &line)
-            }
-            line += "}"
-            return line
-        }
-        var line = "\(timestamp) INFO [\(service)] \(message)"
-        for (key, value) in fields {
-            line += " "
-            line += key
-            line += "="
-            line += value
-        }
-        return line.contains("\n") ? line.replacingOccurrences(of: "\n", with: "\\n") : line
+        LineLogHandler.format(level: .info, message: message, fields: fields.lazy.map { ($0.key, .string($0.value)) },
+                              label: label, service: service, json: json, date: date)
     }
 }
 
@@ -118,16 +94,26 @@ public struct LineLogHandler: LogHandler {
         level: Logger.Level, message: String, metadata: Logger.Metadata,
         label: String, service: String, json: Bool, date: Date
     ) -> String {
+        format(level: level, message: message, fields: metadata.sorted { $0.key < $1.key }.lazy.map { ($0.key, $0.value) },
+               label: label, service: service, json: json, date: date)
+    }
+
+    /// One line with `fields` in the order given.
+    static func format(
+        level: Logger.Level, message: String, fields: some Sequence<(String, Logger.MetadataValue)>,
+        label: String, service: String, json: Bool, date: Date
+    ) -> String {
         let timestamp = FastTime.rfc3339(date)
         if json {
             // Hand-built: this runs for every request, and a generic JSON encoder costs more than the request.
             var line = "{\"time\":\"\(timestamp)\",\"level\":\"\(level.rawValue)\",\"service\":"
+            line.reserveCapacity(384)
             JSONText.appendString(service, to: &line)
             line += ",\"logger\":"
             JSONText.appendString(label, to: &line)
             line += ",\"message\":"
             JSONText.appendString(message, to: &line)
-            for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
+            for (key, value) in fields {
                 line += ","
                 JSONText.appendString(key, to: &line)
                 line += ":"
@@ -136,9 +122,11 @@ public struct LineLogHandler: LogHandler {
             line += "}"
             return line
         }
-        let fields = metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let text = "\(timestamp) \(level.rawValue.uppercased()) [\(service)] \(message)\(fields.isEmpty ? "" : " " + fields)"
-        return text.replacingOccurrences(of: "\n", with: "\\n")
+        var line = "\(timestamp) \(level.rawValue.uppercased()) [\(service)] \(message)"
+        for (key, value) in fields {
+            line += " \(key)=\(value)"
+        }
+        return line.contains("\n") ? line.replacingOccurrences(of: "\n", with: "\\n") : line
     }
 
     static func appendJSON(_ value: Logger.MetadataValue, to line: inout String) {

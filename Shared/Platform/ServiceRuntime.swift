@@ -295,6 +295,6 @@ public struct DatabaseUnreachable: Error, CustomStringConvertible {
     public var waited: Duration
 
     public var description: String {
-        "no connection to \(database) within \(waited.components.seconds * 1000 + waited.components.attoseconds / 1_000_000_000_000_000) ms (DATABASE_CONNECT_DEADLINE_MS); the log above has each attempt's error"
+        "no connection to \(database) within \(waited) (DATABASE_CONNECT_DEADLINE_MS); the log above has each attempt's error"
     }
 }

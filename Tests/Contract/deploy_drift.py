@@ -741,33 +741,34 @@ def _selecting(policies: list[dict], pod: Pod, policy_type: str) -> list[dict]:
     return chosen
 
 
-def egress_allowed(policies: list[dict], source: Pod, destination: Pod, port: int, protocol: str = "TCP") -> bool:
-    """May `source` send to `destination` on `port`, as far as the policies selecting `source` say?"""
-    selecting = _selecting(policies, source, "Egress")
+# Which rules and which peer list a policy of each type has.
+_DIRECTIONS = {"Egress": ("egress", "to"), "Ingress": ("ingress", "from")}
+
+
+def _allowed(policies: list[dict], policy_type: str, selected: Pod, peer: Pod, destination: Pod, port: int, protocol: str) -> bool:
+    """Do the `policy_type` policies selecting `selected` let it talk to `peer` on `port` of `destination`?"""
+    selecting = _selecting(policies, selected, policy_type)
     if not selecting:
         return True
+    rules_key, peers_key = _DIRECTIONS[policy_type]
     for policy in selecting:
-        for rule in policy["spec"].get("egress") or []:
-            peers = rule.get("to")
-            peer_ok = (not peers) or any(
-                _peer_matches(p, policy["metadata"].get("namespace", source.namespace), destination) for p in peers)
+        home = policy["metadata"].get("namespace", selected.namespace)
+        for rule in policy["spec"].get(rules_key) or []:
+            peers = rule.get(peers_key)
+            peer_ok = (not peers) or any(_peer_matches(p, home, peer) for p in peers)
             if peer_ok and _port_matches(rule.get("ports"), port, protocol, destination):
                 return True
     return False
+
+
+def egress_allowed(policies: list[dict], source: Pod, destination: Pod, port: int, protocol: str = "TCP") -> bool:
+    """May `source` send to `destination` on `port`, as far as the policies selecting `source` say?"""
+    return _allowed(policies, "Egress", source, destination, destination, port, protocol)
 
 
 def ingress_allowed(policies: list[dict], source: Pod, destination: Pod, port: int, protocol: str = "TCP") -> bool:
-    selecting = _selecting(policies, destination, "Ingress")
-    if not selecting:
-        return True
-    for policy in selecting:
-        for rule in policy["spec"].get("ingress") or []:
-            peers = rule.get("from")
-            peer_ok = (not peers) or any(
-                _peer_matches(p, policy["metadata"].get("namespace", destination.namespace), source) for p in peers)
-            if peer_ok and _port_matches(rule.get("ports"), port, protocol, destination):
-                return True
-    return False
+    """May `destination` accept `source` on `port`, as far as the policies selecting `destination` say?"""
+    return _allowed(policies, "Ingress", destination, source, destination, port, protocol)
 
 
 def connection_allowed(policies: list[dict], source: Pod, destination: Pod, port: int) -> bool:

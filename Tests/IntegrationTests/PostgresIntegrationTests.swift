@@ -26,6 +26,25 @@ struct PostgresIntegrationTests {
         }
     }
 
+    @Test func thePreviousBuildRunsOnADatabaseANewerBuildExpanded() async throws {
+        try await TestInfrastructure.withPostgres { admin async throws in
+            let schema = try await TestInfrastructure.makeSchema(admin)
+            try await TestInfrastructure.withPostgres(schema: schema) { client async throws in
+                let previous = MigrationSet(PlatformMigrations.all + [TestInfrastructure.effectsMigration])
+                let expand = Migration(id: "0002_expand", sql: "ALTER TABLE effects ADD COLUMN note text;")
+                let newer = MigrationSet(previous.migrations + [expand])
+                #expect(try await Migrator(client: client, schema: schema, migrations: newer, logger: logger).migrate().count == 3)
+                // Rolled back: the previous build migrates nothing, is ready, and sees what is ahead.
+                let rolledBack = Migrator(client: client, schema: schema, migrations: previous, logger: logger)
+                #expect(try await rolledBack.migrate() == [])
+                #expect(try await rolledBack.pendingCount() == 0)
+                // An unknown applied file inside the build's own range is still refused.
+                try await client.query("INSERT INTO schema_migrations (id, checksum) VALUES ('0000_renamed', 'x')", logger: logger)
+                await #expect(throws: MigrationError.unknownApplied(id: "0000_renamed")) { try await rolledBack.migrate() }
+            }
+        }
+    }
+
     @Test func concurrentMigrationsApplyEachFileOnce() async throws {
         try await TestInfrastructure.withPostgres { admin async throws in
             let schema = try await TestInfrastructure.makeSchema(admin)
