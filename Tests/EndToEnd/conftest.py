@@ -140,7 +140,7 @@ def work_dir(request) -> Path:
 
 
 @pytest.fixture(scope="session")
-def suite(work_dir) -> SuiteHandle:
+def suite(work_dir, request) -> SuiteHandle:
     bin_dir = _resolve_bin_dir()
     os.environ["MARKETPLACE_BIN_DIR"] = str(bin_dir)  # the launcher reads it
     Suite = _import_suite_class()
@@ -196,6 +196,11 @@ def suite(work_dir) -> SuiteHandle:
         yield handle
     finally:
         suite.stop()
+        # When the postgres user cannot reach work_dir (a TMPDIR under a 0700 directory) the
+        # launcher keeps the cluster outside it; it goes with work_dir (see the work_dir fixture).
+        keep = os.environ.get("E2E_KEEP_DATA") == "1" or request.session.testsfailed
+        if not keep and hasattr(suite, "remove_data_dir"):
+            suite.remove_data_dir()
 
 
 # ------------------------------------------------------------------------ clients

@@ -1,5 +1,6 @@
 """Helpers for the end-to-end tests: bounded polling, ports, extra processes, stand-in
-servers, psql, and JWT manipulation. Nothing here knows the services' internals."""
+servers, psql, JWT manipulation, and the business test clock. Nothing here knows the services'
+internals."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import socketserver
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -449,3 +452,39 @@ def totp(secret_base32: str, at: float | None = None, step_offset: int = 0) -> s
     offset = mac[-1] & 0x0F
     value = (int.from_bytes(mac[offset:offset + 4], "big") & 0x7FFFFFFF) % 1_000_000
     return f"{value:06d}"
+
+
+# --------------------------------------------------------------------------- business test clock
+
+
+@dataclass(frozen=True)
+class BusinessTime:
+    """One domain service's answer from its /internal/test-clock."""
+
+    now: datetime  # its business time (timezone-aware)
+    offset_seconds: float  # how far it is ahead of the wall clock, in total
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An RFC 3339 time (`Z` or an offset; any fraction) as an aware datetime."""
+    return datetime.fromisoformat(text)
+
+
+def _business_times(answers: dict[str, dict]) -> dict[str, BusinessTime]:
+    return {name: BusinessTime(parse_rfc3339(a["now"]), a["offsetSeconds"]) for name, a in answers.items()}
+
+
+def advance_clock(suite, *, days: int = 0, hours: int = 0, minutes: int = 0, seconds: int = 0) -> dict[str, BusinessTime]:
+    """Moves every domain service's business clock forward by the sum (the launcher starts them
+    with TEST_CLOCK=on; the gateway has no such clock) and returns each one's new time, keyed by
+    service. `suite` is the session fixture. The offset stays for the rest of the session, in
+    every later test too; fails (SuiteError) naming any service that did not answer."""
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total != int(total) or total < 0:
+        raise ValueError(f"advance the clock by whole seconds >= 0, not {total!r}")
+    return _business_times(getattr(suite, "suite", suite).advance_clock(int(total)))
+
+
+def business_clock(suite) -> dict[str, BusinessTime]:
+    """Every domain service's business time, as advance_clock returns it, without moving it."""
+    return _business_times(getattr(suite, "suite", suite).clock())

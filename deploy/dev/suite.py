@@ -23,9 +23,14 @@ Python API
           ready_timeout=90.0, stop_timeout=15.0, remove_data_dir_on_stop=False)
       root          repository root (has Package.swift).
       data_dir      state root: data_dir/postgres (PGDATA, owned by the postgres user, kept
-                    between runs), data_dir/run (pid files, broker.address, lock), and
-                    data_dir/logs (default log_dir). Every ancestor must be traversable by the
-                    postgres user (pytest's tmp_path is not: use Suite.throwaway()).
+                    between runs), data_dir/run (pid files, broker.address, ports.json, lock),
+                    and data_dir/logs (default log_dir). As root, Postgres runs as the postgres
+                    user, who must reach PGDATA: when a directory above data_dir lets only its
+                    owner through (a clone under /root, pytest's tmp_path), the cluster lives in
+                    /var/lib/postgresql/marketplace-clusters/<parent>-<name>-<hash of the path>/
+                    pgdata, data_dir/postgres is a symlink to it, and that directory's
+                    `data-dir` file names data_dir (remove_data_dir(), `clean-data` and a
+                    throwaway's stop() remove it with data_dir). Decided at the first initdb.
       service_ports overrides for the five backend services ("identity".."messaging");
                     the gateway's port is gateway_port. Defaults: DEFAULT_PORTS.
       bin_dir       where the executables are; default $MARKETPLACE_BIN_DIR, else
@@ -36,14 +41,17 @@ Python API
       kafka_bootstrap_servers  use an external broker: start_broker() then does nothing.
 
     Suite.throwaway(root, *, build_config="debug", bin_dir=None, log_dir=None, keep=False, **kw)
-      temp data dir (mode 0755) under $MARKETPLACE_TMP or /tmp, free ports for Postgres and all
-      six services, FAST_PG_SETTINGS; the data dir is removed on stop() unless keep=True or
+      temp data dir (mode 0755) under $MARKETPLACE_TMP (any directory, see data_dir) or /tmp,
+      free ports for Postgres and all six services, FAST_PG_SETTINGS; the data dir (and a
+      cluster kept outside it) is removed on stop() unless keep=True or
       $MARKETPLACE_KEEP_DATA=1. Logs go to $MARKETPLACE_LOG_DIR/<data-dir-name>/ when that is
       set (kept), else into the data dir.
 
     Methods and properties
       ensure_packages(pip_packages=())  apt-get install missing DEBIAN_PACKAGES (dpkg-query
-                                        first); pip-install missing distributions
+                                        first), waiting up to 15 min (and saying so) while
+                                        another install holds Debian's package locks;
+                                        pip-install missing distributions
       build(products=None, tests=False) `swift build [-c release] [--build-tests]`, or one
                                         `--product X` per listed product
       start_postgres()                  idempotent bootstrap with deploy/postgres/bootstrap.sql
@@ -63,7 +71,13 @@ Python API
                                         processes also inherit os.environ minus config keys)
       url(name) / gateway_url / ports / pid(name) / log_path(name) / exit_codes
       bootstrap_database() / postgres_pid() / exited() (started processes that have exited: codes)
-      run_dir / log_dir / pg_data_dir / bin_dir
+      advance_clock(seconds) -> {name: {"now", "offsetSeconds"}}
+                                        POST /internal/test-clock {"advanceSeconds": seconds} to
+                                        each domain service (started with TEST_CLOCK=on; the
+                                        gateway has no clock); SuiteError naming any that did
+                                        not answer. clock(): the same, GET, nothing moved
+      remove_data_dir()                 data_dir and its cluster outside, if any (nothing running)
+      run_dir / log_dir / pg_data_dir (the real PGDATA) / bin_dir
     Signals: when it first starts something, if SIGTERM still has its default action (and this
     is the main thread), SIGTERM is made to raise KeyboardInterrupt, so `with` blocks and pytest
     fixture finalizers still run stop() when a CI timeout terminates the process.
@@ -81,8 +95,17 @@ CLI
                    [--no-broker]
         throwaway Postgres + dev broker for integration tests; writes `export KEY='value'`
         lines (see INFRA_ENV_KEYS below), then waits until SIGINT/SIGTERM.
+    suite.py clock advance DURATION [--data-dir .data] | clock show [--data-dir .data]
+        the business test clock of the `run` on that data dir (its ports from run/ports.json):
+        POSTs (GET for show) /internal/test-clock on each domain service's own port and prints
+        `<service>: <business time> (offset <total>)`; exit 1 after trying all if any did not
+        answer. DURATION: 30d, 12h, 15m, 90s, 1d12h (units in that order) or plain seconds.
     suite.py ensure [--test] [--pip PKG ...] | build [--release] [--tests] | migrate | stop | clean-data
         | env NAME
+        (clean-data also removes the data dir's cluster kept outside it, see data_dir)
+
+Every domain service the launcher starts (run, and the Suite of the tests) gets TEST_CLOCK=on:
+the business test clock is for local runs and tests; k8s/ never sets it.
 
 Infra env file keys: TEST_DATABASE_URL (superuser, database marketplace),
 TEST_DATABASE_ADMIN_URL (superuser, database postgres), TEST_DATABASE_URL_<SERVICE> (the
@@ -94,12 +117,18 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import importlib.metadata
+import itertools
+import json
 import os
+import pwd
+import re
 import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -136,11 +165,26 @@ TEST_PIP_PACKAGES = ("pytest", "jsonschema", "pyyaml", "openapi-schema-validator
 # For throwaway clusters only: data that a crash may lose is data nobody keeps.
 FAST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
+# Debian's package locks, fcntl write locks as apt and dpkg take them: `apt-get update` takes
+# the lists lock, `apt-get install` dpkg's two. Another install holding one (unattended-upgrades
+# on a fresh machine, a second terminal) is waited for, up to PACKAGE_LOCK_TIMEOUT.
+APT_LISTS_LOCKS = (Path("/var/lib/apt/lists/lock"),)
+DPKG_LOCKS = (Path("/var/lib/dpkg/lock-frontend"), Path("/var/lib/dpkg/lock"))
+PACKAGE_LOCK_TIMEOUT = 15 * 60.0
+# What apt says when it lost the race for a lock that was free when we looked.
+APT_LOCK_BUSY = re.compile(r"Could not get lock|Unable to acquire the dpkg frontend lock|"
+                           r"Unable to lock (the administration )?directory")
+
+# The business test clock every domain service serves when started with TEST_CLOCK=on (the
+# launcher's runs and tests only; never in k8s/): GET -> {"now", "offsetSeconds"}, POST
+# {"advanceSeconds": n} -> the same after moving the clock forward by n seconds.
+TEST_CLOCK_PATH = "/internal/test-clock"
+
 # Service configuration keys never inherited from the caller's environment.
 CONFIG_KEYS = frozenset({
     "CONFIG_FILE", "HTTP_HOST", "HTTP_PORT", "DATABASE_URL", "DATABASE_POOL_SIZE",
     "KAFKA_BOOTSTRAP_SERVERS", "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "LOG_LEVEL",
-    "LOG_FORMAT", "IDENTITY_KEY_ENCRYPTION_KEY",
+    "LOG_FORMAT", "IDENTITY_KEY_ENCRYPTION_KEY", "TEST_CLOCK",
 })
 CONFIG_PREFIXES = ("UPSTREAM_",)
 
@@ -213,6 +257,7 @@ def pid_alive(pid: int) -> bool:
 
 
 RUN_DIR_MARKER = "MARKETPLACE_SUITE_RUN_DIR"  # set in every process the suite spawns
+PORTS_FILE = "ports.json"  # in run_dir while a launcher holds its lock: {name: port}
 
 
 def started_by_us(pid: int, run_dir: Path) -> bool:
@@ -277,10 +322,172 @@ def filtered_environ() -> dict[str, str]:
             if k not in CONFIG_KEYS and not k.startswith(CONFIG_PREFIXES)}
 
 
+# ----------------------------------------------------------------------------- package locks
+
+def lock_holder(path: Path) -> int | None:
+    """Who holds an fcntl write lock on path (as apt and dpkg lock): its pid, 0 when the lock
+    names no pid (an open file description lock), None when the lock is free, or when path is
+    absent or unreadable (apt then has its own say)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        layout = "hhqqi4x"  # struct flock: type, whence, start, len, pid
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack(layout, fcntl.F_WRLCK, 0, 0, 0, 0))
+    finally:
+        os.close(fd)
+    kind, _, _, _, pid = struct.unpack(layout, answer)
+    return None if kind == fcntl.F_UNLCK else max(pid, 0)
+
+
+def describe_pid(pid: int) -> str:
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        name = ""
+    return "pid unknown" if not pid else f"pid {pid}" + (f", {name}" if name else "")
+
+
+def wait_for_package_locks(paths, deadline: float, poll: float = 1.0) -> None:
+    """Returns once no other process holds any of paths; says who holds one (once per holder);
+    SuiteError when one is still held at deadline (a time.monotonic() value)."""
+    announced = None
+    while True:
+        held = [(path, pid) for path in paths if (pid := lock_holder(path)) is not None]
+        if not held:
+            return
+        path, pid = held[0]
+        if time.monotonic() >= deadline:
+            raise SuiteError(f"the Debian package lock {path} is still held by another install "
+                             f"({describe_pid(pid)}); let it finish (or stop it), then run again")
+        if announced != (path, pid):
+            announced = (path, pid)
+            say(f"waiting for the Debian package lock held by another install "
+                f"({describe_pid(pid)}; {path}) …")
+        time.sleep(poll)
+
+
+# ----------------------------------------------------------------------------- cluster placement
+
+def pg_clusters_dir() -> Path:
+    """Where the clusters of data dirs the postgres user cannot reach live: a directory of the
+    postgres user's home (/var/lib/postgresql on Debian; kept across reboots, unlike /tmp)."""
+    try:
+        home = Path(pwd.getpwnam(PG_OS_USER).pw_dir)
+    except KeyError:
+        home = Path("/var/tmp")
+    return (home if home.is_dir() else Path("/var/tmp")) / "marketplace-clusters"
+
+
+def cluster_name(data_dir: Path) -> str:
+    """A readable directory name for data_dir's cluster: `<parent>-<name>-<hash of the path>`."""
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", "-".join(data_dir.parts[-2:])).strip("-")[:40]
+    return f"{slug}-{digest}"
+
+
+def postgres_can_traverse(path: Path) -> bool:
+    """True if the postgres user can reach path (every ancestor lets it through)."""
+    if os.geteuid() != 0:
+        return True  # Postgres then runs as the current user
+    return subprocess.run(["runuser", "-u", PG_OS_USER, "--", "test", "-x", str(path)],
+                          stdin=subprocess.DEVNULL, cwd="/").returncode == 0
+
+
+CLUSTER_OWNER_FILE = "data-dir"  # in a cluster's directory outside: whose cluster it is
+
+
+def cluster_owner(home: Path) -> str | None:
+    try:
+        return (home / CLUSTER_OWNER_FILE).read_text().strip()
+    except OSError:
+        return None
+
+
+# ----------------------------------------------------------------------------- test clock
+
+DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `30d`, `12h`, `15m`, `90s`, `1d12h` (units in that order) or plain `3600`."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    m = DURATION.fullmatch(text)
+    if not text or not m:
+        raise ValueError(f"not a duration: {text!r} (examples: 30d, 12h, 15m, 90s, 1d12h, 3600)")
+    days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of parse_duration for printing: 172800 -> 2d, 5430 -> 1h30m30s, 0 -> 0s."""
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
+def clock_request(base_url: str, advance: int | None = None, timeout: float = 5.0) -> dict:
+    """GET (advance None) or POST {"advanceSeconds": advance} <base_url>/internal/test-clock;
+    returns the answer {"now": RFC 3339, "offsetSeconds": n}; SuiteError saying why not."""
+    url = base_url + TEST_CLOCK_PATH
+    data = None if advance is None else json.dumps({"advanceSeconds": advance}).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            body = r.read()
+    except urllib.error.HTTPError as e:
+        hint = (": no test clock there (a build without one, or not started with TEST_CLOCK=on)"
+                if e.code == 404 else f": {e.read(300).decode('utf-8', 'replace')}")
+        raise SuiteError(f"HTTP {e.code} from {url}{hint}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise SuiteError(f"no answer from {url} ({getattr(e, 'reason', e)})") from None
+    try:
+        answer = json.loads(body)
+        if isinstance(answer["now"], str) and isinstance(answer["offsetSeconds"], (int, float)):
+            return answer
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise SuiteError(f"unexpected answer from {url}: {body[:300]!r}")
+
+
+def clock_all(urls: dict[str, str], advance: int | None = None) -> tuple[dict, dict]:
+    """clock_request on every service (name -> base URL), all tried whatever fails:
+    (answers by name, error messages by name)."""
+    answers, errors = {}, {}
+    for name, url in urls.items():
+        try:
+            answers[name] = clock_request(url, advance)
+        except SuiteError as e:
+            errors[name] = str(e)
+    return answers, errors
+
+
+def _advance_seconds(seconds) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        raise ValueError(f"advance the clock by a whole number of seconds >= 0, not {seconds!r}")
+    return seconds
+
+
 # ----------------------------------------------------------------------------- Suite
 
 class Suite:
     """Starts and stops the local suite; see the module docstring for the API."""
+
+    # What ensure_packages installs and which locks it waits for: attributes, so that the
+    # self-test can point them at a stand-in apt-get and lock files of its own.
+    debian_packages = DEBIAN_PACKAGES
+    apt_get = "apt-get"
+    apt_lists_locks = APT_LISTS_LOCKS
+    dpkg_locks = DPKG_LOCKS
+    package_lock_timeout = PACKAGE_LOCK_TIMEOUT
 
     def __init__(self, root: Path, data_dir: Path, *, pg_port: int, gateway_port: int = 8080,
                  service_ports: dict | None = None, build_config: str = "debug",
@@ -307,7 +514,6 @@ class Suite:
         self.bin_dir = Path(bin_dir or env_bin or self.root / ".build" / build_config).resolve()
         self.run_dir = self.data_dir / "run"
         self.log_dir = Path(log_dir).resolve() if log_dir else self.data_dir / "logs"
-        self.pg_data_dir = self.data_dir / "postgres"
         self.pg_settings = dict(pg_settings or {})
         self.extra_env = dict(extra_env or {})
         self.service_env = {k: dict(v) for k, v in (service_env or {}).items()}
@@ -328,7 +534,7 @@ class Suite:
         """A suite in a fresh temp dir on free ports; its data dir is removed on stop()."""
         base = os.environ.get("MARKETPLACE_TMP") or None
         data_dir = Path(tempfile.mkdtemp(prefix="marketplace-suite-", dir=base))
-        os.chmod(data_dir, 0o755)  # the postgres user must traverse it
+        os.chmod(data_dir, 0o755)  # so the cluster stays inside when the postgres user can reach it
         if log_dir is None and os.environ.get("MARKETPLACE_LOG_DIR"):
             log_dir = Path(os.environ["MARKETPLACE_LOG_DIR"]) / data_dir.name
         ports = free_ports(len(ALL_SERVICES) + 1)
@@ -348,7 +554,7 @@ class Suite:
     # ------------------------------------------------------------------ packages and build
     def ensure_packages(self, pip_packages=()) -> None:
         """Installs missing Debian packages (DEBIAN_PACKAGES) and pip distributions."""
-        missing = [p for p in DEBIAN_PACKAGES if not _dpkg_installed(p)]
+        missing = [p for p in self.debian_packages if not _dpkg_installed(p)]
         pip_missing = [p for p in pip_packages if not _pip_installed(p)]
         if pip_missing and not _has_pip():
             missing.append("python3-pip")
@@ -357,10 +563,9 @@ class Suite:
                 raise SuiteError(f"missing Debian packages {missing}; run as root or: "
                                  f"sudo apt-get install -y {' '.join(missing)}")
             say(f"installing Debian packages: {' '.join(missing)}")
-            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-            run(["apt-get", "update"], timeout=600, env=env)
-            run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
-                timeout=1800, env=env)
+            self._apt_get(["update"], self.apt_lists_locks, timeout=600)
+            self._apt_get(["install", "-y", "--no-install-recommends", *missing],
+                          self.dpkg_locks, timeout=1800)
         if pip_missing:
             say(f"installing pip packages: {' '.join(pip_missing)}")
             cmd = [sys.executable, "-m", "pip", "install", "--quiet",
@@ -374,6 +579,26 @@ class Suite:
             importlib.invalidate_caches()
         if shutil.which("swift") is None:
             raise SuiteError("`swift` is not on PATH (Swift 6.3 toolchain required)")
+
+    def _apt_get(self, args: list[str], locks, timeout: float) -> str:
+        """apt-get ARGS once no other install holds locks (waiting up to package_lock_timeout).
+
+        apt 2.x waits for dpkg's locks itself when given DPkg::Lock::Timeout, but not for the
+        lists lock of `apt-get update`, and says nothing while it waits: hence our own wait and
+        message first. A lock taken between our look and apt's ("Could not get lock") sends us
+        back to waiting."""
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        deadline = time.monotonic() + self.package_lock_timeout
+        while True:
+            wait_for_package_locks(locks, deadline)
+            remaining = max(1, int(deadline - time.monotonic()))
+            try:
+                return run([self.apt_get, "-o", f"DPkg::Lock::Timeout={remaining}", *args],
+                           timeout=timeout + remaining, env=env)
+            except SuiteError as e:
+                if not APT_LOCK_BUSY.search(str(e)) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(1)
 
     def build(self, products=None, tests: bool = False, timeout: float = 2700) -> None:
         """swift build for every product (one invocation), or one --product per name."""
@@ -407,6 +632,7 @@ class Suite:
         if not port_is_free(self.pg_port):
             raise SuiteError(f"postgres port {self.pg_port} is already in use on {HOST} "
                              f"(choose another, e.g. MARKETPLACE_PG_PORT=...)")
+        self._place_cluster()
         self._check_postgres_can_traverse()
         if not (self.pg_data_dir / "PG_VERSION").exists():
             self._initdb(pgbin)
@@ -427,7 +653,7 @@ class Suite:
                 self._as_pg([str(pgbin / "pg_ctl"), "-D", str(self.pg_data_dir), "-w",
                              "-t", "60", "start"]),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, cwd="/")
         finally:
             log.close()
         try:
@@ -483,7 +709,8 @@ class Suite:
         os.chmod(self.pg_data_dir, 0o700)
         self._chown_pg(self.pg_data_dir)
         say(f"initdb {self.pg_data_dir}")
-        fd, pwfile = tempfile.mkstemp(prefix="pgpw-", dir=self.run_dir)
+        # Next to PGDATA: read by initdb as the postgres user, who may not reach run_dir.
+        fd, pwfile = tempfile.mkstemp(prefix="pgpw-", dir=self.pg_data_dir.parent)
         try:
             os.write(fd, PG_SUPERUSER_PASSWORD.encode() + b"\n")
             os.close(fd)
@@ -492,7 +719,7 @@ class Suite:
             run(self._as_pg([str(pgbin / "initdb"), "-D", str(self.pg_data_dir),
                              "-U", PG_SUPERUSER, f"--pwfile={pwfile}", "-E", "UTF8",
                              *locale_args, "--auth-local=peer",
-                             "--auth-host=scram-sha-256"]), timeout=180)
+                             "--auth-host=scram-sha-256"]), timeout=180, cwd=Path("/"))
         finally:
             Path(pwfile).unlink(missing_ok=True)
         with open(self.pg_data_dir / "postgresql.conf", "a") as f:
@@ -508,10 +735,10 @@ class Suite:
         say("stopping postgres" + (f" (pid {postmaster})" if postmaster else ""))
         cmd = [str(pgbin / "pg_ctl"), "-D", str(self.pg_data_dir), "-w", "-t", "60"]
         try:
-            run(self._as_pg(cmd + ["-m", "fast", "stop"]), timeout=90)
+            run(self._as_pg(cmd + ["-m", "fast", "stop"]), timeout=90, cwd=Path("/"))
         except SuiteError as e:
             say(f"pg_ctl stop -m fast failed, trying immediate: {e}")
-            run(self._as_pg(cmd + ["-m", "immediate", "stop"]), timeout=90)
+            run(self._as_pg(cmd + ["-m", "immediate", "stop"]), timeout=90, cwd=Path("/"))
         # pg_ctl returns once postmaster.pid is gone, a moment before the process itself.
         deadline = time.monotonic() + 15
         while postmaster and pid_alive(postmaster) and time.monotonic() < deadline:
@@ -524,7 +751,7 @@ class Suite:
             return False
         r = subprocess.run(self._as_pg([str(pg_bin_dir() / "pg_ctl"), "-D",
                                         str(self.pg_data_dir), "status"]),
-                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30, cwd="/")
         return r.returncode == 0
 
     def postgres_pid(self) -> int | None:
@@ -544,15 +771,75 @@ class Suite:
         if os.geteuid() == 0:
             shutil.chown(path, PG_OS_USER, PG_OS_USER)
 
-    def _check_postgres_can_traverse(self) -> None:
-        if os.geteuid() != 0:
+    @property
+    def pg_data_dir(self) -> Path:
+        """PGDATA: data_dir/postgres, or where that symlink points (see _place_cluster)."""
+        link = self.data_dir / "postgres"
+        return link.parent / os.readlink(link) if link.is_symlink() else link
+
+    def _place_cluster(self) -> None:
+        """Decides where a new cluster goes. PostgreSQL refuses to run as root, so as root it
+        runs as the postgres user, who must reach PGDATA: data_dir/postgres when every ancestor
+        of data_dir lets it through (/tmp, a world-readable home); otherwise (a clone under
+        /root or another 0700 home) a directory of the postgres user's own, under
+        pg_clusters_dir(), named after data_dir, with data_dir/postgres a symlink to its
+        pgdata/. Its `data-dir` file names data_dir, so that clean-data removes it only for
+        the data dir it belongs to. A cluster already placed stays where it is."""
+        link = self.data_dir / "postgres"
+        if link.is_symlink():
+            if not self.pg_data_dir.parent.exists():  # someone removed it: a new cluster there
+                self._prepare_cluster_home(self.pg_data_dir.parent)
             return
-        r = subprocess.run(["runuser", "-u", PG_OS_USER, "--", "test", "-x", str(self.data_dir)],
-                           stdin=subprocess.DEVNULL)
-        if r.returncode != 0:
-            raise SuiteError(f"the {PG_OS_USER} user cannot traverse {self.data_dir}: every "
-                             f"ancestor directory needs o+x (pytest's tmp_path has a 0700 "
-                             f"ancestor; use Suite.throwaway() or tempfile.mkdtemp())")
+        if link.exists() or postgres_can_traverse(self.data_dir):
+            return
+        home = self._new_cluster_home()
+        self._prepare_cluster_home(home)
+        link.symlink_to(home / "pgdata")
+        say(f"the {PG_OS_USER} user cannot reach {self.data_dir}: the cluster lives in "
+            f"{home / 'pgdata'} ({link} points there; `make clean-data` removes both)")
+
+    def _new_cluster_home(self) -> Path:
+        """pg_clusters_dir()/<cluster_name>, or .2, .3 … when an earlier data dir at the same
+        path left one (kept: a moved-away copy of this data dir may still point there)."""
+        base, name = pg_clusters_dir(), cluster_name(self.data_dir)
+        for n in itertools.count(1):
+            home = base / (name if n == 1 else f"{name}.{n}")
+            if not home.exists():
+                return home
+            say(f"note: {home} holds the cluster of an earlier data dir at "
+                f"{cluster_owner(home) or '?'}; not touching it (remove it by hand when "
+                f"nothing points there)")
+        raise AssertionError("unreachable")
+
+    def _prepare_cluster_home(self, home: Path) -> None:
+        for d in (home.parent, home):
+            d.mkdir(mode=0o700, exist_ok=True)
+            shutil.chown(d, PG_OS_USER, PG_OS_USER)
+        if cluster_owner(home) is None:
+            (home / CLUSTER_OWNER_FILE).write_text(f"{self.data_dir}\n")
+
+    def _check_postgres_can_traverse(self) -> None:
+        where = self.pg_data_dir.parent
+        if not postgres_can_traverse(where):
+            raise SuiteError(f"the {PG_OS_USER} user cannot reach {where}, which holds this data "
+                             f"dir's cluster ({self.pg_data_dir}): a directory above it lets only "
+                             f"its owner through. Give it o+x, or start afresh with `make "
+                             f"clean-data` (a new cluster goes where the {PG_OS_USER} user can "
+                             f"reach it)")
+
+    def remove_data_dir(self) -> None:
+        """Removes data_dir and, when its cluster lives outside (see _place_cluster), that
+        cluster's directory: only one whose `data-dir` file names this data dir."""
+        link = self.data_dir / "postgres"
+        if link.is_symlink():
+            home = self.pg_data_dir.parent
+            owner = cluster_owner(home)
+            if owner == str(self.data_dir):
+                shutil.rmtree(home, ignore_errors=True)
+            elif home.exists():
+                say(f"not removing {home}: it records {owner or 'no data dir'} as its owner, "
+                    f"not {self.data_dir}")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ broker
     @property
@@ -617,6 +904,7 @@ class Suite:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
         if name in SERVICES:
             env["DATABASE_URL"] = self.service_dsn(name)
+            env["TEST_CLOCK"] = "on"  # POST /internal/test-clock: local runs and tests only
         else:
             for svc in SERVICES:
                 env[f"UPSTREAM_{svc.upper()}"] = self.url(svc)
@@ -630,6 +918,22 @@ class Suite:
     @property
     def gateway_url(self) -> str:
         return self.url(GATEWAY)
+
+    def advance_clock(self, seconds: int) -> dict[str, dict]:
+        """Moves every domain service's business clock forward by seconds (the gateway has
+        none); returns each one's answer {"now": RFC 3339, "offsetSeconds": total}. SuiteError
+        naming every service that did not answer (all are tried)."""
+        return self._clock_all(_advance_seconds(seconds))
+
+    def clock(self) -> dict[str, dict]:
+        """Every domain service's business clock, as advance_clock answers, unchanged."""
+        return self._clock_all(None)
+
+    def _clock_all(self, advance: int | None) -> dict[str, dict]:
+        answers, errors = clock_all({n: self.url(n) for n in SERVICES}, advance)
+        if errors:
+            raise SuiteError("test clock: " + "; ".join(f"{n}: {e}" for n, e in errors.items()))
+        return answers
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -758,7 +1062,7 @@ class Suite:
             self._pg_started = False
         self._release()
         if self.remove_data_dir_on_stop and self.data_dir.exists():
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.remove_data_dir()
         return ok
 
     def exited(self) -> dict[str, int | None]:
@@ -823,11 +1127,15 @@ class Suite:
         self._lock_fd = fd
         self._cleanup_stale()
         (self.run_dir / "suite.pid").write_text(f"{os.getpid()}\n")
+        # For `suite.py clock`, which finds this launcher's services by data dir.
+        (self.run_dir / PORTS_FILE).write_text(
+            json.dumps({**self.ports, "postgres": self.pg_port}) + "\n")
 
     def _release(self) -> None:
         if self._lock_fd is None:
             return
         (self.run_dir / "suite.pid").unlink(missing_ok=True)
+        (self.run_dir / PORTS_FILE).unlink(missing_ok=True)
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         os.close(self._lock_fd)
         self._lock_fd = None
@@ -1116,9 +1424,51 @@ def cmd_clean_data(args) -> int:
         say(f"not removing {suite.data_dir}: processes still running ({still or 'postgres'})")
         return 1
     suite._release()
-    shutil.rmtree(suite.data_dir)
-    say(f"removed {suite.data_dir}")
+    outside = suite.pg_data_dir.parent if (suite.data_dir / "postgres").is_symlink() else None
+    suite.remove_data_dir()
+    say(f"removed {suite.data_dir}" + (f" and its cluster in {outside}"
+                                       if outside and not outside.exists() else ""))
+    return 0 if not suite.data_dir.exists() else 1
+
+
+def running_ports(data_dir: Path) -> dict[str, int]:
+    """The ports of the launcher running on data_dir (run/ports.json); SuiteError if none."""
+    run_dir = data_dir / "run"
+    owner = _read_pid(run_dir / "suite.pid")
+    try:
+        ports = json.loads((run_dir / PORTS_FILE).read_text())
+    except (OSError, ValueError):
+        ports = None
+    if not ports or not owner or not pid_alive(owner):
+        raise SuiteError(f"no `make run` is running on {data_dir} (start one, or pass the "
+                         f"--data-dir it runs on)")
+    return {name: int(port) for name, port in ports.items()}
+
+
+def cmd_clock(args) -> int:
+    """`clock advance D` / `clock show`: every domain service of the launcher running on
+    --data-dir, on its own port; one line each; exit 1 if any did not answer."""
+    advance = parse_duration(args.duration) if args.clock_cmd == "advance" else None
+    ports = running_ports(args.data_dir.resolve())
+    answers, errors = clock_all({n: f"http://{HOST}:{ports[n]}" for n in SERVICES}, advance)
+    for name in SERVICES:
+        if name in answers:
+            a = answers[name]
+            print(f"{name}: {a['now']} (offset {format_duration(a['offsetSeconds'])})", flush=True)
+        else:
+            print(f"{name}: FAILED: {errors[name]}", flush=True)
+    if errors:
+        say(f"{len(errors)} of {len(SERVICES)} services did not answer: {', '.join(errors)}")
+        return 1
     return 0
+
+
+def _duration_arg(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def main(argv=None) -> int:
@@ -1177,6 +1527,17 @@ def main(argv=None) -> int:
     sp = sub.add_parser("clean-data", help="remove --data-dir once nothing runs on it")
     common(sp)
     sp.set_defaults(fn=cmd_clean_data)
+
+    sp = sub.add_parser("clock", help="advance or show the business test clock of a running "
+                        "`make run` (every domain service)")
+    clock_sub = sp.add_subparsers(dest="clock_cmd", required=True)
+    leaf = clock_sub.add_parser("advance", help="move every service's business time forward")
+    leaf.add_argument("duration", type=_duration_arg,
+                      help="30d, 12h, 15m, 90s, 1d12h, or a number of seconds")
+    common(leaf)
+    leaf = clock_sub.add_parser("show", help="print every service's business time")
+    common(leaf)
+    sp.set_defaults(fn=cmd_clock)
 
     sp = sub.add_parser("env", help="print a service's environment")
     common(sp)

@@ -53,7 +53,13 @@ stop_infra() {
 
 cleanup() {
   stop_infra
-  if [[ -n "$WORK" ]]; then rm -rf "$WORK"; fi
+  if [[ -n "$WORK" ]]; then
+    # A cluster suite.py kept outside the data dir (the postgres user could not reach it) goes too.
+    if [[ -L "$WORK/infra/postgres" ]]; then
+      "$PYTHON" "$SUITE" clean-data --data-dir "$WORK/infra" || note "could not remove the infra cluster"
+    fi
+    rm -rf "$WORK"
+  fi
 }
 trap cleanup EXIT
 trap 'note "interrupted"; exit 130' INT
@@ -67,11 +73,27 @@ describe_rc() {  # describe_rc RC TIMEOUT
   esac
 }
 
+# apt-get that waits (up to 15 min) while another install holds Debian's package locks, as
+# suite.py ensure does; apt 2.x waits for dpkg's locks itself but not for `update`'s lists lock.
+apt_get() {
+  local out rc i
+  for ((i = 0; i < 180; i++)); do
+    out=$(DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 "$@" 2>&1)
+    rc=$?
+    printf '%s\n' "$out"
+    [[ $rc -eq 0 ]] && return 0
+    grep -qE "Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock" <<<"$out" || return "$rc"
+    ((i == 0)) && note "waiting for the Debian package lock held by another install …"
+    sleep 5
+  done
+  return 1
+}
+
 # ---------------------------------------------------------------- prerequisites
 step "prerequisites"
 if ! command -v "$PYTHON" >/dev/null; then
   note "installing python3"
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-pip \
+  apt_get update -q && apt_get install -y -q python3 python3-pip \
     || { note "cannot install python3"; exit 1; }
 fi
 if ! command -v swift >/dev/null; then
@@ -111,7 +133,7 @@ if [[ $BUILD_RC -ne 0 ]]; then
 else
   step "throwaway Postgres + dev broker"
   WORK=$(mktemp -d /tmp/marketplace-test.XXXXXX)
-  chmod 755 "$WORK"  # the postgres user must traverse it
+  chmod 755 "$WORK"  # the cluster can then stay in it (else suite.py keeps it outside, removed with it)
   "$PYTHON" "$SUITE" infra --data-dir "$WORK/infra" --env-file "$WORK/infra.env" \
     --bin-dir "$BIN_DIR" --log-dir "$LOGS/infra" >"$LOGS/infra-launcher.log" 2>&1 &
   INFRA_PID=$!

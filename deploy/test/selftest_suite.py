@@ -2,10 +2,14 @@
 """Self-test of deploy/dev/suite.py against a real Postgres and stand-in executables.
 
 Run as root (like CI): `python3 deploy/test/selftest_suite.py -v` (or `make harness-selftest`).
-Needs no Swift build: deploy/test/standins/standin.py plays the executables.
+Needs no Swift build: deploy/test/standins/standin.py plays the executables (and a stand-in
+apt-get, written by PackageLockTests, plays apt).
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import re
 import queue
@@ -17,6 +21,7 @@ import threading
 import time
 import unittest
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +32,16 @@ import standin  # noqa: E402
 import suite as S  # noqa: E402
 
 SUITE_PY = REPO / "deploy" / "dev" / "suite.py"
+AS_ROOT = unittest.skipUnless(os.geteuid() == 0, "as root only (Postgres as the postgres user, apt)")
+
+
+def postgres_uid() -> int:
+    return int(subprocess.check_output(["id", "-u", S.PG_OS_USER]).strip())
+
+
+def suite_cli(*args, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SUITE_PY), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def children_of(pid: int) -> list[int]:
@@ -62,11 +77,21 @@ class Base(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        # Clusters kept outside a data dir of ours that a failed test left behind.
+        for home in S.pg_clusters_dir().glob("*"):
+            if (S.cluster_owner(home) or "").startswith(f"{cls.tmp}/"):
+                subprocess.run(["rm", "-rf", str(home)])
         subprocess.run(["rm", "-rf", str(cls.tmp)])
 
     def new_dir(self, name: str) -> Path:
         d = self.tmp / name
         d.mkdir()
+        return d
+
+    def private_dir(self, name: str) -> Path:
+        """A directory only its owner (root) may enter, as /root or a 0700 home."""
+        d = self.new_dir(name)
+        os.chmod(d, 0o700)
         return d
 
     def suite_on(self, data_dir: Path, **kw) -> S.Suite:
@@ -83,8 +108,8 @@ class PostgresTests(Base):
         s = self.suite_on(data)
         with s:
             s.start_postgres()
-            self.assertEqual(os.stat(s.pg_data_dir).st_uid, int(
-                subprocess.check_output(["id", "-u", "postgres"]).strip()))
+            self.assertEqual(os.stat(s.pg_data_dir).st_uid, postgres_uid())
+            self.assertFalse((data / "postgres").is_symlink())  # reachable: the cluster stays inside
             self.assertEqual(s.psql("SELECT current_user"), "postgres\n")
             schemas = s.psql("SELECT nspname || ':' || nspowner::regrole FROM pg_namespace "
                              "WHERE nspname = ANY('{identity,listings,billing,orders,messaging}') "
@@ -137,14 +162,78 @@ class PostgresTests(Base):
             with self.assertRaisesRegex(S.SuiteError, "another suite.py"):
                 other.start_postgres()
 
-    def test_data_dir_not_traversable_is_a_clear_error(self):
-        closed = self.new_dir("closed")
-        os.chmod(closed, 0o700)
-        inner = closed / "data"
-        inner.mkdir()
-        with self.suite_on(inner) as s:
-            with self.assertRaisesRegex(S.SuiteError, "cannot traverse"):
+    @AS_ROOT
+    def test_data_dir_under_a_private_directory_keeps_its_cluster_outside(self):
+        """A clone under /root (0700): the postgres user cannot reach <clone>/.data."""
+        data = self.private_dir("private") / "clone" / ".data"
+        data.mkdir(parents=True)
+        s = self.suite_on(data)
+        with s:
+            s.start_postgres()
+            link = data / "postgres"
+            self.assertTrue(link.is_symlink())
+            home = s.pg_data_dir.parent
+            self.assertEqual(s.pg_data_dir, home / "pgdata")
+            self.assertEqual(home.parent, S.pg_clusters_dir())
+            self.assertEqual(S.cluster_owner(home), str(data))
+            self.assertEqual(os.stat(s.pg_data_dir).st_uid, postgres_uid())
+            self.assertEqual(s.psql("SELECT 1"), "1\n")
+            s.psql("CREATE TABLE public.keepme (v text); INSERT INTO keepme VALUES ('kept')")
+            version_mtime = (s.pg_data_dir / "PG_VERSION").stat().st_mtime
+            self.assertEqual(list(home.glob("pgpw-*")), [])  # initdb's password file is gone
+        self.assertIn("database system is ready", s.log_path("postgres").read_text())
+        self.assertFalse((link / "postmaster.pid").exists())
+
+        s2 = self.suite_on(data)  # a second run: the same cluster, data kept
+        with s2:
+            s2.start_postgres()
+            self.assertEqual(s2.pg_data_dir, home / "pgdata")
+            self.assertEqual((s2.pg_data_dir / "PG_VERSION").stat().st_mtime, version_mtime)
+            self.assertEqual(s2.psql("SELECT v FROM keepme"), "kept\n")
+
+        r = suite_cli("clean-data", "--data-dir", data)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"and its cluster in {home}", r.stderr)
+        self.assertFalse(data.exists())
+        self.assertFalse(home.exists())
+
+    @AS_ROOT
+    def test_a_cluster_inside_a_data_dir_postgres_can_no_longer_reach_is_a_clear_error(self):
+        parent = self.new_dir("closed-later")
+        with self.suite_on(parent / "data") as s:
+            s.start_postgres()  # reachable then: the cluster is data/postgres itself
+        os.chmod(parent, 0o700)
+        with self.suite_on(parent / "data") as s:
+            with self.assertRaisesRegex(S.SuiteError, "cannot reach .*clean-data"):
                 s.start_postgres()
+
+    @AS_ROOT
+    def test_remove_data_dir_removes_only_the_cluster_that_names_it(self):
+        for owner_is_us in (True, False):
+            with self.subTest(owner_is_us=owner_is_us):
+                data = self.new_dir(f"rm-{owner_is_us}")
+                home = self.new_dir(f"rm-{owner_is_us}-home")
+                (home / "pgdata").mkdir()
+                (home / S.CLUSTER_OWNER_FILE).write_text(
+                    f"{data if owner_is_us else self.tmp / 'someone-else'}\n")
+                (data / "postgres").symlink_to(home / "pgdata")
+                self.suite_on(data).remove_data_dir()
+                self.assertFalse(data.exists())
+                self.assertEqual(home.exists(), not owner_is_us)
+
+    @AS_ROOT
+    def test_an_earlier_cluster_at_the_same_path_is_left_alone(self):
+        data = self.new_dir("earlier")
+        s = self.suite_on(data)
+        earlier = S.pg_clusters_dir() / S.cluster_name(s.data_dir)
+        earlier.mkdir(parents=True)
+        (earlier / S.CLUSTER_OWNER_FILE).write_text(f"{data}\n")  # e.g. a moved-away .data's
+        try:
+            home = s._new_cluster_home()
+            self.assertEqual(home, earlier.with_name(earlier.name + ".2"))
+            self.assertTrue(earlier.exists())
+        finally:
+            subprocess.run(["rm", "-rf", str(earlier)])
 
 
 class SuiteTests(Base):
@@ -164,6 +253,20 @@ class SuiteTests(Base):
                              f"postgres://orders:orders@127.0.0.1:{s.pg_port}/marketplace")
             self.assertEqual(s.env_for("orders")["KAFKA_BOOTSTRAP_SERVERS"],
                              s.kafka_bootstrap_servers)
+            self.assertEqual({n: s.env_for(n).get("TEST_CLOCK") for n in S.ALL_SERVICES},
+                             {**{n: "on" for n in S.SERVICES}, "gateway": None})
+            self.assertEqual(json.loads((s.run_dir / "ports.json").read_text()),
+                             {**s.ports, "postgres": s.pg_port})
+            moved = s.advance_clock(3600)
+            self.assertEqual(list(moved), list(S.SERVICES))
+            self.assertEqual({a["offsetSeconds"] for a in moved.values()}, {3600})
+            self.assertEqual({a["offsetSeconds"] for a in s.clock().values()}, {3600})
+            business = datetime.fromisoformat(moved["orders"]["now"])
+            self.assertLess(abs(business - datetime.now(timezone.utc) - timedelta(hours=1)),
+                            timedelta(seconds=60))
+            for bad in (-1, 1.5, True, "60"):
+                with self.assertRaises(ValueError):
+                    s.advance_clock(bad)
             pids = [s.pid(n) for n in S.EXECUTABLES]
             self.assertTrue(all(pids))
             for n in S.EXECUTABLES:
@@ -175,6 +278,40 @@ class SuiteTests(Base):
         self.assertEqual(wait_gone(pids), [])
         self.assertEqual(set(s.exit_codes.values()), {0}, s.exit_codes)
         self.assertFalse(s.data_dir.exists(), "throwaway data dir not removed")
+
+    @AS_ROOT
+    def test_throwaway_under_a_private_temp_base(self):
+        base = self.private_dir("private-tmp")
+        old = os.environ.get("MARKETPLACE_TMP")
+        os.environ["MARKETPLACE_TMP"] = str(base)
+        try:
+            s = S.Suite.throwaway(REPO, bin_dir=self.bin)
+        finally:
+            os.environ.pop("MARKETPLACE_TMP") if old is None else os.environ.update(
+                MARKETPLACE_TMP=old)
+        with s:
+            s.start_postgres()
+            self.assertEqual(s.data_dir.parent, base.resolve())
+            self.assertEqual(s.psql("SELECT 1"), "1\n")
+            home = s.pg_data_dir.parent
+            self.assertEqual(home.parent, S.pg_clusters_dir())
+        self.assertFalse(s.data_dir.exists(), "throwaway data dir not removed")
+        self.assertFalse(home.exists(), "throwaway cluster outside the data dir not removed")
+
+    def test_advance_clock_names_each_service_that_does_not_answer(self):
+        s = S.Suite.throwaway(REPO, bin_dir=self.bin, service_env={"orders": {"TEST_CLOCK": "off"}})
+        with s:
+            s.start_broker()  # the stand-ins need no Postgres to serve
+            s.start_service("billing")
+            s.start_service("orders")
+            with self.assertRaises(S.SuiteError) as cm:
+                s.advance_clock(60)
+            msg = str(cm.exception)
+            self.assertRegex(msg, r"orders: HTTP 404 .*no test clock there")
+            for name in ("identity", "listings", "messaging"):
+                self.assertRegex(msg, rf"{name}: no answer from {s.url(name)}/internal/test-clock")
+            self.assertNotIn("billing", msg)
+            self.assertEqual(S.clock_request(s.url("billing"))["offsetSeconds"], 60)
 
     def test_service_that_dies_reports_its_log(self):
         bad = self.tmp / "badbin"
@@ -319,8 +456,20 @@ class CliTests(Base):
             self.assertEqual(proc.wait(60), 0)
 
     def test_infra_writes_env_and_stops(self):
-        data = self.new_dir("cli-infra")
-        env_file = self.tmp / "infra.env"
+        self.check_infra(self.new_dir("cli-infra"))
+
+    @AS_ROOT
+    def test_infra_under_a_private_directory(self):
+        data = self.private_dir("private-infra") / "infra"
+        home = self.check_infra(data)
+        self.assertTrue((data / "postgres").is_symlink())
+        r = suite_cli("clean-data", "--data-dir", data)  # as run-tests.sh does
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(home.exists())
+
+    def check_infra(self, data: Path) -> Path:
+        """Runs `suite.py infra` on data, checks its env file, stops it; returns its PGDATA's parent."""
+        env_file = data.parent / f"{data.name}.env"
         proc = self.start_cli("infra", "--data-dir", str(data), "--env-file", str(env_file),
                               "--bin-dir", str(self.bin))
         deadline = time.monotonic() + 120
@@ -341,6 +490,185 @@ class CliTests(Base):
         os.kill(proc.pid, signal.SIGTERM)
         self.assertEqual(proc.wait(60), 0)
         self.assertEqual(wait_gone(pids), [])
+        return S.Suite(REPO, data, pg_port=S.free_port()).pg_data_dir.parent
+
+    def test_clock_advance_and_show_reach_every_service_of_a_running_launcher(self):
+        data = self.new_dir("cli-clock")
+        args = self.run_args(data)  # every port a free one, none the default
+        proc = self.start_cli(*args)
+        try:
+            self.read_until(proc, r"^gateway: ")
+            ports = json.loads((data / "run" / "ports.json").read_text())
+            passed = dict(a.split("=") for a in args if "=" in a)
+            passed["gateway"] = args[args.index("--gateway-port") + 1]
+            self.assertEqual({n: ports[n] for n in S.ALL_SERVICES},
+                             {n: int(passed[n]) for n in S.ALL_SERVICES})
+
+            self.assert_clock_lines(suite_cli("clock", "advance", "2d", "--data-dir", data),
+                                    "2d", timedelta(days=2))
+            self.assert_clock_lines(suite_cli("clock", "show", "--data-dir", data),
+                                    "2d", timedelta(days=2))
+            self.assert_clock_lines(suite_cli("clock", "advance", "1d12h", "--data-dir", data),
+                                    "3d12h", timedelta(days=3, hours=12))
+
+            messaging = S._read_pid(data / "run" / "messaging.pid")
+            os.kill(messaging, signal.SIGKILL)  # one service stops answering
+            self.assertEqual(wait_gone([messaging]), [])
+            r = suite_cli("clock", "advance", "90s", "--data-dir", data)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            lines = r.stdout.splitlines()
+            self.assertEqual([l.split(":")[0] for l in lines], list(S.SERVICES))
+            for line in lines[:-1]:
+                self.assertTrue(line.endswith("(offset 3d12h1m30s)"), line)
+            self.assertRegex(lines[-1], r"^messaging: FAILED: no answer from http://127\.0\.0\.1:"
+                                        rf"{ports['messaging']}/internal/test-clock")
+            self.assertIn("1 of 5 services did not answer: messaging", r.stderr)
+        finally:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(120)
+        self.assertFalse((data / "run" / "ports.json").exists())
+        r = suite_cli("clock", "show", "--data-dir", data)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no `make run` is running on", r.stderr)
+
+    def assert_clock_lines(self, r, offset: str, ahead: timedelta):
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual([l.split(":")[0] for l in lines], list(S.SERVICES), r.stdout)
+        for line in lines:
+            m = re.fullmatch(r"\w+: (\S+) \(offset (\w+)\)", line)
+            self.assertIsNotNone(m, line)
+            self.assertEqual(m[2], offset)
+            drift = datetime.fromisoformat(m[1]) - datetime.now(timezone.utc) - ahead
+            self.assertLess(abs(drift), timedelta(seconds=60), line)
+
+
+class DurationTests(unittest.TestCase):
+    def test_parse_and_format(self):
+        for text, seconds in (("30d", 2592000), ("12h", 43200), ("15m", 900), ("90s", 90),
+                              ("1d12h", 129600), ("2d3h4m5s", 183845), ("3600", 3600), ("0", 0)):
+            self.assertEqual(S.parse_duration(text), seconds, text)
+        for text in ("", "-5", "1.5", "12x", "1h1d", "d", "1 d", "5 s"):
+            with self.assertRaises(ValueError, msg=text):
+                S.parse_duration(text)
+        self.assertEqual([S.format_duration(n) for n in (0, 90, 172800, 302490, 61.9)],
+                         ["0s", "1m30s", "2d", "3d12h1m30s", "1m1s"])
+
+
+@AS_ROOT
+class PackageLockTests(Base):
+    """ensure_packages while another install holds Debian's package locks: lock files of our own,
+    held (fcntl, as apt holds them) by another process, and a stand-in apt-get that fails as apt
+    does when it cannot take them."""
+
+    FAKE_APT = """#!{python}
+import fcntl, os, sys
+args = sys.argv[1:]
+locks = {locks!r}["update" if "update" in args else "install"]
+if os.path.exists({fail_once!r}):
+    os.unlink({fail_once!r})  # lost the race for a lock that was free when the launcher looked
+    print("E: Could not get lock " + locks[0] + ". It is held by process 1 (apt-get)")
+    sys.exit(100)
+for path in locks:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("E: Could not get lock " + path)
+        sys.exit(100)
+with open({log!r}, "a") as f:
+    f.write(" ".join(args) + "\\n")
+"""
+
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(dir=self.tmp))
+        self.log = self.dir / "apt.log"
+        self.fail_once = self.dir / "fail-once"
+        self.lists = (self.dir / "lists-lock",)
+        self.dpkg = (self.dir / "lock-frontend", self.dir / "lock")
+        apt = self.dir / "apt-get"
+        apt.write_text(self.FAKE_APT.format(
+            python=sys.executable, log=str(self.log), fail_once=str(self.fail_once),
+            locks={"update": [str(p) for p in self.lists], "install": [str(p) for p in self.dpkg]}))
+        apt.chmod(0o755)
+        self.suite = s = self.suite_on(self.new_dir(self.dir.name + "-data"))
+        s.apt_get, s.apt_lists_locks, s.dpkg_locks = str(apt), self.lists, self.dpkg
+        s.debian_packages = ("marketplace-selftest-absent",)  # dpkg-query: not installed
+
+    def hold(self, path: Path) -> subprocess.Popen:
+        """Another process holding path's lock until its stdin closes."""
+        proc = subprocess.Popen([sys.executable, "-c", (
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.lockf(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()\n")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.assertEqual(proc.stdout.readline(), "held\n")
+        self.addCleanup(lambda: (proc.stdin.close(), proc.wait(10)))
+        return proc
+
+    def ensure_in_background(self):
+        """ensure_packages on a thread, its messages (stderr) captured: (thread, output, errors)."""
+        out, errors = io.StringIO(), []
+
+        def ensure():
+            try:
+                self.suite.ensure_packages()
+            except S.SuiteError as e:
+                if "`swift` is not on PATH" not in str(e):  # the last check; not ours here
+                    errors.append(e)
+        redirect = contextlib.redirect_stderr(out)
+        redirect.__enter__()
+        self.addCleanup(redirect.__exit__, None, None, None)
+        thread = threading.Thread(target=ensure, daemon=True)
+        thread.start()
+        return thread, out, errors
+
+    def apt_calls(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def test_ensure_waits_for_a_held_lock_then_installs(self):
+        for held, calls_while_held in ((self.lists[0], []), (self.dpkg[0], ["update"])):
+            with self.subTest(held=held.name):
+                self.log.unlink(missing_ok=True)
+                holder = self.hold(held)
+                thread, out, errors = self.ensure_in_background()
+                deadline = time.monotonic() + 20
+                while "waiting for the Debian package lock" not in out.getvalue():
+                    self.assertLess(time.monotonic(), deadline, out.getvalue())
+                    time.sleep(0.1)
+                self.assertRegex(out.getvalue(), rf"held by another install \(pid {holder.pid}, "
+                                                 rf"python3[.\d]*; {held}\) …")
+                time.sleep(1.5)  # still waiting
+                self.assertTrue(thread.is_alive())
+                self.assertEqual([c.split()[-1] for c in self.apt_calls()], calls_while_held)
+                holder.stdin.close()  # the other install finishes
+                holder.wait(10)
+                thread.join(30)
+                self.assertFalse(thread.is_alive())
+                self.assertEqual(errors, [])
+                calls = self.apt_calls()
+                self.assertEqual(len(calls), 2, calls)
+                self.assertRegex(calls[0], r"^-o DPkg::Lock::Timeout=\d+ update$")
+                self.assertRegex(calls[1], r"^-o DPkg::Lock::Timeout=\d+ install -y "
+                                           r"--no-install-recommends marketplace-selftest-absent$")
+                self.assertEqual(out.getvalue().count("waiting for the Debian package lock"), 1)
+
+    def test_a_lock_still_held_after_the_bound_is_a_clear_error(self):
+        holder = self.hold(self.dpkg[1])
+        self.suite.package_lock_timeout = 2
+        with contextlib.redirect_stderr(io.StringIO()):
+            with self.assertRaisesRegex(S.SuiteError, rf"{self.dpkg[1]} is still held by another "
+                                                      rf"install \(pid {holder.pid}, python3[.\d]*\)"):
+                self.suite.ensure_packages()
+        self.assertEqual([c.split()[-1] for c in self.apt_calls()], ["update"])
+
+    def test_apt_losing_the_race_for_a_lock_waits_again(self):
+        self.fail_once.touch()
+        thread, out, errors = self.ensure_in_background()
+        thread.join(30)
+        self.assertEqual(errors, [])
+        self.assertFalse(self.fail_once.exists())
+        self.assertEqual([c.split()[2] for c in self.apt_calls()], ["update", "install"])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ directory (bin_dir= / --bin-dir / MARKETPLACE_BIN_DIR). It follows the agreed in
       answers TCP, and, for the gateway, until JWKS_URL answers), /metrics, GET /v1/plans
       (billing), /.well-known/jwks.json (identity); the gateway proxies by the default route table
       prefixes to UPSTREAM_*. Exits 0 on SIGTERM.
+      With TEST_CLOCK=on, a domain service (not the gateway) also serves the business test clock:
+      GET /internal/test-clock -> {"now": RFC 3339, "offsetSeconds": n}; POST {"advanceSeconds":
+      n >= 0} moves it forward first (422 otherwise). The offset lives in memory, as the real one.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 NAMES = ("gateway", "identity", "listings", "billing", "orders", "messaging", "devbroker")
@@ -102,9 +106,29 @@ def reachable(hostport: str) -> bool:
         return False
 
 
+class TestClock:
+    """The business clock's offset from the wall clock, moved only forward."""
+
+    def __init__(self):
+        self.offset = 0
+        self.lock = threading.Lock()
+
+    def advance(self, seconds: int) -> None:
+        with self.lock:
+            self.offset += seconds
+
+    def answer(self) -> dict:
+        with self.lock:
+            offset = self.offset
+        now = datetime.now(timezone.utc) + timedelta(seconds=offset)
+        return {"now": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "offsetSeconds": offset}
+
+
 def serve(name: str) -> int:
     port = int(os.environ["HTTP_PORT"])
     host = os.environ.get("HTTP_HOST", "127.0.0.1")
+    clock = TestClock() if name != "gateway" and os.environ.get("TEST_CLOCK") == "on" else None
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -154,11 +178,26 @@ def serve(name: str) -> int:
                             return self.reply(e.code, e.read())
                         except (urllib.error.URLError, OSError):
                             return self.reply(502, {"status": 502, "title": "Bad Gateway"})
+            if clock and path == "/internal/test-clock":
+                return self.reply(200, clock.answer())
             if name == "billing" and path == "/v1/plans":
                 return self.reply(200, PLANS)
             if name == "identity" and path == "/.well-known/jwks.json":
                 return self.reply(200, {"keys": []})
             return self.reply(404, {"status": 404, "title": "Not Found"})
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if not clock or self.path.split("?")[0] != "/internal/test-clock":
+                return self.reply(404, {"status": 404, "title": "Not Found"})
+            try:
+                seconds = json.loads(body)["advanceSeconds"]
+            except (ValueError, KeyError, TypeError):
+                seconds = None
+            if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+                return self.reply(422, {"status": 422, "title": "advanceSeconds: an integer >= 0"})
+            clock.advance(seconds)
+            return self.reply(200, clock.answer())
 
     class Server(http.server.ThreadingHTTPServer):
         allow_reuse_address = True
