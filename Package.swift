@@ -146,11 +146,20 @@ let package = Package(
                 path: "Tests/ServiceTests"),
             .testTarget(
                 name: "IntegrationTests",
-                dependencies: ["Platform", "Kafka", "Orders", "Identity", .product(name: "Crypto", package: "swift-crypto"),
+                dependencies: ["Platform", "Kafka", "Orders", "Identity", "Listings", "Contracts", .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "HummingbirdTesting", package: "hummingbird"),
+                               .product(name: "HTTPTypes", package: "swift-http-types"),
                                .product(name: "PostgresNIO", package: "postgres-nio"),
                                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                                .product(name: "Logging", package: "swift-log")],
                 path: "Tests/IntegrationTests"),
+            // Test and benchmark tool (not deployed): the platform's job runner as a process that can be killed.
+            .executableTarget(
+                name: "JobProbe",
+                dependencies: ["Platform", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                               .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log")],
+                path: "Tests/JobProbe"),
             .testTarget(
                 name: "KafkaTests",
                 dependencies: ["Kafka", .product(name: "Logging", package: "swift-log"),

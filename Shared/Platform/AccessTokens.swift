@@ -392,7 +392,8 @@ public struct AuthenticationMiddleware<Context: ServiceRequestContext>: RouterMi
         var context = context
         // The verifier has already checked that `sub` is a UUID.
         context.principal = Principal(userId: UUID(uuidString: claims.sub)!, roles: claims.roles, tokenId: claims.jti,
-                                      sessionId: claims.sid.flatMap(UUID.init(uuidString:)), emailVerified: claims.emailVerified ?? false)
+                                      sessionId: claims.sid.flatMap(UUID.init(uuidString:)), emailVerified: claims.emailVerified ?? false,
+                                      authenticationMethods: claims.amr ?? [])
         context.logger[metadataKey: "user.id"] = .string(claims.sub)
         return try await next(request, context)
     }

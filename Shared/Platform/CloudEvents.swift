@@ -29,7 +29,7 @@ public struct CloudEvent: Sendable, Equatable {
     public static func json<Payload: Encodable>(type: String, source: String, subject: String?, payload: Payload,
                                                 traceparent: String? = nil, time: Date = Date()) throws -> CloudEvent {
         CloudEvent(type: type, source: source, time: time, subject: subject, traceparent: traceparent,
-                   data: Array(try EventCoding.encoder.encode(payload)))
+                   data: try JSONWriter.encode(payload))
     }
 
     public func decode<Payload: Decodable>(_ type: Payload.Type) throws -> Payload {
@@ -87,18 +87,9 @@ public struct CloudEvent: Sendable, Equatable {
     }
 }
 
-/// JSON conventions for event payloads: camelCase keys, RFC 3339 UTC times.
+/// JSON conventions for event payloads: camelCase keys, RFC 3339 UTC times. Payloads are
+/// written by `JSONWriter`, the same encoding as HTTP bodies.
 public enum EventCoding {
-    public static var encoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(formatTime(date))
-        }
-        return encoder
-    }
-
     public static var decoder: JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in

@@ -121,6 +121,12 @@ public struct ServiceSettings: Sendable {
     public var consumerRetryBackoff: Duration
     public var consumerBatchSize: Int
     public var shutdownGracePeriod: Duration
+    /// `TEST_CLOCK=on` (dev and tests only): `POST /internal/test-clock` moves the business clock.
+    public var testClock: Bool
+    /// Job runner workers, jobs claimed per transaction, and the longest sleep between looks.
+    public var jobConcurrency: Int
+    public var jobBatchSize: Int
+    public var jobPollInterval: Duration
 
     public init(serviceName: String, defaultPort: Int, needsDatabase: Bool = true, reader: ConfigReader) throws {
         self.serviceName = serviceName
@@ -147,6 +153,14 @@ public struct ServiceSettings: Sendable {
         self.consumerRetryBackoff = try reader.duration(milliseconds: "CONSUMER_RETRY_BACKOFF_MS", default: 200)
         self.consumerBatchSize = try reader.int("CONSUMER_BATCH_SIZE", default: 100, range: 1...10_000)
         self.shutdownGracePeriod = try reader.duration(milliseconds: "SHUTDOWN_GRACE_MS", default: 20_000)
+        switch reader.string("TEST_CLOCK", default: "off") {
+        case "on": self.testClock = true
+        case "off": self.testClock = false
+        default: throw ConfigError.invalidValue(key: "TEST_CLOCK", expected: "on or off")
+        }
+        self.jobConcurrency = try reader.int("JOBS_CONCURRENCY", default: 4, range: 1...64)
+        self.jobBatchSize = try reader.int("JOBS_BATCH_SIZE", default: 20, range: 1...1_000)
+        self.jobPollInterval = try reader.duration(milliseconds: "JOBS_POLL_INTERVAL_MS", default: 1_000)
     }
 }
 

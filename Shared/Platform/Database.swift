@@ -32,7 +32,7 @@ extension DatabaseSettings {
 
 public enum Database {
     /// Runs `body` in a transaction, rethrowing the body's own error (not the driver's wrapper),
-    /// so domain errors keep their meaning.
+    /// so domain errors keep their meaning. Not retried: prefer `transaction(_:_:body)` with a context.
     public static func transaction<Result>(
         _ client: PostgresClient, logger: Logger,
         isolation: isolated (any Actor)? = #isolation,
@@ -45,18 +45,43 @@ public enum Database {
         }
     }
 
-    /// True when the error is Postgres reporting SQLSTATE `code`.
-    public static func isSQLState(_ error: any Error, _ code: String) -> Bool {
-        if let psql = error as? PSQLError { return psql.serverInfo?[.sqlState] == code }
-        if let wrapped = error as? PostgresTransactionError {
-            return [wrapped.closureError, wrapped.commitError].compactMap { $0 }.contains { isSQLState($0, code) }
+    /// How often a transaction that lost a serialization conflict or a deadlock is run again.
+    public static let maximumAttempts = 4
+
+    /// Runs `body` in a transaction with the operation's context. A serialization failure or a
+    /// deadlock (SQLSTATE 40001, 40P01) rolls back and runs the whole body again, at most
+    /// `attempts` times, after a short random pause (so two transactions that collided do not
+    /// collide again in lockstep); after the last attempt the error reaches the caller (a 503 with
+    /// `Retry-After`). The body must therefore do nothing outside the database that it cannot repeat.
+    public static func transaction<Result>(
+        _ client: PostgresClient, _ context: OperationContext, attempts: Int = maximumAttempts,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (Transaction) async throws -> sending Result
+    ) async throws -> sending Result {
+        var attempt = 1
+        while true {
+            do {
+                return try await transaction(client, logger: context.logger, isolation: isolation) { connection in
+                    try await body(Transaction(connection: connection, context: context))
+                }
+            } catch where attempt < attempts && SQLState(of: error)?.isTransient == true {
+                context.logger.debug("transaction retried", metadata: ["attempt": "\(attempt)", "db.sqlstate": "\(SQLState(of: error)!.rawValue)"])
+                try await Task.sleep(for: retryPause(after: attempt))
+                attempt += 1
+            }
         }
-        return false
     }
 
-    public static let uniqueViolation = "23505"
-    public static let serializationFailure = "40001"
-    public static let insufficientPrivilege = "42501"
+    /// 5, 10, 20 … ms, each scaled by a random factor in 0.5–1.5.
+    static func retryPause(after attempt: Int) -> Duration {
+        let base = 5.0 * Double(1 << min(attempt - 1, 6))
+        return .microseconds(Int64(base * Double.random(in: 0.5...1.5) * 1000))
+    }
+
+    /// True when the error is Postgres reporting `state`.
+    public static func isSQLState(_ error: any Error, _ state: SQLState) -> Bool {
+        SQLState(of: error) == state
+    }
 
     /// A stable 64-bit advisory lock key for a name (FNV-1a), the same in every process.
     public static func advisoryLockKey(_ name: String) -> Int64 {
@@ -66,6 +91,33 @@ public enum Database {
             hash = hash &* 0x100_0000_01b3
         }
         return Int64(bitPattern: hash)
+    }
+}
+
+/// A transaction in progress and the operation it serves: what handlers, repositories, the outbox
+/// and the job scheduler are given, so a state change, its events and its timers commit together.
+public struct Transaction: Sendable {
+    public let connection: PostgresConnection
+    public let context: OperationContext
+
+    public init(connection: PostgresConnection, context: OperationContext) {
+        self.connection = connection
+        self.context = context
+    }
+
+    public var logger: Logger { context.logger }
+    /// Business time now.
+    public var now: Date { context.now }
+
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRowSequence {
+        try await connection.query(query, logger: context.logger)
+    }
+
+    /// The first row decoded as `T`, or nil.
+    public func first<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
+        for try await value in try await connection.query(query, logger: context.logger).decode(T.self) { return value }
+        return nil
     }
 }
 

@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import Kafka
 import Logging
@@ -6,19 +7,38 @@ import PostgresNIO
 import ServiceLifecycle
 
 /// Handles one event inside the consumer's transaction. Throwing rolls back the effect and the inbox row together.
-public typealias EventHandler = @Sendable (CloudEvent, PostgresConnection, Logger) async throws -> Void
+public typealias EventHandler = @Sendable (CloudEvent, Transaction) async throws -> Void
 
 /// Routes events by CloudEvents `type` to their handlers; unknown types are recorded and skipped.
+/// Several handlers may react to one type (a projection and a domain reaction): all of them run,
+/// in the order they were registered, in the one inbox transaction — all take effect or none does.
 public struct EventHandlers: Sendable {
-    var handlers: [String: EventHandler] = [:]
+    var handlers: [String: [EventHandler]] = [:]
 
     public init() {}
 
+    /// Adds a handler for events of `type`, after those already registered for it.
     public mutating func on(_ type: String, _ handler: @escaping EventHandler) {
-        handlers[type] = handler
+        handlers[type, default: []].append(handler)
     }
 
-    func handler(for type: String) -> EventHandler? { handlers[type] }
+    /// Adds a handler that receives the contract's payload, decoded.
+    public mutating func on<Payload>(_ contract: EventContract<Payload>,
+                                     _ handler: @escaping @Sendable (Payload, CloudEvent, Transaction) async throws -> Void) {
+        on(contract.type) { event, transaction in
+            try await handler(try event.decode(Payload.self), event, transaction)
+        }
+    }
+
+    /// Every handler of `other` after this one's.
+    public mutating func merge(_ other: EventHandlers) {
+        for (type, list) in other.handlers { handlers[type, default: []].append(contentsOf: list) }
+    }
+
+    func handlers(for type: String) -> [EventHandler] { handlers[type] ?? [] }
+
+    /// The event types with at least one handler.
+    public var types: Set<String> { Set(handlers.keys) }
 }
 
 /// Applies an event exactly once: the inbox row (keyed by event id) and the handler's effect
@@ -26,10 +46,14 @@ public struct EventHandlers: Sendable {
 public struct Inbox: Sendable {
     let client: PostgresClient
     let handlers: EventHandlers
+    let service: String
+    let clock: BusinessClock
 
-    public init(client: PostgresClient, handlers: EventHandlers) {
+    public init(client: PostgresClient, handlers: EventHandlers, service: String, clock: BusinessClock) {
         self.client = client
         self.handlers = handlers
+        self.service = service
+        self.clock = clock
     }
 
     public enum Outcome: Equatable, Sendable {
@@ -39,32 +63,44 @@ public struct Inbox: Sendable {
     }
 
     public func apply(_ event: CloudEvent, topic: String, logger: Logger) async throws -> Outcome {
-        try await Database.transaction(client, logger: logger) { connection in
-            try await apply(event, topic: topic, on: connection, logger: logger)
+        try await Database.transaction(client, context(for: event, logger: logger)) { transaction in
+            try await apply(event, topic: topic, in: transaction)
         }
     }
 
     /// Applies several events in one transaction, in order: all take effect or none does.
     public func apply(_ events: [(event: CloudEvent, topic: String)], logger: Logger) async throws -> [Outcome] {
-        try await Database.transaction(client, logger: logger) { connection in
+        try await Database.transaction(client, OperationContext(service: service, logger: logger, clock: clock)) { transaction in
             var outcomes: [Outcome] = []
             for (event, topic) in events {
-                outcomes.append(try await apply(event, topic: topic, on: connection, logger: logger))
+                let scoped = Transaction(connection: transaction.connection, context: context(for: event, logger: logger))
+                outcomes.append(try await apply(event, topic: topic, in: scoped))
             }
             return outcomes
         }
     }
 
-    func apply(_ event: CloudEvent, topic: String, on connection: PostgresConnection, logger: Logger) async throws -> Outcome {
-        let inserted = try await connection.query("""
+    /// The event's operation: its trace continued, its id and type on every log line.
+    func context(for event: CloudEvent, logger: Logger) -> OperationContext {
+        var logger = logger
+        logger[metadataKey: "event.id"] = .string(event.id)
+        logger[metadataKey: "event.type"] = .string(event.type)
+        let trace = event.traceparent.flatMap(TraceParent.init)?.child() ?? .make()
+        logger[metadataKey: "trace.id"] = .string(trace.traceId)
+        return OperationContext(service: service, trace: trace, logger: logger, clock: clock)
+    }
+
+    func apply(_ event: CloudEvent, topic: String, in transaction: Transaction) async throws -> Outcome {
+        let inserted = try await transaction.query("""
             INSERT INTO inbox (event_id, type, source, topic) VALUES (\(event.id), \(event.type), \(event.source), \(topic))
             ON CONFLICT (event_id) DO NOTHING RETURNING 1
-            """, logger: logger)
+            """)
         var isNew = false
         for try await _ in inserted.decode(Int.self) { isNew = true }
         guard isNew else { return .duplicate }
-        guard let handler = handlers.handler(for: event.type) else { return .ignored }
-        try await handler(event, connection, logger)
+        let handlers = handlers.handlers(for: event.type)
+        guard !handlers.isEmpty else { return .ignored }
+        for handler in handlers { try await handler(event, transaction) }
         return .applied
     }
 }

@@ -7,16 +7,19 @@ import NIOCore
 /// over the limit → 413, not JSON → 400, missing or mistyped fields → 422 naming the field.
 public enum JSONBody {
     public static func decode<Value: Decodable>(_ type: Value.Type, from request: Request, limit: Int) async throws -> Value {
+        try decode(type, from: try await collect(from: request, limit: limit))
+    }
+
+    /// The raw body, at most `limit` bytes (413 beyond).
+    public static func collect(from request: Request, limit: Int) async throws -> Data {
         var request = request
-        let buffer: ByteBuffer
         do {
-            buffer = try await request.collectBody(upTo: limit)
+            return Data(buffer: try await request.collectBody(upTo: limit))
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw Problem(.payloadTooLarge, "The request body exceeds \(limit) bytes.")
         } catch is NIOTooManyBytesError {
             throw Problem(.payloadTooLarge, "The request body exceeds \(limit) bytes.")
         }
-        return try decode(type, from: Data(buffer: buffer))
     }
 
     public static func decode<Value: Decodable>(_ type: Value.Type, from data: Data) throws -> Value {

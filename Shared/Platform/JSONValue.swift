@@ -11,7 +11,11 @@ public enum JSONValue: Codable, Sendable, Equatable {
     case object([String: JSONValue])
 
     public init(json: String) throws {
-        self = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+        try self.init(data: Data(json.utf8))
+    }
+
+    public init(data: Data) throws {
+        self = try JSONDecoder().decode(JSONValue.self, from: data)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -38,39 +42,21 @@ public enum JSONValue: Codable, Sendable, Equatable {
     }
 }
 
-/// JSON responses encoded the suite's way: camelCase as declared, RFC 3339 times, explicit nulls where the type writes them.
+/// JSON responses in the suite's one encoding (`JSONWriter`: explicit nulls, lower-case UUIDs, RFC 3339 times).
 public enum JSONResponse {
-    public static var encoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(EventCoding.formatTime(date))
-        }
-        return encoder
-    }
-
     public static func make<Value: Encodable>(_ value: Value, status: HTTPResponse.Status = .ok, cacheControl: String? = nil, headers: HTTPFields = [:]) throws -> Response {
-        let data = try encoder.encode(value)
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
         if let cacheControl { fields[.cacheControl] = cacheControl }
-        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: fields, body: .init(byteBuffer: try JSONWriter.encodeToBuffer(value)))
     }
 }
 
-// UUIDs in JSON are lower-case (RFC 9562 §4); Foundation writes them upper-case. These more
-// specific overloads win over the generic ones in synthesised and hand-written `encode(to:)`.
-extension KeyedEncodingContainer {
-    public mutating func encode(_ value: UUID, forKey key: Key) throws {
-        try encode(value.uuidString.lowercased(), forKey: key)
-    }
+/// Hummingbird's encoder for values a handler returns (`ResponseEncodable`): the suite's encoding.
+public struct SuiteResponseEncoder: ResponseEncoder {
+    public init() {}
 
-    public mutating func encode(_ value: UUID?, forKey key: Key) throws {
-        if let value { try encode(value.uuidString.lowercased(), forKey: key) } else { try encodeNil(forKey: key) }
-    }
-
-    public mutating func encodeIfPresent(_ value: UUID?, forKey key: Key) throws {
-        if let value { try encode(value.uuidString.lowercased(), forKey: key) }
+    public func encode(_ value: some Encodable, from request: Request, context: some RequestContext) throws -> Response {
+        try JSONResponse.make(value)
     }
 }

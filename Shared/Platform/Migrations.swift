@@ -222,6 +222,49 @@ public enum PlatformMigrations {
                 received_at timestamptz NOT NULL DEFAULT now()
             );
             """),
+        Migration(id: "platform_0002_jobs_idempotency_clock", sql: """
+            -- Durable jobs and timers (Jobs.swift): one per (kind, key), due in business time,
+            -- claimed with FOR UPDATE SKIP LOCKED; parked when failed_at is set.
+            CREATE TABLE jobs (
+                id uuid PRIMARY KEY,
+                kind text NOT NULL,
+                key text NOT NULL,
+                payload jsonb NOT NULL,
+                due_at timestamptz NOT NULL,
+                attempts int NOT NULL DEFAULT 0,
+                last_error text,
+                failed_at timestamptz,
+                traceparent text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                UNIQUE (kind, key)
+            );
+            CREATE INDEX jobs_due_idx ON jobs (due_at) WHERE failed_at IS NULL;
+            CREATE INDEX jobs_failed_idx ON jobs (failed_at) WHERE failed_at IS NOT NULL;
+
+            -- Idempotency-Key records (Idempotency.swift): the first answer, kept 24 hours.
+            CREATE TABLE idempotency_keys (
+                caller uuid NOT NULL,
+                key text NOT NULL,
+                fingerprint bytea NOT NULL,
+                status int NOT NULL,
+                content_type text NOT NULL,
+                headers jsonb NOT NULL,
+                body bytea NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (caller, key)
+            );
+            CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
+
+            -- The test clock's offset (TEST_CLOCK=on only; never written in production).
+            CREATE TABLE business_clock (
+                singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                offset_ms bigint NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now()
+            );
+
+            -- Housekeeping prunes the inbox by age.
+            CREATE INDEX inbox_received_idx ON inbox (received_at);
+            """),
     ]
 }
 

@@ -30,7 +30,7 @@ public enum MetricsSetup {
 }
 
 public struct MetricsEndpoint {
-    public static func add<Context: RequestContext>(to router: Router<Context>, registry: PrometheusCollectorRegistry) {
+    public static func add<Context: RequestContext>(to router: some RouterMethods<Context>, registry: PrometheusCollectorRegistry) {
         router.get("/metrics") { _, _ -> Response in
             var buffer: [UInt8] = []
             buffer.reserveCapacity(16_384)
@@ -104,7 +104,7 @@ public struct HealthEndpoints {
     struct Live: ResponseEncodable { var status = "ok" }
     struct Ready: Encodable { var status: String; var checks: [String: String] }
 
-    public static func add<Context: RequestContext>(to router: Router<Context>, checks: [ReadinessCheck]) {
+    public static func add<Context: RequestContext>(to router: some RouterMethods<Context>, checks: [ReadinessCheck]) {
         router.get("/health/live") { _, _ in Live() }
         router.get("/health/ready") { _, _ -> Response in
             let results = await withTaskGroup(of: (String, Bool).self) { group in

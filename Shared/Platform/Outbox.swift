@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import Kafka
 import Logging
@@ -8,6 +9,15 @@ import ServiceLifecycle
 /// Writes events into the service's `outbox` table inside the caller's transaction, so the
 /// event exists exactly when the state change it describes does.
 public enum Outbox {
+    /// Emits `payload` as the contract's event: on its topic, keyed and subject-named by its
+    /// aggregate, from this service, at business time, continuing the operation's trace.
+    public static func emit<Payload>(_ contract: EventContract<Payload>, _ payload: Payload, in transaction: Transaction) async throws {
+        let event = try CloudEvent.json(type: contract.type, source: transaction.context.eventSource, subject: contract.subject(for: payload),
+                                        payload: payload, traceparent: transaction.context.traceparent, time: transaction.now)
+        try await enqueue(event, topic: contract.topic, key: contract.key(for: payload), on: transaction.connection, logger: transaction.logger)
+    }
+
+    /// Writes a ready-made event (relays and tests); services emit through `emit(_:_:in:)`.
     public static func enqueue(_ event: CloudEvent, topic: String, key: String, on connection: PostgresConnection, logger: Logger) async throws {
         // The outbox keys events by UUID; every CloudEvent this suite creates has one.
         guard let eventId = UUID(uuidString: event.id) else { throw OutboxError.eventIdNotAUUID(event.id) }
@@ -211,10 +221,5 @@ public struct OutboxRelay: Service {
             backlogGauge.record(count)
             ageGauge.record(age)
         }
-        // Sent rows are kept a week for investigation, then dropped in small batches.
-        try await client.query("""
-            DELETE FROM outbox WHERE seq IN (
-                SELECT seq FROM outbox WHERE sent_at < now() - interval '7 days' LIMIT 1000)
-            """, logger: logger)
     }
 }

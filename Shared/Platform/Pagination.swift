@@ -10,14 +10,6 @@ public struct Page<Item: Encodable & Sendable>: ResponseEncodable, Sendable {
         self.items = items
         self.nextCursor = nextCursor
     }
-
-    enum CodingKeys: String, CodingKey { case items, nextCursor }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(items, forKey: .items)
-        try container.encode(nextCursor, forKey: .nextCursor)  // explicit null, not an absent key
-    }
 }
 
 /// Keyset pagination position: the sort key of the last item returned, opaque to clients.
@@ -35,16 +27,16 @@ public struct Cursor: Codable, Sendable, Equatable {
         return Base64URL.encode(Data("\(micros):\(id.uuidString.lowercased())".utf8))
     }
 
-    /// Decodes a client-supplied cursor; anything not produced by `encoded()` is a 400.
+    /// Decodes a client-supplied cursor; anything not produced by `encoded()` is a 422 naming `cursor`, like a bad `limit`.
     public static func decode(_ text: String) throws -> Cursor {
-        guard let data = Base64URL.decode(text), let string = String(data: data, encoding: .utf8) else {
-            throw Problem(.malformedRequest, "The cursor is not valid.")
-        }
+        let invalid = Problem.validation([FieldError("cursor", "is not a valid cursor")])
+        guard let data = Base64URL.decode(text), let string = String(data: data, encoding: .utf8) else { throw invalid }
         let parts = string.split(separator: ":")
-        guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else {
-            throw Problem(.malformedRequest, "The cursor is not valid.")
-        }
-        return Cursor(time: Date(timeIntervalSince1970: Double(micros) / 1_000_000), id: id)
+        // Years 1...9999 only: PostgresNIO traps binding a Date far outside them (Int64.min µs would crash the process).
+        guard parts.count == 2, let micros = Int64(parts[0]), SortKeyValue.microsecondRange.contains(micros),
+              let id = UUID(uuidString: String(parts[1])) else { throw invalid }
+        // The Date that PostgresNIO binds back to exactly this microsecond (see SortKeyValue.date).
+        return Cursor(time: SortKeyValue.date(microseconds: micros), id: id)
     }
 }
 

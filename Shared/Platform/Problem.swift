@@ -26,6 +26,7 @@ public struct Problem: Error, Sendable, Equatable {
         case methodNotAllowed = "method-not-allowed"
         case conflict
         case preconditionFailed = "precondition-failed"
+        case preconditionRequired = "precondition-required"
         case payloadTooLarge = "payload-too-large"
         case validationFailed = "validation-failed"
         case rateLimited = "rate-limited"
@@ -45,6 +46,7 @@ public struct Problem: Error, Sendable, Equatable {
             case .methodNotAllowed: .methodNotAllowed
             case .conflict: .conflict
             case .preconditionFailed: .preconditionFailed
+            case .preconditionRequired: .preconditionRequired
             case .payloadTooLarge: .contentTooLarge
             case .validationFailed: .unprocessableContent
             case .rateLimited: .tooManyRequests
@@ -66,6 +68,7 @@ public struct Problem: Error, Sendable, Equatable {
             case .methodNotAllowed: "Method not allowed"
             case .conflict: "Conflict"
             case .preconditionFailed: "Precondition failed"
+            case .preconditionRequired: "A precondition is required"
             case .payloadTooLarge: "The request body is too large"
             case .validationFailed: "The request is invalid"
             case .rateLimited: "Too many requests"
@@ -100,27 +103,47 @@ public struct Problem: Error, Sendable, Equatable {
         Problem(.validationFailed, "One or more fields are invalid.", fieldErrors: errors)
     }
 
+    /// 409 `invalid-transition`: the resource's state machine does not allow `action` from `status`.
+    public static func invalidTransition(_ action: String, from status: String, resource: String) -> Problem {
+        Problem(.conflict, "A \(resource) that is \(status) cannot be \(action).", typeSlug: "invalid-transition")
+    }
+
     public var status: HTTPResponse.Status { kind.status }
     public var type: String { Self.typeBase + (typeSlug ?? kind.rawValue) }
 
+    /// Every member is always present (the suite's rule for absent values has nothing to apply
+    /// to); `errors` belongs to validation problems only, so they are a type of their own.
     struct Body: Encodable {
         var type: String
         var title: String
         var status: Int
-        var detail: String?
-        var instance: String?
-        var requestId: String?
-        var errors: [FieldError]?
+        var detail: String
+        var instance: String
+        var requestId: String
+    }
+
+    struct ValidationBody: Encodable {
+        var type: String
+        var title: String
+        var status: Int
+        var detail: String
+        var instance: String
+        var requestId: String
+        var errors: [FieldError]
     }
 
     /// The problem+json body; `instance` is the request path, `requestId` ties it to the logs.
     public func body(instance: String?, requestId: String?) -> Data {
-        let body = Body(
-            type: type, title: kind.title, status: Int(status.code), detail: detail,
-            instance: instance, requestId: requestId, errors: fieldErrors.isEmpty ? nil : fieldErrors)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(body)) ?? Data("{\"status\":500}".utf8)
+        let (detail, instance, requestId) = (detail ?? kind.title + ".", instance ?? "", requestId ?? "")
+        let status = Int(self.status.code)
+        let encoded: [UInt8]?
+        if fieldErrors.isEmpty {
+            encoded = try? JSONWriter.encode(Body(type: type, title: kind.title, status: status, detail: detail, instance: instance, requestId: requestId))
+        } else {
+            encoded = try? JSONWriter.encode(ValidationBody(type: type, title: kind.title, status: status, detail: detail, instance: instance,
+                                                            requestId: requestId, errors: fieldErrors))
+        }
+        return Data(encoded ?? Array("{\"status\":500}".utf8))
     }
 
     /// The problem+json response; `instance` is the request path, `requestId` ties it to the logs.
@@ -159,15 +182,12 @@ public struct ProblemMiddleware<Context: ServiceRequestContext>: RouterMiddlewar
         case is NIOTooManyBytesError:
             return Problem(.payloadTooLarge, "The request body exceeds the limit.")
         case let psql as PSQLError:
-            if psql.serverInfo?[.sqlState] == "23505" {
-                return Problem(.conflict, "The resource already exists.")
+            if let state = SQLState(of: psql), let problem = state.problem {
+                return problem
             }
             if let state = psql.serverInfo?[.sqlState], state.hasPrefix("22") {
                 // Data exceptions (a NUL byte in text, a number out of range) come from input.
                 return Problem(.malformedRequest, "The request contains a value that cannot be stored.")
-            }
-            if psql.serverInfo?[.sqlState] == "40001" {
-                return Problem(.serviceUnavailable, "The request conflicted with another one; retry it.", headers: [.retryAfter: "1"])
             }
             logger.error("database error", metadata: ["error": "\(String(reflecting: psql))"])
             return Problem(.internalError, "An unexpected error occurred.")
@@ -195,4 +215,47 @@ public struct ProblemMiddleware<Context: ServiceRequestContext>: RouterMiddlewar
 /// A domain error that knows which problem it is; each service maps its errors in one place this way.
 public protocol ProblemConvertible: Error {
     var problem: Problem { get }
+}
+
+/// The SQLSTATEs the suite treats specially, and the problem each means for a client: one table,
+/// instead of codes written out wherever an error is caught.
+public enum SQLState: String, Sendable, CaseIterable {
+    case uniqueViolation = "23505"
+    case foreignKeyViolation = "23503"
+    case checkViolation = "23514"
+    case serializationFailure = "40001"
+    case deadlockDetected = "40P01"
+    case lockNotAvailable = "55P03"
+    case queryCanceled = "57014"
+    case insufficientPrivilege = "42501"
+
+    /// The SQLSTATE an error carries, if it is one of these (looking inside transaction wrappers).
+    public init?(of error: any Error) {
+        switch error {
+        case let psql as PSQLError:
+            guard let code = psql.serverInfo?[.sqlState], let state = SQLState(rawValue: code) else { return nil }
+            self = state
+        case let wrapped as PostgresTransactionError:
+            guard let inner = [wrapped.closureError, wrapped.commitError, wrapped.beginError].compactMap({ $0 })
+                .lazy.compactMap({ SQLState(of: $0) }).first else { return nil }
+            self = inner
+        default:
+            return nil
+        }
+    }
+
+    /// Conflicts that go away when the transaction runs again.
+    public var isTransient: Bool { self == .serializationFailure || self == .deadlockDetected }
+
+    /// What a client is told when the error reaches the edge unhandled; nil: a 500 (a bug here).
+    public var problem: Problem? {
+        switch self {
+        case .uniqueViolation: Problem(.conflict, "The resource already exists.")
+        case .serializationFailure, .deadlockDetected:
+            Problem(.serviceUnavailable, "The request conflicted with another one; retry it.", headers: [.retryAfter: "1"])
+        case .lockNotAvailable, .queryCanceled:
+            Problem(.serviceUnavailable, "The resource is busy; retry it.", headers: [.retryAfter: "1"])
+        case .foreignKeyViolation, .checkViolation, .insufficientPrivilege: nil
+        }
+    }
 }

@@ -14,22 +14,39 @@ public struct Principal: Sendable, Equatable {
     /// The account's email address was proven when the token was issued (`email_verified`).
     /// Publishing listings and placing orders require it.
     public var emailVerified: Bool
+    /// How the session was signed in (`amr`: `pwd`, `otp`); staff roles count only with `otp`.
+    public var authenticationMethods: [String]
 
-    public init(userId: UUID, roles: [String], tokenId: String? = nil, sessionId: UUID? = nil, emailVerified: Bool = false) {
+    public init(userId: UUID, roles: [String], tokenId: String? = nil, sessionId: UUID? = nil, emailVerified: Bool = false,
+                authenticationMethods: [String] = []) {
         self.userId = userId
         self.roles = roles
         self.tokenId = tokenId
         self.sessionId = sessionId
         self.emailVerified = emailVerified
+        self.authenticationMethods = authenticationMethods
     }
-
-    public func has(role: String) -> Bool { roles.contains(role) }
 }
 
 /// The context every service's handlers receive.
 public protocol ServiceRequestContext: RequestContext {
     var requestId: String? { get set }
     var principal: Principal? { get set }
+    /// This request's span of the trace (continued from `traceparent`, or a new trace).
+    var trace: TraceParent? { get set }
+    /// The service and its business clock, set at the start of every request.
+    var service: ServiceIdentity? { get set }
+}
+
+/// Which service a request is served by, and its clock: what an `OperationContext` needs besides the request.
+public struct ServiceIdentity: Sendable {
+    public let name: String
+    public let clock: BusinessClock
+
+    public init(name: String, clock: BusinessClock) {
+        self.name = name
+        self.clock = clock
+    }
 }
 
 extension ServiceRequestContext {
@@ -38,12 +55,20 @@ extension ServiceRequestContext {
         guard let principal else { throw Problem(.unauthorized, "A valid access token is required.", headers: [.wwwAuthenticate: "Bearer"]) }
         return principal
     }
+
+    /// The request as an operation: what repositories, the outbox and jobs are handed.
+    public var operation: OperationContext {
+        OperationContext(service: service?.name ?? "unknown", requestId: requestId, trace: trace ?? .make(), principal: principal,
+                         logger: logger, clock: service?.clock ?? BusinessClock())
+    }
 }
 
 public struct AppRequestContext: ServiceRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestId: String?
     public var principal: Principal?
+    public var trace: TraceParent?
+    public var service: ServiceIdentity?
     /// The peer's IP address as the connection reports it (never taken from headers).
     public var clientAddress: String?
 
@@ -51,6 +76,9 @@ public struct AppRequestContext: ServiceRequestContext {
         self.coreContext = .init(source: source)
         self.clientAddress = source.channel.remoteAddress?.ipAddress
     }
+
+    /// Values a handler returns are encoded the suite's way (explicit nulls, lower-case UUIDs).
+    public var responseEncoder: SuiteResponseEncoder { SuiteResponseEncoder() }
 }
 
 extension HTTPField.Name {
@@ -59,19 +87,23 @@ extension HTTPField.Name {
     public static let traceContext = Self("traceparent")!
 }
 
-/// Sets the request id and trace id on the log metadata and echoes the request id on the response.
-/// Behind the gateway the id arrives in `X-Request-Id`; reached directly, a service makes its own.
+/// Starts every request's operation: the request id (the gateway's `X-Request-Id`, or a new one
+/// when reached directly), the trace continued from `traceparent`, the service and its clock, and
+/// the ids on the log metadata. Echoes the request id on the response.
 public struct RequestIdMiddleware<Context: ServiceRequestContext>: RouterMiddleware {
-    public init() {}
+    let service: ServiceIdentity?
+
+    public init(service: ServiceIdentity? = nil) { self.service = service }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let requestId = request.headers[.requestId].flatMap(RequestIds.sanitized) ?? RequestIds.make()
         context.requestId = requestId
+        context.service = service
         context.logger[metadataKey: "request.id"] = .string(requestId)
-        if let traceparent = request.headers[.traceContext], let trace = TraceParent(traceparent) {
-            context.logger[metadataKey: "trace.id"] = .string(trace.traceId)
-        }
+        let trace = request.headers[.traceContext].flatMap(TraceParent.init)?.child() ?? TraceParent.make()
+        context.trace = trace
+        context.logger[metadataKey: "trace.id"] = .string(trace.traceId)
         var response = try await next(request, context)
         response.headers[.requestId] = requestId
         return response

@@ -6,6 +6,7 @@ import Kafka
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
+import Prometheus
 import ServiceLifecycle
 
 /// What the runtime hands a service when it starts.
@@ -13,13 +14,29 @@ public struct ServiceDependencies: Sendable {
     public var settings: ServiceSettings
     public var config: ConfigReader
     public var postgres: PostgresClient
-    public var producer: KafkaProducer
     public var httpClient: HTTPClient
     public var logger: Logger
+    /// Business time: the wall clock, or the test clock with `TEST_CLOCK=on`.
+    public var clock: BusinessClock
+
+    public init(settings: ServiceSettings, config: ConfigReader, postgres: PostgresClient, httpClient: HTTPClient = .shared,
+                logger: Logger, clock: BusinessClock = BusinessClock()) {
+        self.settings = settings
+        self.config = config
+        self.postgres = postgres
+        self.httpClient = httpClient
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// A background operation of this service (a command, a startup task).
+    public func operation() -> OperationContext {
+        OperationContext.background(service: settings.serviceName, logger: logger, clock: clock)
+    }
 }
 
 /// A service of the suite, as the shared runtime sees it: its name and port, its migrations,
-/// its routes, the topics it consumes and what it does with each event type.
+/// its routes, the topics it consumes and what it does with each event type, its jobs.
 public protocol ServiceModule: Sendable {
     static var name: String { get }
     static var defaultPort: Int { get }
@@ -28,17 +45,20 @@ public protocol ServiceModule: Sendable {
     static var consumedTopics: [String] { get }
 
     init(dependencies: ServiceDependencies) throws
-    func addRoutes(to router: Router<AppRequestContext>)
+    func addRoutes(to router: ServiceRouter)
     var eventHandlers: EventHandlers { get }
+    /// The service's job kinds and recurring schedules (the platform's housekeeping is added).
+    var jobHandlers: JobHandlers { get }
     /// Where tokens are verified from; nil means identity's JWKS at `JWKS_URL`.
     var verificationKeys: (any VerificationKeySource)? { get }
-    /// Long-running work of the service besides HTTP, the relay and the consumer.
+    /// Long-running work of the service besides HTTP, the relay, the consumer and the job runner.
     var backgroundServices: [any Service] { get }
 }
 
 extension ServiceModule {
     public static var consumedTopics: [String] { [] }
     public var eventHandlers: EventHandlers { EventHandlers() }
+    public var jobHandlers: JobHandlers { JobHandlers() }
     public var verificationKeys: (any VerificationKeySource)? { nil }
     public var backgroundServices: [any Service] { [] }
 
@@ -67,42 +87,81 @@ public enum ServiceRuntime<Module: ServiceModule> {
                                .merging(consumer ? settings.kafkaConsumerProperties : [:]) { _, consumer in consumer })
     }
 
+    /// The service's HTTP surface: the shared middleware, health and metrics, the test clock when
+    /// enabled, and the module's routes. It needs Postgres and a token verifier, not Kafka, so tests
+    /// run a service's routes in process (`HummingbirdTesting`) against a real database.
+    public static func buildRouter(module: Module, dependencies: ServiceDependencies, verifier: AccessTokenVerifier,
+                                   readiness: [ReadinessCheck] = [], registry: PrometheusCollectorRegistry? = nil) -> Router<AppRequestContext> {
+        let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
+        let book = RouteBook()
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: RequestIdMiddleware(service: ServiceIdentity(name: Module.name, clock: dependencies.clock)))
+        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: MethodNotAllowedMiddleware(book: book))
+        router.add(middleware: AuthenticationMiddleware(verifier: verifier))
+        let routes = ServiceRouter(router, book: book)
+        HealthEndpoints.add(to: routes, checks: readiness)
+        if let registry { MetricsEndpoint.add(to: routes, registry: registry) }
+        if dependencies.settings.testClock {
+            TestClock(client: dependencies.postgres, clock: dependencies.clock).addRoutes(to: routes, bodyLimit: dependencies.settings.maxBodyBytes)
+        }
+        module.addRoutes(to: routes)
+        return router
+    }
+
+    /// Every job the service runs: its own and the platform's housekeeping.
+    public static func jobHandlers(of module: Module) -> JobHandlers {
+        var handlers = Jobs.housekeeping()
+        handlers.merge(module.jobHandlers)
+        return handlers
+    }
+
     /// Builds the application; `serve` runs it, tests may run it in-process.
-    public static func buildApplication(reader: ConfigReader, logger: Logger) throws -> some ApplicationProtocol {
+    public static func buildApplication(reader: ConfigReader, logger: Logger) async throws -> some ApplicationProtocol {
         let settings = try settings(reader)
         guard let database = settings.database else { throw ConfigError.missing(key: "DATABASE_URL") }
         let registry = MetricsSetup.bootstrap()
         let postgres = database.makeClient(logger: logger)
         let producer = try KafkaProducer(configuration: kafkaConfiguration(settings), logger: logger)
         let httpClient = HTTPClient.shared
+        let clock = BusinessClock()
         let dependencies = ServiceDependencies(
-            settings: settings, config: reader, postgres: postgres, producer: producer, httpClient: httpClient, logger: logger)
+            settings: settings, config: reader, postgres: postgres, httpClient: httpClient, logger: logger, clock: clock)
         let module = try Module(dependencies: dependencies)
         let keys = module.verificationKeys ?? RemoteKeySource(url: settings.jwksURL, httpClient: httpClient, logger: logger)
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience, cache: VerifiedTokenCache())
         let migrator = Migrator(client: postgres, schema: Module.name, migrations: try Module.allMigrations(), logger: logger)
-
-        let router = Router(context: AppRequestContext.self)
-        router.add(middleware: MetricsMiddleware())
-        router.add(middleware: RequestIdMiddleware())
-        router.add(middleware: ProblemMiddleware())
-        router.add(middleware: AuthenticationMiddleware(verifier: verifier))
-        HealthEndpoints.add(to: router, checks: [
-            .postgres(postgres, logger: logger), .migrations(migrator), .kafka(producer),
-        ])
-        MetricsEndpoint.add(to: router, registry: registry)
-        module.addRoutes(to: router)
+        let router = buildRouter(module: module, dependencies: dependencies, verifier: verifier,
+                                 readiness: [.postgres(postgres, logger: logger), .migrations(migrator), .kafka(producer)], registry: registry)
 
         var services: [any Service] = [postgres, producer]
+        if settings.testClock {
+            logger.warning("TEST_CLOCK=on: the business clock can be moved with POST /internal/test-clock (never in production)")
+            // Loaded before the first request or job, so nothing runs on the wall clock by mistake.
+            let loader = database.makeClient(logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await loader.run() }
+                defer { group.cancelAll() }
+                do {
+                    try await TestClock(client: loader, clock: clock).load(logger: logger)
+                } catch {
+                    throw StartupFailure("the test clock's offset could not be read (are the migrations applied?): \(String(reflecting: error))")
+                }
+            }
+        }
         services.append(OutboxRelay(client: postgres, publisher: producer, schema: Module.name, pollInterval: settings.outboxPollInterval, logger: logger))
         if !Module.consumedTopics.isEmpty {
             let consumerConfiguration = kafkaConfiguration(settings, clientSuffix: "-consumer", consumer: true)
             let consumer = try KafkaConsumer(configuration: consumerConfiguration, groupId: Module.name, topics: Module.consumedTopics, logger: logger)
             services.append(EventConsumerService(
-                consumer: consumer, producer: producer, inbox: Inbox(client: postgres, handlers: module.eventHandlers),
+                consumer: consumer, producer: producer,
+                inbox: Inbox(client: postgres, handlers: module.eventHandlers, service: Module.name, clock: clock),
                 service: Module.name, maxAttempts: settings.consumerMaxAttempts, backoff: settings.consumerRetryBackoff,
                 batchSize: settings.consumerBatchSize, logger: logger))
         }
+        services.append(JobRunner(client: postgres, handlers: jobHandlers(of: module), service: Module.name, clock: clock,
+                                  concurrency: settings.jobConcurrency, batchSize: settings.jobBatchSize,
+                                  pollInterval: settings.jobPollInterval, logger: logger))
         services.append(DatabasePoolMetrics(client: postgres, settings: database, logger: logger))
         services.append(contentsOf: module.backgroundServices)
         return Application(
@@ -118,7 +177,7 @@ public enum ServiceRuntime<Module: ServiceModule> {
         LoggingSetup.bootstrap(service: Module.name, reader: reader)
         let logger = Logger(label: Module.name)
         let settings = try settings(reader)
-        let app = try buildApplication(reader: reader, logger: logger)
+        let app = try await buildApplication(reader: reader, logger: logger)
         var configuration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = settings.shutdownGracePeriod
         try await ServiceGroup(configuration: configuration).run()
@@ -286,6 +345,57 @@ public struct DeadLetterCommand<Module: ServiceModule>: AsyncParsableCommand {
             try await ServiceRuntime<Module>.redrive(idle: .seconds(idleSeconds), limit: limit)
         }
     }
+}
+
+/// `jobs list [--failed]` and `jobs retry ID`: what an operator does with jobs that kept failing.
+public struct JobsCommand<Module: ServiceModule>: AsyncParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "jobs", abstract: "Inspect the service's durable jobs and re-queue parked ones.",
+                             subcommands: [List.self, Retry.self])
+    }
+    public init() {}
+
+    public struct List: AsyncParsableCommand {
+        public static var configuration: CommandConfiguration {
+            CommandConfiguration(commandName: "list", abstract: "List waiting jobs (soonest first), or parked ones with --failed.")
+        }
+        @Flag(help: "Only jobs parked after failing every attempt.") var failed = false
+        @Option(help: "At most this many jobs.") var limit: Int = 50
+        public init() {}
+        public func run() async throws {
+            let (failed, limit) = (failed, max(1, min(limit, 10_000)))
+            let records = try await ServiceRuntime<Module>.withDatabase { client, _, logger in
+                try await JobsAdministration(client: client, logger: logger).list(failed: failed, limit: limit)
+            }
+            print("id\tkind\tkey\tdue_at\tattempts\tfailed_at\tlast_error")
+            for job in records {
+                let error = (job.lastError ?? "-").replacingOccurrences(of: "\n", with: " ").prefix(200)
+                print("\(job.id.uuidString.lowercased())\t\(job.kind)\t\(job.key.isEmpty ? "-" : job.key)\t\(FastTime.rfc3339(job.dueAt))\t\(job.attempts)\t\(job.failedAt.map(FastTime.rfc3339) ?? "-")\t\(error)")
+            }
+        }
+    }
+
+    public struct Retry: AsyncParsableCommand {
+        public static var configuration: CommandConfiguration {
+            CommandConfiguration(commandName: "retry", abstract: "Re-queue a parked job to run now, its attempts reset.")
+        }
+        @Argument(help: "The job's id (from `jobs list --failed`).") var id: String
+        public init() {}
+        public func run() async throws {
+            guard let id = UUID(uuidString: id) else { throw ValidationError("\(self.id) is not a job id (a UUID)") }
+            let found = try await ServiceRuntime<Module>.withDatabase { client, _, logger in
+                try await JobsAdministration(client: client, logger: logger).retry(id: id)
+            }
+            guard found else { throw ValidationError("no parked job has id \(id.uuidString.lowercased())") }
+            print("re-queued: \(id.uuidString.lowercased())")
+        }
+    }
+}
+
+/// Why a service could not start, in words an operator can act on.
+public struct StartupFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// A one-off command could not connect to its database in time; the log lines before it say why

@@ -34,6 +34,7 @@ def user(**overrides):
         "status": "active",
         "emailVerified": False,
         "mfaEnabled": False,
+        "businessProfile": None,
         "createdAt": "2025-01-02T03:04:05.123456789Z",
     }
     value.update(overrides)
@@ -41,7 +42,8 @@ def user(**overrides):
 
 
 def problem(slug, status, **extra):
-    return {"type": f"https://marketplace.example/problems/{slug}", "title": "t", "status": status, **extra}
+    return {"type": f"https://marketplace.example/problems/{slug}", "title": "t", "status": status,
+            "detail": "d", "requestId": REQUEST_ID, **extra}
 
 
 def test_valid_response_through_gateway_is_matched_to_the_upstream_document(registry):
@@ -89,61 +91,61 @@ def test_content_type_and_required_headers_are_checked(registry):
 
 def test_undocumented_status_is_a_violation(registry):
     with pytest.raises(ContractViolation, match="documents \\['200', '401'\\], not 500"):
-        registry.check("identity", "GET", "/v1/users/me", 500, PROBLEM, body(problem("internal", 500)))
+        registry.check("identity", "GET", "/v1/users/me", 500, PROBLEM, body(problem("internal", 500, instance="/v1/users/me")))
     with pytest.raises(ContractViolation, match="nor as a gateway edge response"):
-        registry.check("gateway", "GET", "/v1/users/me", 500, PROBLEM, body(problem("internal", 500)))
+        registry.check("gateway", "GET", "/v1/users/me", 500, PROBLEM, body(problem("internal", 500, instance="/v1/users/me")))
 
 
 def test_gateway_edge_responses(registry):
     # No operation at /v1/listings yet: a 401 there is the gateway's own, with its challenge.
     challenge = {**PROBLEM, "WWW-Authenticate": 'Bearer realm="marketplace"'}
-    match = registry.check("gateway", "GET", "/v1/listings", 401, challenge, body(problem("unauthorized", 401)))
+    match = registry.check("gateway", "GET", "/v1/listings", 401, challenge, body(problem("unauthorized", 401, instance="/v1/listings")))
     assert match.edge and registry.edge_exercised == {401}
     with pytest.raises(ContractViolation, match="WWW-Authenticate is missing"):
-        registry.check("gateway", "GET", "/v1/listings", 401, PROBLEM, body(problem("unauthorized", 401)))
+        registry.check("gateway", "GET", "/v1/listings", 401, PROBLEM, body(problem("unauthorized", 401, instance="/v1/listings")))
     # An upstream failure on a documented operation that does not list 502.
-    assert registry.check("gateway", "GET", "/v1/orders", 502, PROBLEM, body(problem("bad-gateway", 502))).edge
+    assert registry.check("gateway", "GET", "/v1/orders", 502, PROBLEM, body(problem("bad-gateway", 502, instance="/v1/orders"))).edge
     with pytest.raises(ContractViolation, match="bad-gateway. was expected"):
-        registry.check("gateway", "GET", "/v1/orders", 502, PROBLEM, body(problem("internal", 502)))
+        registry.check("gateway", "GET", "/v1/orders", 502, PROBLEM, body(problem("internal", 502, instance="/v1/orders")))
     # Unknown routes can only be answered with an edge response.
-    assert registry.check("gateway", "GET", "/nope", 404, PROBLEM, body(problem("not-found", 404))).edge
+    assert registry.check("gateway", "GET", "/nope", 404, PROBLEM, body(problem("not-found", 404, instance="/nope"))).edge
     with pytest.raises(ContractViolation, match="no gateway route"):
         registry.check("gateway", "GET", "/nope", 200, JSON, body({}))
     with pytest.raises(ContractViolation, match="Retry-After is missing"):
-        registry.check("gateway", "POST", "/v1/auth/login", 429, PROBLEM, body(problem("rate-limited", 429)))
-    registry.check("gateway", "POST", "/v1/auth/login", 429, {**PROBLEM, "Retry-After": "3"}, body(problem("rate-limited", 429)))
+        registry.check("gateway", "POST", "/v1/auth/login", 429, PROBLEM, body(problem("rate-limited", 429, instance="/v1/auth/login")))
+    registry.check("gateway", "POST", "/v1/auth/login", 429, {**PROBLEM, "Retry-After": "3"}, body(problem("rate-limited", 429, instance="/v1/auth/login")))
     assert registry.edge_exercised == {401, 404, 429, 502}
 
 
 def test_documented_status_wins_over_the_edge_response(registry):
     # /v1/orders documents its own 401: that response, not the gateway's, is the one recorded.
     challenge = {**PROBLEM, "WWW-Authenticate": "Bearer"}
-    match = registry.check("gateway", "GET", "/v1/orders?limit=5", 401, challenge, body(problem("unauthorized", 401)))
+    match = registry.check("gateway", "GET", "/v1/orders?limit=5", 401, challenge, body(problem("unauthorized", 401, instance="/v1/orders")))
     assert not match.edge and match.service == "orders"
     assert Exercised("orders", "GET", "/v1/orders", "401") in registry.exercised
 
 
 def test_problem_consistency_checks(registry):
     with pytest.raises(ContractViolation):
-        registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM, body(problem("conflict", 400)))
+        registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM, body(problem("conflict", 400, instance="/v1/auth/register")))
     with pytest.raises(ContractViolation, match="requestId"):
-        registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM, body(problem("conflict", 409, requestId="other")))
+        registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM, body(problem("conflict", 409, requestId="other", instance="/v1/auth/register")))
     with pytest.raises(ContractViolation, match="instance"):
         registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM, body(problem("conflict", 409, instance="/x")))
     registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM,
                    body(problem("email-taken", 409, instance="/v1/auth/register", requestId=REQUEST_ID, detail="taken")))
     with pytest.raises(ContractViolation, match="Additional properties"):
         registry.check("gateway", "POST", "/v1/auth/register", 409, PROBLEM,
-                       body(problem("conflict", 409, errors=[{"field": "email", "message": "taken"}])))
+                       body(problem("conflict", 409, errors=[{"field": "email", "message": "taken"}], instance="/v1/auth/register")))
 
 
 def test_validation_problem_requires_field_errors(registry):
     with pytest.raises(ContractViolation, match="'errors' is a required property"):
-        registry.check("gateway", "POST", "/v1/auth/register", 422, PROBLEM, body(problem("validation-failed", 422)))
+        registry.check("gateway", "POST", "/v1/auth/register", 422, PROBLEM, body(problem("validation-failed", 422, instance="/v1/auth/register")))
     with pytest.raises(ContractViolation, match="should be non-empty|is too short"):
-        registry.check("gateway", "POST", "/v1/auth/register", 422, PROBLEM, body(problem("validation-failed", 422, errors=[])))
+        registry.check("gateway", "POST", "/v1/auth/register", 422, PROBLEM, body(problem("validation-failed", 422, errors=[], instance="/v1/auth/register")))
     registry.check("gateway", "POST", "/v1/auth/register", 422, PROBLEM,
-                   body(problem("validation-failed", 422, errors=[{"field": "email", "message": "invalid"}])))
+                   body(problem("validation-failed", 422, errors=[{"field": "email", "message": "invalid"}], instance="/v1/auth/register")))
 
 
 def test_readiness_bodies(registry):

@@ -12,6 +12,7 @@ import Testing
 @Suite(.enabled(if: TestInfrastructure.available), .serialized)
 struct AccountRecoveryIntegrationTests {
     let logger = TestInfrastructure.logger
+    var context: OperationContext { .background(service: "identity", logger: logger) }
     static let password = "correct horse battery"
 
     struct Fixture: Sendable {
@@ -31,7 +32,7 @@ struct AccountRecoveryIntegrationTests {
                 let email = "\(schema)@example.com"
                 let user = try await accounts.register(
                     ValidRegistration(email: email, normalizedEmail: email, password: Self.password, displayName: "Ann", role: .buyer),
-                    traceparent: nil, logger: logger)
+                    context: context)
                 try await body(Fixture(accounts: accounts, client: client, userId: user.id, email: email))
             }
         }
@@ -64,69 +65,69 @@ struct AccountRecoveryIntegrationTests {
             let token = try #require(note.data["token"])
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM email_tokens WHERE token_hash = \(RefreshTokens.hash(token))") == 1,
                     "only the hash is stored")
-            #expect(try await accounts.user(id: fixture.userId, logger: logger).emailVerified == false)
-            try await accounts.verifyEmail(token: token, address: nil, requestId: nil, logger: logger)
-            #expect(try await accounts.user(id: fixture.userId, logger: logger).emailVerified)
+            #expect(try await accounts.user(id: fixture.userId, context: context).emailVerified == false)
+            try await accounts.verifyEmail(token: token, address: nil, context: context)
+            #expect(try await accounts.user(id: fixture.userId, context: context).emailVerified)
             await #expect(throws: IdentityError.invalidEmailToken, "a used token") {
-                try await accounts.verifyEmail(token: token, address: nil, requestId: nil, logger: logger)
+                try await accounts.verifyEmail(token: token, address: nil, context: context)
             }
             await #expect(throws: IdentityError.emailAlreadyVerified) {
-                try await accounts.resendVerification(user: fixture.userId, address: nil, traceparent: nil, logger: logger)
+                try await accounts.resendVerification(user: fixture.userId, address: nil, context: context)
             }
             // A fresh account's link, expired.
             try await client.query("UPDATE users SET email_verified = false WHERE id = \(fixture.userId)", logger: logger)
-            try await accounts.resendVerification(user: fixture.userId, address: nil, traceparent: nil, logger: logger)
+            try await accounts.resendVerification(user: fixture.userId, address: nil, context: context)
             let second = try await lastToken("email-verification", client)
             try await client.query("UPDATE email_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = \(RefreshTokens.hash(second))", logger: logger)
             await #expect(throws: IdentityError.invalidEmailToken, "an expired token") {
-                try await accounts.verifyEmail(token: second, address: nil, requestId: nil, logger: logger)
+                try await accounts.verifyEmail(token: second, address: nil, context: context)
             }
-            #expect(try await accounts.user(id: fixture.userId, logger: logger).emailVerified == false)
+            #expect(try await accounts.user(id: fixture.userId, context: context).emailVerified == false)
         }
     }
 
     @Test func aResetTokenSetsThePasswordOnceAndEndsEverySession() async throws {
         try await withAccount { fixture in
             let (accounts, client, email) = (fixture.accounts, fixture.client, fixture.email)
-            let phone = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "phone", logger: logger)
-            let laptop = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "laptop", logger: logger)
+            let phone = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "phone", context: context)
+            let laptop = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "laptop", context: context)
 
-            try await accounts.requestPasswordReset(email: "nobody-\(email)", address: nil, traceparent: nil, logger: logger)
+            try await accounts.requestPasswordReset(email: "nobody-\(email)", address: nil, context: context)
             #expect(try await events(EventTypes.notificationRequested, as: NotificationRequestedV1.self, client).filter { $0.template == "password-reset" }.isEmpty,
                     "an unknown address gets no mail (and the caller the same answer)")
-            try await accounts.requestPasswordReset(email: email.uppercased(), address: nil, traceparent: nil, logger: logger)
+            try await accounts.requestPasswordReset(email: email.uppercased(), address: nil, context: context)
             let token = try await lastToken("password-reset", client)
             let expiry = try await TestInfrastructure.scalar(client, "SELECT EXTRACT(EPOCH FROM expires_at - created_at)::bigint FROM email_tokens WHERE token_hash = \(RefreshTokens.hash(token))")
             #expect(expiry == 1800, "reset links live 30 minutes")
 
             let newPassword = "a completely new phrase"
-            try await accounts.confirmPasswordReset(token: token, newPassword: newPassword, address: nil, traceparent: nil, requestId: nil, logger: logger)
+            try await accounts.confirmPasswordReset(token: token, newPassword: newPassword, address: nil, context: context)
             await #expect(throws: IdentityError.invalidEmailToken, "single use") {
-                try await accounts.confirmPasswordReset(token: token, newPassword: "yet another phrase here", address: nil, traceparent: nil, requestId: nil, logger: logger)
+                try await accounts.confirmPasswordReset(token: token, newPassword: "yet another phrase here", address: nil, context: context)
             }
             for old in [phone, laptop] {
-                await #expect(throws: IdentityError.self) { try await accounts.refresh(token: old.refreshToken, logger: logger) }
+                await #expect(throws: IdentityError.self) { try await accounts.refresh(token: old.refreshToken, context: context) }
             }
             let revoked = try #require(try await events(EventTypes.sessionsRevoked, as: SessionsRevokedV1.self, client).last)
             #expect(revoked.userId == fixture.userId && revoked.reason == "password-reset" && revoked.keptSessionId == nil)
             #expect(Set(revoked.sessionIds).count == 2)
             await #expect(throws: IdentityError.invalidCredentials) {
-                _ = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: nil, logger: logger)
+                _ = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: nil, context: context)
             }
-            _ = try await accounts.passwordLogin(email: email, password: newPassword, userAgent: nil, logger: logger)
-            #expect(try await accounts.user(id: fixture.userId, logger: logger).emailVerified, "the reset link proved the address")
+            _ = try await accounts.passwordLogin(email: email, password: newPassword, userAgent: nil, context: context)
+            #expect(try await accounts.user(id: fixture.userId, context: context).emailVerified, "the reset link proved the address")
 
             // A newer request replaces the older link; an expired link does nothing.
-            try await accounts.requestPasswordReset(email: email, address: nil, traceparent: nil, logger: logger)
+            try await accounts.requestPasswordReset(email: email, address: nil, context: context)
             let older = try await lastToken("password-reset", client)
-            try await accounts.requestPasswordReset(email: email, address: nil, traceparent: nil, logger: logger)
+            try await accounts.requestPasswordReset(email: email, address: nil, context: context)
             let newer = try await lastToken("password-reset", client)
             await #expect(throws: IdentityError.invalidEmailToken, "superseded") {
-                try await accounts.confirmPasswordReset(token: older, newPassword: "yet another phrase here", address: nil, traceparent: nil, requestId: nil, logger: logger)
+                try await accounts.confirmPasswordReset(token: older, newPassword: "yet another phrase here", address: nil, context: context)
             }
             try await client.query("UPDATE email_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = \(RefreshTokens.hash(newer))", logger: logger)
             await #expect(throws: IdentityError.invalidEmailToken, "expired") {
-                try await accounts.confirmPasswordReset(token: newer, newPassword: "yet another phrase here", address: nil, traceparent: nil, requestId: nil, logger: logger)
+                try await accounts.confirmPasswordReset(token: newer, newPassword: "yet another phrase here", address: nil, context: context)
             }
         }
     }
@@ -134,17 +135,17 @@ struct AccountRecoveryIntegrationTests {
     @Test func passwordChangeKeepsTheCallersSessionOnly() async throws {
         try await withAccount { fixture in
             let (accounts, client, email) = (fixture.accounts, fixture.client, fixture.email)
-            let here = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "here", logger: logger)
-            let elsewhere = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "elsewhere", logger: logger)
+            let here = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "here", context: context)
+            let elsewhere = try await accounts.passwordLogin(email: email, password: Self.password, userAgent: "elsewhere", context: context)
             let session = try await TestInfrastructure.withSession(of: here.refreshToken, client)
             await #expect(throws: Problem.self, "the current password must be right") {
                 try await accounts.changePassword(user: fixture.userId, session: session, current: "not the password", new: "a completely new phrase",
-                                                  address: nil, traceparent: nil, requestId: nil, logger: logger)
+                                                  address: nil, context: context)
             }
             try await accounts.changePassword(user: fixture.userId, session: session, current: Self.password, new: "a completely new phrase",
-                                              address: nil, traceparent: nil, requestId: nil, logger: logger)
-            _ = try await accounts.refresh(token: here.refreshToken, logger: logger)
-            await #expect(throws: IdentityError.self) { try await accounts.refresh(token: elsewhere.refreshToken, logger: logger) }
+                                              address: nil, context: context)
+            _ = try await accounts.refresh(token: here.refreshToken, context: context)
+            await #expect(throws: IdentityError.self) { try await accounts.refresh(token: elsewhere.refreshToken, context: context) }
             let revoked = try #require(try await events(EventTypes.sessionsRevoked, as: SessionsRevokedV1.self, client).last)
             #expect(revoked.keptSessionId == session && revoked.reason == "password-change" && !revoked.sessionIds.contains(session))
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM audit_log WHERE action = 'password.changed' AND target_id = \(fixture.userId)") == 1)
@@ -159,7 +160,7 @@ struct AccountRecoveryIntegrationTests {
                     group.addTask {
                         do {
                             try await accounts.changePassword(user: user, session: nil, current: Self.password, new: new,
-                                                              address: nil, traceparent: nil, requestId: nil, logger: TestInfrastructure.logger)
+                                                              address: nil, context: .background(service: "identity", logger: TestInfrastructure.logger))
                             return true
                         } catch is Problem {
                             return false
@@ -179,10 +180,10 @@ struct AccountRecoveryIntegrationTests {
         policy.perAccount = 2
         try await withAccount(recovery: policy) { fixture in
             for _ in 0..<2 {
-                try await fixture.accounts.requestPasswordReset(email: fixture.email, address: "10.0.0.1", traceparent: nil, logger: logger)
+                try await fixture.accounts.requestPasswordReset(email: fixture.email, address: "10.0.0.1", context: context)
             }
             do {
-                try await fixture.accounts.requestPasswordReset(email: fixture.email, address: "10.0.0.2", traceparent: nil, logger: logger)
+                try await fixture.accounts.requestPasswordReset(email: fixture.email, address: "10.0.0.2", context: context)
                 Issue.record("the third request in the window was accepted")
             } catch let problem as Problem {
                 #expect(problem.kind == .rateLimited)
@@ -191,25 +192,25 @@ struct AccountRecoveryIntegrationTests {
             }
             // The window passes: requests are accepted again.
             try await fixture.client.query("UPDATE login_throttles SET window_started_at = now() - interval '16 minutes'", logger: logger)
-            try await fixture.accounts.requestPasswordReset(email: fixture.email, address: "10.0.0.1", traceparent: nil, logger: logger)
+            try await fixture.accounts.requestPasswordReset(email: fixture.email, address: "10.0.0.1", context: context)
         }
     }
 
     /// Enrols TOTP and returns the authenticator.
     func enrol(_ fixture: Fixture) async throws -> (Totp, [String]) {
         let sealer = fixture.accounts.secrets
-        let enrolment = try await MultiFactor.enrol(user: fixture.userId, sealer: sealer, client: fixture.client, logger: logger)
+        let enrolment = try await MultiFactor.enrol(user: fixture.userId, sealer: sealer, client: fixture.client, context: context)
         let totp = Totp(secret: try #require(Base32.decode(enrolment.secret)))
         #expect(enrolment.provisioningUri.hasPrefix("otpauth://totp/Marketplace:"))
         await #expect(throws: Problem.self, "a wrong first code") {
             _ = try await MultiFactor.confirm(user: fixture.userId, code: "000000" == totp.code(step: totp.step(at: Self.now)) ? "111111" : "000000",
-                                              sealer: sealer, requestId: nil, client: fixture.client, logger: logger)
+                                              sealer: sealer, client: fixture.client, context: context)
         }
         let codes = try await MultiFactor.confirm(user: fixture.userId, code: totp.code(step: totp.step(at: Self.now)), sealer: sealer,
-                                                  requestId: nil, client: fixture.client, logger: logger)
+                                                  client: fixture.client, context: context)
         #expect(codes.recoveryCodes.count == 10)
         await #expect(throws: IdentityError.mfaAlreadyEnabled) {
-            _ = try await MultiFactor.enrol(user: fixture.userId, sealer: sealer, client: fixture.client, logger: logger)
+            _ = try await MultiFactor.enrol(user: fixture.userId, sealer: sealer, client: fixture.client, context: context)
         }
         return (totp, codes.recoveryCodes)
     }
@@ -217,7 +218,7 @@ struct AccountRecoveryIntegrationTests {
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }
 
     func challenge(_ fixture: Fixture) async throws -> String {
-        switch try await fixture.accounts.login(email: fixture.email, password: Self.password, userAgent: "app", logger: logger) {
+        switch try await fixture.accounts.login(email: fixture.email, password: Self.password, userAgent: "app", context: context) {
         case .mfaRequired(let challenge): return challenge.mfaToken
         case .tokens: throw TestFailure("expected an MFA challenge")
         }
@@ -227,43 +228,43 @@ struct AccountRecoveryIntegrationTests {
         try await withAccount { fixture in
             let accounts = fixture.accounts
             try await fixture.client.query("UPDATE users SET roles = ARRAY['buyer', 'admin'] WHERE id = \(fixture.userId)", logger: logger)
-            let before = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, logger: logger)
+            let before = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, context: context)
             #expect(before.mfaEnrollmentRequired == true)
             let (totp, recovery) = try await enrol(fixture)
 
             // The code used to confirm enrolment cannot sign in: a code is good once.
             let replayed = try await challenge(fixture)
             await #expect(throws: IdentityError.invalidMfaCode) {
-                _ = try await accounts.completeLogin(challenge: replayed, proof: .totp(totp.code(step: totp.step(at: Self.now))), requestId: nil, logger: logger)
+                _ = try await accounts.completeLogin(challenge: replayed, proof: .totp(totp.code(step: totp.step(at: Self.now))), context: context)
             }
             // Next step's code (within the drift window) is accepted; the challenge is then used up.
             let fresh = try await challenge(fixture)
             let next = totp.code(step: totp.step(at: Self.now) + 1)
-            let pair = try await accounts.completeLogin(challenge: fresh, proof: .totp(next), requestId: nil, logger: logger)
+            let pair = try await accounts.completeLogin(challenge: fresh, proof: .totp(next), context: context)
             let claims = try await verify(pair.accessToken, fixture)
             #expect(claims.roles == ["buyer", "admin"] && claims.amr == ["pwd", "otp"])
-            #expect(pair.mfaEnrollmentRequired == nil)
+            #expect(pair.mfaEnrollmentRequired == false)
             await #expect(throws: IdentityError.invalidMfaChallenge) {
-                _ = try await accounts.completeLogin(challenge: fresh, proof: .totp(next), requestId: nil, logger: logger)
+                _ = try await accounts.completeLogin(challenge: fresh, proof: .totp(next), context: context)
             }
             // Refreshing keeps the second-factor roles.
-            #expect(try await verify(try await accounts.refresh(token: pair.refreshToken, logger: logger).accessToken, fixture).roles.contains("admin"))
+            #expect(try await verify(try await accounts.refresh(token: pair.refreshToken, context: context).accessToken, fixture).roles.contains("admin"))
 
             // Recovery codes work once each.
             let viaRecovery = try await challenge(fixture)
-            _ = try await accounts.completeLogin(challenge: viaRecovery, proof: .recoveryCode(recovery[0].uppercased()), requestId: nil, logger: logger)
+            _ = try await accounts.completeLogin(challenge: viaRecovery, proof: .recoveryCode(recovery[0].uppercased()), context: context)
             let again = try await challenge(fixture)
             await #expect(throws: IdentityError.invalidMfaCode) {
-                _ = try await accounts.completeLogin(challenge: again, proof: .recoveryCode(recovery[0]), requestId: nil, logger: logger)
+                _ = try await accounts.completeLogin(challenge: again, proof: .recoveryCode(recovery[0]), context: context)
             }
             // Five wrong codes use the challenge up.
             for _ in 0..<4 {
                 await #expect(throws: IdentityError.invalidMfaCode) {
-                    _ = try await accounts.completeLogin(challenge: again, proof: .recoveryCode("aaaaa-aaaaa"), requestId: nil, logger: logger)
+                    _ = try await accounts.completeLogin(challenge: again, proof: .recoveryCode("aaaaa-aaaaa"), context: context)
                 }
             }
             await #expect(throws: IdentityError.invalidMfaChallenge) {
-                _ = try await accounts.completeLogin(challenge: again, proof: .recoveryCode(recovery[1]), requestId: nil, logger: logger)
+                _ = try await accounts.completeLogin(challenge: again, proof: .recoveryCode(recovery[1]), context: context)
             }
             #expect(try await TestInfrastructure.scalar(fixture.client, "SELECT count(*) FROM audit_log WHERE action = 'mfa.failed'") == 6)
         }
@@ -278,41 +279,41 @@ struct AccountRecoveryIntegrationTests {
         try await withAccount { fixture in
             let (accounts, client) = (fixture.accounts, fixture.client)
             let (adminId, created) = try await Administration.createAdmin(email: "root-\(fixture.email)", displayName: "Root", password: "an admin pass phrase",
-                                                                         client: client, logger: logger)
+                                                                         client: client, context: context)
             #expect(created)
             let administration = Administration(client: client)
-            let session = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, logger: logger)
+            let session = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, context: context)
 
             let moderator = try await administration.setRoles(["buyer", "moderator"], of: fixture.userId, reason: "joins the team", actor: adminId,
-                                                              traceparent: nil, requestId: "req-1", logger: logger)
+                                                              context: { var request = context; request.requestId = "req-1"; return request }())
             #expect(moderator.roles == ["buyer", "moderator"])
-            await #expect(throws: IdentityError.self, "a role change ends the sessions") { try await accounts.refresh(token: session.refreshToken, logger: logger) }
+            await #expect(throws: IdentityError.self, "a role change ends the sessions") { try await accounts.refresh(token: session.refreshToken, context: context) }
             await #expect(throws: Problem.self, "buyer and vendor are the user's choice") {
-                _ = try await administration.setRoles(["vendor", "moderator"], of: fixture.userId, reason: "no", actor: adminId, traceparent: nil, requestId: nil, logger: logger)
+                _ = try await administration.setRoles(["vendor", "moderator"], of: fixture.userId, reason: "no", actor: adminId, context: context)
             }
             await #expect(throws: IdentityError.cannotDemoteSelf) {
-                _ = try await administration.setRoles([], of: adminId, reason: "oops", actor: adminId, traceparent: nil, requestId: nil, logger: logger)
+                _ = try await administration.setRoles([], of: adminId, reason: "oops", actor: adminId, context: context)
             }
             await #expect(throws: IdentityError.cannotSuspendSelf) {
-                _ = try await administration.suspend(adminId, reason: "oops", actor: adminId, traceparent: nil, requestId: nil, logger: logger)
+                _ = try await administration.suspend(adminId, reason: "oops", actor: adminId, context: context)
             }
 
-            let suspended = try await administration.suspend(fixture.userId, reason: "spam", actor: adminId, traceparent: nil, requestId: nil, logger: logger)
+            let suspended = try await administration.suspend(fixture.userId, reason: "spam", actor: adminId, context: context)
             #expect(suspended.status == "suspended")
-            _ = try await administration.suspend(fixture.userId, reason: "spam again", actor: adminId, traceparent: nil, requestId: nil, logger: logger)
+            _ = try await administration.suspend(fixture.userId, reason: "spam again", actor: adminId, context: context)
             await #expect(throws: IdentityError.accountSuspended) {
-                _ = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, logger: logger)
+                _ = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, context: context)
             }
             #expect(try await events(EventTypes.userSuspended, as: UserStatusChangedV1.self, client).count == 1, "repeating a suspension emits nothing")
             #expect(try await events(EventTypes.sessionsRevoked, as: SessionsRevokedV1.self, client).map(\.reason) == ["role-changed", "suspended"])
-            _ = try await administration.reinstate(fixture.userId, reason: "appeal upheld", actor: adminId, traceparent: nil, requestId: nil, logger: logger)
-            _ = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, logger: logger)
+            _ = try await administration.reinstate(fixture.userId, reason: "appeal upheld", actor: adminId, context: context)
+            _ = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, context: context)
 
-            let page = try await AuditLog.page(.init(actorId: adminId, targetId: nil, action: nil), try PageRequest(limit: 2), client: client, logger: logger)
+            let page = try await AuditLog.page(.init(actorId: adminId, targetId: nil, action: nil), try PageRequest(limit: 2), client: client, context: context)
             #expect(page.items.map(\.action) == ["user.reinstated", "user.suspended"])
             #expect(page.items.first?.reason == "appeal upheld")
             let rest = try await AuditLog.page(.init(actorId: adminId, targetId: nil, action: nil),
-                                               try PageRequest(limit: 10, after: Cursor.decode(try #require(page.nextCursor))), client: client, logger: logger)
+                                               try PageRequest(limit: 10, after: Cursor.decode(try #require(page.nextCursor))), client: client, context: context)
             #expect(rest.items.map(\.action) == ["user.roles_changed"] && rest.nextCursor == nil)
             #expect(rest.items.first?.details == ["from": "buyer", "to": "buyer moderator"] && rest.items.first?.requestId == "req-1")
 
@@ -323,11 +324,11 @@ struct AccountRecoveryIntegrationTests {
                 try await client.query("DELETE FROM audit_log", logger: logger)
             }
 
-            let staff = try await administration.users(.init(role: "moderator", status: nil, emailPrefix: nil), try PageRequest(limit: 10), logger: logger)
+            let staff = try await administration.users(.init(role: "moderator", status: nil, emailPrefix: nil), try PageRequest(limit: 10), context: context)
             #expect(staff.items.map(\.id) == [fixture.userId])
-            let byEmail = try await administration.users(.init(role: nil, status: "active", emailPrefix: "root-"), try PageRequest(limit: 10), logger: logger)
+            let byEmail = try await administration.users(.init(role: nil, status: "active", emailPrefix: "root-"), try PageRequest(limit: 10), context: context)
             #expect(byEmail.items.map(\.id) == [adminId])
-            let none = try await administration.users(.init(role: nil, status: nil, emailPrefix: "root_%"), try PageRequest(limit: 10), logger: logger)
+            let none = try await administration.users(.init(role: nil, status: nil, emailPrefix: "root_%"), try PageRequest(limit: 10), context: context)
             #expect(none.items.isEmpty, "LIKE wildcards in the filter are literal")
         }
     }

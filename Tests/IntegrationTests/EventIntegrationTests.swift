@@ -16,14 +16,13 @@ struct EventIntegrationTests {
     /// Handlers that record each applied event in `effects`; events whose aggregate is poisoned fail.
     static func recordingHandlers(type: String, poisoned: NIOLockedValueBox<Set<String>>) -> EventHandlers {
         var handlers = EventHandlers()
-        handlers.on(type) { event, connection, logger in
+        handlers.on(type) { event, transaction in
             let payload = try event.decode(Payload.self)
             if poisoned.withLockedValue({ $0.contains(payload.aggregate) }) {
                 throw Problem(.internalError, "poisoned aggregate \(payload.aggregate)")
             }
-            try await connection.query(
-                "INSERT INTO effects (event_id, aggregate, sequence) VALUES (\(event.id), \(payload.aggregate), \(payload.sequence))",
-                logger: logger)
+            try await transaction.query(
+                "INSERT INTO effects (event_id, aggregate, sequence) VALUES (\(event.id), \(payload.aggregate), \(payload.sequence))")
         }
         return handlers
     }
@@ -67,7 +66,7 @@ struct EventIntegrationTests {
 
     func consumerService(client: PostgresClient, producer: KafkaProducer, topic: String, service: String, handlers: EventHandlers, maxAttempts: Int = 3) throws -> EventConsumerService {
         let consumer = try KafkaConsumer(configuration: TestInfrastructure.kafkaConfiguration("\(service)-consumer"), groupId: service, topics: [topic], logger: logger)
-        return EventConsumerService(consumer: consumer, producer: producer, inbox: Inbox(client: client, handlers: handlers),
+        return EventConsumerService(consumer: consumer, producer: producer, inbox: TestInfrastructure.inbox(client, handlers: handlers),
                                     service: service, maxAttempts: maxAttempts, backoff: .milliseconds(10), logger: logger)
     }
 
@@ -161,7 +160,7 @@ struct EventIntegrationTests {
     @Test func theSameEventDeliveredTwiceIsAppliedOnce() async throws {
         try await withSchema { client, schema async throws in
             let type = "marketplace.tests.thing.happened.v1"
-            let inbox = Inbox(client: client, handlers: Self.recordingHandlers(type: type, poisoned: .init([])))
+            let inbox = TestInfrastructure.inbox(client, handlers: Self.recordingHandlers(type: type, poisoned: .init([])))
             let event = try CloudEvent.json(type: type, source: "/tests", subject: "a", payload: Payload(aggregate: "a", sequence: 1))
             #expect(try await inbox.apply(event, topic: "t", logger: logger) == .applied)
             #expect(try await inbox.apply(event, topic: "t", logger: logger) == .duplicate)
@@ -240,7 +239,7 @@ struct EventIntegrationTests {
     @Test func aBatchAppliesAllOrNothing() async throws {
         try await withSchema { client, _ async throws in
             let type = "marketplace.tests.thing.happened.v1"
-            let inbox = Inbox(client: client, handlers: Self.recordingHandlers(type: type, poisoned: .init(["bad"])))
+            let inbox = TestInfrastructure.inbox(client, handlers: Self.recordingHandlers(type: type, poisoned: .init(["bad"])))
             func event(_ aggregate: String, _ sequence: Int) throws -> (event: CloudEvent, topic: String) {
                 (try CloudEvent.json(type: type, source: "/tests", subject: aggregate, payload: Payload(aggregate: aggregate, sequence: sequence)), "t")
             }
@@ -273,9 +272,9 @@ struct EventIntegrationTests {
                 UPDATE outbox SET sent_at = now() - interval '8 days' WHERE seq = (SELECT min(seq) FROM outbox);
                 """, logger: logger)
             try await client.query("UPDATE outbox SET sent_at = now() - interval '6 days' WHERE seq = (SELECT max(seq) FROM outbox)", logger: logger)
-            let producer = try KafkaProducer(configuration: TestInfrastructure.kafkaConfiguration("\(schema)-producer"), logger: logger)
-            let relay = OutboxRelay(client: client, publisher: producer, schema: schema, logger: logger)
-            try await relay.updateBacklogMetrics()
+            try await Database.transaction(client, TestInfrastructure.context(schema)) { transaction in
+                try await Jobs.housekeeping().perform(recurring: "prune-outbox", in: transaction)
+            }
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM outbox") == 2, "the week-old sent row is gone")
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 1, "unsent rows are never dropped")
         }

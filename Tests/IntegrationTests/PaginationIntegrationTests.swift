@@ -27,14 +27,14 @@ struct PaginationIntegrationTests {
                         VALUES (\(UUID.v7()), \(buyer), \(vendor), 'paid', \(Int64(1000 + index)), 'EUR', \(created))
                         """, logger: logger)
                 }
-                let repository = OrderRepository(client: client, logger: logger)
+                let repository = OrderRepository(client: client)
                 var seen: [Order] = []
                 var cursor: Cursor?
                 var pages = 0
                 repeat {
                     var request = try PageRequest(limit: 20)
                     request.after = cursor
-                    let page = try await repository.page(participant: me, request)
+                    let page = try await repository.page(participant: me, request, TestInfrastructure.context("orders"))
                     seen += page.items
                     cursor = try page.nextCursor.map(Cursor.decode)
                     pages += 1

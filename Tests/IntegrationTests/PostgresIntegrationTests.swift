@@ -14,8 +14,8 @@ struct PostgresIntegrationTests {
             try await TestInfrastructure.withPostgres(schema: schema) { client async throws in
                 let set = MigrationSet(PlatformMigrations.all + [TestInfrastructure.effectsMigration])
                 let migrator = Migrator(client: client, schema: schema, migrations: set, logger: logger)
-                #expect(try await migrator.pendingCount() == 2)
-                #expect(try await migrator.migrate() == ["platform_0001_outbox_inbox", "0001_effects"])
+                #expect(try await migrator.pendingCount() == 3)
+                #expect(try await migrator.migrate() == ["platform_0001_outbox_inbox", "platform_0002_jobs_idempotency_clock", "0001_effects"])
                 #expect(try await migrator.migrate() == [])
                 #expect(try await migrator.pendingCount() == 0)
                 let changed = MigrationSet(PlatformMigrations.all + [Migration(id: "0001_effects", sql: "CREATE TABLE effects (id int);")])
@@ -33,7 +33,7 @@ struct PostgresIntegrationTests {
                 let previous = MigrationSet(PlatformMigrations.all + [TestInfrastructure.effectsMigration])
                 let expand = Migration(id: "0002_expand", sql: "ALTER TABLE effects ADD COLUMN note text;")
                 let newer = MigrationSet(previous.migrations + [expand])
-                #expect(try await Migrator(client: client, schema: schema, migrations: newer, logger: logger).migrate().count == 3)
+                #expect(try await Migrator(client: client, schema: schema, migrations: newer, logger: logger).migrate().count == 4)
                 // Rolled back: the previous build migrates nothing, is ready, and sees what is ahead.
                 let rolledBack = Migrator(client: client, schema: schema, migrations: previous, logger: logger)
                 #expect(try await rolledBack.migrate() == [])
@@ -58,8 +58,8 @@ struct PostgresIntegrationTests {
                     for try await ids in group { all += ids }
                     return all
                 }
-                #expect(applied.sorted() == ["0001_effects", "platform_0001_outbox_inbox"])
-                #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM schema_migrations") == 2)
+                #expect(applied.sorted() == ["0001_effects", "platform_0001_outbox_inbox", "platform_0002_jobs_idempotency_clock"])
+                #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM schema_migrations") == 3)
             }
         }
     }
@@ -77,13 +77,13 @@ struct PostgresIntegrationTests {
                 try await listings.query("SELECT secret FROM identity.isolation_probe", logger: logger)
                 Issue.record("the listings role read identity's schema")
             } catch {
-                #expect(Database.isSQLState(error, Database.insufficientPrivilege), "\(String(reflecting: error))")
+                #expect(Database.isSQLState(error, .insufficientPrivilege), "\(String(reflecting: error))")
             }
             do {
                 try await listings.query("CREATE TABLE public.sneaky (id int)", logger: logger)
                 Issue.record("the listings role created a table in public")
             } catch {
-                #expect(Database.isSQLState(error, Database.insufficientPrivilege), "\(String(reflecting: error))")
+                #expect(Database.isSQLState(error, .insufficientPrivilege), "\(String(reflecting: error))")
             }
             // Its own schema is writable.
             try await listings.query("CREATE TABLE listings.isolation_probe (id int)", logger: logger)

@@ -12,30 +12,31 @@ import Testing
 @Suite(.enabled(if: TestInfrastructure.available), .serialized)
 struct PrivacyIntegrationTests {
     let logger = TestInfrastructure.logger
+    var context: OperationContext { .background(service: "identity", logger: logger) }
     let recovery = AccountRecoveryIntegrationTests()
 
-    func inTransaction(_ client: PostgresClient, _ body: @Sendable (PostgresConnection) async throws -> Void) async throws {
-        try await Database.transaction(client, logger: logger) { connection in try await body(connection) }
+    func inTransaction(_ client: PostgresClient, _ body: @Sendable (Transaction) async throws -> Void) async throws {
+        try await Database.transaction(client, context) { transaction in try await body(transaction) }
     }
 
     @Test func erasureIsRefusedWhileObligationsAreOpenThenAnonymisesAndCompletesOnce() async throws {
         try await recovery.withAccount { fixture in
             let (accounts, client, user) = (fixture.accounts, fixture.client, fixture.userId)
-            _ = try await accounts.passwordLogin(email: fixture.email, password: AccountRecoveryIntegrationTests.password, userAgent: "phone", logger: logger)
-            try await AuditLog.record(.suspended, actor: nil, target: user, reason: "spam from Ann Smith", client: client, logger: logger)
+            _ = try await accounts.passwordLogin(email: fixture.email, password: AccountRecoveryIntegrationTests.password, userAgent: "phone", context: context)
+            try await AuditLog.record(.suspended, actor: nil, target: user, reason: "spam from Ann Smith", client: client, context: context)
             try await client.query("INSERT INTO user_obligations (kind, reference, user_id) VALUES ('order', \(UUID.v7()), \(user)), ('order', \(UUID.v7()), \(user))", logger: logger)
             await #expect(throws: IdentityError.erasureBlocked(["2 open orders"])) {
                 try await accounts.requestErasure(user: user, password: AccountRecoveryIntegrationTests.password, proof: nil, address: nil,
-                                                  traceparent: nil, requestId: nil, logger: logger)
+                                                  context: context)
             }
             try await client.query("DELETE FROM user_obligations", logger: logger)
             await #expect(throws: Problem.self, "the password again") {
-                try await accounts.requestErasure(user: user, password: "not the password", proof: nil, address: nil, traceparent: nil, requestId: nil, logger: logger)
+                try await accounts.requestErasure(user: user, password: "not the password", proof: nil, address: nil, context: context)
             }
             try await accounts.requestErasure(user: user, password: AccountRecoveryIntegrationTests.password, proof: nil, address: nil,
-                                              traceparent: nil, requestId: nil, logger: logger)
+                                              context: context)
 
-            let view = try await Administration(client: client).user(user, logger: logger)
+            let view = try await Administration(client: client).user(user, context: context)
             #expect(view.status == "erased" && view.displayName == "Deleted user" && view.email.hasSuffix("@invalid"))
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM credentials WHERE user_id = \(user)") == 0)
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM audit_log WHERE target_id = \(user) AND reason IS NOT NULL") == 0,
@@ -43,42 +44,41 @@ struct PrivacyIntegrationTests {
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM audit_log WHERE target_id = \(user)") >= 3, "the entries stay")
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM sessions WHERE user_id = \(user) AND (revoked_at IS NULL OR user_agent IS NOT NULL)") == 0)
             await #expect(throws: IdentityError.invalidCredentials) {
-                _ = try await accounts.passwordLogin(email: fixture.email, password: AccountRecoveryIntegrationTests.password, userAgent: nil, logger: logger)
+                _ = try await accounts.passwordLogin(email: fixture.email, password: AccountRecoveryIntegrationTests.password, userAgent: nil, context: context)
             }
             #expect(try await recovery.events(EventTypes.userErasureRequested, as: UserErasureV1.self, client).map(\.userId) == [user])
 
             // Each participant acknowledges (one twice): `user.erased` once, after the last.
             for (index, service) in (Topics.privacyParticipants + ["listings"]).enumerated() {
-                try await inTransaction(client) { connection in
-                    try await Privacy.acknowledge(UserErasureCompletedV1(userId: user, service: service, completedAt: Date()), traceparent: nil,
-                                                  on: connection, logger: logger)
+                try await inTransaction(client) { transaction in
+                    try await Privacy.acknowledge(UserErasureCompletedV1(userId: user, service: service, completedAt: Date()), in: transaction)
                 }
                 let erased = try await recovery.events(EventTypes.userErased, as: UserErasureV1.self, client)
                 #expect(erased.count == (index >= Topics.privacyParticipants.count - 1 ? 1 : 0), "after \(service)")
             }
             // The address is free again.
             _ = try await accounts.register(ValidRegistration(email: fixture.email, normalizedEmail: fixture.email, password: AccountRecoveryIntegrationTests.password,
-                                                              displayName: "Ann again", role: .buyer), traceparent: nil, logger: logger)
+                                                              displayName: "Ann again", role: .buyer), context: context)
         }
     }
 
     @Test func anExportCollectsEveryParticipantsPartOnce() async throws {
         try await recovery.withAccount { fixture in
             let (client, user) = (fixture.client, fixture.userId)
-            let started = try await Exports.request(user: user, traceparent: nil, requestId: nil, client: client, logger: logger)
+            let started = try await Exports.request(user: user, client: client, context: context)
             #expect(started.status == "pending" && started.pendingServices == Topics.privacyParticipants)
             let asked = try #require(try await recovery.events(EventTypes.userExportRequested, as: UserExportRequestedV1.self, client).last)
             #expect(asked.exportId == started.id && asked.userId == user)
             await #expect(throws: IdentityError.exportNotFound, "another user's export") {
-                _ = try await Exports.view(started.id, user: UUID.v7(), client: client, logger: logger)
+                _ = try await Exports.view(started.id, user: UUID.v7(), client: client, context: context)
             }
             for service in Topics.privacyParticipants + ["orders", "somebody-else"] {
-                try await inTransaction(client) { connection in
+                try await inTransaction(client) { transaction in
                     try await Exports.receive(UserExportPartV1(exportId: started.id, userId: user, service: service, data: "{\"service\": \"\(service)\"}"),
-                                              on: connection, logger: logger)
+                                              in: transaction)
                 }
             }
-            let ready = try await Exports.view(started.id, user: user, client: client, logger: logger)
+            let ready = try await Exports.view(started.id, user: user, client: client, context: context)
             #expect(ready.status == "ready" && ready.pendingServices.isEmpty)
             #expect(Set(ready.parts?.keys ?? [:].keys) == Set(["identity"] + Topics.privacyParticipants))
             #expect(ready.parts?["orders"] == .object(["service": .string("orders")]))
@@ -89,7 +89,7 @@ struct PrivacyIntegrationTests {
             #expect(account["email"] == .string(fixture.email))
             try await client.query("UPDATE exports SET expires_at = now() - interval '1 second'", logger: logger)
             await #expect(throws: IdentityError.exportNotFound, "expired") {
-                _ = try await Exports.view(started.id, user: user, client: client, logger: logger)
+                _ = try await Exports.view(started.id, user: user, client: client, context: context)
             }
         }
     }

@@ -59,6 +59,16 @@ enum TestInfrastructure {
         CREATE TABLE effects (id bigserial PRIMARY KEY, event_id text NOT NULL, aggregate text, sequence int);
         """)
 
+    /// An inbox of a test service, on the wall clock.
+    static func inbox(_ client: PostgresClient, handlers: EventHandlers, service: String = "tests") -> Inbox {
+        Inbox(client: client, handlers: handlers, service: service, clock: BusinessClock())
+    }
+
+    /// A background operation for calling domain code directly.
+    static func context(_ service: String = "tests") -> OperationContext {
+        .background(service: service, logger: logger)
+    }
+
     static func kafkaConfiguration(_ clientId: String) -> KafkaConfiguration {
         KafkaConfiguration(bootstrapServers: kafka!, clientId: clientId, properties: MockKafkaCluster.fastRejoinConsumerProperties)
     }

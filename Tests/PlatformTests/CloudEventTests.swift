@@ -37,68 +37,76 @@ import Testing
         #expect(EventCoding.parseTime("yesterday") == nil)
     }
 
-    /// Every published payload version keeps decoding: fixtures are never edited, only added,
-    /// and every fixture in the folder has a decoder here.
-    @Test func fixturesOfEveryEventVersionDecode() throws {
-        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../Fixtures/events").standardized
-        func load<Payload: Decodable>(_ name: String, as type: Payload.Type) throws -> Payload {
-            try EventCoding.decoder.decode(type, from: Data(contentsOf: folder.appendingPathComponent(name)))
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/events").standardized
+
+    /// The fixture files of a contract: `<type without "marketplace.">.json`, plus variants
+    /// (`<…>.v1.<variant>.json`) showing other shapes of the same payload.
+    static func fixtureFiles(of contract: any AnyEventContract) throws -> [String] {
+        let base = String(contract.type.dropFirst("marketplace.".count))
+        return try FileManager.default.contentsOfDirectory(atPath: fixtures.path)
+            .filter { $0 == base + ".json" || ($0.hasPrefix(base + ".") && $0.hasSuffix(".json")) }.sorted()
+    }
+
+    /// Every contract has a fixture, and every fixture belongs to a contract.
+    @Test func everyContractHasAFixtureAndEveryFixtureAContract() throws {
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: Self.fixtures.path).filter { $0.hasSuffix(".json") })
+        var claimed: Set<String> = []
+        for contract in EventCatalog.all {
+            let own = try Self.fixtureFiles(of: contract)
+            #expect(!own.isEmpty, "no fixture for \(contract.type)")
+            claimed.formUnion(own)
         }
-        let user = UUID(uuidString: "0192f1a0-1111-7000-8000-000000000001")!
-        let checks: [String: () throws -> Void] = [
-            "identity.user.registered.v1.json": {
-                let payload = try load("identity.user.registered.v1.json", as: UserRegisteredV1.self)
-                #expect(payload.roles == ["vendor"] && payload.displayName == "Kennel Aurora")
-            },
-            "identity.user.role_changed.v1.json": {
-                let payload = try load("identity.user.role_changed.v1.json", as: UserRoleChangedV1.self)
-                #expect(payload.roles == ["buyer", "moderator"])
-            },
-            "identity.user.suspended.v1.json": {
-                let payload = try load("identity.user.suspended.v1.json", as: UserStatusChangedV1.self)
-                #expect(payload.status == "suspended")
-            },
-            "identity.user.reinstated.v1.json": {
-                let payload = try load("identity.user.reinstated.v1.json", as: UserStatusChangedV1.self)
-                #expect(payload.status == "active")
-            },
-            "identity.user.sessions_revoked.v1.json": {
-                let payload = try load("identity.user.sessions_revoked.v1.json", as: SessionsRevokedV1.self)
-                #expect(payload.scope == nil && payload.keptSessionId != nil && payload.sessionIds.count == 1)
-            },
-            "identity.user.sessions_revoked.v1.session-scope.json": {
-                let payload = try load("identity.user.sessions_revoked.v1.session-scope.json", as: SessionsRevokedV1.self)
-                #expect(payload.scope == .sessions)
-            },
-            "identity.notification.requested.v1.json": {
-                let payload = try load("identity.notification.requested.v1.json", as: NotificationRequestedV1.self)
-                #expect(payload.template == "email-verification" && payload.data["token"] != nil)
-            },
-            "identity.user.export_requested.v1.json": {
-                let payload = try load("identity.user.export_requested.v1.json", as: UserExportRequestedV1.self)
-                #expect(payload.userId == user)
-            },
-            "identity.user.erasure_requested.v1.json": {
-                let payload = try load("identity.user.erasure_requested.v1.json", as: UserErasureV1.self)
-                #expect(payload.userId == user)
-            },
-            "identity.user.erased.v1.json": {
-                let payload = try load("identity.user.erased.v1.json", as: UserErasureV1.self)
-                #expect(payload.userId == user)
-            },
-            "orders.user.export_part.v1.json": {
-                let part = try load("orders.user.export_part.v1.json", as: UserExportPartV1.self)
-                let data = try JSONValue(json: part.data)
-                #expect(part.service == "orders" && data != .null)
-            },
-            "listings.user.erasure_completed.v1.json": {
-                let payload = try load("listings.user.erasure_completed.v1.json", as: UserErasureCompletedV1.self)
-                #expect(payload.service == "listings")
-            },
-        ]
-        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
-        #expect(Set(files) == Set(checks.keys), "a fixture without a decoder here, or a decoder without its fixture")
-        for (_, check) in checks { try check() }
+        #expect(files == claimed, "fixtures without a contract: \(files.subtracting(claimed).sorted())")
+        #expect(Set(EventCatalog.all.map(\.type)).count == EventCatalog.all.count, "two contracts share a type")
+    }
+
+    /// Every published payload version keeps decoding, and today's encoder writes exactly the
+    /// fixture back: lower-case UUIDs, the same time format, the same member names. The one
+    /// allowance: a member the fixture omits may come back as `null` (the suite writes absent values
+    /// as explicit nulls; readers treat the two alike, and fixtures published before that omit them).
+    /// Fixtures are never edited, only added.
+    @Test func fixturesDecodeAndTheirWireFormIsWhatTheEncoderWrites() throws {
+        for contract in EventCatalog.all {
+            let reencoder = try #require(contract as? any Reencoding)
+            for file in try Self.fixtureFiles(of: contract) {
+                let data = try Data(contentsOf: Self.fixtures.appendingPathComponent(file))
+                let written = try JSONValue(data: Data(try reencoder.reencode(data)))
+                let fixture = try JSONValue(data: data)
+                let shown = (try? JSONWriter.string(written)) ?? "?"
+                #expect(Self.sameWireForm(written, fixture), "\(file): the encoder wrote \(shown)")
+            }
+        }
+    }
+
+    /// Equal JSON, except that `null` in `written` matches a member absent from `fixture`.
+    static func sameWireForm(_ written: JSONValue, _ fixture: JSONValue) -> Bool {
+        switch (written, fixture) {
+        case (.object(let mine), .object(let theirs)):
+            guard Set(theirs.keys).isSubset(of: mine.keys) else { return false }
+            return mine.allSatisfy { key, value in theirs[key].map { sameWireForm(value, $0) } ?? (value == .null) }
+        case (.array(let mine), .array(let theirs)):
+            return mine.count == theirs.count && zip(mine, theirs).allSatisfy { sameWireForm($0, $1) }
+        default:
+            return written == fixture
+        }
+    }
+
+    @Test func theWireFormCheckCatchesUpperCaseIdsAndRenamedMembers() {
+        let fixture = try! JSONValue(json: #"{"userId":"0192f1a0-1111-7000-8000-000000000001","scope":"sessions"}"#)
+        #expect(Self.sameWireForm(try! JSONValue(json: #"{"userId":"0192f1a0-1111-7000-8000-000000000001","scope":"sessions","kept":null}"#), fixture))
+        #expect(!Self.sameWireForm(try! JSONValue(json: #"{"userId":"0192F1A0-1111-7000-8000-000000000001","scope":"sessions"}"#), fixture))
+        #expect(!Self.sameWireForm(try! JSONValue(json: #"{"user":"0192f1a0-1111-7000-8000-000000000001","scope":"sessions"}"#), fixture))
+        #expect(!Self.sameWireForm(try! JSONValue(json: #"{"userId":"0192f1a0-1111-7000-8000-000000000001","scope":"sessions","kept":1}"#), fixture))
+    }
+}
+
+/// Decodes a payload as its contract's type and writes it again, the way the outbox would.
+protocol Reencoding {
+    func reencode(_ data: Data) throws -> [UInt8]
+}
+
+extension EventContract: Reencoding {
+    func reencode(_ data: Data) throws -> [UInt8] {
+        try JSONWriter.encode(try EventCoding.decoder.decode(Payload.self, from: data))
     }
 }

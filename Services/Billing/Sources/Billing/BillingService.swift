@@ -13,18 +13,18 @@ public struct BillingService: ServiceModule {
     public static let consumedTopics = [Topics.identityUsers]
 
     public static func migrations() throws -> [Migration] {
-        try migrations(in: .module)
+        try migrations(in: .module) + UsersProjection.migrations
     }
 
     let plans: PlanRepository
 
     public init(dependencies: ServiceDependencies) throws {
-        self.plans = PlanRepository(client: dependencies.postgres, logger: dependencies.logger)
+        self.plans = PlanRepository(client: dependencies.postgres)
     }
 
-    public func addRoutes(to router: Router<AppRequestContext>) {
-        router.get("/v1/plans") { _, _ -> Response in
-            try JSONResponse.make(Page(items: try await plans.active(), nextCursor: nil), cacheControl: "public, max-age=60")
+    public func addRoutes(to router: ServiceRouter) {
+        router.get("/v1/plans") { request, context -> Response in
+            try JSONResponse.cacheable(Page(items: try await plans.active(context.operation), nextCursor: nil), request: request)
         }
     }
 
@@ -52,14 +52,13 @@ public struct Plan: Sendable, Codable, Equatable {
 
 struct PlanRepository: Sendable {
     let client: PostgresClient
-    let logger: Logger
 
     /// The plans on sale, in display order (a handful of rows; bounded all the same).
-    func active() async throws -> [Plan] {
+    func active(_ context: OperationContext) async throws -> [Plan] {
         let rows = try await client.query("""
             SELECT id, code, name, description, price_amount, currency, billing_interval, trial_days, listing_quota
             FROM plans WHERE active ORDER BY position, code LIMIT 100
-            """, logger: logger)
+            """, logger: context.logger)
         var result: [Plan] = []
         for try await (id, code, name, description, price, currency, interval, trial, quota)
             in rows.decode((UUID, String, String, String, Int64, String, String, Int32, Int32).self) {

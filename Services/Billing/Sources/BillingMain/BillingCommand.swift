@@ -7,5 +7,6 @@ struct BillingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "billing",
         abstract: "The billing service of the marketplace suite.",
-        subcommands: [ServeCommand<BillingService>.self, MigrateCommand<BillingService>.self, DeadLetterCommand<BillingService>.self])
+        subcommands: [ServeCommand<BillingService>.self, MigrateCommand<BillingService>.self, DeadLetterCommand<BillingService>.self,
+                      JobsCommand<BillingService>.self])
 }

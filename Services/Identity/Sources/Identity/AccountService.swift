@@ -15,67 +15,59 @@ struct AccountService: Sendable {
     let throttle: LoginThrottle
     let recoveryThrottle: RecoveryThrottle
     let secrets: SecretSealer
-    let logger: Logger
     /// A real hash of a random password, verified when the email is unknown so that both
     /// answers cost the same time.
     let dummyHash = NIOLockedValueBox<String?>(nil)
 
-    func register(_ registration: ValidRegistration, traceparent: String?, logger: Logger) async throws -> UserView {
+    func register(_ registration: ValidRegistration, context: OperationContext) async throws -> UserView {
         let hash = try await hasher.hash(registration.password)
         let id = UUID.v7()
         let roles = [registration.role.rawValue]
         do {
-            return try await Database.transaction(client, logger: logger) { connection in
-                let rows = try await connection.query("""
+            return try await Database.transaction(client, context) { transaction in
+                let createdAt = try await transaction.first("""
                     INSERT INTO users (id, email, email_normalized, display_name, roles)
                     VALUES (\(id), \(registration.email), \(registration.normalizedEmail), \(registration.displayName), \(roles))
                     RETURNING created_at
-                    """, logger: logger)
-                var createdAt = Date()
-                for try await created in rows.decode(Date.self) { createdAt = created }
-                try await connection.query(
-                    "INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))", logger: logger)
+                    """, as: Date.self) ?? Date()
+                try await transaction.query("INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))")
                 if let profile = registration.businessProfile {
-                    try await connection.query("""
+                    try await transaction.query("""
                         INSERT INTO vendor_profiles (user_id, business_name, licence_number, city, region, country)
                         VALUES (\(id), \(profile.businessName), \(profile.licenceNumber), \(profile.location.city),
                                 \(profile.location.region), \(profile.location.country))
-                        """, logger: logger)
+                        """)
                 }
-                try await sendVerification(user: id, email: registration.email, displayName: registration.displayName,
-                                           traceparent: traceparent, on: connection, logger: logger)
+                try await sendVerification(user: id, email: registration.email, displayName: registration.displayName, in: transaction)
                 let payload = UserRegisteredV1(userId: id, displayName: registration.displayName, roles: roles, status: "active", registeredAt: createdAt)
-                let event = try CloudEvent.json(
-                    type: EventTypes.userRegistered, source: EventSources.identity, subject: "users/\(id.uuidString.lowercased())",
-                    payload: payload, traceparent: traceparent, time: createdAt)
-                try await Outbox.enqueue(event, topic: Topics.identityUsers, key: id.uuidString.lowercased(), on: connection, logger: logger)
-                logger.info("user registered", metadata: ["user.id": "\(id)"])
+                try await Outbox.emit(UserEvents.registered, payload, in: transaction)
+                transaction.logger.info("user registered", metadata: ["user.id": "\(id)"])
                 return UserView(id: id, email: registration.email, displayName: registration.displayName, roles: roles, status: "active",
                                 emailVerified: false, mfaEnabled: false, businessProfile: registration.businessProfile, createdAt: createdAt)
             }
-        } catch where Database.isSQLState(error, Database.uniqueViolation) {
+        } catch where Database.isSQLState(error, .uniqueViolation) {
             throw IdentityError.emailTaken
         }
     }
 
     /// Checks the password. Without a confirmed second factor that signs the user in; with one it
     /// answers with a challenge that `POST /v1/auth/mfa/verify` completes.
-    func login(email: String, password: String, userAgent: String?, address: String? = nil, requestId: String? = nil, logger: Logger) async throws -> LoginResult {
+    func login(email: String, password: String, userAgent: String?, address: String? = nil, context: OperationContext) async throws -> LoginResult {
         let normalized = RegistrationRules.normalize(email: email)
-        try await throttle.check(account: normalized, address: address, logger: logger)
+        try await throttle.check(account: normalized, address: address, context: context)
         let rows = try await client.query("""
             SELECT u.id, u.roles, u.status, u.email_verified, c.password_hash, (f.confirmed_at IS NOT NULL)
             FROM users u JOIN credentials c ON c.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id
             WHERE u.email_normalized = \(normalized)
-            """, logger: logger)
+            """, logger: context.logger)
         var found: (UUID, [String], String, Bool, String, Bool)?
         for try await row in rows.decode((UUID, [String], String, Bool, String, Bool).self) { found = row }
         guard let (id, roles, status, verified, hash, hasTotp) = found else {
             _ = await hasher.verify(password, against: try await dummy())
-            try await loginFailed(user: nil, reason: "unknown-account", account: normalized, address: address, requestId: requestId, logger: logger)
+            try await loginFailed(user: nil, reason: "unknown-account", account: normalized, address: address, context: context)
         }
         guard await hasher.verify(password, against: hash) else {
-            try await loginFailed(user: id, reason: "wrong-password", account: normalized, address: address, requestId: requestId, logger: logger)
+            try await loginFailed(user: id, reason: "wrong-password", account: normalized, address: address, context: context)
         }
         guard status == "active" else { throw IdentityError.accountSuspended }
         if PasswordHasher.parameters(of: hash) != hasher.parameters {
@@ -83,62 +75,61 @@ struct AccountService: Sendable {
             let upgraded = try await hasher.hash(password)
             try await client.query(
                 "UPDATE credentials SET password_hash = \(upgraded), updated_at = now() WHERE user_id = \(id) AND password_hash = \(hash)",
-                logger: logger)
-            logger.info("password hash upgraded", metadata: ["user.id": "\(id)"])
+                logger: context.logger)
+            context.logger.info("password hash upgraded", metadata: ["user.id": "\(id)"])
         }
         if hasTotp {
-            return .mfaRequired(try await MultiFactor.challenge(user: id, userAgent: userAgent, client: client, logger: logger))
+            return .mfaRequired(try await MultiFactor.challenge(user: id, userAgent: userAgent, client: client, context: context))
         }
         var pair = try await signIn(user: id, roles: roles, emailVerified: verified, amr: ["pwd"], userAgent: userAgent,
-                                    account: normalized, requestId: requestId, logger: logger)
-        if roles.contains(where: Roles.staff.contains) { pair.mfaEnrollmentRequired = true }
+                                    account: normalized, context: context)
+        if roles.contains(where: { Role(rawValue: $0)?.isStaff == true }) { pair.mfaEnrollmentRequired = true }
         return .tokens(pair)
     }
 
     /// Starts a session after every factor checked out, and records the sign-in.
     func signIn(user: UUID, roles: [String], emailVerified: Bool, amr: [String], userAgent: String?, account: String?,
-                requestId: String?, extra: (@Sendable (PostgresConnection) async throws -> Void)? = nil, logger: Logger) async throws -> TokenPair {
-        let pair = try await Database.transaction(client, logger: logger) { connection in
-            try await extra?(connection)
+                context: OperationContext, extra: (@Sendable (Transaction) async throws -> Void)? = nil) async throws -> TokenPair {
+        let pair = try await Database.transaction(client, context) { transaction in
+            try await extra?(transaction)
             let session = UUID.v7()
             let absolute = Date().addingTimeInterval(tokenSettings.sessionLifetime)
-            try await connection.query("""
+            try await transaction.query("""
                 INSERT INTO sessions (id, user_id, user_agent, expires_at, amr)
                 VALUES (\(session), \(user), \(userAgent.map { String($0.prefix(256)) }), \(absolute), \(amr))
-                """, logger: logger)
-            try await AuditLog.record(.loginSucceeded, actor: user, target: user, details: ["amr": amr.joined(separator: " ")],
-                                      requestId: requestId, on: connection, logger: logger)
-            return try await issue(userId: user, roles: roles, emailVerified: emailVerified, session: session, amr: amr, on: connection, logger: logger)
+                """)
+            try await AuditLog.record(.loginSucceeded, actor: user, target: user, details: ["amr": amr.joined(separator: " ")], in: transaction)
+            return try await issue(userId: user, roles: roles, emailVerified: emailVerified, session: session, amr: amr, in: transaction)
         }
-        if let account { try await throttle.recordSuccess(account: account, logger: logger) }
-        logger.info("login succeeded", metadata: ["security.event": "login_succeeded", "user.id": "\(user)"])
+        if let account { try await throttle.recordSuccess(account: account, context: context) }
+        context.logger.info("login succeeded", metadata: ["security.event": "login_succeeded", "user.id": "\(user)"])
         return pair
     }
 
-    private func loginFailed(user: UUID?, reason: String, account: String, address: String?, requestId: String?, logger: Logger) async throws -> Never {
-        logger.info("login failed", metadata: ["security.event": "login_failed", "user.id": "\(user.map { "\($0)" } ?? "-")", "reason": "\(reason)"])
-        try await throttle.recordFailure(account: account, address: address, logger: logger)
-        try await AuditLog.record(.loginFailed, actor: nil, target: user, details: ["reason": reason], requestId: requestId, client: client, logger: logger)
+    private func loginFailed(user: UUID?, reason: String, account: String, address: String?, context: OperationContext) async throws -> Never {
+        context.logger.info("login failed", metadata: ["security.event": "login_failed", "user.id": "\(user.map { "\($0)" } ?? "-")", "reason": "\(reason)"])
+        try await throttle.recordFailure(account: account, address: address, context: context)
+        try await AuditLog.record(.loginFailed, actor: nil, target: user, details: ["reason": reason], client: client, context: context)
         throw IdentityError.invalidCredentials
     }
 
     /// Rotates a refresh token: the presented one is used up and a new one joins its session.
     /// A used token presented again within the grace window (a client's concurrent double refresh)
     /// gets another fresh token; after it, reuse means theft and revokes the whole session.
-    func refresh(token: String, logger: Logger) async throws -> TokenPair {
+    func refresh(token: String, context: OperationContext) async throws -> TokenPair {
         let hash = RefreshTokens.hash(token)
         enum Outcome: Sendable {
             case rotated(TokenPair)
             case reused(session: UUID, user: UUID)
         }
         let grace = tokenSettings.reuseGrace
-        let outcome: Outcome = try await Database.transaction(client, logger: logger) { connection in
-            let rows = try await connection.query("""
+        let outcome: Outcome = try await Database.transaction(client, context) { transaction in
+            let rows = try await transaction.query("""
                 SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, s.expires_at, s.revoked_at,
                        u.roles, u.status, u.email_verified, s.amr
                 FROM refresh_tokens t JOIN sessions s ON s.id = t.family_id JOIN users u ON u.id = t.user_id
                 WHERE t.token_hash = \(hash) FOR UPDATE OF t, s
-                """, logger: logger)
+                """)
             var found: (UUID, UUID, UUID, Date, Date?, Date?, Date, Date?, [String], String, Bool, [String])?
             for try await row in rows.decode((UUID, UUID, UUID, Date, Date?, Date?, Date, Date?, [String], String, Bool, [String]).self) { found = row }
             guard let (id, session, user, idleExpiry, used, revoked, absoluteExpiry, sessionRevoked, roles, status, verified, amr) = found else {
@@ -149,65 +140,64 @@ struct AccountService: Sendable {
                 throw IdentityError.invalidRefreshToken
             }
             if let used, now.timeIntervalSince(used) > grace {
-                try await SessionStore.revoke(session: session, reason: "refresh-token-reuse", on: connection, logger: logger)
+                try await SessionStore.revoke(session: session, reason: "refresh-token-reuse", in: transaction)
                 return .reused(session: session, user: user)
             }
             guard status == "active" else { throw IdentityError.accountSuspended }
             if used == nil {
-                try await connection.query("UPDATE refresh_tokens SET used_at = now() WHERE id = \(id)", logger: logger)
+                try await transaction.query("UPDATE refresh_tokens SET used_at = now() WHERE id = \(id)")
             }
-            try await connection.query("UPDATE sessions SET last_used_at = now() WHERE id = \(session)", logger: logger)
-            return .rotated(try await issue(userId: user, roles: roles, emailVerified: verified, session: session, amr: amr, on: connection, logger: logger))
+            try await transaction.query("UPDATE sessions SET last_used_at = now() WHERE id = \(session)")
+            return .rotated(try await issue(userId: user, roles: roles, emailVerified: verified, session: session, amr: amr, in: transaction))
         }
         switch outcome {
         case .rotated(let pair):
             return pair
         case .reused(let session, let user):
-            logger.warning("refresh token reuse detected; session revoked",
-                           metadata: ["security.event": "refresh_token_reuse", "user.id": "\(user)", "session.id": "\(session)"])
+            context.logger.warning("refresh token reuse detected; session revoked",
+                                   metadata: ["security.event": "refresh_token_reuse", "user.id": "\(user)", "session.id": "\(session)"])
             throw IdentityError.refreshTokenReused
         }
     }
 
     /// Ends the session the refresh token belongs to. Unknown or already revoked tokens are not an
     /// error: logging out twice, or with a stale token, leaves the client logged out either way.
-    func logout(token: String, logger: Logger) async throws {
+    func logout(token: String, context: OperationContext) async throws {
         let hash = RefreshTokens.hash(token)
-        try await Database.transaction(client, logger: logger) { connection in
-            let rows = try await connection.query("SELECT family_id FROM refresh_tokens WHERE token_hash = \(hash)", logger: logger)
-            for try await session in rows.decode(UUID.self) {
-                try await SessionStore.revoke(session: session, reason: "logout", on: connection, logger: logger)
-                logger.info("logged out", metadata: ["session.id": "\(session)"])
+        try await Database.transaction(client, context) { transaction in
+            if let session = try await transaction.first("SELECT family_id FROM refresh_tokens WHERE token_hash = \(hash)", as: UUID.self) {
+                try await SessionStore.revoke(session: session, reason: "logout", in: transaction)
+                transaction.logger.info("logged out", metadata: ["session.id": "\(session)"])
             }
         }
     }
 
-    func user(id: UUID, logger: Logger) async throws -> UserView {
+    func user(id: UUID, context: OperationContext) async throws -> UserView {
         let rows = try await client.query("""
             SELECT \(unescaped: UserView.columns) FROM users u
             LEFT JOIN vendor_profiles v ON v.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id
             WHERE u.id = \(id) AND u.status <> 'erased'
-            """, logger: logger)
+            """, logger: context.logger)
         for try await row in rows { return try UserView(row) }
         throw IdentityError.userNotFound
     }
 
     /// A new access token and refresh token for a session. Staff roles appear in the token only
-    /// when the session was signed in with a second factor.
-    func issue(userId: UUID, roles: [String], emailVerified: Bool, session: UUID, amr: [String], on connection: PostgresConnection, logger: Logger) async throws -> TokenPair {
+    /// when the session was signed in with a second factor. Token times are wall-clock (security) time.
+    func issue(userId: UUID, roles: [String], emailVerified: Bool, session: UUID, amr: [String], in transaction: Transaction) async throws -> TokenPair {
         let signer = try await keyRing.currentSigner()
         let now = Int64(Date().timeIntervalSince1970)
         let claims = AccessTokenClaims(
-            iss: tokenSettings.issuer, aud: tokenSettings.audience, sub: userId.uuidString.lowercased(), roles: Roles.effective(roles, amr: amr),
+            iss: tokenSettings.issuer, aud: tokenSettings.audience, sub: userId.uuidString.lowercased(), roles: Role.effective(roles, amr: amr),
             iat: now, nbf: now, exp: now + tokenSettings.accessTokenLifetime, jti: UUID.v7().uuidString.lowercased(),
             emailVerified: emailVerified, sid: session.uuidString.lowercased(), amr: amr)
         let accessToken = try signer.sign(claims)
         let refreshToken = RefreshTokens.make()
         let idleExpiry = Date().addingTimeInterval(tokenSettings.refreshTokenLifetime)
-        try await connection.query("""
+        try await transaction.query("""
             INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
             VALUES (\(UUID.v7()), \(session), \(userId), \(RefreshTokens.hash(refreshToken)), \(idleExpiry))
-            """, logger: logger)
+            """)
         return TokenPair(accessToken: accessToken, refreshToken: refreshToken, expiresIn: Int(tokenSettings.accessTokenLifetime))
     }
 

@@ -9,10 +9,10 @@ import PostgresNIO
 struct AdministrationPolicy: Sendable {
     let client: PostgresClient
 
-    func requireAdmin(_ caller: Principal, logger: Logger) async throws {
-        guard caller.has(role: "admin") else { throw IdentityError.forbidden }
+    func requireAdmin(_ caller: Principal, context: OperationContext) async throws {
+        guard caller.has(.admin) else { throw IdentityError.forbidden }
         let rows = try await client.query(
-            "SELECT 1 FROM users WHERE id = \(caller.userId) AND status = 'active' AND roles @> ARRAY['admin']", logger: logger)
+            "SELECT 1 FROM users WHERE id = \(caller.userId) AND status = 'active' AND roles @> ARRAY['admin']", logger: context.logger)
         for try await _ in rows.decode(Int.self) { return }
         throw IdentityError.forbidden
     }
@@ -31,7 +31,7 @@ struct Administration: Sendable {
     }
 
     /// Newest accounts first, one keyset page.
-    func users(_ filter: UserFilter, _ page: PageRequest, logger: Logger) async throws -> Page<UserView> {
+    func users(_ filter: UserFilter, _ page: PageRequest, context: OperationContext) async throws -> Page<UserView> {
         let after = page.after
         let pattern = filter.emailPrefix.map { Self.escapeLike($0) + "%" }
         let rows = try await client.query("""
@@ -42,43 +42,40 @@ struct Administration: Sendable {
               AND (\(pattern)::text IS NULL OR u.email_normalized LIKE \(pattern))
               AND (\(after?.time)::timestamptz IS NULL OR (u.created_at, u.id) < (\(after?.time), \(after?.id)))
             ORDER BY u.created_at DESC, u.id DESC LIMIT \(page.fetchLimit)
-            """, logger: logger)
+            """, logger: context.logger)
         var users: [UserView] = []
         for try await row in rows { users.append(try UserView(row)) }
         return page.page(users) { Cursor(time: $0.createdAt, id: $0.id) }
     }
 
-    func user(_ id: UUID, logger: Logger) async throws -> UserView {
+    func user(_ id: UUID, context: OperationContext) async throws -> UserView {
         let rows = try await client.query("""
             SELECT \(unescaped: UserView.columns) FROM users u
             LEFT JOIN vendor_profiles v ON v.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id WHERE u.id = \(id)
-            """, logger: logger)
+            """, logger: context.logger)
         for try await row in rows { return try UserView(row) }
         throw IdentityError.targetNotFound
     }
 
     /// Replaces the staff roles of `target`. Buyer and vendor stay as the user chose them; an admin
     /// cannot remove their own admin role. The user's sessions end so no token keeps an old role.
-    func setRoles(_ roles: [String], of target: UUID, reason: String, actor: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws -> UserView {
-        try await Database.transaction(client, logger: logger) { connection in
-            let current = try await lockUser(target, on: connection, logger: logger)
-            let selfService = Set(current.roles).subtracting(Roles.staff)
-            guard Set(roles).subtracting(Roles.staff) == selfService else {
+    func setRoles(_ roles: [String], of target: UUID, reason: String, actor: UUID, context: OperationContext) async throws -> UserView {
+        try await Database.transaction(client, context) { transaction in
+            let current = try await lockUser(target, in: transaction)
+            let staff = Set(Role.staff.map(\.rawValue))
+            let selfService = Set(current.roles).subtracting(staff)
+            guard Set(roles).subtracting(staff) == selfService else {
                 throw Problem.validation([FieldError("roles", "only moderator and admin can be granted or removed; keep \(selfService.sorted().joined(separator: ", "))")])
             }
             if target == actor, current.roles.contains("admin"), !roles.contains("admin") { throw IdentityError.cannotDemoteSelf }
-            let ordered = Roles.all.filter(roles.contains)
+            let ordered = Role.names.filter(roles.contains)
             guard Set(ordered) != Set(current.roles) else { return current.view }
-            let now = Date()
-            try await connection.query(
-                "UPDATE users SET roles = \(ordered), updated_at = now(), version = version + 1 WHERE id = \(target)", logger: logger)
-            try await IdentityEvents.enqueue(EventTypes.userRoleChanged, topic: Topics.identityUsers, user: target,
-                                             payload: UserRoleChangedV1(userId: target, roles: ordered, changedAt: now), time: now,
-                                             traceparent: traceparent, on: connection, logger: logger)
-            try await IdentityEvents.revokeSessions(of: target, except: nil, reason: "role-changed", traceparent: traceparent, on: connection, logger: logger)
+            try await transaction.query("UPDATE users SET roles = \(ordered), updated_at = now(), version = version + 1 WHERE id = \(target)")
+            try await Outbox.emit(UserEvents.roleChanged, UserRoleChangedV1(userId: target, roles: ordered, changedAt: transaction.now), in: transaction)
+            try await SessionStore.revokeAll(of: target, except: nil, reason: "role-changed", in: transaction)
             try await AuditLog.record(.rolesChanged, actor: actor, target: target, reason: reason,
                                       details: ["from": current.roles.joined(separator: " "), "to": ordered.joined(separator: " ")],
-                                      requestId: requestId, on: connection, logger: logger)
+                                      in: transaction)
             var view = current.view
             view.roles = ordered
             return view
@@ -86,33 +83,29 @@ struct Administration: Sendable {
     }
 
     /// Suspends `target`: no sign-in, every session ended, tokens refused at the gateway.
-    func suspend(_ target: UUID, reason: String, actor: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws -> UserView {
+    func suspend(_ target: UUID, reason: String, actor: UUID, context: OperationContext) async throws -> UserView {
         guard target != actor else { throw IdentityError.cannotSuspendSelf }
-        return try await changeStatus(of: target, to: "suspended", reason: reason, actor: actor, traceparent: traceparent, requestId: requestId, logger: logger)
+        return try await changeStatus(of: target, to: "suspended", reason: reason, actor: actor, context: context)
     }
 
-    func reinstate(_ target: UUID, reason: String, actor: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws -> UserView {
-        try await changeStatus(of: target, to: "active", reason: reason, actor: actor, traceparent: traceparent, requestId: requestId, logger: logger)
+    func reinstate(_ target: UUID, reason: String, actor: UUID, context: OperationContext) async throws -> UserView {
+        try await changeStatus(of: target, to: "active", reason: reason, actor: actor, context: context)
     }
 
     /// Repeating a suspension or reinstatement changes nothing and emits nothing.
-    private func changeStatus(of target: UUID, to status: String, reason: String, actor: UUID, traceparent: String?, requestId: String?, logger: Logger) async throws -> UserView {
-        try await Database.transaction(client, logger: logger) { connection in
-            let current = try await lockUser(target, on: connection, logger: logger)
+    private func changeStatus(of target: UUID, to status: String, reason: String, actor: UUID, context: OperationContext) async throws -> UserView {
+        try await Database.transaction(client, context) { transaction in
+            let current = try await lockUser(target, in: transaction)
             guard current.status != status else { return current.view }
-            let now = Date()
-            try await connection.query(
-                "UPDATE users SET status = \(status), updated_at = now(), version = version + 1 WHERE id = \(target)", logger: logger)
+            try await transaction.query("UPDATE users SET status = \(status), updated_at = now(), version = version + 1 WHERE id = \(target)")
             let suspending = status == "suspended"
-            try await IdentityEvents.enqueue(suspending ? EventTypes.userSuspended : EventTypes.userReinstated, topic: Topics.identityUsers, user: target,
-                                             payload: UserStatusChangedV1(userId: target, status: status, changedAt: now), time: now,
-                                             traceparent: traceparent, on: connection, logger: logger)
+            let payload = UserStatusChangedV1(userId: target, status: status, changedAt: transaction.now)
+            try await Outbox.emit(suspending ? UserEvents.suspended : UserEvents.reinstated, payload, in: transaction)
             if suspending {
-                try await IdentityEvents.revokeSessions(of: target, except: nil, reason: "suspended", traceparent: traceparent, on: connection, logger: logger)
+                try await SessionStore.revokeAll(of: target, except: nil, reason: "suspended", in: transaction)
             }
-            try await AuditLog.record(suspending ? .suspended : .reinstated, actor: actor, target: target, reason: reason,
-                                      requestId: requestId, on: connection, logger: logger)
-            logger.info(suspending ? "user suspended" : "user reinstated", metadata: ["user.id": "\(target)", "actor.id": "\(actor)"])
+            try await AuditLog.record(suspending ? .suspended : .reinstated, actor: actor, target: target, reason: reason, in: transaction)
+            transaction.logger.info(suspending ? "user suspended" : "user reinstated", metadata: ["user.id": "\(target)", "actor.id": "\(actor)"])
             var view = current.view
             view.status = status
             return view
@@ -125,12 +118,12 @@ struct Administration: Sendable {
         var status: String { view.status }
     }
 
-    private func lockUser(_ id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> Locked {
-        let rows = try await connection.query("""
+    private func lockUser(_ id: UUID, in transaction: Transaction) async throws -> Locked {
+        let rows = try await transaction.query("""
             SELECT \(unescaped: UserView.columns) FROM users u
             LEFT JOIN vendor_profiles v ON v.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id
             WHERE u.id = \(id) AND u.status <> 'erased' FOR UPDATE OF u
-            """, logger: logger)
+            """)
         for try await row in rows { return Locked(view: try UserView(row)) }
         throw IdentityError.targetNotFound
     }
@@ -142,39 +135,36 @@ struct Administration: Sendable {
     /// `identity create-admin`: the first admin, made from the command line. An existing account
     /// with that email is promoted instead (its password unchanged). The admin must enrol TOTP at
     /// first sign-in before admin rights reach any token.
-    static func createAdmin(email: String, displayName: String, password: String, client: PostgresClient, logger: Logger) async throws -> (id: UUID, created: Bool) {
+    static func createAdmin(email: String, displayName: String, password: String, client: PostgresClient,
+                            context: OperationContext) async throws -> (id: UUID, created: Bool) {
         let normalized = RegistrationRules.normalize(email: email)
         guard RegistrationRules.isPlausibleEmail(email) else { throw Problem.validation([FieldError("email", "must be a valid email address")]) }
         let hash = try await PasswordHasher().hash(password)
-        return try await Database.transaction(client, logger: logger) { connection in
-            let rows = try await connection.query(
-                "SELECT id, roles FROM users WHERE email_normalized = \(normalized) AND status <> 'erased' FOR UPDATE", logger: logger)
+        return try await Database.transaction(client, context) { transaction in
+            let rows = try await transaction.query(
+                "SELECT id, roles FROM users WHERE email_normalized = \(normalized) AND status <> 'erased' FOR UPDATE")
             var existing: (UUID, [String])?
             for try await row in rows.decode((UUID, [String]).self) { existing = row }
-            let now = Date()
             if let (id, roles) = existing {
                 guard !roles.contains("admin") else { return (id, false) }
-                let promoted = Roles.all.filter { roles.contains($0) || $0 == "admin" }
-                try await connection.query("UPDATE users SET roles = \(promoted), updated_at = now(), version = version + 1 WHERE id = \(id)", logger: logger)
-                try await IdentityEvents.enqueue(EventTypes.userRoleChanged, topic: Topics.identityUsers, user: id,
-                                                 payload: UserRoleChangedV1(userId: id, roles: promoted, changedAt: now), time: now,
-                                                 traceparent: nil, on: connection, logger: logger)
-                try await IdentityEvents.revokeSessions(of: id, except: nil, reason: "role-changed", traceparent: nil, on: connection, logger: logger)
+                let promoted = Role.names.filter { roles.contains($0) || $0 == "admin" }
+                try await transaction.query("UPDATE users SET roles = \(promoted), updated_at = now(), version = version + 1 WHERE id = \(id)")
+                try await Outbox.emit(UserEvents.roleChanged, UserRoleChangedV1(userId: id, roles: promoted, changedAt: transaction.now), in: transaction)
+                try await SessionStore.revokeAll(of: id, except: nil, reason: "role-changed", in: transaction)
                 try await AuditLog.record(.adminBootstrapped, actor: nil, target: id, reason: "identity create-admin", details: ["promoted": "true"],
-                                          on: connection, logger: logger)
+                                          in: transaction)
                 return (id, false)
             }
             let id = UUID.v7()
             let roles = ["admin"]
-            try await connection.query("""
+            try await transaction.query("""
                 INSERT INTO users (id, email, email_normalized, display_name, roles, email_verified)
                 VALUES (\(id), \(email), \(normalized), \(displayName), \(roles), true)
-                """, logger: logger)
-            try await connection.query("INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))", logger: logger)
-            try await IdentityEvents.enqueue(EventTypes.userRegistered, topic: Topics.identityUsers, user: id,
-                                             payload: UserRegisteredV1(userId: id, displayName: displayName, roles: roles, status: "active", registeredAt: now),
-                                             time: now, traceparent: nil, on: connection, logger: logger)
-            try await AuditLog.record(.adminBootstrapped, actor: nil, target: id, reason: "identity create-admin", on: connection, logger: logger)
+                """)
+            try await transaction.query("INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))")
+            let payload = UserRegisteredV1(userId: id, displayName: displayName, roles: roles, status: "active", registeredAt: transaction.now)
+            try await Outbox.emit(UserEvents.registered, payload, in: transaction)
+            try await AuditLog.record(.adminBootstrapped, actor: nil, target: id, reason: "identity create-admin", in: transaction)
             return (id, true)
         }
     }

@@ -14,20 +14,6 @@ public struct AuditEntry: Codable, Sendable, Equatable {
     public var reason: String?
     public var details: [String: String]
     public var requestId: String?
-
-    enum CodingKeys: String, CodingKey { case id, at, actorId, action, targetId, reason, details, requestId }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(at, forKey: .at)
-        try container.encode(actorId, forKey: .actorId)
-        try container.encode(action, forKey: .action)
-        try container.encode(targetId, forKey: .targetId)
-        try container.encode(reason, forKey: .reason)
-        try container.encode(details, forKey: .details)
-        try container.encode(requestId, forKey: .requestId)
-    }
 }
 
 /// Writes and reads `audit_log`. Entries are written in the transaction of the change they record,
@@ -53,19 +39,21 @@ enum AuditLog {
         case erased = "user.erased"
     }
 
+    /// Records `action` in the transaction of the change; the request id comes from its context.
     static func record(_ action: Action, actor: UUID?, target: UUID?, reason: String? = nil, details: [String: String] = [:],
-                       requestId: String? = nil, on connection: PostgresConnection, logger: Logger) async throws {
-        let json = String(decoding: try JSONEncoder().encode(details), as: UTF8.self)
-        try await connection.query("""
+                       in transaction: Transaction) async throws {
+        try await transaction.query("""
             INSERT INTO audit_log (id, actor_id, action, target_id, reason, details, request_id)
-            VALUES (\(UUID.v7()), \(actor), \(action.rawValue), \(target), \(reason), \(json)::jsonb, \(requestId))
-            """, logger: logger)
+            VALUES (\(UUID.v7()), \(actor), \(action.rawValue), \(target), \(reason), \(try JSONWriter.string(details))::jsonb,
+                    \(transaction.context.requestId))
+            """)
     }
 
+    /// Records `action` on its own (a refused attempt: nothing else to commit with it).
     static func record(_ action: Action, actor: UUID?, target: UUID?, reason: String? = nil, details: [String: String] = [:],
-                       requestId: String? = nil, client: PostgresClient, logger: Logger) async throws {
-        try await client.withConnection { connection in
-            try await record(action, actor: actor, target: target, reason: reason, details: details, requestId: requestId, on: connection, logger: logger)
+                       client: PostgresClient, context: OperationContext) async throws {
+        try await Database.transaction(client, context) { transaction in
+            try await record(action, actor: actor, target: target, reason: reason, details: details, in: transaction)
         }
     }
 
@@ -76,7 +64,7 @@ enum AuditLog {
     }
 
     /// Newest first, one keyset page. Each filter has its own index; several combine as conditions.
-    static func page(_ filter: Filter, _ page: PageRequest, client: PostgresClient, logger: Logger) async throws -> Page<AuditEntry> {
+    static func page(_ filter: Filter, _ page: PageRequest, client: PostgresClient, context: OperationContext) async throws -> Page<AuditEntry> {
         let after = page.after
         let rows = try await client.query("""
             SELECT id, at, actor_id, action, target_id, reason, details::text, request_id FROM audit_log
@@ -85,7 +73,7 @@ enum AuditLog {
               AND (\(filter.action)::text IS NULL OR action = \(filter.action))
               AND (\(after?.time)::timestamptz IS NULL OR (at, id) < (\(after?.time), \(after?.id)))
             ORDER BY at DESC, id DESC LIMIT \(page.fetchLimit)
-            """, logger: logger)
+            """, logger: context.logger)
         var entries: [AuditEntry] = []
         for try await (id, at, actor, action, target, reason, details, requestId) in rows.decode((UUID, Date, UUID?, String, UUID?, String?, String, String?).self) {
             let decoded = (try? JSONDecoder().decode([String: String].self, from: Data(details.utf8))) ?? [:]

@@ -13,7 +13,7 @@ struct IdentityRoutes: Sendable {
     let policy: AdministrationPolicy
     let limit: Int
 
-    func add(to router: Router<AppRequestContext>) {
+    func add(to router: ServiceRouter) {
         addAuthentication(to: router)
         addRecovery(to: router)
         addMultiFactor(to: router)
@@ -35,19 +35,19 @@ struct IdentityRoutes: Sendable {
         throw Problem(.unauthorized, "The session has ended; sign in again.", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
     }
 
-    private func addAuthentication(to router: Router<AppRequestContext>) {
+    private func addAuthentication(to router: ServiceRouter) {
         let (accounts, limit) = (accounts, limit)
         router.post("/v1/auth/register") { request, context -> Response in
             let body = try await JSONBody.decode(RegisterRequest.self, from: request, limit: limit)
             let registration = try RegistrationRules.validate(body)
-            let user = try await accounts.register(registration, traceparent: request.headers[.traceContext], logger: context.logger)
+            let user = try await accounts.register(registration, context: context.operation)
             return try JSONResponse.make(user, status: .created, cacheControl: "no-store", headers: [.location: "/v1/users/\(user.id.uuidString.lowercased())"])
         }
         router.post("/v1/auth/login") { request, context -> Response in
             let credentials = try await JSONBody.decode(LoginRequest.self, from: request, limit: limit).validated()
             let result = try await accounts.login(email: credentials.email, password: credentials.password,
                                                   userAgent: request.headers[.userAgent], address: IdentityService.clientAddress(request, context),
-                                                  requestId: context.requestId, logger: context.logger)
+                                                  context: context.operation)
             switch result {
             case .tokens(let pair): return try JSONResponse.make(pair, cacheControl: "no-store")
             case .mfaRequired(let challenge): return try JSONResponse.make(challenge, cacheControl: "no-store")
@@ -56,48 +56,46 @@ struct IdentityRoutes: Sendable {
         router.post("/v1/auth/mfa/verify") { request, context -> Response in
             let body = try await JSONBody.decode(MfaVerifyRequest.self, from: request, limit: limit)
             let (challenge, proof) = try body.validated()
-            let pair = try await accounts.completeLogin(challenge: challenge, proof: proof, requestId: context.requestId, logger: context.logger)
+            let pair = try await accounts.completeLogin(challenge: challenge, proof: proof, context: context.operation)
             return try JSONResponse.make(pair, cacheControl: "no-store")
         }
         router.post("/v1/auth/refresh") { request, context -> Response in
             let body = try await JSONBody.decode(RefreshRequest.self, from: request, limit: limit)
             try body.validate()
-            let pair = try await accounts.refresh(token: body.refreshToken, logger: context.logger)
+            let pair = try await accounts.refresh(token: body.refreshToken, context: context.operation)
             return try JSONResponse.make(pair, cacheControl: "no-store")
         }
         router.post("/v1/auth/logout") { request, context -> Response in
             let body = try await JSONBody.decode(RefreshRequest.self, from: request, limit: limit)
             try body.validate()
-            try await accounts.logout(token: body.refreshToken, logger: context.logger)
+            try await accounts.logout(token: body.refreshToken, context: context.operation)
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
     }
 
-    private func addRecovery(to router: Router<AppRequestContext>) {
+    private func addRecovery(to router: ServiceRouter) {
         let (accounts, limit) = (accounts, limit)
         router.post("/v1/auth/verify-email") { request, context -> Response in
             let body = try await JSONBody.decode(TokenRequest.self, from: request, limit: limit)
-            try await accounts.verifyEmail(token: try body.validated(), address: IdentityService.clientAddress(request, context),
-                                           requestId: context.requestId, logger: context.logger)
+            try await accounts.verifyEmail(token: try body.validated(), address: IdentityService.clientAddress(request, context), context: context.operation)
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
         router.post("/v1/auth/verify-email/resend") { request, context -> Response in
             let caller = try await liveCaller(context)
-            try await accounts.resendVerification(user: caller.userId, address: IdentityService.clientAddress(request, context),
-                                                  traceparent: request.headers[.traceContext], logger: context.logger)
+            try await accounts.resendVerification(user: caller.userId, address: IdentityService.clientAddress(request, context), context: context.operation)
             return try JSONResponse.make(["status": "accepted"], status: .accepted, cacheControl: "no-store")
         }
         router.post("/v1/auth/password-reset") { request, context -> Response in
             let body = try await JSONBody.decode(PasswordResetRequest.self, from: request, limit: limit)
             try await accounts.requestPasswordReset(email: try body.validated(), address: IdentityService.clientAddress(request, context),
-                                                    traceparent: request.headers[.traceContext], logger: context.logger)
+                                                    context: context.operation)
             return try JSONResponse.make(["status": "accepted"], status: .accepted, cacheControl: "no-store")
         }
         router.post("/v1/auth/password-reset/confirm") { request, context -> Response in
             let body = try await JSONBody.decode(PasswordResetConfirmRequest.self, from: request, limit: limit)
             let (token, password) = try body.validated()
             try await accounts.confirmPasswordReset(token: token, newPassword: password, address: IdentityService.clientAddress(request, context),
-                                                    traceparent: request.headers[.traceContext], requestId: context.requestId, logger: context.logger)
+                                                    context: context.operation)
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
         router.post("/v1/auth/password-change") { request, context -> Response in
@@ -105,38 +103,37 @@ struct IdentityRoutes: Sendable {
             let body = try await JSONBody.decode(PasswordChangeRequest.self, from: request, limit: limit)
             let (current, new) = try body.validated()
             try await accounts.changePassword(user: caller.userId, session: caller.sessionId, current: current, new: new,
-                                              address: IdentityService.clientAddress(request, context), traceparent: request.headers[.traceContext],
-                                              requestId: context.requestId, logger: context.logger)
+                                              address: IdentityService.clientAddress(request, context), context: context.operation)
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
     }
 
-    private func addMultiFactor(to router: Router<AppRequestContext>) {
+    private func addMultiFactor(to router: ServiceRouter) {
         let (accounts, limit) = (accounts, limit)
         router.post("/v1/auth/mfa/totp") { _, context -> Response in
             let caller = try await liveCaller(context)
-            let enrolment = try await MultiFactor.enrol(user: caller.userId, sealer: accounts.secrets, client: accounts.client, logger: context.logger)
+            let enrolment = try await MultiFactor.enrol(user: caller.userId, sealer: accounts.secrets, client: accounts.client, context: context.operation)
             return try JSONResponse.make(enrolment, status: .created, cacheControl: "no-store")
         }
         router.post("/v1/auth/mfa/totp/confirm") { request, context -> Response in
             let caller = try await liveCaller(context)
             let body = try await JSONBody.decode(CodeRequest.self, from: request, limit: limit)
             let codes = try await MultiFactor.confirm(user: caller.userId, code: try body.validated(), sealer: accounts.secrets,
-                                                      requestId: context.requestId, client: accounts.client, logger: context.logger)
+                                                      client: accounts.client, context: context.operation)
             return try JSONResponse.make(codes, cacheControl: "no-store")
         }
     }
 
-    private func addAccount(to router: Router<AppRequestContext>) {
+    private func addAccount(to router: ServiceRouter) {
         let (accounts, sessions, limit) = (accounts, sessions, limit)
         router.get("/v1/sessions") { _, context -> Response in
             let caller = try context.requirePrincipal()
-            let live = try await sessions.live(of: caller.userId, current: caller.sessionId, logger: context.logger)
+            let live = try await sessions.live(of: caller.userId, current: caller.sessionId, context: context.operation)
             return try JSONResponse.make(Page(items: live, nextCursor: nil), cacheControl: "private, no-store")
         }
-        router.delete("/v1/sessions") { request, context -> Response in
+        router.delete("/v1/sessions") { _, context -> Response in
             let caller = try await liveCaller(context)
-            try await accounts.signOutEverywhere(user: caller.userId, traceparent: request.headers[.traceContext], requestId: context.requestId, logger: context.logger)
+            try await accounts.signOutEverywhere(user: caller.userId, context: context.operation)
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
         router.delete("/v1/sessions/{id}") { _, context -> Response in
@@ -144,25 +141,24 @@ struct IdentityRoutes: Sendable {
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else {
                 throw IdentityError.sessionNotFound
             }
-            try await sessions.revoke(id, of: caller.userId, logger: context.logger)
+            try await sessions.revoke(id, of: caller.userId, context: context.operation)
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
         router.get("/v1/users/me") { _, context -> Response in
             let caller = try context.requirePrincipal()
-            return try JSONResponse.make(try await accounts.user(id: caller.userId, logger: context.logger), cacheControl: "private, no-store")
+            return try JSONResponse.make(try await accounts.user(id: caller.userId, context: context.operation), cacheControl: "private, no-store")
         }
-        router.post("/v1/users/me/exports") { request, context -> Response in
+        router.post("/v1/users/me/exports") { _, context -> Response in
             let caller = try await liveCaller(context)
-            try await accounts.recoveryThrottle.take(account: caller.userId.uuidString.lowercased(), address: nil, purpose: "export", logger: context.logger)
-            let export = try await Exports.request(user: caller.userId, traceparent: request.headers[.traceContext], requestId: context.requestId,
-                                                   client: accounts.client, logger: context.logger)
+            try await accounts.recoveryThrottle.take(account: caller.userId.uuidString.lowercased(), address: nil, purpose: "export", context: context.operation)
+            let export = try await Exports.request(user: caller.userId, client: accounts.client, context: context.operation)
             return try JSONResponse.make(export, status: .accepted, cacheControl: "no-store",
                                          headers: [.location: "/v1/users/me/exports/\(export.id.uuidString.lowercased())"])
         }
         router.get("/v1/users/me/exports/{id}") { _, context -> Response in
             let caller = try await liveCaller(context)
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw IdentityError.exportNotFound }
-            let export = try await Exports.view(id, user: caller.userId, client: accounts.client, logger: context.logger)
+            let export = try await Exports.view(id, user: caller.userId, client: accounts.client, context: context.operation)
             var headers: HTTPFields = [:]
             if export.status == "ready" { headers[.contentDisposition] = "attachment; filename=\"marketplace-export-\(id.uuidString.lowercased()).json\"" }
             return try JSONResponse.make(export, cacheControl: "private, no-store", headers: headers)
@@ -172,63 +168,63 @@ struct IdentityRoutes: Sendable {
             let body = try await JSONBody.decode(ErasureRequest.self, from: request, limit: limit)
             let (password, proof) = try body.validated()
             try await accounts.requestErasure(user: caller.userId, password: password, proof: proof,
-                                              address: IdentityService.clientAddress(request, context), traceparent: request.headers[.traceContext],
-                                              requestId: context.requestId, logger: context.logger)
+                                              address: IdentityService.clientAddress(request, context), context: context.operation)
             return try JSONResponse.make(["status": "erasure_requested"], status: .accepted, cacheControl: "no-store")
         }
         router.get("/v1/users/me/export") { _, context -> Response in
             let caller = try await liveCaller(context)
-            let export = try await Privacy.export(user: caller.userId, requestId: context.requestId, client: accounts.client, logger: context.logger)
+            let export = try await Privacy.export(user: caller.userId, client: accounts.client, context: context.operation)
             return try JSONResponse.make(export, cacheControl: "private, no-store",
                                          headers: [.contentDisposition: "attachment; filename=\"identity-export.json\""])
         }
     }
 
-    private func addAdministration(to router: Router<AppRequestContext>) {
+    /// Every administration route: an admin with a second factor (the gate), whose account still
+    /// holds the role and whose session is live (the policy, against the database).
+    private func addAdministration(to router: ServiceRouter) {
         let (administration, policy, limit) = (administration, policy, limit)
-        router.get("/v1/admin/users") { request, context -> Response in
+        let admin = router.group("/v1/admin").add(middleware: RequireRole(.admin))
+        @Sendable func requireAdmin(_ context: AppRequestContext) async throws -> Principal {
             let caller = try await liveCaller(context)
-            try await policy.requireAdmin(caller, logger: context.logger)
+            try await policy.requireAdmin(caller, context: context.operation)
+            return caller
+        }
+        admin.get("/users") { request, context -> Response in
+            _ = try await requireAdmin(context)
             let filter = try AdminQueries.userFilter(request)
-            let page = try await administration.users(filter, try PageRequest(request), logger: context.logger)
+            let page = try await administration.users(filter, try PageRequest(request), context: context.operation)
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
-        router.get("/v1/admin/users/{id}") { _, context -> Response in
-            let caller = try await liveCaller(context)
-            try await policy.requireAdmin(caller, logger: context.logger)
-            return try JSONResponse.make(try await administration.user(try AdminQueries.target(context), logger: context.logger), cacheControl: "private, no-store")
+        admin.get("/users/{id}") { _, context -> Response in
+            _ = try await requireAdmin(context)
+            return try JSONResponse.make(try await administration.user(try AdminQueries.target(context), context: context.operation),
+                                         cacheControl: "private, no-store")
         }
-        router.put("/v1/admin/users/{id}/roles") { request, context -> Response in
-            let caller = try await liveCaller(context)
-            try await policy.requireAdmin(caller, logger: context.logger)
+        admin.put("/users/{id}/roles") { request, context -> Response in
+            let caller = try await requireAdmin(context)
             let target = try AdminQueries.target(context)
             let (roles, reason) = try await JSONBody.decode(RolesRequest.self, from: request, limit: limit).validated()
-            let user = try await administration.setRoles(roles, of: target, reason: reason, actor: caller.userId,
-                                                         traceparent: request.headers[.traceContext], requestId: context.requestId, logger: context.logger)
+            let user = try await administration.setRoles(roles, of: target, reason: reason, actor: caller.userId, context: context.operation)
             return try JSONResponse.make(user, cacheControl: "no-store")
         }
-        router.post("/v1/admin/users/{id}/suspend") { request, context -> Response in
-            let caller = try await liveCaller(context)
-            try await policy.requireAdmin(caller, logger: context.logger)
+        admin.post("/users/{id}/suspend") { request, context -> Response in
+            let caller = try await requireAdmin(context)
             let target = try AdminQueries.target(context)
             let reason = try await JSONBody.decode(ReasonRequest.self, from: request, limit: limit).validated()
-            let user = try await administration.suspend(target, reason: reason, actor: caller.userId,
-                                                        traceparent: request.headers[.traceContext], requestId: context.requestId, logger: context.logger)
+            let user = try await administration.suspend(target, reason: reason, actor: caller.userId, context: context.operation)
             return try JSONResponse.make(user, cacheControl: "no-store")
         }
-        router.post("/v1/admin/users/{id}/reinstate") { request, context -> Response in
-            let caller = try await liveCaller(context)
-            try await policy.requireAdmin(caller, logger: context.logger)
+        admin.post("/users/{id}/reinstate") { request, context -> Response in
+            let caller = try await requireAdmin(context)
             let target = try AdminQueries.target(context)
             let reason = try await JSONBody.decode(ReasonRequest.self, from: request, limit: limit).validated()
-            let user = try await administration.reinstate(target, reason: reason, actor: caller.userId,
-                                                          traceparent: request.headers[.traceContext], requestId: context.requestId, logger: context.logger)
+            let user = try await administration.reinstate(target, reason: reason, actor: caller.userId, context: context.operation)
             return try JSONResponse.make(user, cacheControl: "no-store")
         }
-        router.get("/v1/admin/audit-log") { request, context -> Response in
-            let caller = try await liveCaller(context)
-            try await policy.requireAdmin(caller, logger: context.logger)
-            let page = try await AuditLog.page(try AdminQueries.auditFilter(request), try PageRequest(request), client: administration.client, logger: context.logger)
+        admin.get("/audit-log") { request, context -> Response in
+            _ = try await requireAdmin(context)
+            let page = try await AuditLog.page(try AdminQueries.auditFilter(request), try PageRequest(request), client: administration.client,
+                                               context: context.operation)
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
     }
@@ -244,7 +240,7 @@ enum AdminQueries {
     static func userFilter(_ request: Request) throws -> Administration.UserFilter {
         var errors: [FieldError] = []
         let role = request.queryString("role")
-        if let role, !Roles.all.contains(role) { errors.append(FieldError("role", "must be one of: \(Roles.all.joined(separator: ", "))")) }
+        if let role, !Role.names.contains(role) { errors.append(FieldError("role", "must be one of: \(Role.names.joined(separator: ", "))")) }
         let status = request.queryString("status")
         if let status, !["active", "suspended", "erased"].contains(status) { errors.append(FieldError("status", "must be one of: active, suspended, erased")) }
         let email = request.queryString("email").map(RegistrationRules.normalize(email:))
@@ -381,8 +377,8 @@ struct RolesRequest: Decodable {
         var errors: [FieldError] = []
         let reason = requiredText(reason, "reason", maximum: 500, &errors)
         if let roles {
-            if roles.isEmpty || roles.count > Roles.all.count || Set(roles).count != roles.count || !roles.allSatisfy(Roles.all.contains) {
-                errors.append(FieldError("roles", "must be distinct roles from: \(Roles.all.joined(separator: ", "))"))
+            if roles.isEmpty || roles.count > Role.names.count || Set(roles).count != roles.count || !roles.allSatisfy(Role.names.contains) {
+                errors.append(FieldError("roles", "must be distinct roles from: \(Role.names.joined(separator: ", "))"))
             }
         } else {
             errors.append(FieldError("roles", "is required"))

@@ -21,13 +21,36 @@ public struct IdentityService: ServiceModule {
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
         for service in Topics.privacyParticipants {
-            handlers.on(EventTypes.userExportPart(service)) { event, connection, logger in
-                try await Exports.receive(try event.decode(UserExportPartV1.self), on: connection, logger: logger)
+            handlers.on(PrivacyEvents.exportPart(service)) { part, _, transaction in
+                try await Exports.receive(part, in: transaction)
             }
-            handlers.on(EventTypes.userErasureCompleted(service)) { event, connection, logger in
-                try await Privacy.acknowledge(try event.decode(UserErasureCompletedV1.self), traceparent: event.traceparent,
-                                              on: connection, logger: logger)
+            handlers.on(PrivacyEvents.erasureCompleted(service)) { done, _, transaction in
+                try await Privacy.acknowledge(done, in: transaction)
             }
+        }
+        return handlers
+    }
+
+    public var jobHandlers: JobHandlers { Self.housekeeping }
+
+    /// Identity's housekeeping: short-lived security records are dropped once they cannot matter.
+    public static var housekeeping: JobHandlers {
+        var handlers = JobHandlers()
+        handlers.every("prune-login-throttles", .every(.seconds(3600))) { transaction in
+            // Long-quiet failure counters: an account's are forgotten after an hour anyway.
+            try await transaction.query("""
+                DELETE FROM login_throttles WHERE key IN (
+                    SELECT key FROM login_throttles WHERE updated_at < now() - interval '1 day' LIMIT 5000)
+                """)
+        }
+        handlers.every("prune-mfa-challenges", .every(.seconds(600))) { transaction in
+            try await transaction.query("""
+                DELETE FROM mfa_challenges WHERE token_hash IN (
+                    SELECT token_hash FROM mfa_challenges WHERE expires_at < now() - interval '1 hour' LIMIT 5000)
+                """)
+        }
+        handlers.every("prune-exports", .every(.seconds(3600))) { transaction in
+            try await transaction.query("DELETE FROM exports WHERE id IN (SELECT id FROM exports WHERE expires_at < now() LIMIT 1000)")
         }
         return handlers
     }
@@ -47,7 +70,7 @@ public struct IdentityService: ServiceModule {
             tokenSettings: try TokenSettings(dependencies.config, issuer: dependencies.settings.tokenIssuer, audience: dependencies.settings.tokenAudience),
             throttle: LoginThrottle(client: dependencies.postgres, policy: try LoginThrottlePolicy(dependencies.config)),
             recoveryThrottle: RecoveryThrottle(client: dependencies.postgres, policy: try RecoveryThrottlePolicy(dependencies.config)),
-            secrets: SecretSealer(key: sealingKey), logger: dependencies.logger)
+            secrets: SecretSealer(key: sealingKey))
         self.sessions = SessionStore(client: dependencies.postgres)
         // Read the common-password list now, not inside the first registration's request.
         _ = PasswordPolicy.shipped
@@ -89,10 +112,11 @@ public struct IdentityService: ServiceModule {
 
     /// `identity create-admin`: creates or promotes the admin account; the id and whether it was created.
     public static func createAdmin(email: String, displayName: String, password: String, client: PostgresClient, logger: Logger) async throws -> (id: UUID, created: Bool) {
-        try await Administration.createAdmin(email: email, displayName: displayName, password: password, client: client, logger: logger)
+        try await Administration.createAdmin(email: email, displayName: displayName, password: password, client: client,
+                                             context: .background(service: name, logger: logger))
     }
 
-    public func addRoutes(to router: Router<AppRequestContext>) {
+    public func addRoutes(to router: ServiceRouter) {
         IdentityRoutes(accounts: accounts, sessions: sessions, keyRing: keyRing, administration: Administration(client: accounts.client),
                        policy: AdministrationPolicy(client: accounts.client), limit: maxBodyBytes).add(to: router)
     }
@@ -172,14 +196,14 @@ public struct UserView: Codable, Sendable, Equatable {
     }
 }
 
-/// `{ accessToken, refreshToken, tokenType, expiresIn }`, plus `mfaEnrollmentRequired` when the
+/// `{ accessToken, refreshToken, tokenType, expiresIn, mfaEnrollmentRequired }`; the last is true when the
 /// account holds a staff role its session lacks for want of a second factor.
 public struct TokenPair: Codable, Sendable {
     public var accessToken: String
     public var refreshToken: String
     public var tokenType = "Bearer"
     public var expiresIn: Int
-    public var mfaEnrollmentRequired: Bool?
+    public var mfaEnrollmentRequired = false
 }
 
 /// The answer to the password step: tokens, or a challenge for the second factor.
@@ -194,17 +218,6 @@ public struct MfaChallenge: Codable, Sendable {
     public var mfaToken: String
     public var methods = ["totp", "recoveryCode"]
     public var expiresIn: Int
-}
-
-/// The suite's roles. Staff roles act on other people's data and need a second factor.
-public enum Roles {
-    public static let all = ["buyer", "vendor", "moderator", "admin"]
-    public static let staff = ["moderator", "admin"]
-
-    /// The roles a token carries: staff roles only for sessions signed in with a second factor.
-    public static func effective(_ roles: [String], amr: [String]) -> [String] {
-        amr.contains("otp") ? roles : roles.filter { !staff.contains($0) }
-    }
 }
 
 public struct TokenSettings: Sendable {

@@ -53,7 +53,8 @@ struct LoginThrottle: Sendable {
     static func addressKey(_ address: String) -> String { "address:" + address }
 
     /// Throws a 429 problem with `Retry-After` while either key is locked.
-    func check(account: String, address: String?, logger: Logger) async throws {
+    func check(account: String, address: String?, context: OperationContext) async throws {
+        let logger = context.logger
         let keys = [Self.accountKey(account)] + (address.map { [Self.addressKey($0)] } ?? [])
         let rows = try await client.query("""
             SELECT COALESCE(max(EXTRACT(EPOCH FROM locked_until - now())), 0)::float8
@@ -68,22 +69,20 @@ struct LoginThrottle: Sendable {
         }
     }
 
-    func recordFailure(account: String, address: String?, logger: Logger) async throws {
+    func recordFailure(account: String, address: String?, context: OperationContext) async throws {
+        let logger = context.logger
         Self.outcomes["failure"]?.increment()
-        try await Database.transaction(client, logger: logger) { connection in
-            try await bump(Self.accountKey(account), memory: policy.accountMemory, lock: policy.accountLock, on: connection, logger: logger)
+        // Two keys locked in one transaction: a concurrent failure may deadlock with it, and is retried.
+        try await Database.transaction(client, context) { transaction in
+            try await bump(Self.accountKey(account), memory: policy.accountMemory, lock: policy.accountLock, on: transaction.connection, logger: logger)
             if let address {
-                try await bump(Self.addressKey(address), memory: policy.addressWindow, lock: policy.addressLock, on: connection, logger: logger)
+                try await bump(Self.addressKey(address), memory: policy.addressWindow, lock: policy.addressLock, on: transaction.connection, logger: logger)
             }
-            // Forget long-quiet counters a few at a time, so the table stays small.
-            try await connection.query("""
-                DELETE FROM login_throttles WHERE key IN (
-                    SELECT key FROM login_throttles WHERE updated_at < now() - interval '1 day' LIMIT 100)
-                """, logger: logger)
         }
     }
 
-    func recordSuccess(account: String, logger: Logger) async throws {
+    func recordSuccess(account: String, context: OperationContext) async throws {
+        let logger = context.logger
         Self.outcomes["success"]?.increment()
         try await client.query("DELETE FROM login_throttles WHERE key = \(Self.accountKey(account))", logger: logger)
     }
@@ -136,7 +135,8 @@ struct RecoveryThrottle: Sendable {
 
     /// Counts one request against each key (atomically, one statement per key); a 429 with
     /// `Retry-After` once a key is over its limit in the current window.
-    func take(account: String?, address: String?, purpose: String, logger: Logger) async throws {
+    func take(account: String?, address: String?, purpose: String, context: OperationContext) async throws {
+        let logger = context.logger
         var keys: [(String, Int)] = []
         if let account { keys.append(("\(purpose):account:\(account)", policy.perAccount)) }
         if let address { keys.append(("\(purpose):address:\(address)", policy.perAddress)) }

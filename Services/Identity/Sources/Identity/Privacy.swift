@@ -28,7 +28,8 @@ enum Privacy {
     /// The most sessions and audit entries one export lists, newest first (bounded memory).
     static let exportLimit = 500
 
-    static func export(user: UUID, requestId: String?, client: PostgresClient, logger: Logger) async throws -> IdentityExport {
+    static func export(user: UUID, client: PostgresClient, context: OperationContext) async throws -> IdentityExport {
+        let logger = context.logger
         let accountRows = try await client.query("""
             SELECT \(unescaped: UserView.columns) FROM users u
             LEFT JOIN vendor_profiles v ON v.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id
@@ -49,8 +50,8 @@ enum Privacy {
         for try await (id, agent, created, used, revoked, amr) in sessionRows.decode((UUID, String?, Date, Date, Date?, [String]).self) {
             sessions.append(.init(id: id, userAgent: agent, createdAt: created, lastUsedAt: used, revokedAt: revoked, signInMethods: amr))
         }
-        let audit = try await AuditLog.page(.init(actorId: nil, targetId: user, action: nil), try PageRequest(limit: 100), client: client, logger: logger)
-        try await AuditLog.record(.exported, actor: user, target: user, requestId: requestId, client: client, logger: logger)
+        let audit = try await AuditLog.page(.init(actorId: nil, targetId: user, action: nil), try PageRequest(limit: 100), client: client, context: context)
+        try await AuditLog.record(.exported, actor: user, target: user, client: client, context: context)
         return IdentityExport(exportedAt: Date(), account: view, passwordChangedAt: passwordChanged, sessions: sessions, auditEntries: audit.items)
     }
 }
@@ -73,28 +74,26 @@ enum Exports {
     static let lifetime: TimeInterval = 7 * 24 * 3600
     static var services: [String] { ["identity"] + Topics.privacyParticipants }
 
-    static func request(user: UUID, traceparent: String?, requestId: String?, client: PostgresClient, logger: Logger) async throws -> ExportView {
-        let identityPart = try await Privacy.export(user: user, requestId: requestId, client: client, logger: logger)
-        let identityJSON = String(decoding: try JSONResponse.encoder.encode(identityPart), as: UTF8.self)
+    static func request(user: UUID, client: PostgresClient, context: OperationContext) async throws -> ExportView {
+        let identityPart = try await Privacy.export(user: user, client: client, context: context)
+        let identityJSON = try JSONWriter.string(identityPart)
         let id = UUID.v7()
         let now = Date()
         let expires = now.addingTimeInterval(lifetime)
-        try await Database.transaction(client, logger: logger) { connection in
-            try await connection.query("DELETE FROM exports WHERE id IN (SELECT id FROM exports WHERE expires_at < now() LIMIT 100)", logger: logger)
-            try await connection.query(
-                "INSERT INTO exports (id, user_id, requested_at, expires_at) VALUES (\(id), \(user), \(now), \(expires))", logger: logger)
-            try await connection.query(
-                "INSERT INTO export_parts (export_id, service, data) VALUES (\(id), 'identity', \(identityJSON)::jsonb)", logger: logger)
-            try await IdentityEvents.enqueue(EventTypes.userExportRequested, topic: Topics.identityUsers, user: user,
-                                             payload: UserExportRequestedV1(exportId: id, userId: user, requestedAt: now), time: now,
-                                             traceparent: traceparent, on: connection, logger: logger)
+        try await Database.transaction(client, context) { transaction in
+            try await transaction.query(
+                "INSERT INTO exports (id, user_id, requested_at, expires_at) VALUES (\(id), \(user), \(now), \(expires))")
+            try await transaction.query(
+                "INSERT INTO export_parts (export_id, service, data) VALUES (\(id), 'identity', \(identityJSON)::jsonb)")
+            try await Outbox.emit(UserEvents.exportRequested, UserExportRequestedV1(exportId: id, userId: user, requestedAt: now), in: transaction)
         }
         return ExportView(id: id, status: "pending", requestedAt: now, completedAt: nil, expiresAt: expires,
                           pendingServices: Topics.privacyParticipants, parts: nil)
     }
 
     /// One of the caller's live exports; anyone else's (or an expired one) is not found.
-    static func view(_ id: UUID, user: UUID, client: PostgresClient, logger: Logger) async throws -> ExportView {
+    static func view(_ id: UUID, user: UUID, client: PostgresClient, context: OperationContext) async throws -> ExportView {
+        let logger = context.logger
         let rows = try await client.query("""
             SELECT requested_at, completed_at, expires_at FROM exports WHERE id = \(id) AND user_id = \(user) AND expires_at > now()
             """, logger: logger)
@@ -112,26 +111,26 @@ enum Exports {
     }
 
     /// A participant's part arrived (at most once per service; a redelivery changes nothing).
-    static func receive(_ part: UserExportPartV1, on connection: PostgresConnection, logger: Logger) async throws {
+    static func receive(_ part: UserExportPartV1, in transaction: Transaction) async throws {
         guard Topics.privacyParticipants.contains(part.service) else { return }
-        try await connection.query("""
+        try await transaction.query("""
             INSERT INTO export_parts (export_id, service, data)
             SELECT id, \(part.service), \(part.data)::jsonb FROM exports WHERE id = \(part.exportId) AND user_id = \(part.userId)
             ON CONFLICT DO NOTHING
-            """, logger: logger)
-        try await connection.query("""
+            """)
+        try await transaction.query("""
             UPDATE exports SET completed_at = now()
             WHERE id = \(part.exportId) AND completed_at IS NULL
               AND (SELECT count(*) FROM export_parts WHERE export_id = \(part.exportId)) = \(services.count)
-            """, logger: logger)
+            """)
     }
 }
 
 /// Account erasure: re-authenticated, refused while obligations are open, then identity's data is
 /// anonymised at once and every participant's once it acknowledges; `user.erased` ends it.
 extension AccountService {
-    func requestErasure(user: UUID, password: String, proof: MultiFactor.Proof?, address: String?, traceparent: String?,
-                        requestId: String?, logger: Logger) async throws {
+    func requestErasure(user: UUID, password: String, proof: MultiFactor.Proof?, address: String?, context: OperationContext) async throws {
+        let logger = context.logger
         let rows = try await client.query("""
             SELECT u.email_normalized, c.password_hash, f.sealed_secret, f.last_step FROM users u JOIN credentials c ON c.user_id = u.id
             LEFT JOIN totp_factors f ON f.user_id = u.id AND f.confirmed_at IS NOT NULL WHERE u.id = \(user) AND u.status = 'active'
@@ -139,41 +138,40 @@ extension AccountService {
         var found: (String, String, ByteBuffer?, Int64?)?
         for try await row in rows.decode((String, String, ByteBuffer?, Int64?).self) { found = row }
         guard let (normalized, hash, sealed, _) = found else { throw IdentityError.userNotFound }
-        try await throttle.check(account: normalized, address: address, logger: logger)
+        try await throttle.check(account: normalized, address: address, context: context)
         guard await hasher.verify(password, against: hash) else {
-            try await throttle.recordFailure(account: normalized, address: address, logger: logger)
+            try await throttle.recordFailure(account: normalized, address: address, context: context)
             throw Problem.validation([FieldError("password", "is not the account's password")])
         }
         if sealed != nil, proof == nil {
             throw Problem.validation([FieldError("code", "is required: the account has two-factor authentication (or give recoveryCode)")])
         }
-        let blockers = try await openObligations(of: user, logger: logger)
+        let blockers = try await openObligations(of: user, context: context)
         guard blockers.isEmpty else { throw IdentityError.erasureBlocked(blockers) }
-        try await Database.transaction(client, logger: logger) { connection in
+        try await Database.transaction(client, context) { transaction in
             if let proof {
-                let factor = try await connection.query(
-                    "SELECT sealed_secret, last_step FROM totp_factors WHERE user_id = \(user) AND confirmed_at IS NOT NULL FOR UPDATE", logger: logger)
+                let factor = try await transaction.query(
+                    "SELECT sealed_secret, last_step FROM totp_factors WHERE user_id = \(user) AND confirmed_at IS NOT NULL FOR UPDATE")
                 var secret: (ByteBuffer, Int64?)?
                 for try await row in factor.decode((ByteBuffer, Int64?).self) { secret = row }
                 guard let (sealed, lastStep) = secret,
-                      try await MultiFactor.accept(proof, user: user, sealed: sealed, lastStep: lastStep, sealer: secrets, on: connection, logger: logger)
+                      try await MultiFactor.accept(proof, user: user, sealed: sealed, lastStep: lastStep, sealer: secrets, in: transaction)
                 else { throw Problem.validation([FieldError("code", "is not valid")]) }
             }
-            try await Privacy.anonymise(user: user, on: connection, logger: logger)
-            try await connection.query("DELETE FROM login_throttles WHERE key = \(LoginThrottle.accountKey(normalized))", logger: logger)
-            try await connection.query("INSERT INTO erasures (user_id) VALUES (\(user)) ON CONFLICT DO NOTHING", logger: logger)
-            try await IdentityEvents.revokeSessions(of: user, except: nil, reason: "erased", traceparent: traceparent, on: connection, logger: logger)
-            try await IdentityEvents.enqueue(EventTypes.userErasureRequested, topic: Topics.identityUsers, user: user,
-                                             payload: UserErasureV1(userId: user, at: Date()), traceparent: traceparent, on: connection, logger: logger)
-            try await AuditLog.record(.erasureRequested, actor: user, target: user, requestId: requestId, on: connection, logger: logger)
+            try await Privacy.anonymise(user: user, in: transaction)
+            try await transaction.query("DELETE FROM login_throttles WHERE key = \(LoginThrottle.accountKey(normalized))")
+            try await transaction.query("INSERT INTO erasures (user_id) VALUES (\(user)) ON CONFLICT DO NOTHING")
+            try await SessionStore.revokeAll(of: user, except: nil, reason: "erased", in: transaction)
+            try await Outbox.emit(UserEvents.erasureRequested, UserErasureV1(userId: user, at: transaction.now), in: transaction)
+            try await AuditLog.record(.erasureRequested, actor: user, target: user, in: transaction)
         }
         logger.info("erasure requested", metadata: ["security.event": "erasure_requested", "user.id": "\(user)"])
     }
 
     /// What keeps the user from being erased, in words ("1 open order", "1 active subscription").
-    func openObligations(of user: UUID, logger: Logger) async throws -> [String] {
+    func openObligations(of user: UUID, context: OperationContext) async throws -> [String] {
         let rows = try await client.query(
-            "SELECT kind, count(*) FROM user_obligations WHERE user_id = \(user) GROUP BY kind ORDER BY kind", logger: logger)
+            "SELECT kind, count(*) FROM user_obligations WHERE user_id = \(user) GROUP BY kind ORDER BY kind", logger: context.logger)
         var blockers: [String] = []
         for try await (kind, count) in rows.decode((String, Int).self) {
             let noun = kind == "order" ? "open order" : "active subscription"
@@ -186,7 +184,8 @@ extension AccountService {
 extension Privacy {
     /// Identity keeps an erased account's id (records elsewhere point at it) and its audit entries
     /// without free text; everything personal goes.
-    static func anonymise(user: UUID, on connection: PostgresConnection, logger: Logger) async throws {
+    static func anonymise(user: UUID, in transaction: Transaction) async throws {
+        let (connection, logger) = (transaction.connection, transaction.logger)
         let placeholder = "erased+\(user.uuidString.lowercased())@invalid"
         try await connection.query("""
             UPDATE users SET email = \(placeholder), email_normalized = \(placeholder), display_name = 'Deleted user',
@@ -203,22 +202,20 @@ extension Privacy {
     }
 
     /// A participant acknowledged; once all have, the erasure is complete.
-    static func acknowledge(_ done: UserErasureCompletedV1, traceparent: String?, on connection: PostgresConnection, logger: Logger) async throws {
+    static func acknowledge(_ done: UserErasureCompletedV1, in transaction: Transaction) async throws {
         guard Topics.privacyParticipants.contains(done.service) else { return }
-        let rows = try await connection.query("""
+        let rows = try await transaction.query("""
             UPDATE erasures SET acknowledged = array_append(acknowledged, \(done.service))
             WHERE user_id = \(done.userId) AND completed_at IS NULL AND NOT (\(done.service) = ANY (acknowledged))
             RETURNING acknowledged
-            """, logger: logger)
+            """)
         var acknowledged: [String]?
         for try await value in rows.decode([String].self) { acknowledged = value }
         guard let acknowledged, Set(acknowledged).isSuperset(of: Topics.privacyParticipants) else { return }
-        let now = Date()
-        try await connection.query("UPDATE erasures SET completed_at = \(now) WHERE user_id = \(done.userId)", logger: logger)
-        try await IdentityEvents.enqueue(EventTypes.userErased, topic: Topics.identityUsers, user: done.userId,
-                                         payload: UserErasureV1(userId: done.userId, at: now), time: now, traceparent: traceparent,
-                                         on: connection, logger: logger)
-        try await AuditLog.record(.erased, actor: nil, target: done.userId, on: connection, logger: logger)
-        logger.info("erasure complete", metadata: ["user.id": "\(done.userId)"])
+        let now = transaction.now
+        try await transaction.query("UPDATE erasures SET completed_at = \(now) WHERE user_id = \(done.userId)")
+        try await Outbox.emit(UserEvents.erased, UserErasureV1(userId: done.userId, at: now), in: transaction)
+        try await AuditLog.record(.erased, actor: nil, target: done.userId, in: transaction)
+        transaction.logger.info("erasure complete", metadata: ["user.id": "\(done.userId)"])
     }
 }

@@ -38,24 +38,6 @@ public struct BusinessProfile: Codable, Sendable, Equatable {
         public var region: String?
         /// ISO 3166-1 alpha-2, upper case.
         public var country: String
-
-        enum CodingKeys: String, CodingKey { case city, region, country }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(city, forKey: .city)
-            try container.encode(region, forKey: .region)
-            try container.encode(country, forKey: .country)
-        }
-    }
-
-    enum CodingKeys: String, CodingKey { case businessName, licenceNumber, location }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(businessName, forKey: .businessName)
-        try container.encode(licenceNumber, forKey: .licenceNumber)
-        try container.encode(location, forKey: .location)
     }
 }
 

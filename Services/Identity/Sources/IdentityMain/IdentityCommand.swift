@@ -9,6 +9,7 @@ struct IdentityCommand: AsyncParsableCommand {
         commandName: "identity",
         abstract: "The identity service of the marketplace suite.",
         subcommands: [ServeCommand<IdentityService>.self, MigrateCommand<IdentityService>.self, DeadLetterCommand<IdentityService>.self,
+                      JobsCommand<IdentityService>.self,
                       Keys.self, CreateAdmin.self])
 }
 

@@ -13,16 +13,16 @@ public struct ListingsService: ServiceModule {
     public static let consumedTopics = [Topics.identityUsers]
 
     public static func migrations() throws -> [Migration] {
-        try migrations(in: .module)
+        try migrations(in: .module) + UsersProjection.migrations
     }
 
     let categories: CategoryRepository
 
     public init(dependencies: ServiceDependencies) throws {
-        self.categories = CategoryRepository(client: dependencies.postgres, logger: dependencies.logger)
+        self.categories = CategoryRepository(client: dependencies.postgres)
     }
 
-    public func addRoutes(to router: Router<AppRequestContext>) {
+    public func addRoutes(to router: ServiceRouter) {
         CategoriesController(repository: categories).addRoutes(to: router)
     }
 
@@ -41,28 +41,16 @@ public struct Category: Sendable, Encodable {
     public var name: String
     public var parentId: UUID?
     public var attributeSchema: JSONValue
-
-    enum CodingKeys: String, CodingKey { case id, slug, name, parentId, attributeSchema }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(slug, forKey: .slug)
-        try container.encode(name, forKey: .name)
-        try container.encode(parentId, forKey: .parentId)
-        try container.encode(attributeSchema, forKey: .attributeSchema)
-    }
 }
 
 struct CategoryRepository: Sendable {
     let client: PostgresClient
-    let logger: Logger
 
     /// All categories; the tree is small (tens of rows), so it is read whole, in display order.
-    func all() async throws -> [Category] {
+    func all(_ context: OperationContext) async throws -> [Category] {
         let rows = try await client.query(
             "SELECT id, slug, name, parent_id, attribute_schema::text FROM categories ORDER BY position, slug LIMIT 1000",
-            logger: logger)
+            logger: context.logger)
         var result: [Category] = []
         for try await (id, slug, name, parentId, schema) in rows.decode((UUID, String, String, UUID?, String).self) {
             result.append(Category(id: id, slug: slug, name: name, parentId: parentId, attributeSchema: try JSONValue(json: schema)))
@@ -74,10 +62,9 @@ struct CategoryRepository: Sendable {
 struct CategoriesController: Sendable {
     let repository: CategoryRepository
 
-    func addRoutes(to router: Router<AppRequestContext>) {
-        router.get("/v1/categories") { _, _ -> Response in
-            let page = Page(items: try await repository.all(), nextCursor: nil)
-            return try JSONResponse.make(page, cacheControl: "public, max-age=60")
+    func addRoutes(to router: ServiceRouter) {
+        router.get("/v1/categories") { request, context -> Response in
+            try JSONResponse.cacheable(Page(items: try await repository.all(context.operation), nextCursor: nil), request: request)
         }
     }
 }

@@ -15,19 +15,20 @@ public struct MessagingService: ServiceModule {
     static let exportLimit = 1000
 
     public static func migrations() throws -> [Migration] {
-        try migrations(in: .module)
+        try migrations(in: .module) + UsersProjection.migrations
     }
 
     let conversations: ConversationRepository
 
     public init(dependencies: ServiceDependencies) throws {
-        self.conversations = ConversationRepository(client: dependencies.postgres, logger: dependencies.logger)
+        self.conversations = ConversationRepository(client: dependencies.postgres)
     }
 
-    public func addRoutes(to router: Router<AppRequestContext>) {
-        router.get("/v1/conversations") { request, context -> Response in
+    public func addRoutes(to router: ServiceRouter) {
+        let signedIn = router.group().add(middleware: RequireSignedIn())
+        signedIn.get("/v1/conversations") { request, context -> Response in
             let caller = try context.requirePrincipal()
-            let page = try await conversations.page(participant: caller.userId, PageRequest(request))
+            let page = try await conversations.page(participant: caller.userId, PageRequest(request), context.operation)
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
     }
@@ -37,20 +38,18 @@ public struct MessagingService: ServiceModule {
         UsersProjection.register(into: &handlers)
         PrivacyParticipant.register(
             service: Self.name,
-            export: { user, connection, logger in
-                let profile = try await UsersProjection.exportJSON(user, on: connection, logger: logger)
-                let rows = try await connection.query("""
+            export: { user, transaction in
+                let profile = try await UsersProjection.exportJSON(user, in: transaction)
+                let conversations = try await transaction.first("""
                     SELECT coalesce(json_agg(json_build_object('id', c.id, 'buyerId', c.buyer_id, 'vendorId', c.vendor_id,
                                                                'listingId', c.listing_id, 'orderId', c.order_id, 'createdAt', c.created_at)
                                              ORDER BY c.created_at DESC), '[]'::json)::text
                     FROM (SELECT * FROM conversations WHERE buyer_id = \(user) OR vendor_id = \(user)
                           ORDER BY created_at DESC LIMIT \(Self.exportLimit)) c
-                    """, logger: logger)
-                var conversations = "[]"
-                for try await text in rows.decode(String.self) { conversations = text }
+                    """, as: String.self) ?? "[]"
                 return "{\"profile\":\(profile),\"conversations\":\(conversations)}"
             },
-            erase: { user, connection, logger in try await UsersProjection.erase(user, on: connection, logger: logger) },
+            erase: { user, transaction in try await UsersProjection.erase(user, in: transaction) },
             into: &handlers)
         return handlers
     }
@@ -65,27 +64,13 @@ public struct Conversation: Sendable, Codable, Equatable {
     public var orderId: UUID?
     public var lastMessageAt: Date?
     public var createdAt: Date
-
-    enum CodingKeys: String, CodingKey { case id, buyerId, vendorId, listingId, orderId, lastMessageAt, createdAt }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(buyerId, forKey: .buyerId)
-        try container.encode(vendorId, forKey: .vendorId)
-        try container.encode(listingId, forKey: .listingId)
-        try container.encode(orderId, forKey: .orderId)
-        try container.encode(lastMessageAt, forKey: .lastMessageAt)
-        try container.encode(createdAt, forKey: .createdAt)
-    }
 }
 
 struct ConversationRepository: Sendable {
     let client: PostgresClient
-    let logger: Logger
 
     /// The caller's conversations, newest first; one index range scan per side, merged.
-    func page(participant: UUID, _ request: PageRequest) async throws -> Page<Conversation> {
+    func page(participant: UUID, _ request: PageRequest, _ context: OperationContext) async throws -> Page<Conversation> {
         let time = request.after?.time ?? Date.distantFuture
         let id = request.after?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
         let fetch = request.fetchLimit
@@ -97,7 +82,7 @@ struct ConversationRepository: Sendable {
                 (SELECT * FROM conversations WHERE vendor_id = \(participant) AND (created_at, id) < (\(time), \(id))
                  ORDER BY created_at DESC, id DESC LIMIT \(fetch))
             ) mine ORDER BY created_at DESC, id DESC LIMIT \(fetch)
-            """, logger: logger)
+            """, logger: context.logger)
         var items: [Conversation] = []
         for try await (id, buyer, vendor, listing, order, lastMessage, created)
             in rows.decode((UUID, UUID, UUID, UUID?, UUID?, Date?, Date).self) {

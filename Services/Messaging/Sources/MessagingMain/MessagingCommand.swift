@@ -7,5 +7,6 @@ struct MessagingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "messaging",
         abstract: "The messaging service of the marketplace suite.",
-        subcommands: [ServeCommand<MessagingService>.self, MigrateCommand<MessagingService>.self, DeadLetterCommand<MessagingService>.self])
+        subcommands: [ServeCommand<MessagingService>.self, MigrateCommand<MessagingService>.self, DeadLetterCommand<MessagingService>.self,
+                      JobsCommand<MessagingService>.self])
 }

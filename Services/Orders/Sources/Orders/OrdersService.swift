@@ -15,19 +15,20 @@ public struct OrdersService: ServiceModule {
     static let exportLimit = 1000
 
     public static func migrations() throws -> [Migration] {
-        try migrations(in: .module)
+        try migrations(in: .module) + UsersProjection.migrations
     }
 
     let orders: OrderRepository
 
     public init(dependencies: ServiceDependencies) throws {
-        self.orders = OrderRepository(client: dependencies.postgres, logger: dependencies.logger)
+        self.orders = OrderRepository(client: dependencies.postgres)
     }
 
-    public func addRoutes(to router: Router<AppRequestContext>) {
-        router.get("/v1/orders") { request, context -> Response in
+    public func addRoutes(to router: ServiceRouter) {
+        let signedIn = router.group().add(middleware: RequireSignedIn())
+        signedIn.get("/v1/orders") { request, context -> Response in
             let caller = try context.requirePrincipal()
-            let page = try await orders.page(participant: caller.userId, PageRequest(request))
+            let page = try await orders.page(participant: caller.userId, PageRequest(request), context.operation)
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
     }
@@ -38,20 +39,18 @@ public struct OrdersService: ServiceModule {
         // Orders keep the buyer's and vendor's ids (money records must stay); the projected name goes.
         PrivacyParticipant.register(
             service: Self.name,
-            export: { user, connection, logger in
-                let profile = try await UsersProjection.exportJSON(user, on: connection, logger: logger)
-                let rows = try await connection.query("""
+            export: { user, transaction in
+                let profile = try await UsersProjection.exportJSON(user, in: transaction)
+                let orders = try await transaction.first("""
                     SELECT coalesce(json_agg(json_build_object('id', o.id, 'buyerId', o.buyer_id, 'vendorId', o.vendor_id, 'status', o.status,
                                                                'totalAmount', o.total_amount, 'currency', o.currency, 'createdAt', o.created_at)
                                              ORDER BY o.created_at DESC), '[]'::json)::text
                     FROM (SELECT * FROM orders WHERE buyer_id = \(user) OR vendor_id = \(user)
                           ORDER BY created_at DESC LIMIT \(Self.exportLimit)) o
-                    """, logger: logger)
-                var orders = "[]"
-                for try await text in rows.decode(String.self) { orders = text }
+                    """, as: String.self) ?? "[]"
                 return "{\"profile\":\(profile),\"orders\":\(orders)}"
             },
-            erase: { user, connection, logger in try await UsersProjection.erase(user, on: connection, logger: logger) },
+            erase: { user, transaction in try await UsersProjection.erase(user, in: transaction) },
             into: &handlers)
         return handlers
     }
@@ -70,11 +69,10 @@ public struct Order: Sendable, Codable, Equatable {
 
 struct OrderRepository: Sendable {
     let client: PostgresClient
-    let logger: Logger
 
     /// The caller's orders as buyer or vendor, newest first. Each side is an index range scan
     /// (limit + 1 rows), merged; the extra row tells whether another page exists.
-    func page(participant: UUID, _ request: PageRequest) async throws -> Page<Order> {
+    func page(participant: UUID, _ request: PageRequest, _ context: OperationContext) async throws -> Page<Order> {
         let time = request.after?.time ?? Date.distantFuture
         let id = request.after?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
         let fetch = request.fetchLimit
@@ -86,7 +84,7 @@ struct OrderRepository: Sendable {
                 (SELECT * FROM orders WHERE vendor_id = \(participant) AND (created_at, id) < (\(time), \(id))
                  ORDER BY created_at DESC, id DESC LIMIT \(fetch))
             ) mine ORDER BY created_at DESC, id DESC LIMIT \(fetch)
-            """, logger: logger)
+            """, logger: context.logger)
         var items: [Order] = []
         for try await (id, buyer, vendor, status, total, currency, created)
             in rows.decode((UUID, UUID, UUID, String, Int64, String, Date).self) {

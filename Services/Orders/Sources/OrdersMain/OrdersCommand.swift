@@ -7,5 +7,6 @@ struct OrdersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "orders",
         abstract: "The orders service of the marketplace suite.",
-        subcommands: [ServeCommand<OrdersService>.self, MigrateCommand<OrdersService>.self, DeadLetterCommand<OrdersService>.self])
+        subcommands: [ServeCommand<OrdersService>.self, MigrateCommand<OrdersService>.self, DeadLetterCommand<OrdersService>.self,
+                      JobsCommand<OrdersService>.self])
 }

@@ -1,0 +1,14 @@
+import Contracts
+import Foundation
+import Logging
+import Platform
+import PostgresNIO
+
+/// Mails identity owes its users (verification, reset, password changed): requested from
+/// messaging with `notification.requested`, in the transaction of the change that needs them.
+enum Notifications {
+    static func request(user: UUID, to email: String, template: String, data: [String: String], in transaction: Transaction) async throws {
+        let payload = NotificationRequestedV1(notificationId: UUID.v7(), userId: user, to: email, template: template, data: data)
+        try await Outbox.emit(NotificationEvents.requested, payload, in: transaction)
+    }
+}
