@@ -96,7 +96,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
-            path: "Shared/Platform"),
+            path: "Shared/Platform",
+            exclude: ["README.md"]),
     ]
         + service("Identity", executable: "identity", extra: ["CArgon2", .product(name: "Crypto", package: "swift-crypto")],
                   resources: [.copy("CommonPasswords.txt")])

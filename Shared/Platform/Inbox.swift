@@ -9,17 +9,26 @@ import ServiceLifecycle
 /// Handles one event inside the consumer's transaction. Throwing rolls back the effect and the inbox row together.
 public typealias EventHandler = @Sendable (CloudEvent, Transaction) async throws -> Void
 
+/// Handles a run of consecutive events of one type inside the consumer's transaction, in order:
+/// for projections that write many rows in one statement instead of one statement per event.
+public typealias BatchEventHandler = @Sendable ([CloudEvent], Transaction) async throws -> Void
+
 /// Routes events by CloudEvents `type` to their handlers; unknown types are recorded and skipped.
 /// Several handlers may react to one type (a projection and a domain reaction): all of them run,
 /// in the order they were registered, in the one inbox transaction — all take effect or none does.
 public struct EventHandlers: Sendable {
-    var handlers: [String: [EventHandler]] = [:]
+    enum Entry: Sendable {
+        case each(EventHandler)
+        case batch(BatchEventHandler)
+    }
+
+    var handlers: [String: [Entry]] = [:]
 
     public init() {}
 
     /// Adds a handler for events of `type`, after those already registered for it.
     public mutating func on(_ type: String, _ handler: @escaping EventHandler) {
-        handlers[type, default: []].append(handler)
+        handlers[type, default: []].append(.each(handler))
     }
 
     /// Adds a handler that receives the contract's payload, decoded.
@@ -30,18 +39,29 @@ public struct EventHandlers: Sendable {
         }
     }
 
+    /// Adds a handler that takes consecutive events of the contract's type together (at least one),
+    /// in order. A type whose handlers are all batch handlers is applied run by run; if any of its
+    /// handlers takes one event at a time, every handler gets one event at a time, so each event
+    /// still meets its handlers in registration order.
+    public mutating func onBatch<Payload>(_ contract: EventContract<Payload>,
+                                          _ handler: @escaping @Sendable ([(payload: Payload, event: CloudEvent)], Transaction) async throws -> Void) {
+        handlers[contract.type, default: []].append(.batch { events, transaction in
+            try await handler(try events.map { (try $0.decode(Payload.self), $0) }, transaction)
+        })
+    }
+
     /// Every handler of `other` after this one's.
     public mutating func merge(_ other: EventHandlers) {
         for (type, list) in other.handlers { handlers[type, default: []].append(contentsOf: list) }
     }
 
-    func handlers(for type: String) -> [EventHandler] { handlers[type] ?? [] }
+    func entries(for type: String) -> [Entry] { handlers[type] ?? [] }
 
     /// The event types with at least one handler.
     public var types: Set<String> { Set(handlers.keys) }
 }
 
-/// Applies an event exactly once: the inbox row (keyed by event id) and the handler's effect
+/// Applies events exactly once: the inbox rows (keyed by event id) and the handlers' effects
 /// commit in one transaction, so a redelivered event finds its id and does nothing.
 public struct Inbox: Sendable {
     let client: PostgresClient
@@ -63,20 +83,77 @@ public struct Inbox: Sendable {
     }
 
     public func apply(_ event: CloudEvent, topic: String, logger: Logger) async throws -> Outcome {
-        try await Database.transaction(client, context(for: event, logger: logger)) { transaction in
-            try await apply(event, topic: topic, in: transaction)
+        try await apply([(event, topic)], logger: logger)[0]
+    }
+
+    /// Applies several events in one transaction, in order: all take effect or none does. The
+    /// inbox rows go in with one statement; runs of one type go to batch handlers together.
+    public func apply(_ events: [(event: CloudEvent, topic: String)], logger: Logger) async throws -> [Outcome] {
+        guard !events.isEmpty else { return [] }
+        let context = events.count == 1 ? context(for: events[0].event, logger: logger)
+                                        : OperationContext(service: service, logger: logger, clock: clock)
+        return try await Database.transaction(client, context) { transaction in
+            let fresh = try await record(events, in: transaction)
+            var outcomes: [Outcome] = []
+            var run: [CloudEvent] = []
+            func flush() async throws {
+                guard let type = run.first?.type else { return }
+                try await dispatch(run, entries: handlers.entries(for: type), in: transaction, logger: logger)
+                run.removeAll(keepingCapacity: true)
+            }
+            for (index, (event, _)) in events.enumerated() {
+                guard fresh.contains(index) else {
+                    outcomes.append(.duplicate)
+                    continue
+                }
+                guard !handlers.entries(for: event.type).isEmpty else {
+                    outcomes.append(.ignored)
+                    continue
+                }
+                if let type = run.first?.type, type != event.type { try await flush() }
+                run.append(event)
+                outcomes.append(.applied)
+            }
+            try await flush()
+            return outcomes
         }
     }
 
-    /// Applies several events in one transaction, in order: all take effect or none does.
-    public func apply(_ events: [(event: CloudEvent, topic: String)], logger: Logger) async throws -> [Outcome] {
-        try await Database.transaction(client, OperationContext(service: service, logger: logger, clock: clock)) { transaction in
-            var outcomes: [Outcome] = []
-            for (event, topic) in events {
-                let scoped = Transaction(connection: transaction.connection, context: context(for: event, logger: logger))
-                outcomes.append(try await apply(event, topic: topic, in: scoped))
+    /// Inserts the inbox rows; the indexes of the events seen for the first time (a repeat within
+    /// the batch counts once, at its first place).
+    func record(_ events: [(event: CloudEvent, topic: String)], in transaction: Transaction) async throws -> Set<Int> {
+        let rows = try await transaction.query("""
+            INSERT INTO inbox (event_id, type, source, topic)
+            SELECT * FROM unnest(\(events.map(\.event.id)), \(events.map(\.event.type)), \(events.map(\.event.source)), \(events.map(\.topic)))
+            ON CONFLICT (event_id) DO NOTHING RETURNING event_id
+            """)
+        var inserted: Set<String> = []
+        for try await id in rows.decode(String.self) { inserted.insert(id) }
+        var fresh: Set<Int> = []
+        for (index, (event, _)) in events.enumerated() where inserted.remove(event.id) != nil { fresh.insert(index) }
+        return fresh
+    }
+
+    /// A run of events of one type through its handlers: together when every handler takes
+    /// batches, otherwise one event at a time through all of them.
+    func dispatch(_ run: [CloudEvent], entries: [EventHandlers.Entry], in transaction: Transaction, logger: Logger) async throws {
+        let batchHandlers = entries.compactMap { entry -> BatchEventHandler? in
+            if case .batch(let handler) = entry { return handler }
+            return nil
+        }
+        if batchHandlers.count == entries.count {
+            let scoped = run.count == 1 ? Transaction(connection: transaction.connection, context: context(for: run[0], logger: logger)) : transaction
+            for handler in batchHandlers { try await handler(run, scoped) }
+            return
+        }
+        for event in run {
+            let scoped = Transaction(connection: transaction.connection, context: context(for: event, logger: logger))
+            for entry in entries {
+                switch entry {
+                case .each(let handler): try await handler(event, scoped)
+                case .batch(let handler): try await handler([event], scoped)
+                }
             }
-            return outcomes
         }
     }
 
@@ -88,20 +165,6 @@ public struct Inbox: Sendable {
         let trace = event.traceparent.flatMap(TraceParent.init)?.child() ?? .make()
         logger[metadataKey: "trace.id"] = .string(trace.traceId)
         return OperationContext(service: service, trace: trace, logger: logger, clock: clock)
-    }
-
-    func apply(_ event: CloudEvent, topic: String, in transaction: Transaction) async throws -> Outcome {
-        let inserted = try await transaction.query("""
-            INSERT INTO inbox (event_id, type, source, topic) VALUES (\(event.id), \(event.type), \(event.source), \(topic))
-            ON CONFLICT (event_id) DO NOTHING RETURNING 1
-            """)
-        var isNew = false
-        for try await _ in inserted.decode(Int.self) { isNew = true }
-        guard isNew else { return .duplicate }
-        let handlers = handlers.handlers(for: event.type)
-        guard !handlers.isEmpty else { return .ignored }
-        for handler in handlers { try await handler(event, transaction) }
-        return .applied
     }
 }
 
@@ -170,25 +233,45 @@ public struct EventConsumerService: Service {
         }
     }
 
-    /// Applies the records that were already waiting in one transaction; if any of them fails, each
-    /// goes through `handle(_:)` on its own, with retries and dead-lettering, in the same order.
+    /// Applies the records that were already waiting: each partition's in one transaction of its
+    /// own, the partitions side by side (a partition's records stay in order, and an aggregate's
+    /// records share a partition). If a partition's transaction fails, each of its records goes
+    /// through `handle(_:)` on its own, with retries and dead-lettering, in the same order.
     func handle(_ batch: [KafkaMessage]) async {
-        if batch.count > 1 {
+        var partitions: [String: [KafkaMessage]] = [:]
+        var order: [String] = []
+        for message in batch {
+            let key = "\(message.topic)/\(message.partition)"
+            if partitions[key] == nil { order.append(key) }
+            partitions[key, default: []].append(message)
+        }
+        if order.count == 1 {
+            await handlePartition(batch)
+            return
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for key in order {
+                let messages = partitions[key]!
+                group.addTask { await handlePartition(messages) }
+            }
+        }
+    }
+
+    func handlePartition(_ messages: [KafkaMessage]) async {
+        if messages.count > 1 {
             var events: [(event: CloudEvent, topic: String)] = []
-            for message in batch {
+            for message in messages {
                 guard let event = try? CloudEvent(headers: message.headers, value: message.value) else { break }
                 events.append((event, message.topic))
             }
-            if events.count == batch.count, (try? await inbox.apply(events, logger: logger)) != nil {
-                processed.increment(by: batch.count)
-                // The highest offset of each partition covers the ones before it.
-                var last: [String: KafkaMessage] = [:]
-                for message in batch { last["\(message.topic)/\(message.partition)"] = message }
-                for message in last.values { storeOffset(message, logger: logger) }
+            if events.count == messages.count, (try? await inbox.apply(events, logger: logger)) != nil {
+                processed.increment(by: messages.count)
+                // The highest offset covers the ones before it.
+                storeOffset(messages[messages.count - 1], logger: logger)
                 return
             }
         }
-        for message in batch {
+        for message in messages {
             if Task.isCancelled { return }
             await handle(message)
         }

@@ -258,6 +258,7 @@ public struct JobRunner: Service {
         let completed: Counter
         let failures: Counter
         let parked: Counter
+        let skipped: Counter
         let lateness: Metrics.Timer
         let due: Gauge
         let parkedNow: Gauge
@@ -266,6 +267,7 @@ public struct JobRunner: Service {
             completed = Counter(label: "jobs_completed_total", dimensions: [("service", service)])
             failures = Counter(label: "jobs_failures_total", dimensions: [("service", service)])
             parked = Counter(label: "jobs_parked_total", dimensions: [("service", service)])
+            skipped = Counter(label: "jobs_recurring_skipped_total", dimensions: [("service", service)])
             lateness = Metrics.Timer(label: "jobs_start_lateness_seconds", dimensions: [("service", service)], preferredDisplayUnit: .seconds)
             due = Gauge(label: "jobs_due", dimensions: [("service", service)])
             parkedNow = Gauge(label: "jobs_parked", dimensions: [("service", service)])
@@ -293,6 +295,7 @@ public struct JobRunner: Service {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await listenForWakeups() }
                 group.addTask { await registerSchedulesUntilDone() }
+                group.addTask { await sampleBacklog() }
                 for worker in 0..<concurrency {
                     group.addTask { await work(worker) }
                 }
@@ -323,6 +326,25 @@ public struct JobRunner: Service {
                 INSERT INTO jobs (id, kind, key, payload, due_at) VALUES (\(UUID.v7()), \(kind), '', '{}'::jsonb, \(schedule.next(after: now)))
                 ON CONFLICT (kind, key) DO UPDATE SET due_at = least(jobs.due_at, EXCLUDED.due_at), failed_at = NULL
                 """, logger: logger)
+        }
+    }
+
+    /// `jobs_due` (waiting and due now) and `jobs_parked`, every 15 s: what an operator alerts on.
+    func sampleBacklog() async {
+        while !Task.isCancelled {
+            do {
+                let rows = try await client.query("""
+                    SELECT count(*) FILTER (WHERE failed_at IS NULL AND due_at <= \(clock.now())), count(*) FILTER (WHERE failed_at IS NOT NULL)
+                    FROM jobs
+                    """, logger: logger)
+                for try await (due, parked) in rows.decode((Int64, Int64).self) {
+                    metrics.due.record(due)
+                    metrics.parkedNow.record(parked)
+                }
+            } catch {
+                logger.debug("jobs backlog sample failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(15))
         }
     }
 
@@ -447,7 +469,7 @@ public struct JobRunner: Service {
             try await connection.query("""
                 UPDATE jobs SET attempts = 0, last_error = \(message), due_at = \(schedule.next(after: clock.now())) WHERE id = \(job.id)
                 """, logger: logger)
-            metrics.parked.increment()
+            metrics.skipped.increment()
             logger.error("recurring job failed every attempt; skipped to its next occurrence", metadata: ["error": "\(message)"])
         } else {
             try await connection.query("""

@@ -29,10 +29,19 @@ public enum UsersProjection {
     ]
 
     public static func register(into handlers: inout EventHandlers) {
-        handlers.on(UserEvents.registered) { payload, event, transaction in
+        // Registrations arrive in runs (a burst of sign-ups): one statement per run.
+        handlers.onBatch(UserEvents.registered) { events, transaction in
+            var newest: [UUID: (payload: UserRegisteredV1, time: Date)] = [:]
+            for (payload, event) in events where newest[payload.userId].map({ $0.time <= event.time }) ?? true {
+                newest[payload.userId] = (payload, event.time)
+            }
+            let rows = Array(newest.values)
             try await transaction.query("""
                 INSERT INTO users (id, display_name, roles, status, updated_at)
-                VALUES (\(payload.userId), \(payload.displayName), \(payload.roles), \(payload.status), \(event.time))
+                SELECT id, display_name, string_to_array(roles, ','), status, updated_at
+                FROM unnest(\(rows.map(\.payload.userId)), \(rows.map(\.payload.displayName)),
+                            \(rows.map { $0.payload.roles.joined(separator: ",") }), \(rows.map(\.payload.status)), \(rows.map(\.time)))
+                     AS registered(id, display_name, roles, status, updated_at)
                 ON CONFLICT (id) DO UPDATE SET
                     display_name = EXCLUDED.display_name, roles = EXCLUDED.roles,
                     status = EXCLUDED.status, updated_at = EXCLUDED.updated_at

@@ -891,6 +891,12 @@ def _value_problem(read: KeyRead, value: str) -> str | None:
     return None
 
 
+# Keys a service reads that no manifest may set, in any overlay: what they open is for a developer's machine.
+DEV_AND_TEST_ONLY_KEYS = {
+    "TEST_CLOCK": "it lets anything that reaches the pod move the business clock (POST /internal/test-clock)",
+}
+
+
 def check_config_keys(r: Rendered, svc: str, code: CodeModel) -> list[str]:
     """Every variable a workload of `svc` is given is one `svc` reads, valid for how it reads it;
     secrets only from `<svc>-secrets` by secretKeyRef."""
@@ -906,6 +912,9 @@ def check_config_keys(r: Rendered, svc: str, code: CodeModel) -> list[str]:
             problems += [f"{r.label}: {where} container {c['name']}: {p}" for p in sourcing]
             for key, value, origin in sorted(entries, key=lambda e: e[0]):
                 at = f"{r.label}: {where} container {c['name']}: {key} ({origin})"
+                if key in DEV_AND_TEST_ONLY_KEYS:
+                    problems.append(f"{at} is for `make run` and the tests only: {DEV_AND_TEST_ONLY_KEYS[key]}")
+                    continue
                 if key not in exe.keys:
                     readers = [n for n, e in code.executables.items() if key in e.keys]
                     problems.append(f"{at} is not read by {svc}" + (f" (only by {', '.join(readers)})" if readers else

@@ -112,8 +112,12 @@ def test_gateway_edge_responses(registry):
     with pytest.raises(ContractViolation, match="no gateway route"):
         registry.check("gateway", "GET", "/nope", 200, JSON, body({}))
     with pytest.raises(ContractViolation, match="Retry-After is missing"):
-        registry.check("gateway", "POST", "/v1/auth/login", 429, PROBLEM, body(problem("rate-limited", 429, instance="/v1/auth/login")))
-    registry.check("gateway", "POST", "/v1/auth/login", 429, {**PROBLEM, "Retry-After": "3"}, body(problem("rate-limited", 429, instance="/v1/auth/login")))
+        registry.check("gateway", "GET", "/v1/orders", 429, PROBLEM, body(problem("rate-limited", 429, instance="/v1/orders")))
+    registry.check("gateway", "GET", "/v1/orders", 429, {**PROBLEM, "Retry-After": "3"}, body(problem("rate-limited", 429, instance="/v1/orders")))
+    # An operation that documents its own 429 also takes the gateway's: the same status, either type.
+    match = registry.check("gateway", "POST", "/v1/auth/login", 429, {**PROBLEM, "Retry-After": "3"},
+                           body(problem("rate-limited", 429, instance="/v1/auth/login")))
+    assert not match.edge and match.service == "identity"
     assert registry.edge_exercised == {401, 404, 429, 502}
 
 

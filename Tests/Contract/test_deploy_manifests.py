@@ -184,6 +184,9 @@ BROKEN = {
     "a key nobody reads": (
         [("base/orders/configmap.yaml", 'LOG_LEVEL: "info"', 'LOG_LEVEL: "info"\n  ORDERS_TURBO: "on"')],
         "dev", "orders", drift.check_config_keys, "ORDERS_TURBO (ConfigMap orders-config) is not read by orders (no executable reads it)"),
+    "the test clock in a manifest (even dev)": (
+        [("base/orders/configmap.yaml", 'LOG_LEVEL: "info"', 'LOG_LEVEL: "info"\n  TEST_CLOCK: "on"')],
+        "dev/orders", "orders", drift.check_config_keys, "TEST_CLOCK (ConfigMap orders-config) is for `make run` and the tests only"),
     "a value outside the code's range": (
         [("base/billing/configmap.yaml", 'DATABASE_POOL_SIZE: "10"', 'DATABASE_POOL_SIZE: "500"')],
         "production/billing", "billing", drift.check_config_keys, "DATABASE_POOL_SIZE (ConfigMap billing-config) is 500, outside 1...200"),

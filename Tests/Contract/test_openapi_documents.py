@@ -265,10 +265,11 @@ def test_route_table_agrees_with_each_services_security(registry):
 
 
 def test_gateway_edge_responses(registry):
-    assert sorted(registry.edge_responses) == [401, 403, 404, 408, 413, 429, 431, 502, 503, 504]
+    assert sorted(registry.edge_responses) == [400, 401, 403, 404, 405, 408, 413, 429, 431, 502, 503, 504]
     gateway = registry.documents["gateway"]
     responses = gateway.spec["components"]["responses"]
     assert "WWW-Authenticate" in responses[registry.edge_responses[401]]["headers"]
+    assert "Allow" in responses[registry.edge_responses[405]]["headers"]
     assert "Retry-After" in responses[registry.edge_responses[429]]["headers"]
 
 

@@ -164,3 +164,20 @@ def test_common_and_personal_passwords_are_refused_by_field(gateway):
         body = {"email": email, "password": password, "displayName": "Guard", "role": "buyer"}
         problem = gateway.post("/v1/auth/register", json=body).expect_problem(422, "validation-failed")
         assert [error["field"] for error in problem["errors"]] == ["password"], (password, problem)
+
+
+def test_a_path_carrying_an_encoded_separator_is_refused_at_the_edge(gateway, buyer):
+    # `%2F` inside a path parameter could otherwise reach another route behind a public prefix.
+    gateway.delete("/v1/sessions/a%2F..%2Fb", token=buyer.access_token).expect_problem(400, "malformed-request")
+
+
+@pytest.mark.parametrize("method,path,allow", [
+    ("PUT", "/v1/users/me", "DELETE, GET, HEAD"),      # a service's resource, through the gateway
+    ("DELETE", "/v1/plans", "GET, HEAD"),
+    ("TRACE", "/docs", "GET, HEAD"),                     # the gateway's own
+    ("POST", "/openapi.json", "GET, HEAD"),
+])
+def test_a_known_path_asked_with_another_method_is_405_naming_what_it_takes(gateway, buyer, method, path, allow):
+    response = gateway.request(method, path, token=buyer.access_token)
+    response.expect_problem(405, "method-not-allowed")
+    assert response.header("allow") == allow

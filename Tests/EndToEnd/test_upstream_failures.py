@@ -128,3 +128,18 @@ def test_auth_routes_are_rate_limited(edge_gateway):
         f"no 429 after {attempt} POST /v1/auth/login from one address in {time.monotonic() - started:.1f}s: "
         "the gateway must rate-limit auth routes per client address (429 problem with Retry-After)"
     )
+
+
+def test_every_route_is_rate_limited_per_address(edge_gateway):
+    """Beyond the auth routes: the general bucket (200 burst, 100/s by default) per address."""
+    started = time.monotonic()
+    for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
+        response = edge_gateway.get("/v1/categories", validate=False, timeout=5)
+        if response.status == 429:
+            # The operation documents no 429 of its own: this is the gateway's edge response.
+            edge_gateway.validate(response).expect_problem(429, "rate-limited")
+            assert 1 <= int(response.header("retry-after")) <= 60
+            return
+        if time.monotonic() - started > 30:
+            break
+    pytest.fail(f"no 429 after {attempt} GET /v1/categories from one address in {time.monotonic() - started:.1f}s")

@@ -315,6 +315,40 @@ struct PlatformTransactionTests {
         }
     }
 
+    /// The users projection takes a run of registrations in one statement: within the run the
+    /// newest fact per user wins, a repeated event id counts once, and events of other types
+    /// between the runs keep their place.
+    @Test func runsOfEventsGoToBatchHandlersTogetherInOrder() async throws {
+        try await withPlatformSchema { client, schema async throws in
+            try await Migrator(client: client, schema: schema, migrations: MigrationSet(PlatformMigrations.all + UsersProjection.migrations), logger: logger).migrate()
+            let calls = NIOLockedValueBox<[Int]>([])
+            var handlers = EventHandlers()
+            UsersProjection.register(into: &handlers)
+            handlers.onBatch(UserEvents.registered) { events, _ in calls.withLockedValue { $0.append(events.count) } }
+            let inbox = TestInfrastructure.inbox(client, handlers: handlers, service: schema)
+            let (ann, bob) = (UUID.v7(), UUID.v7())
+            let t0 = Date(timeIntervalSince1970: 1_795_255_200)
+            func registered(_ user: UUID, _ name: String, at offset: TimeInterval) throws -> (event: CloudEvent, topic: String) {
+                let payload = UserRegisteredV1(userId: user, displayName: name, roles: ["buyer"], status: "active", registeredAt: t0)
+                return (try CloudEvent.json(type: UserEvents.registered.type, source: "/marketplace/identity", subject: nil, payload: payload,
+                                            time: t0.addingTimeInterval(offset)), UserEvents.registered.topic)
+            }
+            let late = try registered(ann, "Ann (newer)", at: 2)
+            let roles = try CloudEvent.json(type: UserEvents.roleChanged.type, source: "/marketplace/identity", subject: nil,
+                                            payload: UserRoleChangedV1(userId: bob, roles: ["buyer", "vendor"], changedAt: t0), time: t0.addingTimeInterval(5))
+            let batch = [late, try registered(ann, "Ann (older)", at: 1), try registered(bob, "Bob", at: 1), late,
+                         (roles, UserEvents.roleChanged.topic), try registered(UUID.v7(), "Cy", at: 1)]
+            let outcomes = try await inbox.apply(batch, logger: logger)
+            #expect(outcomes == [.applied, .applied, .applied, .duplicate, .applied, .applied])
+            #expect(calls.withLockedValue { $0 } == [3, 1], "two runs of registrations around the role change")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM users WHERE display_name = 'Ann (newer)'") == 1)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM users WHERE id = \(bob) AND roles = ARRAY['buyer','vendor']") == 1,
+                    "the role change came after Bob's registration in the batch, and so applied after it")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM users") == 3)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM inbox") == 5)
+        }
+    }
+
     @Test func serializationFailuresAreRunAgain() async throws {
         try await withPlatformSchema { client, schema async throws in
             try await client.query("CREATE TABLE counters (id int PRIMARY KEY, value int NOT NULL)", logger: logger)

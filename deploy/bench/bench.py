@@ -4,7 +4,7 @@
 Measures billing `GET /v1/plans` straight to billing and through the gateway (requests/s, p50,
 p99, errors); identity (see measure_identity): Argon2id logins, refresh-token rotation, and token
 verification at the gateway vs. straight to identity and orders (wrk scripts: deploy/bench/*.lua);
-and the outbox -> consumer latency (see measure_outbox_latency). Writes Markdown tables to stdout
+the event path outbox -> consumers and the job runner (deploy/bench/events_jobs.py). Writes Markdown tables to stdout
 and to deploy/bench/results.md.
 
     deploy/bench/run.sh [--duration 15s] [--connections 32] [--threads 2] [--no-build]
@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "dev"))
 
 from suite import Suite, SuiteError, say  # noqa: E402
 from front_door import measure_front_door, render_front_door  # noqa: E402
+from events_jobs import measure_events, measure_jobs, render_events, render_jobs  # noqa: E402
 
 # Extra env for the gateway during the benchmark (e.g. a knob that lifts per-IP rate limits, so
 # wrk's single client address measures proxying rather than 429s). Empty until the gateway has one.
@@ -109,80 +110,6 @@ def _seconds(duration: str) -> float:
     if not m:
         raise SystemExit(f"bad duration {duration!r} (e.g. 15s, 2m)")
     return float(m.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
-
-
-OUTBOX_EVENTS = int(os.environ.get("BENCH_OUTBOX_EVENTS", "10000"))
-LATENCY_EVENTS = int(os.environ.get("BENCH_LATENCY_EVENTS", "2000"))
-CONSUMERS = ("listings", "billing", "orders", "messaging")
-
-
-def _write_outbox(suite: Suite, batches: int, per_batch: int, pause: float) -> str:
-    """Writes user.registered events straight into identity's outbox, `per_batch` per transaction,
-    each transaction followed by the NOTIFY a registration sends. Returns the start time."""
-    start = suite.psql("SELECT clock_timestamp()").strip()
-    suite.psql(f"""
-DO $$
-BEGIN
-  FOR i IN 1..{batches} LOOP
-    INSERT INTO identity.outbox (event_id, topic, key, type, source, subject, time, data, created_at)
-    SELECT e, 'identity.users.v1', u::text, 'marketplace.identity.user.registered.v1',
-           '/marketplace/identity', 'users/' || u::text, clock_timestamp(),
-           convert_to(json_build_object('userId', u, 'displayName', 'bench user', 'roles', json_build_array('buyer'),
-                      'status', 'active', 'registeredAt',
-                      to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text, 'UTF8'),
-           clock_timestamp()
-    FROM (SELECT gen_random_uuid() AS e, gen_random_uuid() AS u FROM generate_series(1, {per_batch})) g;
-    COMMIT;
-    PERFORM pg_notify('outbox_identity', '');
-    PERFORM pg_sleep({pause});
-  END LOOP;
-END $$;""")
-    return start
-
-
-def _applied(suite: Suite, start: str, total: int) -> str:
-    """Waits until every consumer applied `total` events written since `start`; returns the
-    per-event (consumer commit − producer commit) statistics as one psql row."""
-    deadline = time.monotonic() + 300
-    while True:
-        counts = [int(suite.psql(f"SELECT count(*) FROM {c}.inbox WHERE received_at >= '{start}'").strip())
-                  for c in CONSUMERS]
-        if all(n >= total for n in counts):
-            break
-        if time.monotonic() > deadline:
-            raise SuiteError(f"outbox benchmark: consumers applied {counts} of {total} within 300 s")
-        time.sleep(0.2)
-    union = " UNION ALL ".join(
-        f"SELECT i.received_at, o.created_at FROM identity.outbox o JOIN {c}.inbox i ON i.event_id = o.event_id::text "
-        f"WHERE o.created_at >= '{start}'" for c in CONSUMERS)
-    return suite.psql(f"""
-SELECT count(*),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
-       EXTRACT(EPOCH FROM max(received_at) - min(created_at))
-FROM (SELECT received_at, created_at, EXTRACT(EPOCH FROM received_at - created_at) * 1000 AS ms FROM ({union}) u) t""").strip()
-
-
-def measure_outbox_latency(suite: Suite) -> dict | None:
-    """Outbox -> consumer: latency at a steady 250 events/s, then throughput for a burst.
-
-    Events are written straight into identity's outbox (as a registration writes them, but without
-    Argon2 hashing in the way), relayed by identity to the dev broker, and applied by the four
-    consumers to their users projections through their inboxes. Latency per event and consumer is
-    inbox.received_at (the consumer's commit) minus outbox.created_at (the producer's commit),
-    both read from the same Postgres clock.
-    """
-    start = _write_outbox(suite, batches=LATENCY_EVENTS // 10, per_batch=10, pause=0.04)
-    samples, p50, p99, _ = _applied(suite, start, (LATENCY_EVENTS // 10) * 10).split("|")
-    burst = (OUTBOX_EVENTS // 500) * 500
-    start = _write_outbox(suite, batches=burst // 500, per_batch=500, pause=0)
-    applications, burst_p50, burst_p99, span = _applied(suite, start, burst).split("|")
-    relay_span = float(suite.psql(
-        f"SELECT EXTRACT(EPOCH FROM max(sent_at) - min(created_at)) FROM identity.outbox WHERE created_at >= '{start}'").strip())
-    return {"samples": int(samples), "p50_ms": float(p50), "p99_ms": float(p99),
-            "what": f"{int(samples) // 4:,} user.registered at ~250/s → 4 consumers",
-            "burst": {"events": burst, "seconds": float(span), "relay_seconds": relay_span,
-                      "p50_ms": float(burst_p50), "p99_ms": float(burst_p99)},
-            "note": "steady load: latency of each event to each consumer"}
 
 
 # Identity (measure_identity). Login and refresh go straight to identity: the gateway puts
@@ -342,7 +269,7 @@ def _overhead(name: str, direct: WrkResult, gw: WrkResult, connections: bool = F
             f"| {gw.p50_ms - direct.p50_ms:+.2f} ms | {gw.p99_ms - direct.p99_ms:+.2f} ms | | | |")
 
 
-def render(rows, identity, outbox, *, m, args, bin_dir, when) -> str:
+def render(rows, identity, outbox, jobs, *, m, args, bin_dir, when) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -387,21 +314,10 @@ def render(rows, identity, outbox, *, m, args, bin_dir, when) -> str:
             f"so the reuse grace window never applies; the difference is the requests still in "
             f"flight when wrk stopped)",
         ]
-    lines += ["", "| outbox → consumer | samples | p50 | p99 | note |", "|---|---:|---:|---:|---|"]
     if outbox:
-        lines.append(f"| {outbox.get('what', 'identity user.registered → consumers')} "
-                     f"| {outbox['samples']:,} | {outbox['p50_ms']:.1f} ms | {outbox['p99_ms']:.1f} ms "
-                     f"| {outbox.get('note', '')} |")
-        burst = outbox.get("burst")
-        if burst:
-            lines.append(f"| {burst['events']:,} user.registered at once → 4 consumers | {burst['events'] * 4:,} "
-                         f"| {burst['p50_ms']:.0f} ms | {burst['p99_ms']:.0f} ms "
-                         f"| all applied by all four in {burst['seconds']:.1f} s: "
-                         f"{burst['events'] / burst['seconds']:,.0f} events/s end to end "
-                         f"(identity's relay published them all in {burst['relay_seconds']:.1f} s) |")
-    else:
-        lines.append("| identity user.registered → consumers | – | – | – | not measured yet "
-                     "(stub `measure_outbox_latency` in deploy/bench/bench.py) |")
+        lines += ["", *render_events(outbox)]
+    if jobs:
+        lines += ["", *render_jobs(jobs)]
     return "\n".join(lines) + "\n"
 
 
@@ -421,8 +337,9 @@ def main() -> int:
     p.add_argument("--no-build", action="store_true", help="use existing binaries")
     p.add_argument("--bin-dir", type=Path, default=None, help="default .build/release")
     p.add_argument("--output", type=Path, default=ROOT / "deploy" / "bench" / "results.md")
-    p.add_argument("--only", choices=["all", "front-door"], default="all",
-                   help="front-door: only the gateway vs nginx comparison (results to stdout, not the file)")
+    p.add_argument("--only", choices=["all", "front-door", "events", "jobs"], default="all",
+                   help="one part only (results to stdout, not the file): front-door (gateway vs nginx), "
+                        "events (outbox -> consumers), jobs (the job runner)")
     args = p.parse_args()
     _seconds(args.duration)
 
@@ -444,6 +361,12 @@ def main() -> int:
                                            login_token=lambda: _bench_token(suite))
                 print("\n".join(render_front_door(front, args)))
                 return 0
+            if args.only == "events":
+                print("\n".join(render_events(measure_events(suite))))
+                return 0
+            if args.only == "jobs":
+                print("\n".join(render_jobs(measure_jobs(suite))))
+                return 0
             targets = [("billing `GET /v1/plans` direct", suite.url("billing") + "/v1/plans"),
                        ("billing `GET /v1/plans` through the gateway",
                         suite.gateway_url + "/v1/plans")]
@@ -459,7 +382,8 @@ def main() -> int:
             identity = measure_identity(suite, args)
             front = measure_front_door(suite, args, wrk=wrk, gateway_env=GATEWAY_BENCH_ENV,
                                        login_token=lambda: _bench_token(suite))
-            outbox = measure_outbox_latency(suite)
+            outbox = measure_events(suite)
+            jobs = measure_jobs(suite)
     except SuiteError as e:
         say(f"error: {e}")
         return 1
@@ -468,7 +392,7 @@ def main() -> int:
         return 130
 
     when = dt.datetime.now(dt.timezone.utc)
-    table = render(rows, identity, outbox, m=machine(suite.bin_dir), args=args, bin_dir=suite.bin_dir,
+    table = render(rows, identity, outbox, jobs, m=machine(suite.bin_dir), args=args, bin_dir=suite.bin_dir,
                    when=when)
     table += "\n".join(render_front_door(front, args)) + "\n"
     args.output.write_text(table)

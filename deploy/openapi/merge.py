@@ -313,7 +313,7 @@ def build_document(root: Path = ROOT) -> dict[str, Any]:
     documents = load_documents(root)
     gateway = documents["gateway"]
     edge = _edge_responses(gateway)
-    missing = {401, 413, *ALWAYS_EDGE} - set(edge)
+    missing = {400, 401, 413, *ALWAYS_EDGE} - set(edge)
     if missing:
         raise MergeError(f"Gateway/openapi.yaml: components/responses has no problem response for {sorted(missing)}")
 
@@ -334,6 +334,9 @@ def build_document(root: Path = ROOT) -> dict[str, Any]:
         statuses = list(ALWAYS_EDGE)
         if not op["route"].get("public", False):
             statuses.append(401)
+        if "{" in op["path"]:
+            # A path parameter can carry a dot segment or an encoded slash, refused at the edge.
+            statuses.append(400)
         if "requestBody" in op["spec"]:
             statuses.append(413)
         documented = set(op["spec"].get("responses") or {})

@@ -354,6 +354,12 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             answer(exchange, local, context: context)
             return
         }
+        if Self.isLocalPath(path) {
+            // The gateway's own resources take GET and HEAD only (RFC 9110: 405 names what they take).
+            fail(exchange, Problem(.methodNotAllowed, "\(head.method.rawValue) is not supported here; use GET or HEAD.",
+                                   headers: [.allow: "GET, HEAD"]), context: context)
+            return
+        }
         guard HeaderPolicy.isSafePath(path) else {
             fail(exchange, Problem(.malformedRequest, "The path contains dot segments or encoded separators."), context: context)
             return
@@ -484,6 +490,11 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var body: ByteBuffer?
     }
 
+    /// Paths the gateway answers itself, whatever the route table says.
+    static func isLocalPath(_ path: String) -> Bool {
+        path == "/health/live" || path == "/health/ready" || path == "/metrics" || ApiDocuments.serves(path)
+    }
+
     /// Health, metrics and the API documents, answered by the gateway itself.
     private func localAnswer(_ exchange: Exchange) -> LocalAnswer? {
         let method = exchange.head.method
@@ -503,7 +514,7 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             core.registry.emit(&buffer)
             return LocalAnswer(status: .ok, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"], body: ByteBuffer(bytes: buffer))
         default:
-            guard method == .GET, let document = core.apiDocuments.answer(path: exchange.path,
+            guard let document = core.apiDocuments.answer(path: exchange.path,
                                                                        ifNoneMatch: exchange.head.headers[canonicalForm: "if-none-match"].map(String.init))
             else { return nil }
             var headers = HTTPHeaders()

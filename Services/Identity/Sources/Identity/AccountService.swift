@@ -39,7 +39,9 @@ struct AccountService: Sendable {
                         """)
                 }
                 try await sendVerification(user: id, email: registration.email, displayName: registration.displayName, in: transaction)
-                let payload = UserRegisteredV1(userId: id, displayName: registration.displayName, roles: roles, status: "active", registeredAt: createdAt)
+                // Event times are business time, like every event's (`ce_time`); `createdAt` is the row's.
+                let payload = UserRegisteredV1(userId: id, displayName: registration.displayName, roles: roles, status: "active",
+                                               registeredAt: transaction.now)
                 try await Outbox.emit(UserEvents.registered, payload, in: transaction)
                 transaction.logger.info("user registered", metadata: ["user.id": "\(id)"])
                 return UserView(id: id, email: registration.email, displayName: registration.displayName, roles: roles, status: "active",
@@ -55,6 +57,12 @@ struct AccountService: Sendable {
     func login(email: String, password: String, userAgent: String?, address: String? = nil, context: OperationContext) async throws -> LoginResult {
         let normalized = RegistrationRules.normalize(email: email)
         try await throttle.check(account: normalized, address: address, context: context)
+        // No account's address holds U+0000 (registration refuses control characters, and
+        // Postgres text cannot store it): such an address is an unknown account, as slow to refuse.
+        guard !normalized.contains("\u{0}") else {
+            _ = await hasher.verify(password, against: try await dummy())
+            try await loginFailed(user: nil, reason: "unknown-account", account: normalized, address: address, context: context)
+        }
         let rows = try await client.query("""
             SELECT u.id, u.roles, u.status, u.email_verified, c.password_hash, (f.confirmed_at IS NOT NULL)
             FROM users u JOIN credentials c ON c.user_id = u.id LEFT JOIN totp_factors f ON f.user_id = u.id

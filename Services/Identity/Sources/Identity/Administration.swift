@@ -32,6 +32,8 @@ struct Administration: Sendable {
 
     /// Newest accounts first, one keyset page.
     func users(_ filter: UserFilter, _ page: PageRequest, context: OperationContext) async throws -> Page<UserView> {
+        // No stored address holds U+0000 (Postgres text cannot): such a prefix matches nobody.
+        if filter.emailPrefix?.contains("\u{0}") == true { return Page(items: [], nextCursor: nil) }
         let after = page.after
         let pattern = filter.emailPrefix.map { Self.escapeLike($0) + "%" }
         let rows = try await client.query("""

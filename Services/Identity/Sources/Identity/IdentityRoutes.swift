@@ -265,11 +265,22 @@ enum AdminQueries {
     }
 }
 
-/// Checks a required string field: present, not blank, at most `maximum` characters.
+/// Checks a required secret or identifier (a token, a code, an address to look up): present and
+/// 1 to `maximum` Unicode scalars, as the contract's `minLength`/`maxLength` count, taken as given.
+/// Whether it is right is for the lookup to say (a wrong one is a 401, or "accepted" for a reset).
+func presentText(_ value: String?, _ field: String, maximum: Int, _ errors: inout [FieldError]) -> String {
+    guard let value else { errors.append(FieldError(field, "is required")); return "" }
+    guard (1...maximum).contains(value.unicodeScalars.count) else { errors.append(FieldError(field, "must be 1 to \(maximum) characters")); return "" }
+    return value
+}
+
+/// Checks a required string field of human text: present, not blank, at most `maximum` characters.
 func requiredText(_ value: String?, _ field: String, maximum: Int, _ errors: inout [FieldError]) -> String {
     guard let value else { errors.append(FieldError(field, "is required")); return "" }
     let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-    guard !trimmed.isEmpty, trimmed.count <= maximum else { errors.append(FieldError(field, "must be 1 to \(maximum) characters")); return "" }
+    guard !trimmed.isEmpty, value.unicodeScalars.count <= maximum,
+          !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    else { errors.append(FieldError(field, "must be 1 to \(maximum) printable characters, not only spaces")); return "" }
     return trimmed
 }
 
@@ -278,7 +289,7 @@ struct TokenRequest: Decodable {
 
     func validated() throws -> String {
         var errors: [FieldError] = []
-        let token = requiredText(token, "token", maximum: 512, &errors)
+        let token = presentText(token, "token", maximum: 512, &errors)
         guard errors.isEmpty else { throw Problem.validation(errors) }
         return token
     }
@@ -289,7 +300,7 @@ struct PasswordResetRequest: Decodable {
 
     func validated() throws -> String {
         var errors: [FieldError] = []
-        let email = requiredText(email, "email", maximum: 254, &errors)
+        let email = presentText(email, "email", maximum: 254, &errors)
         guard errors.isEmpty else { throw Problem.validation(errors) }
         return email
     }
@@ -301,7 +312,7 @@ struct PasswordResetConfirmRequest: Decodable {
 
     func validated() throws -> (String, String) {
         var errors: [FieldError] = []
-        let token = requiredText(token, "token", maximum: 512, &errors)
+        let token = presentText(token, "token", maximum: 512, &errors)
         if newPassword == nil { errors.append(FieldError("newPassword", "is required")) }
         else if let problem = PasswordPolicy.shipped.problem(with: newPassword ?? "", email: "", displayName: "") {
             errors.append(FieldError("newPassword", problem))
@@ -332,7 +343,7 @@ struct CodeRequest: Decodable {
 
     func validated() throws -> String {
         var errors: [FieldError] = []
-        let code = requiredText(code, "code", maximum: 16, &errors)
+        let code = presentText(code, "code", maximum: 16, &errors)
         guard errors.isEmpty else { throw Problem.validation(errors) }
         return code
     }
@@ -345,11 +356,11 @@ struct MfaVerifyRequest: Decodable {
 
     func validated() throws -> (String, MultiFactor.Proof) {
         var errors: [FieldError] = []
-        let token = requiredText(mfaToken, "mfaToken", maximum: 512, &errors)
+        let token = presentText(mfaToken, "mfaToken", maximum: 512, &errors)
         var proof: MultiFactor.Proof?
         switch (code, recoveryCode) {
-        case (let code?, nil): proof = .totp(requiredText(code, "code", maximum: 16, &errors))
-        case (nil, let recovery?): proof = .recoveryCode(requiredText(recovery, "recoveryCode", maximum: 32, &errors))
+        case (let code?, nil): proof = .totp(presentText(code, "code", maximum: 16, &errors))
+        case (nil, let recovery?): proof = .recoveryCode(presentText(recovery, "recoveryCode", maximum: 32, &errors))
         case (nil, nil): errors.append(FieldError("code", "is required (or recoveryCode)"))
         case (.some, .some): errors.append(FieldError("recoveryCode", "give either code or recoveryCode, not both"))
         }
@@ -401,8 +412,8 @@ struct ErasureRequest: Decodable {
         }
         var proof: MultiFactor.Proof?
         switch (code, recoveryCode) {
-        case (let code?, nil): proof = .totp(requiredText(code, "code", maximum: 16, &errors))
-        case (nil, let recovery?): proof = .recoveryCode(requiredText(recovery, "recoveryCode", maximum: 32, &errors))
+        case (let code?, nil): proof = .totp(presentText(code, "code", maximum: 16, &errors))
+        case (nil, let recovery?): proof = .recoveryCode(presentText(recovery, "recoveryCode", maximum: 32, &errors))
         case (.some, .some): errors.append(FieldError("recoveryCode", "give either code or recoveryCode, not both"))
         case (nil, nil): break
         }

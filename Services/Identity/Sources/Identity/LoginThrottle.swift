@@ -49,7 +49,9 @@ struct LoginThrottle: Sendable {
         $0[$1] = Counter(label: "identity_logins_total", dimensions: [("outcome", $1)])
     }
 
-    static func accountKey(_ normalizedEmail: String) -> String { "account:" + normalizedEmail }
+    /// Postgres text cannot hold U+0000; an address that carries one (no account can) is counted
+    /// under its escaped spelling.
+    static func accountKey(_ normalizedEmail: String) -> String { "account:" + normalizedEmail.replacingOccurrences(of: "\u{0}", with: "\\0") }
     static func addressKey(_ address: String) -> String { "address:" + address }
 
     /// Throws a 429 problem with `Retry-After` while either key is locked.
@@ -138,7 +140,7 @@ struct RecoveryThrottle: Sendable {
     func take(account: String?, address: String?, purpose: String, context: OperationContext) async throws {
         let logger = context.logger
         var keys: [(String, Int)] = []
-        if let account { keys.append(("\(purpose):account:\(account)", policy.perAccount)) }
+        if let account { keys.append(("\(purpose):" + LoginThrottle.accountKey(account), policy.perAccount)) }
         if let address { keys.append(("\(purpose):address:\(address)", policy.perAddress)) }
         for (key, limit) in keys {
             let rows = try await client.query("""

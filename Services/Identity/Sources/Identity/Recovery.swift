@@ -50,6 +50,8 @@ extension AccountService {
     func requestPasswordReset(email: String, address: String?, context: OperationContext) async throws {
         let normalized = RegistrationRules.normalize(email: email)
         try await recoveryThrottle.take(account: normalized, address: address, purpose: "reset", context: context)
+        // An address holding U+0000 belongs to no account (see login); the answer is the same.
+        guard !normalized.contains("\u{0}") else { return }
         try await Database.transaction(client, context) { transaction in
             let rows = try await transaction.query(
                 "SELECT id, email, display_name FROM users WHERE email_normalized = \(normalized) AND status = 'active'")
