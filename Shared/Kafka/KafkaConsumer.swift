@@ -56,6 +56,8 @@ public final class KafkaConsumer: Service, Sendable {
                 // happens after the group synced, where the commit of their offsets is accepted
                 // (the mock cluster rejects it during an eager rebalance; see MockKafkaCluster).
                 "partition.assignment.strategy": "cooperative-sticky",
+                // Fetch and commit requests are small: no waiting for Nagle and delayed ACKs.
+                "socket.nagle.disable": "true",
             ],
             required: [
                 "group.id": groupId,

@@ -24,7 +24,11 @@ public final class KafkaProducer: Service, Sendable {
     public init(configuration: KafkaConfiguration, flushTimeout: Duration = .seconds(10), logger: Logger) throws {
         let context = ProducerContext(logger: logger)
         let properties = configuration.librdkafkaProperties(
-            defaults: [:],
+            defaults: [
+                // Small produce requests and the broker's answers would otherwise meet Nagle's
+                // algorithm and the peer's delayed ACK: about 40 ms per acknowledgement on Linux.
+                "socket.nagle.disable": "true",
+            ],
             required: [
                 "enable.idempotence": "true",
                 "acks": "all",

@@ -50,7 +50,9 @@ public final class MockKafkaCluster: Sendable {
         // librdkafka needs a client handle to own the mock cluster; this producer never connects.
         // Its logs (e.g. "no bootstrap.servers configured") are expected, hence capped at debug.
         let context = LibrdkafkaCallbackContext(logger: logger, maximumLogLevel: .debug)
-        let conf = try Librdkafka.makeConfiguration([], context: context)
+        // The mock brokers' connections take the host client's socket settings: without this their
+        // small answers wait on Nagle's algorithm and the client's delayed ACK (~40 ms each).
+        let conf = try Librdkafka.makeConfiguration([("socket.nagle.disable", "true")], context: context)
         let host = try Librdkafka.makeClient(RD_KAFKA_PRODUCER, conf: conf)
         guard let cluster = rd_kafka_mock_cluster_new(host.pointer, brokers) else {
             rd_kafka_destroy(host.pointer)

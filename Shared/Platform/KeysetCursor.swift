@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import Hummingbird
 
 /// One sort key value of a row, as a keyset cursor carries it and a query binds it.
@@ -328,27 +329,51 @@ public struct KeysetOrder: Sendable {
     /// `(a >= $1 AND (a > $1 OR (a = $1 AND b < $2) OR (a = $1 AND b = $2 AND id > $3)))`.
     /// A cursor with other kinds than the order's is a 422 `cursor` (decoding already refuses it).
     public func predicate(after cursor: KeysetCursor, firstPlaceholder: Int = 1) throws -> KeysetPredicate {
+        let (segments, values) = try segments(after: cursor)
+        let sql = segments.map { segment -> String in
+            switch segment {
+            case .sql(let text): text
+            case .value(let index): "$" + String(firstPlaceholder + index)
+            }
+        }.joined()
+        return KeysetPredicate(sql: sql, bindings: values)
+    }
+
+    /// A piece of a predicate: SQL text, or the value (by its index in the values) compared there.
+    enum Segment: Sendable, Equatable {
+        case sql(String)
+        case value(Int)
+    }
+
+    /// The predicate as text and value references, and the values (sort keys, then the id).
+    func segments(after cursor: KeysetCursor) throws -> ([Segment], [SortKeyValue]) {
         guard cursor.values.count == keys.count, zip(cursor.values, keys).allSatisfy({ $0.kind == $1.kind }) else {
             throw KeysetCursor.invalid
         }
         let columns = keys.map { Self.operand($0.column) } + [Self.operand(idColumn)]
         let descending = keys.map(\.descending) + [idDescending]
-        let placeholders = columns.indices.map { "$" + String(firstPlaceholder + $0) }
-        let bindings = cursor.values + [.uuid(cursor.id)]
+        let values = cursor.values + [.uuid(cursor.id)]
 
         if descending.allSatisfy({ $0 == descending[0] }) {
-            let comparison = descending[0] ? " < " : " > "
-            let sql = "(" + columns.joined(separator: ", ") + ")" + comparison + "(" + placeholders.joined(separator: ", ") + ")"
-            return KeysetPredicate(sql: sql, bindings: bindings)
+            var segments: [Segment] = [.sql("(" + columns.joined(separator: ", ") + ")" + (descending[0] ? " < " : " > ") + "(")]
+            for index in values.indices {
+                if index > 0 { segments.append(.sql(", ")) }
+                segments.append(.value(index))
+            }
+            segments.append(.sql(")"))
+            return (segments, values)
         }
-        var alternatives: [String] = []
+        var segments: [Segment] = [.sql("(" + columns[0] + (descending[0] ? " <= " : " >= ")), .value(0), .sql(" AND (")]
         for index in columns.indices {
-            var terms = (0..<index).map { columns[$0] + " = " + placeholders[$0] }
-            terms.append(columns[index] + (descending[index] ? " < " : " > ") + placeholders[index])
-            alternatives.append(index == 0 ? terms[0] : "(" + terms.joined(separator: " AND ") + ")")
+            if index > 0 { segments.append(.sql(" OR (")) }
+            for equal in 0..<index {
+                segments += [.sql(columns[equal] + " = "), .value(equal), .sql(" AND ")]
+            }
+            segments += [.sql(columns[index] + (descending[index] ? " < " : " > ")), .value(index)]
+            if index > 0 { segments.append(.sql(")")) }
         }
-        let bound = columns[0] + (descending[0] ? " <= " : " >= ") + placeholders[0]
-        return KeysetPredicate(sql: "(" + bound + " AND (" + alternatives.joined(separator: " OR ") + "))", bindings: bindings)
+        segments.append(.sql("))"))
+        return (segments, values)
     }
 
     /// A column name (possibly qualified or quoted) as is; any other expression in parentheses.
@@ -405,5 +430,30 @@ public struct KeysetPageRequest: Sendable {
         guard rows.count > limit else { return Page(items: rows, nextCursor: nil) }
         let items = Array(rows.prefix(limit))
         return Page(items: items, nextCursor: items.last.map { position($0).encoded(binding: binding) })
+    }
+}
+
+extension PostgresQuery.StringInterpolation {
+    /// `\(after: page)` in a query: the rows after the page's cursor, its values bound in place;
+    /// `true` on the first page. Use with `ORDER BY \(unescaped: page.order.orderBy)`.
+    public mutating func appendInterpolation(after page: KeysetPageRequest) {
+        guard let cursor = page.after, let (segments, values) = try? page.order.segments(after: cursor) else {
+            appendLiteral("true")
+            return
+        }
+        for segment in segments {
+            switch segment {
+            case .sql(let text): appendLiteral(text)
+            case .value(let index):
+                switch values[index] {
+                case .int(let value): appendInterpolation(value)
+                case .double(let value): appendInterpolation(value)
+                case .text(let value): appendInterpolation(value)
+                case .time(let value): appendInterpolation(value)
+                case .uuid(let value): appendInterpolation(value)
+                case .bool(let value): appendInterpolation(value)
+                }
+            }
+        }
     }
 }

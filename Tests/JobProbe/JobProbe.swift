@@ -79,9 +79,14 @@ struct JobProbe: AsyncParsableCommand {
                 return nil
             }
             defer { group.cancelAll() }
-            try await client.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(options.schema)\""), logger: logger)
-            try await Migrator(client: client, schema: options.schema, migrations: MigrationSet(migrations), logger: logger).migrate()
-            return try await body(client, logger)
+            do {
+                try await client.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(options.schema)\""), logger: logger)
+                try await Migrator(client: client, schema: options.schema, migrations: MigrationSet(migrations), logger: logger).migrate()
+                return try await body(client, logger)
+            } catch let error as PSQLError {
+                // A tool's user needs the server's message, not the driver's privacy-minded summary.
+                throw ProbeFailure(description: String(reflecting: error))
+            }
         }
     }
 
@@ -147,7 +152,8 @@ struct JobProbe: AsyncParsableCommand {
                                        clock: BusinessClock(), concurrency: concurrency, batchSize: batchSize,
                                        pollInterval: .seconds(1), logger: logger)
                 // Throughput: a backlog written first (in batches of 500 per transaction), then drained.
-                try await client.query("TRUNCATE probe_runs; DELETE FROM jobs WHERE kind = 'probe.record'", logger: logger)
+                try await client.query("TRUNCATE probe_runs", logger: logger)
+                try await client.query("DELETE FROM jobs WHERE kind = 'probe.record'", logger: logger)
                 let payload = ProbePayload(label: "throughput", holdMilliseconds: 0)
                 for start in stride(from: 0, to: jobs, by: 500) {
                     try await Database.transaction(client, context) { transaction in
@@ -201,6 +207,10 @@ struct JobProbe: AsyncParsableCommand {
             for try await value in try await client.query(query, logger: logger).decode(Int.self) { return value }
             return 0
         }
+    }
+
+    struct ProbeFailure: Error, CustomStringConvertible {
+        var description: String
     }
 
     struct BenchResult: Codable {

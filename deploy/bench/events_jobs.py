@@ -6,9 +6,9 @@ Argon2 hashing in the way); latency per event and consumer is the consumer's com
 (`inbox.received_at`) minus the producer's (`outbox.created_at`), both from Postgres's clock.
 Measured three ways, because on this machine the dev broker shapes the figures:
 
-- the four consumers with the dev broker's fetch wait as configured by default (100 ms: the mock
-  cluster holds every fetch that long, where a real broker answers as soon as data arrives);
-- the four consumers with `KAFKA_FETCH_WAIT_MAX_MS=10`;
+- the four consumers with the services' default fetch wait (`KAFKA_FETCH_WAIT_MAX_MS`, 100 ms: the
+  mock cluster holds every fetch that long, where a real broker answers as soon as data arrives);
+- the four consumers with 10 ms, which suite.py gives them against the dev broker;
 - one consumer alone (listings), fetch wait 10 ms: what one consuming service can take.
 
 Jobs: `JobProbe bench` (Tests/JobProbe) runs the platform's JobRunner on a schema of its own in
@@ -91,8 +91,8 @@ def _warm_up(suite: Suite, consumers: tuple[str, ...]) -> None:
 def measure_events(suite: Suite, *, steady: int = 2000, burst: int = 10000) -> list[dict]:
     """The event path under a steady ~250 events/s and a burst, in the three set-ups above."""
     runs = []
-    for label, fetch_wait, consumers in (("four consumers, fetch wait 100 ms (the dev default)", "100", CONSUMERS),
-                                         ("four consumers, fetch wait 10 ms", "10", CONSUMERS),
+    for label, fetch_wait, consumers in (("four consumers, fetch wait 100 ms (the services' default)", "100", CONSUMERS),
+                                         ("four consumers, fetch wait 10 ms (suite.py's for the dev broker)", "10", CONSUMERS),
                                          ("one consumer (listings), fetch wait 10 ms", "10", ("listings",))):
         say(f"events: {label}")
         _restart(suite, CONSUMERS, {"KAFKA_FETCH_WAIT_MAX_MS": fetch_wait})
@@ -106,8 +106,8 @@ def measure_events(suite: Suite, *, steady: int = 2000, burst: int = 10000) -> l
         burst_result = applied(suite, start, (burst // 500) * 500, consumers)
         runs.append({"label": label, "consumers": len(consumers), "steady": steady_result, "burst": burst_result,
                      "burst_events": (burst // 500) * 500})
-    # Back to the configured suite, every consumer caught up.
-    _restart(suite, CONSUMERS, {"KAFKA_FETCH_WAIT_MAX_MS": "100"})
+    # Back to the suite's own setting (suite.py gives the dev broker's consumers 10 ms).
+    _restart(suite, CONSUMERS, {"KAFKA_FETCH_WAIT_MAX_MS": "10"})
     _warm_up(suite, CONSUMERS)
     return runs
 

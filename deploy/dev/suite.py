@@ -902,6 +902,10 @@ class Suite:
         }
         if self._external_kafka or self._broker_address:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
+        if self._broker_address and not self._external_kafka:
+            # The dev broker holds every fetch for the whole wait where a real broker answers as
+            # soon as data arrives: a short wait keeps its delivery latency near a real broker's.
+            env["KAFKA_FETCH_WAIT_MAX_MS"] = "10"
         if name in SERVICES:
             env["DATABASE_URL"] = self.service_dsn(name)
             env["TEST_CLOCK"] = "on"  # POST /internal/test-clock: local runs and tests only
