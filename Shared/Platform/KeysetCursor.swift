@@ -393,18 +393,20 @@ public struct KeysetPredicate: Sendable, Equatable {
 
 /// The `?limit=&cursor=` of a list sorted by a `KeysetOrder`, its cursor bound to the list's filter and sort.
 ///
-/// The keyset counterpart of `PageRequest`, which stays as it is for the lists that page by
-/// `Cursor` (time and id): this one reads the raw `cursor` text itself and decodes it with the
-/// binding, which only the service knows.
+/// Every list of the suite pages this way: it reads the raw `cursor` text itself and decodes it
+/// with the binding, which only the service knows.
 public struct KeysetPageRequest: Sendable {
+    /// The most items one page may hold (API.md: `limit` 1 to 100, default 20).
+    public static let maximumLimit = 100
+
     public var limit: Int
     public var after: KeysetCursor?
     public let order: KeysetOrder
     public let binding: String
 
     public init(limit: Int = 20, cursor: String?, order: KeysetOrder, binding: String) throws {
-        guard (1...PageRequest.maximumLimit).contains(limit) else {
-            throw Problem.validation([FieldError("limit", "must be an integer from 1 to \(PageRequest.maximumLimit)")])
+        guard (1...KeysetPageRequest.maximumLimit).contains(limit) else {
+            throw Problem.validation([FieldError("limit", "must be an integer from 1 to \(KeysetPageRequest.maximumLimit)")])
         }
         self.limit = limit
         self.order = order
@@ -413,7 +415,7 @@ public struct KeysetPageRequest: Sendable {
     }
 
     public init(_ request: Request, order: KeysetOrder, binding: String, defaultLimit: Int = 20) throws {
-        let limit = try request.queryInt("limit", default: defaultLimit, range: 1...PageRequest.maximumLimit)
+        let limit = try request.queryInt("limit", default: defaultLimit, range: 1...KeysetPageRequest.maximumLimit)
         try self.init(limit: limit, cursor: request.queryString("cursor"), order: order, binding: binding)
     }
 

@@ -309,11 +309,17 @@ struct AccountRecoveryIntegrationTests {
             _ = try await administration.reinstate(fixture.userId, reason: "appeal upheld", actor: adminId, context: context)
             _ = try await accounts.passwordLogin(email: fixture.email, password: Self.password, userAgent: nil, context: context)
 
-            let page = try await AuditLog.page(.init(actorId: adminId, targetId: nil, action: nil), try PageRequest(limit: 2), client: client, context: context)
+            let byAdmin = AuditLog.Filter(actorId: adminId, targetId: nil, action: nil)
+            func auditPage(limit: Int, cursor: String?, _ filter: AuditLog.Filter) throws -> KeysetPageRequest {
+                try KeysetPageRequest(limit: limit, cursor: cursor, order: AuditLog.newestFirst, binding: AuditLog.binding(filter))
+            }
+            let page = try await AuditLog.page(byAdmin, try auditPage(limit: 2, cursor: nil, byAdmin), client: client, context: context)
             #expect(page.items.map(\.action) == ["user.reinstated", "user.suspended"])
             #expect(page.items.first?.reason == "appeal upheld")
-            let rest = try await AuditLog.page(.init(actorId: adminId, targetId: nil, action: nil),
-                                               try PageRequest(limit: 10, after: Cursor.decode(try #require(page.nextCursor))), client: client, context: context)
+            let rest = try await AuditLog.page(byAdmin, try auditPage(limit: 10, cursor: page.nextCursor, byAdmin), client: client, context: context)
+            #expect(throws: Problem.self, "the cursor is bound to the actor filter it came from") {
+                _ = try auditPage(limit: 10, cursor: page.nextCursor, AuditLog.Filter(actorId: fixture.userId, targetId: nil, action: nil))
+            }
             #expect(rest.items.map(\.action) == ["user.roles_changed"] && rest.nextCursor == nil)
             #expect(rest.items.first?.details == ["from": "buyer", "to": "buyer moderator"] && rest.items.first?.requestId == "req-1")
 
@@ -324,11 +330,15 @@ struct AccountRecoveryIntegrationTests {
                 try await client.query("DELETE FROM audit_log", logger: logger)
             }
 
-            let staff = try await administration.users(.init(role: "moderator", status: nil, emailPrefix: nil), try PageRequest(limit: 10), context: context)
+            func firstPage(_ filter: Administration.UserFilter) async throws -> Page<UserView> {
+                try await administration.users(filter, try KeysetPageRequest(limit: 10, cursor: nil, order: Administration.newestFirst,
+                                                                             binding: Administration.binding(filter)), context: context)
+            }
+            let staff = try await firstPage(Administration.UserFilter(role: "moderator", status: nil, emailPrefix: nil))
             #expect(staff.items.map(\.id) == [fixture.userId])
-            let byEmail = try await administration.users(.init(role: nil, status: "active", emailPrefix: "root-"), try PageRequest(limit: 10), context: context)
+            let byEmail = try await firstPage(Administration.UserFilter(role: nil, status: "active", emailPrefix: "root-"))
             #expect(byEmail.items.map(\.id) == [adminId])
-            let none = try await administration.users(.init(role: nil, status: nil, emailPrefix: "root_%"), try PageRequest(limit: 10), context: context)
+            let none = try await firstPage(Administration.UserFilter(role: nil, status: nil, emailPrefix: "root_%"))
             #expect(none.items.isEmpty, "LIKE wildcards in the filter are literal")
         }
     }

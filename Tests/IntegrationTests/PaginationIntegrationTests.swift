@@ -29,14 +29,13 @@ struct PaginationIntegrationTests {
                 }
                 let repository = OrderRepository(client: client)
                 var seen: [Order] = []
-                var cursor: Cursor?
+                var cursor: String?
                 var pages = 0
                 repeat {
-                    var request = try PageRequest(limit: 20)
-                    request.after = cursor
+                    let request = try KeysetPageRequest(limit: 20, cursor: cursor, order: OrderRepository.newestFirst, binding: OrderRepository.binding)
                     let page = try await repository.page(participant: me, request, TestInfrastructure.context("orders"))
                     seen += page.items
-                    cursor = try page.nextCursor.map(Cursor.decode)
+                    cursor = page.nextCursor
                     pages += 1
                 } while cursor != nil && pages < 10
                 #expect(pages == 3)
@@ -45,6 +44,13 @@ struct PaginationIntegrationTests {
                 #expect(seen.allSatisfy { $0.buyerId == me || $0.vendorId == me })
                 let keys = seen.map { ($0.createdAt, $0.id.uuidString) }
                 #expect(zip(keys, keys.dropFirst()).allSatisfy { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 > $1.1) })
+                // A cursor of this list means nothing to another: conversations refuse it (422 on `cursor`).
+                let first = try await repository.page(participant: me, try KeysetPageRequest(limit: 20, cursor: nil, order: OrderRepository.newestFirst,
+                                                                                             binding: OrderRepository.binding), TestInfrastructure.context("orders"))
+                #expect(throws: Problem.validation([FieldError("cursor", "does not belong to this filter and sort; start again without a cursor")])) {
+                    _ = try KeysetPageRequest(limit: 20, cursor: first.nextCursor, order: OrderRepository.newestFirst,
+                                              binding: KeysetCursor.binding("conversations.mine", sort: "newest"))
+                }
             }
         }
     }

@@ -30,11 +30,19 @@ struct Administration: Sendable {
         var emailPrefix: String?
     }
 
+    /// Newest accounts first.
+    static let newestFirst = KeysetOrder([.init("u.created_at", .time, descending: true)], idColumn: "u.id", idDescending: true)
+
+    /// The binding of a page of this list: a cursor taken under other filters is refused.
+    static func binding(_ filter: UserFilter) -> String {
+        KeysetCursor.binding("admin.users", sort: "newest",
+                             filters: [("role", filter.role ?? ""), ("status", filter.status ?? ""), ("email", filter.emailPrefix ?? "")])
+    }
+
     /// Newest accounts first, one keyset page.
-    func users(_ filter: UserFilter, _ page: PageRequest, context: OperationContext) async throws -> Page<UserView> {
+    func users(_ filter: UserFilter, _ page: KeysetPageRequest, context: OperationContext) async throws -> Page<UserView> {
         // No stored address holds U+0000 (Postgres text cannot): such a prefix matches nobody.
         if filter.emailPrefix?.contains("\u{0}") == true { return Page(items: [], nextCursor: nil) }
-        let after = page.after
         let pattern = filter.emailPrefix.map { Self.escapeLike($0) + "%" }
         let rows = try await client.query("""
             SELECT \(unescaped: UserView.columns) FROM users u
@@ -42,12 +50,12 @@ struct Administration: Sendable {
             WHERE (\(filter.role)::text IS NULL OR u.roles @> ARRAY[\(filter.role)::text])
               AND (\(filter.status)::text IS NULL OR u.status = \(filter.status))
               AND (\(pattern)::text IS NULL OR u.email_normalized LIKE \(pattern))
-              AND (\(after?.time)::timestamptz IS NULL OR (u.created_at, u.id) < (\(after?.time), \(after?.id)))
-            ORDER BY u.created_at DESC, u.id DESC LIMIT \(page.fetchLimit)
+              AND \(after: page)
+            ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit)
             """, logger: context.logger)
         var users: [UserView] = []
         for try await row in rows { users.append(try UserView(row)) }
-        return page.page(users) { Cursor(time: $0.createdAt, id: $0.id) }
+        return page.page(users) { KeysetCursor(values: [.time($0.createdAt)], id: $0.id) }
     }
 
     func user(_ id: UUID, context: OperationContext) async throws -> UserView {

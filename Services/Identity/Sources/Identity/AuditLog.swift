@@ -63,22 +63,31 @@ enum AuditLog {
         var action: String?
     }
 
+    /// Newest first.
+    static let newestFirst = KeysetOrder([.init("at", .time, descending: true)], idColumn: "id", idDescending: true)
+
+    /// The binding of a page of this list: a cursor taken under other filters is refused.
+    static func binding(_ filter: Filter) -> String {
+        KeysetCursor.binding("audit-log", sort: "newest", filters: [("actorId", filter.actorId?.uuidString.lowercased() ?? ""),
+                                                                    ("targetId", filter.targetId?.uuidString.lowercased() ?? ""),
+                                                                    ("action", filter.action ?? "")])
+    }
+
     /// Newest first, one keyset page. Each filter has its own index; several combine as conditions.
-    static func page(_ filter: Filter, _ page: PageRequest, client: PostgresClient, context: OperationContext) async throws -> Page<AuditEntry> {
-        let after = page.after
+    static func page(_ filter: Filter, _ page: KeysetPageRequest, client: PostgresClient, context: OperationContext) async throws -> Page<AuditEntry> {
         let rows = try await client.query("""
             SELECT id, at, actor_id, action, target_id, reason, details::text, request_id FROM audit_log
             WHERE (\(filter.actorId)::uuid IS NULL OR actor_id = \(filter.actorId))
               AND (\(filter.targetId)::uuid IS NULL OR target_id = \(filter.targetId))
               AND (\(filter.action)::text IS NULL OR action = \(filter.action))
-              AND (\(after?.time)::timestamptz IS NULL OR (at, id) < (\(after?.time), \(after?.id)))
-            ORDER BY at DESC, id DESC LIMIT \(page.fetchLimit)
+              AND \(after: page)
+            ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit)
             """, logger: context.logger)
         var entries: [AuditEntry] = []
         for try await (id, at, actor, action, target, reason, details, requestId) in rows.decode((UUID, Date, UUID?, String, UUID?, String?, String, String?).self) {
             let decoded = (try? JSONDecoder().decode([String: String].self, from: Data(details.utf8))) ?? [:]
             entries.append(AuditEntry(id: id, at: at, actorId: actor, action: action, targetId: target, reason: reason, details: decoded, requestId: requestId))
         }
-        return page.page(entries) { Cursor(time: $0.at, id: $0.id) }
+        return page.page(entries) { KeysetCursor(values: [.time($0.at)], id: $0.id) }
     }
 }

@@ -192,7 +192,8 @@ struct IdentityRoutes: Sendable {
         admin.get("/users") { request, context -> Response in
             _ = try await requireAdmin(context)
             let filter = try AdminQueries.userFilter(request)
-            let page = try await administration.users(filter, try PageRequest(request), context: context.operation)
+            let page = try await administration.users(filter, try KeysetPageRequest(request, order: Administration.newestFirst,
+                                                                                    binding: Administration.binding(filter)), context: context.operation)
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
         admin.get("/users/{id}") { _, context -> Response in
@@ -223,8 +224,9 @@ struct IdentityRoutes: Sendable {
         }
         admin.get("/audit-log") { request, context -> Response in
             _ = try await requireAdmin(context)
-            let page = try await AuditLog.page(try AdminQueries.auditFilter(request), try PageRequest(request), client: administration.client,
-                                               context: context.operation)
+            let filter = try AdminQueries.auditFilter(request)
+            let page = try await AuditLog.page(filter, try KeysetPageRequest(request, order: AuditLog.newestFirst, binding: AuditLog.binding(filter)),
+                                               client: administration.client, context: context.operation)
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
     }

@@ -50,7 +50,9 @@ enum Privacy {
         for try await (id, agent, created, used, revoked, amr) in sessionRows.decode((UUID, String?, Date, Date, Date?, [String]).self) {
             sessions.append(.init(id: id, userAgent: agent, createdAt: created, lastUsedAt: used, revokedAt: revoked, signInMethods: amr))
         }
-        let audit = try await AuditLog.page(.init(actorId: nil, targetId: user, action: nil), try PageRequest(limit: 100), client: client, context: context)
+        let about = AuditLog.Filter(actorId: nil, targetId: user, action: nil)
+        let audit = try await AuditLog.page(about, try KeysetPageRequest(limit: 100, cursor: nil, order: AuditLog.newestFirst, binding: AuditLog.binding(about)),
+                                            client: client, context: context)
         try await AuditLog.record(.exported, actor: user, target: user, client: client, context: context)
         return IdentityExport(exportedAt: Date(), account: view, passwordChangedAt: passwordChanged, sessions: sessions, auditEntries: audit.items)
     }

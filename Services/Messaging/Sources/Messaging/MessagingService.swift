@@ -28,7 +28,8 @@ public struct MessagingService: ServiceModule {
         let signedIn = router.group().add(middleware: RequireSignedIn())
         signedIn.get("/v1/conversations") { request, context -> Response in
             let caller = try context.requirePrincipal()
-            let page = try await conversations.page(participant: caller.userId, PageRequest(request), context.operation)
+            let page = try await conversations.page(participant: caller.userId, KeysetPageRequest(request, order: ConversationRepository.newestFirst,
+                                                                                                  binding: ConversationRepository.binding), context.operation)
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
     }
@@ -69,19 +70,20 @@ public struct Conversation: Sendable, Codable, Equatable {
 struct ConversationRepository: Sendable {
     let client: PostgresClient
 
+    /// Newest first; a cursor of this list is refused by any other.
+    static let newestFirst = KeysetOrder([.init("created_at", .time, descending: true)], idColumn: "id", idDescending: true)
+    static let binding = KeysetCursor.binding("conversations.mine", sort: "newest")
+
     /// The caller's conversations, newest first; one index range scan per side, merged.
-    func page(participant: UUID, _ request: PageRequest, _ context: OperationContext) async throws -> Page<Conversation> {
-        let time = request.after?.time ?? Date.distantFuture
-        let id = request.after?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
-        let fetch = request.fetchLimit
+    func page(participant: UUID, _ page: KeysetPageRequest, _ context: OperationContext) async throws -> Page<Conversation> {
         let rows = try await client.query("""
             SELECT id, buyer_id, vendor_id, listing_id, order_id, last_message_at, created_at FROM (
-                (SELECT * FROM conversations WHERE buyer_id = \(participant) AND (created_at, id) < (\(time), \(id))
-                 ORDER BY created_at DESC, id DESC LIMIT \(fetch))
+                (SELECT * FROM conversations WHERE buyer_id = \(participant) AND \(after: page)
+                 ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit))
                 UNION
-                (SELECT * FROM conversations WHERE vendor_id = \(participant) AND (created_at, id) < (\(time), \(id))
-                 ORDER BY created_at DESC, id DESC LIMIT \(fetch))
-            ) mine ORDER BY created_at DESC, id DESC LIMIT \(fetch)
+                (SELECT * FROM conversations WHERE vendor_id = \(participant) AND \(after: page)
+                 ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit))
+            ) mine ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit)
             """, logger: context.logger)
         var items: [Conversation] = []
         for try await (id, buyer, vendor, listing, order, lastMessage, created)
@@ -89,6 +91,6 @@ struct ConversationRepository: Sendable {
             items.append(Conversation(id: id, buyerId: buyer, vendorId: vendor, listingId: listing, orderId: order,
                                       lastMessageAt: lastMessage, createdAt: created))
         }
-        return request.page(items) { Cursor(time: $0.createdAt, id: $0.id) }
+        return page.page(items) { KeysetCursor(values: [.time($0.createdAt)], id: $0.id) }
     }
 }

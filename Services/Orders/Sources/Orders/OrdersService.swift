@@ -28,7 +28,8 @@ public struct OrdersService: ServiceModule {
         let signedIn = router.group().add(middleware: RequireSignedIn())
         signedIn.get("/v1/orders") { request, context -> Response in
             let caller = try context.requirePrincipal()
-            let page = try await orders.page(participant: caller.userId, PageRequest(request), context.operation)
+            let page = try await orders.page(participant: caller.userId, KeysetPageRequest(request, order: OrderRepository.newestFirst,
+                                                                                           binding: OrderRepository.binding), context.operation)
             return try JSONResponse.make(page, cacheControl: "private, no-store")
         }
     }
@@ -70,26 +71,27 @@ public struct Order: Sendable, Codable, Equatable {
 struct OrderRepository: Sendable {
     let client: PostgresClient
 
+    /// Newest first; a cursor of this list is refused by any other.
+    static let newestFirst = KeysetOrder([.init("created_at", .time, descending: true)], idColumn: "id", idDescending: true)
+    static let binding = KeysetCursor.binding("orders.mine", sort: "newest")
+
     /// The caller's orders as buyer or vendor, newest first. Each side is an index range scan
     /// (limit + 1 rows), merged; the extra row tells whether another page exists.
-    func page(participant: UUID, _ request: PageRequest, _ context: OperationContext) async throws -> Page<Order> {
-        let time = request.after?.time ?? Date.distantFuture
-        let id = request.after?.id ?? UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
-        let fetch = request.fetchLimit
+    func page(participant: UUID, _ page: KeysetPageRequest, _ context: OperationContext) async throws -> Page<Order> {
         let rows = try await client.query("""
             SELECT id, buyer_id, vendor_id, status, total_amount, currency, created_at FROM (
-                (SELECT * FROM orders WHERE buyer_id = \(participant) AND (created_at, id) < (\(time), \(id))
-                 ORDER BY created_at DESC, id DESC LIMIT \(fetch))
+                (SELECT * FROM orders WHERE buyer_id = \(participant) AND \(after: page)
+                 ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit))
                 UNION
-                (SELECT * FROM orders WHERE vendor_id = \(participant) AND (created_at, id) < (\(time), \(id))
-                 ORDER BY created_at DESC, id DESC LIMIT \(fetch))
-            ) mine ORDER BY created_at DESC, id DESC LIMIT \(fetch)
+                (SELECT * FROM orders WHERE vendor_id = \(participant) AND \(after: page)
+                 ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit))
+            ) mine ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit)
             """, logger: context.logger)
         var items: [Order] = []
         for try await (id, buyer, vendor, status, total, currency, created)
             in rows.decode((UUID, UUID, UUID, String, Int64, String, Date).self) {
             items.append(Order(id: id, buyerId: buyer, vendorId: vendor, status: status, totalAmount: total, currency: currency, createdAt: created))
         }
-        return request.page(items) { Cursor(time: $0.createdAt, id: $0.id) }
+        return page.page(items) { KeysetCursor(values: [.time($0.createdAt)], id: $0.id) }
     }
 }
