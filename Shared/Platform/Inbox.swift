@@ -214,7 +214,7 @@ public struct EventConsumerService: Service {
                         }
                     } catch is CancellationError {
                     } catch {
-                        logger.error("consumer stopped", metadata: ["error": "\(error)"])
+                        logger.error("consumer stopped", metadata: ["error": "\(String(reflecting: error))"])
                     }
                 }
             }
@@ -302,7 +302,7 @@ public struct EventConsumerService: Service {
                 } catch {
                     lastError = error
                     failed.increment()
-                    logger.warning("event handling failed", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                    logger.warning("event handling failed", metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: error))"])
                     if attempt < maxAttempts {
                         let delay = backoff * (1 << min(attempt - 1, 10))
                         try await Task.sleep(for: delay)
@@ -330,7 +330,7 @@ public struct EventConsumerService: Service {
             do {
                 _ = try await producer.send(topic: deadLetterTopic, key: message.key, value: message.value, headers: headers)
                 deadLettered.increment()
-                logger.error("event dead-lettered", metadata: ["dlq.topic": "\(deadLetterTopic)", "error": "\(error)"])
+                logger.error("event dead-lettered", metadata: ["dlq.topic": "\(deadLetterTopic)", "error": "\(String(reflecting: error))"])
                 return
             } catch {
                 logger.error("dead-letter publish failed; retrying", metadata: ["error": "\(error)"])

@@ -160,12 +160,12 @@ public enum Jobs {
     /// rows, sent outbox rows and expired idempotency records are dropped in small batches.
     public static func housekeeping(inboxRetention: Duration = .seconds(14 * 86_400)) -> JobHandlers {
         var handlers = JobHandlers()
-        let inboxDays = Int(inboxRetention.components.seconds / 86_400)
+        let inboxSeconds = Int(inboxRetention.components.seconds)
         handlers.every("prune-inbox", .every(.seconds(600))) { transaction in
             // Deduplication needs an event's id only while the broker may still redeliver it.
             try await transaction.query("""
                 DELETE FROM inbox WHERE event_id IN (
-                    SELECT event_id FROM inbox WHERE received_at < now() - make_interval(days => \(inboxDays)) LIMIT 5000)
+                    SELECT event_id FROM inbox WHERE received_at < now() - \(inboxSeconds) * interval '1 second' LIMIT 5000)
                 """)
         }
         handlers.every("prune-outbox", .every(.seconds(600))) { transaction in
@@ -312,7 +312,7 @@ public struct JobRunner: Service {
                 signal.fire()
                 return
             } catch {
-                logger.warning("recurring schedules not registered yet", metadata: ["error": "\(error)"])
+                logger.warning("recurring schedules not registered yet", metadata: ["error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: pollInterval)
             }
         }
@@ -375,7 +375,7 @@ public struct JobRunner: Service {
                 if wait > .zero { await signal.wait(since: generation, timeout: wait) }
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("job runner interrupted", metadata: ["error": "\(error)"])
+                logger.warning("job runner interrupted", metadata: ["error": "\(String(reflecting: error))"])
                 await signal.wait(since: generation, timeout: pollInterval)
             }
         }
@@ -457,7 +457,8 @@ public struct JobRunner: Service {
     func recordFailure(of job: Job, entry: JobHandlers.Entry, error: any Error, on connection: PostgresConnection, logger: Logger) async throws {
         metrics.failures.increment()
         let attempts = job.attempts + 1
-        let message = String(String(describing: error).prefix(2000))
+        // A database error's description hides its detail; the reflection carries SQLSTATE and message.
+        let message = String(String(reflecting: error).prefix(2000))
         if attempts < entry.maxAttempts {
             let retryAt = clock.now().addingTimeInterval(Self.backoff(after: attempts, first: entry.backoff, maximum: entry.maximumBackoff))
             try await connection.query("""

@@ -82,7 +82,7 @@ public struct OutboxRelay: Service {
                     return
                 } catch {
                     if Task.isCancelled { return }
-                    logger.warning("outbox relay interrupted", metadata: ["error": "\(error)"])
+                    logger.warning("outbox relay interrupted", metadata: ["error": "\(String(reflecting: error))"])
                 }
                 try? await Task.sleep(for: pollInterval)
             }

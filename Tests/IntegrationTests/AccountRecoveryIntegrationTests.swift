@@ -342,4 +342,33 @@ struct AccountRecoveryIntegrationTests {
             #expect(none.items.isEmpty, "LIKE wildcards in the filter are literal")
         }
     }
+
+    @Test func identityHousekeepingDropsOnlyExpiredSecurityRecords() async throws {
+        try await withAccount { fixture async throws in
+            let client = fixture.client
+            try await client.query("""
+                INSERT INTO login_throttles (key, updated_at) VALUES ('ip:old', now() - interval '2 days'), ('ip:recent', now())
+                """, logger: logger)
+            try await client.query("""
+                INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES
+                    ('\\x01', \(fixture.userId), now() - interval '2 hours'), ('\\x02', \(fixture.userId), now() + interval '5 minutes')
+                """, logger: logger)
+            try await client.query("""
+                INSERT INTO exports (id, user_id, expires_at) VALUES
+                    (gen_random_uuid(), \(fixture.userId), now() - interval '1 minute'), (gen_random_uuid(), \(fixture.userId), now() + interval '1 day')
+                """, logger: logger)
+            let housekeeping = IdentityService.housekeeping
+            #expect(housekeeping.kinds == ["recurring:prune-exports", "recurring:prune-login-throttles", "recurring:prune-mfa-challenges"])
+            try await Database.transaction(client, context) { transaction in
+                for kind in housekeeping.kinds {
+                    try await housekeeping.perform(recurring: String(kind.dropFirst("recurring:".count)), in: transaction)
+                }
+            }
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM login_throttles WHERE key = 'ip:recent'") == 1)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM login_throttles") == 1)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM mfa_challenges") == 1, "the live challenge stays")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM exports WHERE expires_at > now()") == 1)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM exports") == 1, "the expired export goes")
+        }
+    }
 }

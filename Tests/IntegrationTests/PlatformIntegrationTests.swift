@@ -279,6 +279,32 @@ struct IdempotencyIntegrationTests {
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM idempotency_keys") == 1, "the fresh record stays")
         }
     }
+
+    @Test func housekeepingDropsOnlyWhatHasAgedOut() async throws {
+        try await withPlatformSchema { client, schema async throws in
+            try await client.query("""
+                INSERT INTO inbox (event_id, type, source, topic, received_at) VALUES
+                    ('old', 't', 's', 'x', now() - interval '15 days'), ('recent', 't', 's', 'x', now() - interval '13 days')
+                """, logger: logger)
+            try await client.query("""
+                INSERT INTO outbox (event_id, topic, key, type, source, time, data, sent_at) VALUES
+                    (gen_random_uuid(), 'x', 'k', 't', 's', now(), '', now() - interval '8 days'),
+                    (gen_random_uuid(), 'x', 'k', 't', 's', now(), '', now() - interval '6 days'),
+                    (gen_random_uuid(), 'x', 'k', 't', 's', now(), '', NULL)
+                """, logger: logger)
+            let housekeeping = Jobs.housekeeping()
+            #expect(housekeeping.kinds == ["recurring:prune-idempotency-keys", "recurring:prune-inbox", "recurring:prune-outbox"])
+            try await Database.transaction(client, TestInfrastructure.context(schema)) { transaction in
+                for kind in housekeeping.kinds {
+                    try await housekeeping.perform(recurring: String(kind.dropFirst("recurring:".count)), in: transaction)
+                }
+            }
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM inbox WHERE event_id = 'recent'") == 1)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM inbox") == 1, "the event past retention is forgotten")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM outbox") == 2, "the week-old sent row goes; the recent and the unsent stay")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 1)
+        }
+    }
 }
 
 /// The inbox, retries and the users projection's move, on real Postgres.
