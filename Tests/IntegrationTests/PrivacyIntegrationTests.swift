@@ -93,4 +93,33 @@ struct PrivacyIntegrationTests {
             }
         }
     }
+
+    @Test func partsArrivingTogetherStillCompleteTheExport() async throws {
+        try await recovery.withAccount { fixture in
+            let (client, user) = (fixture.client, fixture.userId)
+            let started = try await Exports.request(user: user, client: client, context: context)
+            let services = Topics.privacyParticipants
+            let part = { @Sendable (service: String) in UserExportPartV1(exportId: started.id, userId: user, service: service, data: "{}") }
+            for service in services.dropLast(2) {
+                try await inTransaction(client) { transaction in try await Exports.receive(part(service), in: transaction) }
+            }
+            let (received, receivedSignal) = AsyncStream<Void>.makeStream()
+            let (mayCommit, commitSignal) = AsyncStream<Void>.makeStream()
+            async let first: Void = inTransaction(client) { transaction in
+                try await Exports.receive(part(services[services.count - 2]), in: transaction)
+                receivedSignal.yield()
+                for await _ in mayCommit { break }
+            }
+            for await _ in received { break }
+            // The last part is handled while the one before is still uncommitted, as on two
+            // partitions or two replicas; neither transaction may conclude a part is missing.
+            async let second: Void = inTransaction(client) { transaction in try await Exports.receive(part(services[services.count - 1]), in: transaction) }
+            try await Task.sleep(for: .milliseconds(200))
+            commitSignal.yield()
+            try await first
+            try await second
+            let view = try await Exports.view(started.id, user: user, client: client, context: context)
+            #expect(view.status == "ready" && view.pendingServices.isEmpty)
+        }
+    }
 }

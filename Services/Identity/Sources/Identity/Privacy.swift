@@ -113,11 +113,16 @@ enum Exports {
     }
 
     /// A participant's part arrived (at most once per service; a redelivery changes nothing).
+    ///
+    /// Parts arrive on different topics, so two may be handled at once (two partitions, two
+    /// replicas): the export row is locked first, so the later one counts the earlier one's part.
     static func receive(_ part: UserExportPartV1, in transaction: Transaction) async throws {
         guard Topics.privacyParticipants.contains(part.service) else { return }
+        guard try await transaction.first("""
+            SELECT 1 FROM exports WHERE id = \(part.exportId) AND user_id = \(part.userId) AND completed_at IS NULL FOR UPDATE
+            """, as: Int.self) != nil else { return }
         try await transaction.query("""
-            INSERT INTO export_parts (export_id, service, data)
-            SELECT id, \(part.service), \(part.data)::jsonb FROM exports WHERE id = \(part.exportId) AND user_id = \(part.userId)
+            INSERT INTO export_parts (export_id, service, data) VALUES (\(part.exportId), \(part.service), \(part.data)::jsonb)
             ON CONFLICT DO NOTHING
             """)
         try await transaction.query("""
