@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import PostgresNIO
 
 /// One invalid field in a request body or query, reported with a 422.
@@ -205,6 +206,11 @@ public struct ProblemMiddleware<Context: ServiceRequestContext>: RouterMiddlewar
                 logger.error("unexpected http error", metadata: ["status": "\(http.status.code)"])
                 return Problem(.internalError, "An unexpected error occurred.")
             }
+        case let parser as HTTPParserError:
+            // The request broke off or was malformed mid-body (often the caller gave up on it):
+            // the caller's fault, and usually nobody is left to read the answer.
+            logger.info("request body unreadable", metadata: ["error": "\(String(reflecting: parser))"])
+            return Problem(.malformedRequest, "The request body ended early or is malformed.")
         default:
             logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
             return Problem(.internalError, "An unexpected error occurred.")

@@ -3,9 +3,12 @@ contract check inside the client)."""
 
 from __future__ import annotations
 
+import socket
+import uuid
+
 import pytest
 
-from e2e_support import PASSWORD, unique_email
+from e2e_support import PASSWORD, unique_email, wait_until
 
 MIB = 1024 * 1024
 
@@ -181,3 +184,24 @@ def test_a_known_path_asked_with_another_method_is_405_naming_what_it_takes(gate
     response = gateway.request(method, path, token=buyer.access_token)
     response.expect_problem(405, "method-not-allowed")
     assert response.header("allow") == allow
+
+
+def test_a_body_cut_short_is_the_callers_fault_not_a_service_error(suite, direct):
+    """A caller (or the gateway giving up on a slow or oversized upload) closing mid-body gets a 400 if
+    anyone is still listening; the service logs it quietly and keeps serving."""
+    request_id = uuid.uuid4().hex
+    with socket.create_connection(("127.0.0.1", suite.ports["identity"]), timeout=5) as connection:
+        connection.sendall(b"POST /v1/auth/register HTTP/1.1\r\nHost: identity\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 200\r\nX-Request-Id: " + request_id.encode() + b"\r\n\r\n" + b'{"email": "cut')
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    direct["identity"].get("/health/ready").expect(200)
+
+    def logged() -> list[str]:
+        return [line for line in (suite.log_dir / "identity.log").read_text(errors="replace").splitlines() if request_id in line]
+
+    wait_until(logged, timeout=5, describe="the request in identity's log (written asynchronously)")
+    assert all('"level":"info"' in line for line in logged()), logged()

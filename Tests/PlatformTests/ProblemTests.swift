@@ -83,7 +83,7 @@ final class CollectingWriter: ResponseBodyWriter, @unchecked Sendable {
     let buffer = NIOLockedValueBox(ByteBuffer())
     func write(_ buffer: ByteBuffer) async throws {
         var incoming = buffer
-        self.buffer.withLockedValue { $0.writeBuffer(&incoming) }
+        _ = self.buffer.withLockedValue { $0.writeBuffer(&incoming) }
     }
     func finish(_ trailingHeaders: HTTPFields?) async throws {}
 }
