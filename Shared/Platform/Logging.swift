@@ -183,9 +183,11 @@ enum JSONText {
 /// RFC 3339 UTC timestamps with milliseconds, without a formatter object per call.
 public enum FastTime {
     public static func rfc3339(_ date: Date) -> String {
-        let interval = date.timeIntervalSince1970
-        var seconds = time_t(interval.rounded(.down))
-        let millis = Int((interval - Double(seconds)) * 1000)
+        // The nearest millisecond: a time read from "…:00.300Z" is 0.29999… s past the second as a
+        // Double, and truncating would write it back as .299.
+        let total = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        var seconds = time_t(total >= 0 ? total / 1000 : (total - 999) / 1000)
+        let millis = Int(total - Int64(seconds) * 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func pad(_ value: Int32, _ width: Int) -> String {
