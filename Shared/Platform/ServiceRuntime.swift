@@ -53,6 +53,8 @@ public protocol ServiceModule: Sendable {
     var verificationKeys: (any VerificationKeySource)? { get }
     /// Long-running work of the service besides HTTP, the relay, the consumer and the job runner.
     var backgroundServices: [any Service] { get }
+    /// What else must be true before the service takes traffic (a read model loaded, say).
+    var readinessChecks: [ReadinessCheck] { get }
 }
 
 extension ServiceModule {
@@ -61,6 +63,7 @@ extension ServiceModule {
     public var jobHandlers: JobHandlers { JobHandlers() }
     public var verificationKeys: (any VerificationKeySource)? { nil }
     public var backgroundServices: [any Service] { [] }
+    public var readinessChecks: [ReadinessCheck] { [] }
 
     public static func allMigrations() throws -> MigrationSet {
         MigrationSet(PlatformMigrations.all + (try migrations()))
@@ -132,7 +135,8 @@ public enum ServiceRuntime<Module: ServiceModule> {
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.tokenIssuer, audience: settings.tokenAudience, cache: VerifiedTokenCache())
         let migrator = Migrator(client: postgres, schema: Module.name, migrations: try Module.allMigrations(), logger: logger)
         let router = buildRouter(module: module, dependencies: dependencies, verifier: verifier,
-                                 readiness: [.postgres(postgres, logger: logger), .migrations(migrator), .kafka(producer)], registry: registry)
+                                 readiness: [.postgres(postgres, logger: logger), .migrations(migrator), .kafka(producer)] + module.readinessChecks,
+                                 registry: registry)
 
         var services: [any Service] = [postgres, producer]
         if settings.testClock {

@@ -101,7 +101,12 @@ extension JSONResponse {
     public static func cacheable<Value: Encodable>(_ value: Value, request: Request, version: Int? = nil,
                                                    cacheControl: String = "public, max-age=60") throws -> Response {
         let body = try JSONWriter.encode(value)
-        let etag = version.map(Versioning.etag) ?? Versioning.etag(of: body)
+        return cacheable(encoded: body, etag: version.map(Versioning.etag) ?? Versioning.etag(of: body), request: request,
+                         cacheControl: cacheControl)
+    }
+
+    /// `cacheable` for a body already written (an answer kept in a cache with its ETag).
+    public static func cacheable(encoded body: [UInt8], etag: String, request: Request, cacheControl: String) -> Response {
         var fields: HTTPFields = [.eTag: etag, .cacheControl: cacheControl]
         if Versioning.notModified(request, etag: etag) {
             return Response(status: .notModified, headers: fields)
