@@ -17,8 +17,18 @@ public enum Topics {
     /// `<service>.privacy.v1`: a service's export parts and erasure acknowledgements, keyed by user id.
     public static func privacy(_ service: String) -> String { "\(service).privacy.v1" }
 
+    /// Billing's entitlement per vendor (may publish, may list, quota), keyed by vendor id.
+    public static let billingEntitlements = "billing.entitlements.v1"
+    /// The order lifecycle (placed, paid, canceled, …), keyed by order id.
+    public static let ordersOrders = "orders.orders.v1"
+    /// A listing's public life (published, updated, withdrawn, sold, removed, moderated), keyed by listing id.
+    public static let listingsListings = "listings.listings.v1"
+    /// Listings' answers about stock for orders (reserved, rejected, released), keyed by order id.
+    public static let listingsStock = "listings.stock.v1"
+
     /// Every topic the dev broker pre-creates (dead-letter topics included).
-    public static let all = [identityUsers, identitySessions, identityNotifications]
+    public static let all = [identityUsers, identitySessions, identityNotifications,
+                             billingEntitlements, ordersOrders, listingsListings, listingsStock]
         + privacyParticipants.map(privacy)
         + ["identity", "listings", "billing", "orders", "messaging"].map { "\($0).dlq.v1" }
 }
@@ -34,6 +44,19 @@ public enum EventTypes {
     public static let sessionsRevoked = "marketplace.identity.user.sessions_revoked.v1"
     public static let notificationRequested = "marketplace.identity.notification.requested.v1"
     public static let userExportRequested = "marketplace.identity.user.export_requested.v1"
+    public static let entitlementChanged = "marketplace.billing.entitlement.changed.v1"
+    public static let orderPlaced = "marketplace.orders.order.placed.v1"
+    public static let orderPaid = "marketplace.orders.order.paid.v1"
+    public static let orderCanceled = "marketplace.orders.order.canceled.v1"
+    public static let stockReserved = "marketplace.listings.stock.reserved.v1"
+    public static let stockRejected = "marketplace.listings.stock.rejected.v1"
+    public static let stockReleased = "marketplace.listings.stock.released.v1"
+    public static let listingPublished = "marketplace.listings.listing.published.v1"
+    public static let listingUpdated = "marketplace.listings.listing.updated.v1"
+    public static let listingWithdrawn = "marketplace.listings.listing.withdrawn.v1"
+    public static let listingSold = "marketplace.listings.listing.sold.v1"
+    public static let listingRemoved = "marketplace.listings.listing.removed.v1"
+    public static let listingModerated = "marketplace.listings.listing.moderated.v1"
 
     /// `marketplace.<service>.user.export_part.v1`: a service's part of a user's data export.
     public static func userExportPart(_ service: String) -> String { "marketplace.\(service).user.export_part.v1" }
@@ -47,20 +70,23 @@ public enum EventSources {
 }
 
 /// `marketplace.identity.user.registered.v1` on `identity.users.v1`: a new account exists.
-/// Carries what other services project about users; no credentials, no email.
+/// Carries what other services project about users; no credentials, no email. `businessName`
+/// is a vendor's business as buyers see it (null for buyers, and in events before it was added).
 public struct UserRegisteredV1: Codable, Sendable, Equatable {
     public var userId: UUID
     public var displayName: String
     public var roles: [String]
     public var status: String
     public var registeredAt: Date
+    public var businessName: String?
 
-    public init(userId: UUID, displayName: String, roles: [String], status: String, registeredAt: Date) {
+    public init(userId: UUID, displayName: String, roles: [String], status: String, registeredAt: Date, businessName: String? = nil) {
         self.userId = userId
         self.displayName = displayName
         self.roles = roles
         self.status = status
         self.registeredAt = registeredAt
+        self.businessName = businessName
     }
 }
 

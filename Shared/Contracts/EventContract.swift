@@ -76,6 +76,11 @@ public enum EventCatalog {
         UserEvents.registered, UserEvents.roleChanged, UserEvents.suspended, UserEvents.reinstated,
         UserEvents.exportRequested, UserEvents.erasureRequested, UserEvents.erased,
         SessionEvents.revoked, NotificationEvents.requested,
+        BillingEvents.entitlementChanged,
+        OrderEvents.placed, OrderEvents.paid, OrderEvents.canceled,
+        StockEvents.reserved, StockEvents.rejected, StockEvents.released,
+        ListingEvents.published, ListingEvents.updated, ListingEvents.withdrawn, ListingEvents.sold,
+        ListingEvents.removed, ListingEvents.moderated,
     ] + Topics.privacyParticipants.flatMap { service -> [any AnyEventContract] in
         [PrivacyEvents.exportPart(service), PrivacyEvents.erasureCompleted(service)]
     }

@@ -41,7 +41,7 @@ struct AccountService: Sendable {
                 try await sendVerification(user: id, email: registration.email, displayName: registration.displayName, in: transaction)
                 // Event times are business time, like every event's (`ce_time`); `createdAt` is the row's.
                 let payload = UserRegisteredV1(userId: id, displayName: registration.displayName, roles: roles, status: "active",
-                                               registeredAt: transaction.now)
+                                               registeredAt: transaction.now, businessName: registration.businessProfile?.businessName)
                 try await Outbox.emit(UserEvents.registered, payload, in: transaction)
                 transaction.logger.info("user registered", metadata: ["user.id": "\(id)"])
                 return UserView(id: id, email: registration.email, displayName: registration.displayName, roles: roles, status: "active",

@@ -1,0 +1,228 @@
+import Foundation
+
+// The domain events between listings, billing and orders. Amounts are integer minor units with
+// an ISO 4217 code beside them (this target depends on nothing, so no `Money` type here).
+
+/// Billing's word on what a vendor's subscription allows, on `billing.entitlements.v1` (key: vendor id).
+public enum BillingEvents {
+    public static let entitlementChanged = EventContract<EntitlementChangedV1>(
+        EventTypes.entitlementChanged, topic: Topics.billingEntitlements, aggregate: "vendors") { $0.vendorId }
+}
+
+/// `marketplace.billing.entitlement.changed.v1`: everything a vendor may do now, as a whole
+/// (not a delta). `version` increases per vendor; a consumer keeps the highest it has seen, so an
+/// older event arriving late never overwrites a newer one. `reason` says what changed it
+/// (`trial_started`, `payment_failed`, `subscription_suspended`, …); `subscriptionStatus` is
+/// billing's status (`trialing`, `active`, `past_due`, `suspended`, `paused`, `canceled`, …).
+public struct EntitlementChangedV1: Codable, Sendable, Equatable {
+    public var vendorId: UUID
+    public var mayPublish: Bool
+    public var mayList: Bool
+    public var listingQuota: Int
+    public var commissionBps: Int
+    public var subscriptionStatus: String
+    public var reason: String
+    public var effectiveAt: Date
+    public var version: Int64
+
+    public init(vendorId: UUID, mayPublish: Bool, mayList: Bool, listingQuota: Int, commissionBps: Int,
+                subscriptionStatus: String, reason: String, effectiveAt: Date, version: Int64) {
+        self.vendorId = vendorId
+        self.mayPublish = mayPublish
+        self.mayList = mayList
+        self.listingQuota = listingQuota
+        self.commissionBps = commissionBps
+        self.subscriptionStatus = subscriptionStatus
+        self.reason = reason
+        self.effectiveAt = effectiveAt
+        self.version = version
+    }
+}
+
+/// The order's lifecycle facts that listings (stock) and the others react to, on
+/// `orders.orders.v1` (key: order id).
+public enum OrderEvents {
+    public static let placed = EventContract<OrderPlacedV1>(EventTypes.orderPlaced, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let paid = EventContract<OrderPaidV1>(EventTypes.orderPaid, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let canceled = EventContract<OrderCanceledV1>(EventTypes.orderCanceled, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+}
+
+/// `marketplace.orders.order.placed.v1`: a buyer asks for `quantity` units of a listing; listings
+/// answers with `stock.reserved` (and the snapshot to price from) or `stock.rejected`.
+public struct OrderPlacedV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var buyerId: UUID
+    public var quantity: Int
+    public var placedAt: Date
+
+    public init(orderId: UUID, listingId: UUID, buyerId: UUID, quantity: Int, placedAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.buyerId = buyerId
+        self.quantity = quantity
+        self.placedAt = placedAt
+    }
+}
+
+/// `marketplace.orders.order.paid.v1`: the buyer's payment succeeded; the reservation is final.
+public struct OrderPaidV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var paidAt: Date
+
+    public init(orderId: UUID, listingId: UUID, paidAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.paidAt = paidAt
+    }
+}
+
+/// `marketplace.orders.order.canceled.v1`: the order will not go ahead (`reason`: `payment_timeout`,
+/// `buyer_canceled`, `vendor_canceled`, `stock_rejected`, …); its stock goes back.
+public struct OrderCanceledV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var reason: String
+    public var canceledAt: Date
+
+    public init(orderId: UUID, listingId: UUID, reason: String, canceledAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.reason = reason
+        self.canceledAt = canceledAt
+    }
+}
+
+/// Listings' answers about stock, on `listings.stock.v1` (key: order id, so one order's answers
+/// stay in order).
+public enum StockEvents {
+    public static let reserved = EventContract<StockReservedV1>(EventTypes.stockReserved, topic: Topics.listingsStock, aggregate: "orders") { $0.orderId }
+    public static let rejected = EventContract<StockRejectedV1>(EventTypes.stockRejected, topic: Topics.listingsStock, aggregate: "orders") { $0.orderId }
+    public static let released = EventContract<StockReleasedV1>(EventTypes.stockReleased, topic: Topics.listingsStock, aggregate: "orders") { $0.orderId }
+}
+
+/// `marketplace.listings.stock.reserved.v1`: `quantity` units are held for the order, with the
+/// listing as it was at that moment: the order is priced from this, never from the client.
+public struct StockReservedV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var vendorId: UUID
+    public var buyerId: UUID
+    public var quantity: Int
+    public var title: String
+    public var unitPriceAmount: Int64
+    public var currency: String
+    public var reservedAt: Date
+
+    public init(orderId: UUID, listingId: UUID, vendorId: UUID, buyerId: UUID, quantity: Int, title: String,
+                unitPriceAmount: Int64, currency: String, reservedAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.vendorId = vendorId
+        self.buyerId = buyerId
+        self.quantity = quantity
+        self.title = title
+        self.unitPriceAmount = unitPriceAmount
+        self.currency = currency
+        self.reservedAt = reservedAt
+    }
+}
+
+/// `marketplace.listings.stock.rejected.v1`: nothing was reserved. `reason`: `insufficient_stock`,
+/// `listing_unavailable` (not published, hidden, or unknown), `own_listing`.
+public struct StockRejectedV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var reason: String
+    public var rejectedAt: Date
+
+    public init(orderId: UUID, listingId: UUID, reason: String, rejectedAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.reason = reason
+        self.rejectedAt = rejectedAt
+    }
+}
+
+/// `marketplace.listings.stock.released.v1`: a held reservation went back into stock (its order was canceled).
+public struct StockReleasedV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var quantity: Int
+    public var releasedAt: Date
+
+    public init(orderId: UUID, listingId: UUID, quantity: Int, releasedAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.quantity = quantity
+        self.releasedAt = releasedAt
+    }
+}
+
+/// A listing's public life, on `listings.listings.v1` (key: listing id): what orders project to
+/// take orders, what messaging shows in conversations, what caches drop.
+public enum ListingEvents {
+    public static let published = EventContract<ListingV1>(EventTypes.listingPublished, topic: Topics.listingsListings, aggregate: "listings") { $0.listingId }
+    public static let updated = EventContract<ListingV1>(EventTypes.listingUpdated, topic: Topics.listingsListings, aggregate: "listings") { $0.listingId }
+    public static let withdrawn = EventContract<ListingV1>(EventTypes.listingWithdrawn, topic: Topics.listingsListings, aggregate: "listings") { $0.listingId }
+    public static let sold = EventContract<ListingV1>(EventTypes.listingSold, topic: Topics.listingsListings, aggregate: "listings") { $0.listingId }
+    public static let removed = EventContract<ListingV1>(EventTypes.listingRemoved, topic: Topics.listingsListings, aggregate: "listings") { $0.listingId }
+    public static let moderated = EventContract<ListingModeratedV1>(EventTypes.listingModerated, topic: Topics.listingsListings, aggregate: "listings") { $0.listingId }
+}
+
+/// A listing as it is after the change the event's type names. `published` tells whether buyers
+/// can find and order it now; `hiddenReason` says why a published one is not shown
+/// (`vendor_suspended`, `subscription_inactive`, `over_quota`).
+public struct ListingV1: Codable, Sendable, Equatable {
+    public var listingId: UUID
+    public var vendorId: UUID
+    public var category: String
+    public var title: String
+    public var status: String
+    public var hiddenReason: String?
+    public var published: Bool
+    public var priceAmount: Int64
+    public var currency: String
+    public var quantityAvailable: Int
+    public var version: Int
+    public var changedAt: Date
+
+    public init(listingId: UUID, vendorId: UUID, category: String, title: String, status: String, hiddenReason: String?,
+                published: Bool, priceAmount: Int64, currency: String, quantityAvailable: Int, version: Int, changedAt: Date) {
+        self.listingId = listingId
+        self.vendorId = vendorId
+        self.category = category
+        self.title = title
+        self.status = status
+        self.hiddenReason = hiddenReason
+        self.published = published
+        self.priceAmount = priceAmount
+        self.currency = currency
+        self.quantityAvailable = quantityAvailable
+        self.version = version
+        self.changedAt = changedAt
+    }
+}
+
+/// `marketplace.listings.listing.moderated.v1`: a moderator's decision (`approved`, `rejected`,
+/// `removed`), with the reason the vendor is told; messaging notifies the vendor.
+public struct ListingModeratedV1: Codable, Sendable, Equatable {
+    public var listingId: UUID
+    public var vendorId: UUID
+    public var title: String
+    public var decision: String
+    public var reason: String?
+    public var moderatorId: UUID
+    public var decidedAt: Date
+
+    public init(listingId: UUID, vendorId: UUID, title: String, decision: String, reason: String?, moderatorId: UUID, decidedAt: Date) {
+        self.listingId = listingId
+        self.vendorId = vendorId
+        self.title = title
+        self.decision = decision
+        self.reason = reason
+        self.moderatorId = moderatorId
+        self.decidedAt = decidedAt
+    }
+}
