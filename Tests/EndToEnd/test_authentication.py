@@ -8,7 +8,8 @@ import pytest
 from e2e_support import forged_tokens
 
 # Every protected prefix of the gateway's route table (x-routes with public: false).
-GATEWAY_PROTECTED = ["/v1/users/me", "/v1/sessions", "/v1/listings", "/v1/subscriptions", "/v1/orders", "/v1/conversations"]
+GATEWAY_PROTECTED = ["/v1/users/me", "/v1/sessions", "/v1/vendor/listings", "/v1/moderation/listings", "/v1/subscriptions",
+                     "/v1/orders", "/v1/conversations"]
 # The documented protected operations, per service, for direct calls.
 DIRECT_PROTECTED = [("identity", "/v1/users/me"), ("identity", "/v1/sessions"), ("orders", "/v1/orders"), ("messaging", "/v1/conversations")]
 
@@ -38,6 +39,17 @@ def assert_refused(response, label: str) -> None:
 def test_gateway_refuses_requests_without_a_valid_token(gateway, bad_credentials, path):
     for label, headers in bad_credentials.items():
         assert_refused(gateway.get(path, headers=headers), f"{path} with {label}")
+
+
+def test_an_optional_token_is_still_verified(gateway, bad_credentials):
+    """/v1/listings is public to read, but a token that is sent must be good: a bad one is never
+    quietly treated as anonymous."""
+    for label, headers in bad_credentials.items():
+        answer = gateway.get("/v1/listings", headers=headers)
+        if label == "no-authorization":
+            answer.expect(200)
+        else:
+            assert_refused(answer, f"/v1/listings with {label}")
 
 
 @pytest.mark.parametrize("service,path", DIRECT_PROTECTED)

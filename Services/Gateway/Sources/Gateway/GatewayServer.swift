@@ -374,7 +374,8 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             return
         }
         state = .preparing(exchange)
-        guard route.access == .authenticated else {
+        let anonymous = route.access == .public || (route.access == .optional && !head.headers.contains(name: "authorization"))
+        guard !anonymous else {
             // Anonymous: one bucket per client address.
             if admit(exchange, key: "address:" + exchange.forwarded.clientAddress, context: context) {
                 connect(exchange, pool: pool, context: context)

@@ -7,6 +7,10 @@ public struct Route: Sendable, Equatable, Decodable {
     public enum Access: String, Sendable, Decodable {
         case `public`
         case authenticated
+        /// Public reads with signed-in writes on one prefix: a token, when sent, is verified (a bad
+        /// one is a 401 here) and its subject rate-limited; without one the request goes on
+        /// anonymously and the service decides.
+        case optional
     }
 
     public var prefix: String
@@ -93,7 +97,9 @@ public struct RouteTable: Sendable {
         Route(prefix: "/v1/users", upstream: "identity", access: .authenticated),
         Route(prefix: "/v1/sessions", upstream: "identity", access: .authenticated),
         Route(prefix: "/v1/categories", upstream: "listings", access: .public),
-        Route(prefix: "/v1/listings", upstream: "listings", access: .authenticated),
+        Route(prefix: "/v1/listings", upstream: "listings", access: .optional),
+        Route(prefix: "/v1/vendor/listings", upstream: "listings", access: .authenticated),
+        Route(prefix: "/v1/moderation/listings", upstream: "listings", access: .authenticated),
         Route(prefix: "/v1/plans", upstream: "billing", access: .public),
         Route(prefix: "/v1/subscriptions", upstream: "billing", access: .authenticated),
         Route(prefix: "/v1/orders", upstream: "orders", access: .authenticated),
