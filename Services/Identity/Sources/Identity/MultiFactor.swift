@@ -152,7 +152,6 @@ enum MultiFactor {
             for try await _ in used.decode(Int.self) { accepted = true }
             if accepted { try await AuditLog.record(.recoveryCodeUsed, actor: user, target: user, in: transaction) }
             return accepted
-            return false
         }
     }
 

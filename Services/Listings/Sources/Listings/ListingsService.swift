@@ -4,67 +4,100 @@ import Hummingbird
 import Logging
 import Platform
 import PostgresNIO
+import ServiceLifecycle
 
-/// The listings service: categories with attribute schemas (and, as the product grows, listings,
-/// moderation and search). Owns the `listings` schema.
+/// The listings service: vendors' catalogues, moderation, visibility from the vendor's
+/// subscription and standing, stock for orders, and search. Owns the `listings` schema.
 public struct ListingsService: ServiceModule {
     public static let name = "listings"
     public static let defaultPort = 8082
-    public static let consumedTopics = [Topics.identityUsers]
+    public static let consumedTopics = [Topics.identityUsers, Topics.billingEntitlements, Topics.ordersOrders]
+    /// The most listings one data export lists (the newest).
+    static let exportLimit = 1000
 
     public static func migrations() throws -> [Migration] {
         try migrations(in: .module) + UsersProjection.migrations
     }
 
-    let categories: CategoryRepository
+    let catalog: CategoryCatalog
+    let repository: ListingRepository
+    let workflow: ListingWorkflow
+    let visibility: Visibility
+    let stock: StockReservations
+    let readModel: SearchReadModel
+    let bodyLimit: Int
 
     public init(dependencies: ServiceDependencies) throws {
-        self.categories = CategoryRepository(client: dependencies.postgres)
+        let client = dependencies.postgres
+        catalog = CategoryCatalog(client: client)
+        repository = ListingRepository(client: client)
+        visibility = Visibility(repository: repository)
+        workflow = ListingWorkflow(client: client, repository: repository, categories: catalog, visibility: visibility,
+                                   reviewFirstListings: try dependencies.config.int("LISTINGS_REVIEW_FIRST_LISTINGS", default: 3, range: 0...100))
+        stock = StockReservations(repository: repository, workflow: workflow)
+        readModel = SearchReadModel(client: client, catalog: catalog, logger: dependencies.logger)
+        bodyLimit = dependencies.settings.maxBodyBytes
     }
 
     public func addRoutes(to router: ServiceRouter) {
-        CategoriesController(repository: categories).addRoutes(to: router)
+        CategoriesController(catalog: catalog).addRoutes(to: router)
+        ListingsController(workflow: workflow, repository: repository, readModel: readModel, bodyLimit: bodyLimit).addRoutes(to: router)
+    }
+
+    public var backgroundServices: [any Service] { [readModel] }
+
+    public var readinessChecks: [ReadinessCheck] {
+        [ReadinessCheck(name: "search") { [readModel] in readModel.isLoaded }]
     }
 
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
         UsersProjection.register(into: &handlers)
-        UsersProjection.participate(as: Self.name, into: &handlers)
+        // After the projection: the account's status is already the new one.
+        for contract in [UserEvents.suspended, UserEvents.reinstated] {
+            handlers.on(contract) { [visibility] payload, _, tx in
+                try await visibility.refresh(vendor: payload.userId, in: tx)
+            }
+        }
+        handlers.on(UserEvents.registered) { payload, event, tx in
+            guard payload.roles.contains(Role.vendor.rawValue) else { return }
+            try await tx.query("""
+                INSERT INTO vendors (id, business_name, updated_at) VALUES (\(payload.userId), \(payload.businessName), \(event.time))
+                ON CONFLICT (id) DO UPDATE SET business_name = EXCLUDED.business_name, updated_at = EXCLUDED.updated_at
+                WHERE vendors.updated_at <= EXCLUDED.updated_at
+                """)
+            try await ListingChanges.vendor(payload.userId, in: tx)
+        }
+        handlers.on(BillingEvents.entitlementChanged) { [visibility] payload, _, tx in
+            guard try await Entitlement.apply(payload, in: tx) else {
+                tx.logger.info("older entitlement ignored", metadata: ["vendor.id": "\(payload.vendorId)", "entitlement.version": "\(payload.version)"])
+                return
+            }
+            try await visibility.refresh(vendor: payload.vendorId, in: tx)
+        }
+        handlers.on(OrderEvents.placed) { [stock] payload, _, tx in try await stock.reserve(payload, in: tx) }
+        handlers.on(OrderEvents.paid) { [stock] payload, _, tx in try await stock.commit(payload, in: tx) }
+        handlers.on(OrderEvents.canceled) { [stock] payload, _, tx in try await stock.release(payload, in: tx) }
+        // A vendor's listings, decisions and reservations keep their ids (orders refer to them); the name goes.
+        PrivacyParticipant.register(
+            service: Self.name,
+            export: { user, transaction in
+                let profile = try await UsersProjection.exportJSON(user, in: transaction)
+                let listings = try await transaction.first("""
+                    SELECT coalesce(json_agg(json_build_object('id', l.id, 'title', l.title, 'description', l.description,
+                                                               'status', l.status, 'priceAmount', l.price_amount, 'currency', l.currency,
+                                                               'city', l.city, 'country', l.country, 'createdAt', l.created_at)
+                                             ORDER BY l.created_at DESC), '[]'::json)::text
+                    FROM (SELECT * FROM listings WHERE vendor_id = \(user) ORDER BY created_at DESC LIMIT \(Self.exportLimit)) l
+                    """, as: String.self) ?? "[]"
+                return "{\"profile\":\(profile),\"listings\":\(listings)}"
+            },
+            erase: { user, transaction in
+                try await UsersProjection.erase(user, in: transaction)
+                try await transaction.query("UPDATE vendors SET business_name = NULL WHERE id = \(user)")
+                try await ListingChanges.vendor(user, in: transaction)
+            },
+            into: &handlers)
         return handlers
-    }
-}
-
-/// A category of listings; `attributeSchema` is the JSON Schema listing attributes must satisfy.
-public struct Category: Sendable, Encodable {
-    public var id: UUID
-    public var slug: String
-    public var name: String
-    public var parentId: UUID?
-    public var attributeSchema: JSONValue
-}
-
-struct CategoryRepository: Sendable {
-    let client: PostgresClient
-
-    /// All categories; the tree is small (tens of rows), so it is read whole, in display order.
-    func all(_ context: OperationContext) async throws -> [Category] {
-        let rows = try await client.query(
-            "SELECT id, slug, name, parent_id, attribute_schema::text FROM categories ORDER BY position, slug LIMIT 1000",
-            logger: context.logger)
-        var result: [Category] = []
-        for try await (id, slug, name, parentId, schema) in rows.decode((UUID, String, String, UUID?, String).self) {
-            result.append(Category(id: id, slug: slug, name: name, parentId: parentId, attributeSchema: try JSONValue(json: schema)))
-        }
-        return result
-    }
-}
-
-struct CategoriesController: Sendable {
-    let repository: CategoryRepository
-
-    func addRoutes(to router: ServiceRouter) {
-        router.get("/v1/categories") { request, context -> Response in
-            try JSONResponse.cacheable(Page(items: try await repository.all(context.operation), nextCursor: nil), request: request)
-        }
     }
 }
