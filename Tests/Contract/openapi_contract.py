@@ -75,7 +75,9 @@ class Operation:
 
     @property
     def protected(self) -> bool:
-        return bool(self.spec.get("security"))
+        """A token is required; `security: [{}, {bearerAuth: []}]` makes it optional (public reads that answer more to a signed-in caller)."""
+        security = self.spec.get("security")
+        return bool(security) and {} not in security
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def test_the_code_scan_finds_subcommands_and_topics():
     assert "rotate" not in ex["identity"].subcommands  # `identity keys rotate`, not a top-level command
     assert {"identity.users.v1", "identity.sessions.v1", "listings.privacy.v1", "messaging.dlq.v1"} <= set(CODE.topics.all)
     assert len(CODE.topics.all) == len(set(CODE.topics.all)) >= 12
-    assert ex["listings"].consumed_topics == ["identity.users.v1"]
+    assert ex["listings"].consumed_topics == ["identity.users.v1", "billing.entitlements.v1", "orders.orders.v1"]
     assert set(ex["identity"].consumed_topics) == {f"{s}.privacy.v1" for s in ("listings", "billing", "orders", "messaging")}
 
 
