@@ -48,7 +48,7 @@ struct ListingsController: Sendable {
         vendors.patch("/v1/listings/{id}") { request, context -> Response in
             let id = try listingId(context)
             let precondition = try Versioning.required(request)
-            let patch = try JSONValue(data: try await JSONBody.collect(from: request, limit: bodyLimit))
+            let patch = try JSONBody.decode(JSONValue.self, from: try await JSONBody.collect(from: request, limit: bodyLimit))
             guard case .object = patch else { throw Problem.validation([FieldError("body", "must be a JSON object (a merge patch)")]) }
             let record = try await workflow.edit(id, patch: patch, precondition: precondition, by: try context.requirePrincipal(), context.operation)
             return try JSONResponse.versioned(ListingView(record, privileged: true), version: record.version)
@@ -131,8 +131,7 @@ struct ListingsController: Sendable {
     // MARK: Search
 
     private func search(_ request: Request, _ context: AppRequestContext) async throws -> Response {
-        var parameters: [(String, String)] = []
-        for (name, value) in request.uri.queryParameters { parameters.append((String(name), String(value))) }
+        let parameters = SearchQuery.parameters(rawQuery: request.uri.query ?? "")
         let key = "search:" + parameters.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { $0.0 + "=" + $0.1 }.joined(separator: "&")
         let generation = readModel.currentGeneration
         if let answer = readModel.cache.answer(key, generation: generation) {

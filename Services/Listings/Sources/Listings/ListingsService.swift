@@ -73,6 +73,7 @@ public struct ListingsService: ServiceModule {
                 tx.logger.info("older entitlement ignored", metadata: ["vendor.id": "\(payload.vendorId)", "entitlement.version": "\(payload.version)"])
                 return
             }
+            tx.logger.info("entitlement applied", metadata: ["vendor.id": "\(payload.vendorId)", "entitlement.version": "\(payload.version)"])
             try await visibility.refresh(vendor: payload.vendorId, in: tx)
         }
         handlers.on(OrderEvents.placed) { [stock] payload, _, tx in try await stock.reserve(payload, in: tx) }

@@ -16,10 +16,13 @@ struct StockReservations: Sendable {
             tx.logger.debug("order already answered", metadata: ["order.id": "\(order.orderId)"])
             return
         }
-        guard let listing = try await repository.lock(order.listingId, in: tx), listing.status == .published, !listing.isHidden else {
+        guard let listing = try await repository.lock(order.listingId, in: tx) else {
             return try await reject(order, reason: "listing_unavailable", in: tx)
         }
         if listing.vendorId == order.buyerId { return try await reject(order, reason: "own_listing", in: tx) }
+        // Sold out is a stock answer (the listing is still on show); anything else is not for sale.
+        if listing.status == .sold, !listing.isHidden { return try await reject(order, reason: "insufficient_stock", in: tx) }
+        guard listing.status == .published, !listing.isHidden else { return try await reject(order, reason: "listing_unavailable", in: tx) }
         guard order.quantity > 0, listing.quantityAvailable >= order.quantity else {
             return try await reject(order, reason: "insufficient_stock", in: tx)
         }

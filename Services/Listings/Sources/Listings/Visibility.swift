@@ -30,6 +30,11 @@ struct Visibility: Sendable {
     /// came back. Suspension outranks the subscription, which outranks the quota; within the
     /// quota the oldest publications stay and the most recently published excess is hidden.
     func refresh(vendor: UUID, in transaction: Transaction) async throws {
+        // One refresh per vendor at a time, each reading after the previous committed: an approval
+        // and a lowered quota committing side by side would otherwise each miss the other's write
+        // and neither would hide the excess.
+        let key = Database.advisoryLockKey("listings.visibility." + vendor.uuidString.lowercased())
+        try await transaction.query("SELECT pg_advisory_xact_lock(\(key))")
         let rows = try await transaction.query("""
             WITH standing AS (
                 SELECT (SELECT status FROM users WHERE id = \(vendor)) AS user_status,

@@ -51,6 +51,19 @@ struct SearchQuery: Sendable {
         "q", "category", "priceMin", "priceMax", "currency", "near", "radiusKm", "vendor", "minRating", "sort", "facets", "limit", "cursor",
     ]
 
+    /// The query string's pairs in order, decoded as HTML forms and most clients encode them:
+    /// `+` is a space (a literal plus arrives as `%2B`), then percent-escapes.
+    static func parameters(rawQuery: String) -> [(String, String)] {
+        func decode(_ part: Substring) -> String {
+            let spaced = part.replacingOccurrences(of: "+", with: " ")
+            return spaced.removingPercentEncoding ?? spaced
+        }
+        return rawQuery.split(separator: "&", omittingEmptySubsequences: true).map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
+        }
+    }
+
     /// Reads `parameters` (name, value pairs in request order).
     static func parse(_ parameters: [(String, String)], categories tree: CategoryTree) throws -> SearchQuery {
         var query = SearchQuery()
@@ -60,6 +73,10 @@ struct SearchQuery: Sendable {
         var attributeBounds: [String: (min: String?, max: String?)] = [:]
         var bindingFilters: [(name: String, value: String)] = []
         for (name, value) in parameters {
+            if name.isEmpty {
+                if !value.isEmpty { v.add("query", "has a value without a parameter name") }
+                continue
+            }
             if name.hasPrefix("attr.") {
                 let rest = String(name.dropFirst(5))
                 if rest.hasSuffix(".min") {
