@@ -6,7 +6,7 @@ SUITE    := $(PYTHON) deploy/dev/suite.py
 DATA_DIR ?= .data
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint-deploy build build-release bench migrate stop clean-data harness-selftest openapi
+.PHONY: help run test lint-deploy build build-release bench bench-search seed migrate stop clean-data harness-selftest openapi
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -35,6 +35,15 @@ build-release: ## swift build -c release
 
 bench: ## release build; wrk: gateway vs direct, identity login/refresh, token verification, outbox latency; deploy/bench/results.md
 	deploy/bench/run.sh
+
+bench-search: ## release build; 1,000,000 generated listings: the Swift search vs a Django REST Framework twin (wrk); deploy/bench/search-results.md
+	$(SUITE) ensure
+	$(SUITE) build --release
+	deploy/bench/search/run.sh
+
+seed: ## demo data for a running `make run`: 25 vendors with entitlements and 3,000 listings (run again: replaced, not doubled)
+	$(PYTHON) deploy/bench/search/generate.py --dsn postgres://postgres:postgres@127.0.0.1:$${MARKETPLACE_PG_PORT:-55432}/marketplace \
+	  --count 3000 --vendors 25 --anchor 2026-12-01 --replace --keep-indexes
 
 migrate: ## apply every service's migrations to the .data Postgres (not while `make run` runs)
 	$(SUITE) migrate --data-dir $(DATA_DIR)
