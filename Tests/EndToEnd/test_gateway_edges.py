@@ -4,9 +4,11 @@ which lets traffic through again once the upstream is back."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
+import uuid
 
 import pytest
 
@@ -18,6 +20,8 @@ from e2e_support import (
     base_env,
     free_ports,
     gateway_env,
+    psql,
+    sql_literal,
     wait_for_answer,
     wait_until,
 )
@@ -185,3 +189,41 @@ def test_oversized_headers_are_431(edge):
     api, _, _, _ = edge
     response = api.get("/v1/categories", headers={f"X-Filler-{i}": "y" * 200 for i in range(100)})
     response.expect_problem(431, "headers-too-large")
+
+
+def _read_response(connection) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a Content-Length: (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed after {data[:200]!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(rest) < length:
+        rest += connection.recv(65536)
+    return int(head.split(b" ", 2)[1]), rest[:length]
+
+
+def test_a_trace_body_cannot_smuggle_a_request_to_the_service(suite):
+    """HTTP/1 frames a TRACE without a body, so a proxy that wrote the client's body upstream would
+    hand the service a second request of the client's making, past every check at the edge. Here
+    the smuggled request would register an account; the gateway drops the body, and none exists."""
+    email = f"smuggled-{uuid.uuid4().hex[:12]}@example.com"
+    inner = json.dumps({"email": email, "password": "correct horse battery staple", "displayName": "Smuggled", "role": "buyer"}).encode()
+    smuggled = (b"POST /v1/auth/register HTTP/1.1\r\nHost: identity\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(inner)).encode() + b"\r\n\r\n" + inner)
+    login = b'{"email": "nobody@example.com"}'
+    with socket.create_connection(("127.0.0.1", suite.ports["gateway"]), timeout=5) as connection:
+        for _ in range(3):
+            connection.sendall(b"TRACE /v1/auth/register HTTP/1.1\r\nHost: gateway\r\nContent-Type: text/plain\r\n"
+                               b"Content-Length: " + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled)
+            status, _ = _read_response(connection)
+            assert status == 405
+            connection.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: " + str(len(login)).encode() + b"\r\n\r\n" + login)
+            status, body = _read_response(connection)
+            assert status == 422 and b"validation-failed" in body, (status, body[:200])
+    time.sleep(1)
+    assert psql(suite.superuser_dsn, f"SELECT count(*) FROM identity.users WHERE email = {sql_literal(email)}") == [["0"]]

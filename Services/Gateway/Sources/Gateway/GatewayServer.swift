@@ -187,6 +187,10 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var requestEnded = false
         /// Body parts received before the upstream connection was ready.
         var pending: [ByteBuffer] = []
+        /// HTTP/1 frames a TRACE without a body (NIO's encoder drops its `Content-Length`), so a
+        /// body sent with one is read and dropped here: written upstream unframed it would be read
+        /// there as the start of another request, smuggled past the gateway.
+        var forwardsBody: Bool { head.method != .TRACE }
         var upstream: UpstreamHandler?
         var endpoint: UpstreamPool.Endpoint?
         var permit: CircuitBreaker.Permit?
@@ -259,6 +263,15 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         }
         state = .idle
         context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // NIO's protocol error handler has already answered a request that does not parse with a
+        // bare 400 and closed; the log says why, so a client's framing problem can be found.
+        if let parse = error as? HTTPParserError {
+            core.logger.info("malformed request from client", metadata: ["error": "\(parse)", "client.address": "\(clientAddress ?? "-")"])
+        }
+        context.fireErrorCaught(error)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -461,6 +474,7 @@ final class GatewayConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
                 }
                 return
             }
+            guard exchange.forwardsBody else { return }
             if case .proxying = state, let upstream = exchange.upstream {
                 upstream.send(.body(.byteBuffer(buffer)))
             } else {
