@@ -92,6 +92,9 @@ struct SearchIndex: Sendable {
 
     // Dictionaries.
     private var termIds: [String: UInt32] = [:]
+    /// A folded word's term id (its stem's), or `stopWord`: words repeat, so each is stemmed once.
+    private var wordTerms: [String: UInt32] = [:]
+    private static let stopWord = UInt32.max
     private var termText: [String] = []
     /// Term ids in the order of their text, for prefix ranges.
     private var sortedTerms: [UInt32] = []
@@ -110,6 +113,8 @@ struct SearchIndex: Sendable {
     private var valueIds: [[String: UInt32]] = []
     /// Each value's text as first seen (what a facet shows).
     private var valueText: [[String]] = []
+    /// Slots per attribute value (a superset, like the other posting lists).
+    private var valuePostings: [[[Int32]]] = []
 
     /// The attribute kinds of each category's schema (numbers and dates get range columns).
     private let schemaKinds: [UUID: [String: JSONSchema.PropertyInfo]]
@@ -175,10 +180,15 @@ struct SearchIndex: Sendable {
         let attributes = (try? JSONValue(json: document.attributesJSON)) ?? .object([:])
         var frequency: [UInt32: Int] = [:]
         var documentLength = 0
-        for term in TextAnalyzer.terms(document.title) { frequency[termSlot(term), default: 0] += 3; documentLength += 1 }
-        for term in TextAnalyzer.terms(document.description) { frequency[termSlot(term), default: 0] += 1; documentLength += 1 }
-        for text in Self.attributeTexts(attributes) {
-            for term in TextAnalyzer.terms(text) { frequency[termSlot(term), default: 0] += 1; documentLength += 1 }
+        for word in TextAnalyzer.words(document.title) {
+            let term = wordTerm(word)
+            if term != Self.stopWord { frequency[term, default: 0] += 3; documentLength += 1 }
+        }
+        for text in [document.description] + Self.attributeTexts(attributes) {
+            for word in TextAnalyzer.words(text) {
+                let term = wordTerm(word)
+                if term != Self.stopWord { frequency[term, default: 0] += 1; documentLength += 1 }
+            }
         }
         let newTerms = frequency.map { UInt64($0.key) << 8 | UInt64(min($0.value, 255)) }.sorted()
         let oldTermIds = Set(previous?.terms.map { UInt32($0 >> 8) } ?? [])
@@ -210,7 +220,12 @@ struct SearchIndex: Sendable {
                 }
             }
         }
-        values[s] = valueEntries.sorted()
+        let sortedValues = valueEntries.sorted()
+        let oldValues = Set(previous?.values ?? [])
+        for entry in sortedValues where !oldValues.contains(entry) {
+            valuePostings[Int(entry >> 32)][Int(entry & 0xFFFF_FFFF)].append(slot)
+        }
+        values[s] = sortedValues
         numbers[s] = numberEntries
 
         if previous?.category != categoryNumber { categoryPostings[Int(categoryNumber)].append(slot) }
@@ -236,6 +251,13 @@ struct SearchIndex: Sendable {
         return vendorPostings[Int(number)].compactMap { slot in
             live[Int(slot)] && vendor[Int(slot)] == number ? ids[Int(slot)] : nil
         }
+    }
+
+    private mutating func wordTerm(_ word: String) -> UInt32 {
+        if let term = wordTerms[word] { return term }
+        let term = TextAnalyzer.stopWords.contains(word) ? Self.stopWord : termSlot(PorterStemmer.stem(word))
+        wordTerms[word] = term
+        return term
     }
 
     private mutating func termSlot(_ term: String) -> UInt32 {
@@ -278,6 +300,7 @@ struct SearchIndex: Sendable {
         attributeIds[name] = id
         valueIds.append([:])
         valueText.append([])
+        valuePostings.append([])
         return id
     }
 
@@ -286,6 +309,7 @@ struct SearchIndex: Sendable {
         let id = UInt32(valueText[Int(attribute)].count)
         valueIds[Int(attribute)][key] = id
         valueText[Int(attribute)].append(display)
+        valuePostings[Int(attribute)].append([])
         return id
     }
 
@@ -355,6 +379,7 @@ struct SearchIndex: Sendable {
     /// Copies the live slots column by column, re-numbering them densely.
     private mutating func copyLive(from other: SearchIndex) {
         termIds = other.termIds
+        wordTerms = other.wordTerms
         termText = other.termText
         sortedTerms = other.sortedTerms
         documentFrequency = other.documentFrequency
@@ -363,6 +388,7 @@ struct SearchIndex: Sendable {
         attributeIds = other.attributeIds
         valueIds = other.valueIds
         valueText = other.valueText
+        valuePostings = other.valueText.map { Array(repeating: [], count: $0.count) }
         for old in other.ids.indices where other.live[old] {
             let slot = Int32(ids.count)
             ids.append(other.ids[old]); live.append(true); category.append(other.category[old]); price.append(other.price[old])
@@ -373,6 +399,7 @@ struct SearchIndex: Sendable {
             vendor.append(vendorNumber)
             slotOf[other.ids[old]] = slot
             for entry in other.terms[old] { termPostings[Int(entry >> 8)].append(slot) }
+            for entry in other.values[old] { valuePostings[Int(entry >> 32)][Int(entry & 0xFFFF_FFFF)].append(slot) }
             categoryPostings[Int(other.category[old])].append(slot)
             vendorPostings[Int(vendorNumber)].append(slot)
             totalLength += Int(other.length[old])
@@ -456,6 +483,9 @@ struct SearchIndex: Sendable {
                 guard let attribute else { return SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false) }
                 ranges.append((attribute, filter.minimum ?? -.infinity, filter.maximum ?? .infinity))
             }
+        }
+        for equality in equalities {
+            consider(equality.values.map { valuePostings[Int(equality.attribute)][Int($0 & 0xFFFF_FFFF)] })
         }
         let geo = query.near.map { GeoFilter(lat: $0.lat, lon: $0.lon, radiusKm: query.radiusKm) }
 
@@ -659,7 +689,11 @@ struct TopK {
         return precedes(cursorKey, cursor.id, key, id)
     }
 
+    /// The last of the best `limit` once that many have been seen: anything not before it is out.
+    private var worst: Entry?
+
     mutating func offer(_ key: SortKey, slot: Int32, id: UUID, distance: Double?) {
+        if let worst, !Self.precedes(sort, key, id, worst.key, worst.id) { return }
         entries.append(Entry(key: key, slot: slot, id: id, distance: distance))
         if entries.count >= limit * 2 + 64 { trim() }
     }
@@ -668,6 +702,7 @@ struct TopK {
         let sort = self.sort
         entries.sort { Self.precedes(sort, $0.key, $0.id, $1.key, $1.id) }
         entries.removeLast(max(0, entries.count - limit))
+        if entries.count == limit { worst = entries.last }
     }
 
     func sorted() -> [Entry] {

@@ -102,8 +102,13 @@ enum PorterStemmer {
     }
 
     private static func ends(_ w: [UInt8], _ suffix: String) -> Bool {
-        let s = Array(suffix.utf8)
-        return w.count >= s.count && Array(w[(w.count - s.count)...]) == s
+        var suffix = suffix
+        return suffix.withUTF8 { s in
+            guard w.count >= s.count else { return false }
+            let start = w.count - s.count
+            for index in 0..<s.count where w[start + index] != s[index] { return false }
+            return true
+        }
     }
 
     /// Replaces `suffix` by `replacement` when the stem before it has measure > `minimum`.
