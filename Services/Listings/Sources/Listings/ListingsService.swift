@@ -35,7 +35,9 @@ public struct ListingsService: ServiceModule {
         workflow = ListingWorkflow(client: client, repository: repository, categories: catalog, visibility: visibility,
                                    reviewFirstListings: try dependencies.config.int("LISTINGS_REVIEW_FIRST_LISTINGS", default: 3, range: 0...100))
         stock = StockReservations(repository: repository, workflow: workflow)
-        readModel = SearchReadModel(client: client, catalog: catalog, logger: dependencies.logger)
+        readModel = SearchReadModel(client: client, catalog: catalog,
+                                    cacheEntries: try dependencies.config.int("LISTINGS_ANSWER_CACHE_ENTRIES", default: 20_000, range: 0...1_000_000),
+                                    logger: dependencies.logger)
         bodyLimit = dependencies.settings.maxBodyBytes
     }
 

@@ -50,7 +50,7 @@ final class SearchReadModel: Service, @unchecked Sendable {
     private let pending = NIOLockedValueBox(PendingChanges())
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    let cache = AnswerCache(capacity: 20_000)
+    let cache: AnswerCache
     /// How long a burst of changes is gathered before it is applied (well under the one second promised).
     static let coalescing: Duration = .milliseconds(20)
 
@@ -60,8 +60,9 @@ final class SearchReadModel: Service, @unchecked Sendable {
         var everything = false
     }
 
-    init(client: PostgresClient, catalog: CategoryCatalog, logger: Logger) {
+    init(client: PostgresClient, catalog: CategoryCatalog, cacheEntries: Int, logger: Logger) {
         self.client = client
+        self.cache = AnswerCache(capacity: cacheEntries)
         self.catalog = catalog
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -248,6 +249,7 @@ final class AnswerCache: Sendable {
     }
 
     func store(_ key: String, _ answer: Answer) {
+        guard capacity > 0 else { return }
         answers.withLockedValue { answers in
             // Bounded: when full, everything goes (entries of old generations are dead weight anyway).
             if answers.count >= capacity { answers.removeAll(keepingCapacity: true) }
