@@ -160,7 +160,9 @@ struct PublicReadRouteTests {
             let etag = try await client.execute(uri: "/v1/categories", method: .get) { response async throws in
                 #expect(response.status == .ok)
                 #expect(response.headers[.cacheControl] == "public, max-age=60")
-                #expect((try InProcess.object(response.body)["items"] as? [Any])?.count == 5)
+                let slugs = (try InProcess.object(response.body)["items"] as? [[String: Any]])?.compactMap { $0["slug"] as? String }
+                #expect(slugs == ["dogs", "cats", "birds", "small-animals", "pet-supplies", "pet-food", "cages-and-carriers"],
+                        "five at the top, two below pet supplies, in display order")
                 return try #require(response.headers[.eTag])
             }
             try await client.execute(uri: "/v1/categories", method: .get, headers: [.ifNoneMatch: etag]) { response async throws in
