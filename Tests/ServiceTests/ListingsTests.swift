@@ -372,6 +372,56 @@ enum TestCategories {
         #expect(dearest == [1600])
     }
 
+    /// A browse answers from maintained counts; the full scan is its oracle, through inserts,
+    /// edits that move listings between categories and values, and removals.
+    @Test func aBrowseAnswersExactlyWhatTheFullScanAnswers() throws {
+        var generator = SystemRandomNumberGenerator()
+        var index = try index([])
+        var documents: [SearchDocument] = []
+        let breeds = ["Collie", "Labrador", "Pug"], sexes = ["male", "female"]
+        func randomDocument(_ id: UUID? = nil) -> SearchDocument {
+            let dog = Int.random(in: 0..<3, using: &generator) > 0
+            var document = dog
+                ? document("Dog", attributes: #"{"breed":"\#(breeds.randomElement()!)","sex":"\#(sexes.randomElement()!)","birthDate":"2026-01-01"}"#,
+                           price: Int64.random(in: 1...50, using: &generator) * 100, published: Double.random(in: 0...100, using: &generator).rounded())
+                : document("Kibble", category: Bool.random() ? TestCategories.food : TestCategories.supplies,
+                           attributes: #"{"condition":"new","suitableFor":["dogs"]}"#, price: Int64.random(in: 1...50, using: &generator) * 100)
+            if let id { document.id = id }
+            return document
+        }
+        for round in 0..<300 {
+            switch round % 5 {
+            case 0, 1, 2:
+                let document = randomDocument()
+                documents.append(document)
+                index.upsert(document)
+            case 3 where !documents.isEmpty:
+                let position = Int.random(in: 0..<documents.count, using: &generator)
+                documents[position] = randomDocument(documents[position].id)
+                index.upsert(documents[position])
+            default:
+                if let removed = documents.popLast() { index.remove(removed.id) }
+            }
+        }
+        for text in ["", "category=dogs&facets=category,attr.breed,attr.sex", "category=pet-supplies&facets=category,attr.suitableFor&sort=price_asc",
+                     "facets=category,attr.sex&sort=price_desc&limit=7", "category=pet-food&sort=newest&limit=3"] {
+            var cursor: String? = nil
+            repeat {
+                let parsed = try query(text + (cursor.map { "&cursor=\($0)" } ?? ""))
+                #expect(SearchIndex.isBrowse(parsed), "\(text)")
+                let fast = index.browse(parsed), full = index.scan(parsed)
+                #expect(fast.total == full.total, "\(text)")
+                #expect(fast.hits.map(\.document.id) == full.hits.map(\.document.id), "\(text)")
+                #expect(fast.hasMore == full.hasMore)
+                for (name, counts) in full.facets {
+                    #expect(fast.facets[name]?.map { "\($0.value)=\($0.count)" } == counts.map { "\($0.value)=\($0.count)" }, "\(text) \(name)")
+                }
+                cursor = fast.hasMore ? fast.hits.last.map { $0.cursor.encoded(binding: parsed.binding) } : nil
+            } while cursor != nil
+        }
+        #expect(index.search(try query("")).total == documents.count)
+    }
+
     @Test func aChangedOrRemovedListingIsFoundOnlyAsItNowIs() throws {
         var first = document("Border collie", published: 1)
         var index = try index([first, document("Labrador", attributes: #"{"breed":"Labrador","sex":"male","birthDate":"2026-05-01"}"#, published: 2)])

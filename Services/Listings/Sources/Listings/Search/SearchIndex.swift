@@ -115,6 +115,10 @@ struct SearchIndex: Sendable {
     private var valueText: [[String]] = []
     /// Slots per attribute value (a superset, like the other posting lists).
     private var valuePostings: [[[Int32]]] = []
+    /// Live listings per category, and per category and attribute value: a browse of a whole
+    /// category (no text, no other filter) reads its total and facets here instead of counting.
+    private var categoryLive: [Int] = []
+    private var categoryValueCounts: [[UInt64: Int]] = []
 
     /// The attribute kinds of each category's schema (numbers and dates get range columns).
     private let schemaKinds: [UUID: [String: JSONSchema.PropertyInfo]]
@@ -128,6 +132,8 @@ struct SearchIndex: Sendable {
             categorySlugs.append(category.slug)
             categoryPostings.append([])
         }
+        categoryLive = Array(repeating: 0, count: categoryIds.count)
+        categoryValueCounts = Array(repeating: [:], count: categoryIds.count)
         schemaKinds = kinds
     }
 
@@ -152,6 +158,7 @@ struct SearchIndex: Sendable {
             slot = existing
             let s = Int(existing)
             previous = (terms[s], category[s], vendor[s], values[s])
+            uncount(slot: s)
             totalLength -= Int(length[s])
             for entry in terms[s] { documentFrequency[Int(entry >> 8)] -= 1 }
         } else {
@@ -227,6 +234,7 @@ struct SearchIndex: Sendable {
         }
         values[s] = sortedValues
         numbers[s] = numberEntries
+        count(slot: s)
 
         if previous?.category != categoryNumber { categoryPostings[Int(categoryNumber)].append(slot) }
         if previous?.vendor != vendorNumber { vendorPostings[Int(vendorNumber)].append(slot) }
@@ -236,6 +244,7 @@ struct SearchIndex: Sendable {
     mutating func remove(_ id: UUID) {
         guard let slot = slotOf[id], live[Int(slot)] else { return }
         let s = Int(slot)
+        uncount(slot: s)
         live[s] = false
         for entry in terms[s] { documentFrequency[Int(entry >> 8)] -= 1 }
         totalLength -= Int(length[s])
@@ -243,6 +252,18 @@ struct SearchIndex: Sendable {
         slotOf[id] = nil
         liveCount -= 1
         deadCount += 1
+    }
+
+    private mutating func count(slot s: Int) {
+        let c = Int(category[s])
+        categoryLive[c] += 1
+        for entry in values[s] { categoryValueCounts[c][entry, default: 0] += 1 }
+    }
+
+    private mutating func uncount(slot s: Int) {
+        let c = Int(category[s])
+        categoryLive[c] -= 1
+        for entry in values[s] { categoryValueCounts[c][entry, default: 0] -= 1 }
     }
 
     /// The listings this index holds for a vendor.
@@ -373,6 +394,8 @@ struct SearchIndex: Sendable {
         self.categoryIds = categoryIds
         self.categorySlugs = categorySlugs
         self.categoryPostings = Array(repeating: [], count: categoryIds.count)
+        self.categoryLive = Array(repeating: 0, count: categoryIds.count)
+        self.categoryValueCounts = Array(repeating: [:], count: categoryIds.count)
         for (index, id) in categoryIds.enumerated() { categoryIndex[id] = UInt16(index) }
     }
 
@@ -402,6 +425,7 @@ struct SearchIndex: Sendable {
             for entry in other.values[old] { valuePostings[Int(entry >> 32)][Int(entry & 0xFFFF_FFFF)].append(slot) }
             categoryPostings[Int(other.category[old])].append(slot)
             vendorPostings[Int(vendorNumber)].append(slot)
+            count(slot: Int(slot))
             totalLength += Int(other.length[old])
             liveCount += 1
         }
@@ -428,6 +452,11 @@ struct SearchIndex: Sendable {
     }
 
     func search(_ query: SearchQuery) -> SearchResult {
+        Self.isBrowse(query) ? browse(query) : scan(query)
+    }
+
+    /// Any search: candidates from the shortest posting lists, each checked, counted and ranked.
+    func scan(_ query: SearchQuery) -> SearchResult {
         // Text: every word must match (the last one also as a prefix); each word is a set of term ids.
         var wordTerms: [[UInt32]] = []
         if let text = query.text {
@@ -601,6 +630,81 @@ struct SearchIndex: Sendable {
         }
         for facet in query.facets where facets[facet] == nil { facets[facet] = [] }
         return SearchResult(hits: hits, facets: facets, total: total, hasMore: hasMore)
+    }
+
+    /// A browse: at most a category, a sort by time or price, and facets. Nothing but the
+    /// category narrows it, so its total and facets are the maintained counts.
+    static func isBrowse(_ query: SearchQuery) -> Bool {
+        query.text == nil && query.priceMin == nil && query.priceMax == nil && query.currency == nil && query.attributes.isEmpty
+            && query.near == nil && query.vendor == nil && query.minRating == nil
+            && (query.sort == .newest || query.sort == .priceAsc || query.sort == .priceDesc)
+    }
+
+    /// Total and facets from the counts; the page from one tight pass over the category's slots
+    /// (time or price, and the id), with no text, attribute or facet work per listing.
+    func browse(_ query: SearchQuery) -> SearchResult {
+        var allowed = Array(repeating: query.categories == nil, count: categoryIds.count)
+        for id in query.categories ?? [] { if let index = categoryIndex[id] { allowed[Int(index)] = true } }
+        let inScope = allowed.indices.filter { allowed[$0] }
+        let total = inScope.reduce(0) { $0 + categoryLive[$1] }
+
+        var facets: [String: [(value: String, count: Int)]] = [:]
+        for facet in query.facets {
+            if facet == "category" {
+                facets[facet] = Self.top(inScope.map { (categorySlugs[$0], categoryLive[$0]) })
+            } else if let attribute = attributeIds[String(facet.dropFirst(5))] {
+                var counts = Array(repeating: 0, count: valueText[Int(attribute)].count)
+                for c in inScope {
+                    for (entry, count) in categoryValueCounts[c] where entry >> 32 == UInt64(attribute) {
+                        counts[Int(entry & 0xFFFF_FFFF)] += count
+                    }
+                }
+                facets[facet] = Self.top(counts.enumerated().map { (valueText[Int(attribute)][$0.offset], $0.element) })
+            } else {
+                facets[facet] = []
+            }
+        }
+
+        var top = TopK(limit: query.limit + 1, sort: query.sort)
+        let byTime = query.sort == .newest
+        var seen = [UInt64](repeating: 0, count: (ids.count + 63) / 64)
+        live.withUnsafeBufferPointer { live in
+            category.withUnsafeBufferPointer { category in
+                (byTime ? published : price).withUnsafeBufferPointer { keys in
+                    func consider(_ slot: Int32) {
+                        let s = Int(slot)
+                        guard live[s], allowed[Int(category[s])] else { return }
+                        let key = SortKey.int(keys[s])
+                        if let cursor = query.cursor, !top.isAfter(key, ids[s], cursor: cursor) { return }
+                        top.offer(key, slot: slot, id: ids[s], distance: nil)
+                    }
+                    if query.categories == nil {
+                        for slot in 0..<Int32(live.count) { consider(slot) }
+                    } else {
+                        for c in inScope {
+                            for slot in categoryPostings[c] {
+                                let word = Int(slot) >> 6, bit = UInt64(1) << UInt64(Int(slot) & 63)
+                                if seen[word] & bit != 0 { continue }
+                                seen[word] |= bit
+                                consider(slot)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let ranked = top.sorted()
+        let hits: [SearchHit] = ranked.prefix(query.limit).compactMap { entry in
+            let s = Int(entry.slot)
+            guard let document = stored[s] else { return nil }
+            let cursorValue: SortKeyValue = switch entry.key {
+            case .int(let value): byTime ? .time(Date(timeIntervalSince1970: Double(value) / 1000)) : .int(value)
+            case .double(let value): .double(value)
+            }
+            return SearchHit(document: document, category: categorySlugs[Int(category[s])], vendorId: vendorIds[Int(vendor[s])],
+                             vendor: vendors[Int(vendor[s])], distanceKm: nil, cursor: KeysetCursor(values: [cursorValue], id: ids[s]))
+        }
+        return SearchResult(hits: hits, facets: facets, total: total, hasMore: ranked.count > query.limit)
     }
 
     private func emptyFacets(_ query: SearchQuery) -> [String: [(value: String, count: Int)]] {
