@@ -45,6 +45,7 @@ public enum JSONWriter {
         case let decimal as Decimal: return .number(decimal.description)
         case let double as Double: return try number(double, codingPath)
         case let float as Float: return try number(Double(float), codingPath)
+        case let encoded as EncodedJSON: return .encoded(encoded.bytes)
         default: return nil
         }
     }
@@ -66,6 +67,8 @@ indirect enum JSONNode {
     case string(String)
     case array([JSONNode])
     case object([(String, JSONNode)])
+    /// Bytes this writer produced earlier (`EncodedJSON`).
+    case encoded([UInt8])
 
     func write(to output: inout [UInt8]) throws {
         switch self {
@@ -73,6 +76,7 @@ indirect enum JSONNode {
         case .bool(let value): output.append(contentsOf: (value ? "true" : "false").utf8)
         case .number(let text): output.append(contentsOf: text.utf8)
         case .string(let text): Self.writeString(text, to: &output)
+        case .encoded(let bytes): output.append(contentsOf: bytes)
         case .array(let items):
             output.append(UInt8(ascii: "["))
             for (index, item) in items.enumerated() {
@@ -82,21 +86,25 @@ indirect enum JSONNode {
             output.append(UInt8(ascii: "]"))
         case .object(let members):
             output.append(UInt8(ascii: "{"))
-            // Later writes of one key win, as in a dictionary; keys compare by UTF-8 bytes.
-            var unique: [String: JSONNode] = [:]
-            for (key, value) in members { unique[key] = value }
-            let keys = unique.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            for (index, key) in keys.enumerated() {
-                if index > 0 { output.append(UInt8(ascii: ",")) }
-                Self.writeString(key, to: &output)
+            // Keys compare by UTF-8 bytes; of one key written twice, the later wins (as in a dictionary).
+            let order = members.indices.sorted { a, b in
+                let (x, y) = (members[a].0, members[b].0)
+                return x == y ? a < b : x.utf8.lexicographicallyPrecedes(y.utf8)
+            }
+            var first = true
+            for (position, index) in order.enumerated() {
+                if position + 1 < order.count, members[order[position + 1]].0 == members[index].0 { continue }
+                if !first { output.append(UInt8(ascii: ",")) }
+                first = false
+                Self.writeString(members[index].0, to: &output)
                 output.append(UInt8(ascii: ":"))
-                try unique[key]!.write(to: &output)
+                try members[index].1.write(to: &output)
             }
             output.append(UInt8(ascii: "}"))
         }
     }
 
-    private static let hex = Array("0123456789abcdef".utf8)
+    static let hexDigits = Array("0123456789abcdef".utf8)
 
     static func writeString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
@@ -111,7 +119,7 @@ indirect enum JSONNode {
             case 0x0C: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
             case 0x00..<0x20:
                 output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                           hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                                           hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xF)]])
             default: output.append(byte)
             }
         }
@@ -363,5 +371,79 @@ struct SingleNodeContainer: SingleValueEncodingContainer {
     mutating func encode<T: Encodable>(_ value: T) throws {
         let encoded = try NodeEncoder.encode(value, at: codingPath)
         box.content = encoded.content
+    }
+}
+
+/// A value kept in its encoded form, for answers assembled from parts that rarely change (a
+/// read model's listings): `JSONWriter` writes the bytes as they are instead of encoding again.
+public struct EncodedJSON: Encodable, Sendable, Equatable {
+    public let bytes: [UInt8]
+
+    public init(encoding value: some Encodable) throws {
+        bytes = try JSONWriter.encode(value)
+    }
+
+    /// Other encoders get the value back, decoded.
+    public func encode(to encoder: any Encoder) throws {
+        try JSONValue(json: String(decoding: bytes, as: UTF8.self)).encode(to: encoder)
+    }
+}
+
+/// JSON written straight into bytes under `JSONWriter`'s rules (explicit nulls, lower-case UUIDs,
+/// RFC 3339 dates with milliseconds, the same number forms), for hot answers where going through
+/// `Encodable` costs more than the work behind them. The caller writes keys itself, in `JSONWriter`'s
+/// (byte) order; each use has a test holding its bytes equal to `JSONWriter.encode` of the same value.
+public struct JSONStream {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(capacity: Int = 1024) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// Punctuation and keys, as written: `{"id":`.
+    public mutating func raw(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func string(_ text: String) {
+        JSONNode.writeString(text, to: &bytes)
+    }
+
+    public mutating func string(_ uuid: UUID) {
+        let hex = JSONNode.hexDigits
+        bytes.append(UInt8(ascii: "\""))
+        withUnsafeBytes(of: uuid.uuid) { raw in
+            for (index, byte) in raw.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { bytes.append(UInt8(ascii: "-")) }
+                bytes.append(hex[Int(byte >> 4)])
+                bytes.append(hex[Int(byte & 0xF)])
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    public mutating func date(_ date: Date) {
+        string(FastTime.rfc3339(date))
+    }
+
+    public mutating func int(_ value: Int64) {
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    public mutating func double(_ value: Double) throws {
+        try JSONWriter.number(value, []).write(to: &bytes)
+    }
+
+    public mutating func null() {
+        raw("null")
+    }
+
+    public mutating func encoded(_ json: EncodedJSON) {
+        bytes.append(contentsOf: json.bytes)
+    }
+
+    /// Any other value, through `JSONWriter`.
+    public mutating func value(_ value: some Encodable) throws {
+        try JSONWriter.node(for: value).write(to: &bytes)
     }
 }
