@@ -41,7 +41,8 @@ struct SearchHit: Sendable {
 struct StoredDocument: Sendable {
     var id: UUID
     var title: String
-    var attributesJSON: String
+    /// Encoded once, when the listing enters the index.
+    var attributes: EncodedJSON
     var priceAmount: Int64
     var currency: String
     var publishedAt: Date
@@ -57,17 +58,17 @@ struct SearchResult: Sendable {
     var hasMore: Bool
 }
 
-/// The in-memory read model of every visible listing, per replica: columns for filtering,
-/// posting lists for text, categories and vendors, and per-document term and attribute lists.
+/// The in-memory read model of every visible listing, per replica: columns for filtering and
+/// sorting, posting lists (with bitsets once dense) for text, categories, vendors and attribute
+/// values, and per-listing term and value lists for counting and removal.
 ///
-/// Posting lists are *supersets*: a document that changes is appended where it now belongs and
-/// left where it no longer does; every candidate is checked against its columns, so a stale
-/// posting costs a check, never a wrong answer. Stale entries are swept when they outnumber live ones.
+/// A listing that changes takes a new slot and its old slot dies, so every posting list stays
+/// exact and sorted; dead slots are dropped by `compacted()` once they outnumber live ones.
 ///
 /// Not thread-safe by itself: `SearchReadModel` guards it with a readers-writer lock.
 struct SearchIndex: Sendable {
-    // Slot columns (one entry per slot; a removed listing's slot is dead until the next rebuild).
-    private(set) var live: [Bool] = []
+    // Slot columns (one entry per slot; a removed listing's slot is dead until the next compaction).
+    private var liveBits: [UInt64] = []
     private var ids: [UUID] = []
     private var category: [UInt16] = []
     private var price: [Int64] = []
@@ -81,8 +82,13 @@ struct SearchIndex: Sendable {
     private var length: [UInt16] = []
     /// Sorted (attribute id << 32 | value id): every scalar value and each array element.
     private var values: [[UInt64]] = []
-    /// (attribute id, number) for numbers and dates (days since 1970-01-01).
-    private var numbers: [[(UInt32, Double)]] = []
+    /// Per attribute id, the number or date (days since 1970-01-01) of each slot, NaN when absent;
+    /// empty for attributes that never held a number. A column may be shorter than the slots.
+    private var numberColumns: [[Double]] = []
+    /// Per attribute id, each slot's one value id + 1: 0 when absent, `severalValues` for an array
+    /// (then `values` has them). Facets count from here; like number columns, a column may be short.
+    private var valueColumns: [[UInt32]] = []
+    private static let severalValues = UInt32.max
     private var stored: [StoredDocument?] = []
 
     private var slotOf: [UUID: Int32] = [:]
@@ -95,26 +101,40 @@ struct SearchIndex: Sendable {
     /// A folded word's term id (its stem's), or `stopWord`: words repeat, so each is stemmed once.
     private var wordTerms: [String: UInt32] = [:]
     private static let stopWord = UInt32.max
+    private static let noAttributes = try! EncodedJSON(encoding: JSONValue.object([:]))
     private var termText: [String] = []
     /// Term ids in the order of their text, for prefix ranges.
     private var sortedTerms: [UInt32] = []
     private var documentFrequency: [Int32] = []
-    private var termPostings: [[Int32]] = []
+    private var termPostings: [PostingList] = []
+    /// Each term posting's weighted frequency, beside its slot.
+    private var termFrequencies: [[UInt8]] = []
     private var categoryIndex: [UUID: UInt16] = [:]
     private var categoryIds: [UUID] = []
     private var categorySlugs: [String] = []
-    private var categoryPostings: [[Int32]] = []
+    private var categoryPostings: [PostingList] = []
     private var vendorIndex: [UUID: Int32] = [:]
     private var vendorIds: [UUID] = []
     private(set) var vendors: [SearchVendor] = []
-    private var vendorPostings: [[Int32]] = []
+    private var vendorPostings: [PostingList] = []
+    /// Slots per cell of each `GeoGrid`.
+    private var coarseCells: [Int32: PostingList] = [:]
+    private var fineCells: [Int32: PostingList] = [:]
+    private var finestCells: [Int32: PostingList] = [:]
+    /// Slots per currency number.
+    private var currencyPostings: [PostingList] = [PostingList()]
+    /// Every slot (dead ones too) ascending by (publication time, id) and by (price, id): a newest
+    /// or price page is found by walking one from the cursor, a price range is a stretch of one.
+    private var timeOrder: [Int32] = []
+    private var priceOrder: [Int32] = []
+    /// While a whole index is loaded, new slots are sorted into the orders once, at the end.
+    private var ordersDeferred = false
     private var currencyIndex: [String: UInt8] = [:]
     private var attributeIds: [String: UInt32] = [:]
     private var valueIds: [[String: UInt32]] = []
     /// Each value's text as first seen (what a facet shows).
     private var valueText: [[String]] = []
-    /// Slots per attribute value (a superset, like the other posting lists).
-    private var valuePostings: [[[Int32]]] = []
+    private var valuePostings: [[PostingList]] = []
     /// Live listings per category, and per category and attribute value: a browse of a whole
     /// category (no text, no other filter) reads its total and facets here instead of counting.
     private var categoryLive: [Int] = []
@@ -130,7 +150,7 @@ struct SearchIndex: Sendable {
             categoryIndex[category.id] = UInt16(categoryIds.count)
             categoryIds.append(category.id)
             categorySlugs.append(category.slug)
-            categoryPostings.append([])
+            categoryPostings.append(PostingList())
         }
         categoryLive = Array(repeating: 0, count: categoryIds.count)
         categoryValueCounts = Array(repeating: [:], count: categoryIds.count)
@@ -138,8 +158,9 @@ struct SearchIndex: Sendable {
     }
 
     var count: Int { liveCount }
+    private var slotCount: Int { ids.count }
 
-    /// Whether sweeping stale postings and dead slots is due.
+    /// Whether dropping dead slots is due.
     var needsCompaction: Bool { deadCount > 10_000 && deadCount > liveCount }
 
     // MARK: Writing
@@ -149,39 +170,10 @@ struct SearchIndex: Sendable {
         vendors[Int(index)] = info
     }
 
-    /// Adds the listing, or replaces what the index held for it.
+    /// Adds the listing in a new slot; what the index held for it before is dropped.
     mutating func upsert(_ document: SearchDocument) {
+        remove(document.id)
         guard let categoryNumber = categoryIndex[document.categoryId] else { return }
-        let slot: Int32
-        let previous: (terms: [UInt64], category: UInt16, vendor: Int32, values: [UInt64])?
-        if let existing = slotOf[document.id], live[Int(existing)] {
-            slot = existing
-            let s = Int(existing)
-            previous = (terms[s], category[s], vendor[s], values[s])
-            uncount(slot: s)
-            totalLength -= Int(length[s])
-            for entry in terms[s] { documentFrequency[Int(entry >> 8)] -= 1 }
-        } else {
-            slot = Int32(ids.count)
-            previous = nil
-            ids.append(document.id); live.append(true); category.append(0); price.append(0); currency.append(0)
-            vendor.append(0); published.append(0); lat.append(0); lon.append(0); terms.append([]); length.append(0)
-            values.append([]); numbers.append([]); stored.append(nil)
-            slotOf[document.id] = slot
-            liveCount += 1
-        }
-        let s = Int(slot)
-        let vendorNumber = vendorSlot(document.vendorId)
-        category[s] = categoryNumber
-        price[s] = document.priceAmount
-        currency[s] = currencySlot(document.currency)
-        vendor[s] = vendorNumber
-        published[s] = Int64(document.publishedAt.timeIntervalSince1970 * 1000)
-        lat[s] = Float(document.lat)
-        lon[s] = Float(document.lon)
-        stored[s] = StoredDocument(id: document.id, title: document.title, attributesJSON: document.attributesJSON,
-                                   priceAmount: document.priceAmount, currency: document.currency, publishedAt: document.publishedAt,
-                                   city: document.city, country: document.country, image: document.image)
 
         // Text: title words weigh three times a description word.
         let attributes = (try? JSONValue(json: document.attributesJSON)) ?? .object([:])
@@ -197,16 +189,6 @@ struct SearchIndex: Sendable {
                 if term != Self.stopWord { frequency[term, default: 0] += 1; documentLength += 1 }
             }
         }
-        let newTerms = frequency.map { UInt64($0.key) << 8 | UInt64(min($0.value, 255)) }.sorted()
-        let oldTermIds = Set(previous?.terms.map { UInt32($0 >> 8) } ?? [])
-        for entry in newTerms {
-            let term = UInt32(entry >> 8)
-            documentFrequency[Int(term)] += 1
-            if !oldTermIds.contains(term) { termPostings[Int(term)].append(slot) }
-        }
-        terms[s] = newTerms
-        length[s] = UInt16(min(documentLength, Int(UInt16.max)))
-        totalLength += Int(length[s])
 
         // Attributes: equality values, and numbers for ranges.
         var valueEntries: [UInt64] = []
@@ -227,28 +209,102 @@ struct SearchIndex: Sendable {
                 }
             }
         }
-        let sortedValues = valueEntries.sorted()
-        let oldValues = Set(previous?.values ?? [])
-        for entry in sortedValues where !oldValues.contains(entry) {
-            valuePostings[Int(entry >> 32)][Int(entry & 0xFFFF_FFFF)].append(slot)
-        }
-        values[s] = sortedValues
-        numbers[s] = numberEntries
-        count(slot: s)
 
-        if previous?.category != categoryNumber { categoryPostings[Int(categoryNumber)].append(slot) }
-        if previous?.vendor != vendorNumber { vendorPostings[Int(vendorNumber)].append(slot) }
+        append(id: document.id, category: categoryNumber, price: document.priceAmount, currency: currencySlot(document.currency),
+               vendor: vendorSlot(document.vendorId), published: Int64(document.publishedAt.timeIntervalSince1970 * 1000),
+               lat: Float(document.lat), lon: Float(document.lon),
+               terms: frequency.map { UInt64($0.key) << 8 | UInt64(min($0.value, 255)) }.sorted(),
+               length: UInt16(min(documentLength, Int(UInt16.max))), values: Array(Set(valueEntries)).sorted(), numbers: numberEntries,
+               stored: StoredDocument(id: document.id, title: document.title,
+                                      attributes: (try? EncodedJSON(encoding: attributes)) ?? Self.noAttributes,
+                                      priceAmount: document.priceAmount, currency: document.currency, publishedAt: document.publishedAt,
+                                      city: document.city, country: document.country, image: document.image))
     }
 
-    /// Drops the listing (it is no longer visible); its slot stays dead until the next rebuild.
+    /// A new live slot, entered in every column, posting list and count.
+    private mutating func append(id: UUID, category categoryNumber: UInt16, price amount: Int64, currency currencyNumber: UInt8,
+                                 vendor vendorNumber: Int32, published time: Int64, lat latitude: Float, lon longitude: Float,
+                                 terms termEntries: [UInt64], length documentLength: UInt16, values valueEntries: [UInt64],
+                                 numbers numberEntries: [(UInt32, Double)], stored document: StoredDocument) {
+        let slot = Int32(ids.count)
+        ids.append(id); category.append(categoryNumber); price.append(amount); currency.append(currencyNumber)
+        vendor.append(vendorNumber); published.append(time); lat.append(latitude); lon.append(longitude)
+        terms.append(termEntries); length.append(documentLength); values.append(valueEntries); stored.append(document)
+        SlotBits.insert(slot, into: &liveBits)
+        slotOf[id] = slot
+        liveCount += 1
+        totalLength += Int(documentLength)
+        let slots = ids.count
+        for entry in termEntries {
+            let term = Int(entry >> 8)
+            documentFrequency[term] += 1
+            termPostings[term].append(slot, slotCount: slots)
+            termFrequencies[term].append(UInt8(entry & 0xFF))
+        }
+        for entry in valueEntries {
+            valuePostings[Int(entry >> 32)][Int(entry & 0xFFFF_FFFF)].append(slot, slotCount: slots)
+        }
+        var previous: UInt64? = nil
+        for entry in valueEntries {
+            let a = Int(entry >> 32)
+            if valueColumns[a].count < slots { valueColumns[a].append(contentsOf: repeatElement(0, count: slots - valueColumns[a].count)) }
+            valueColumns[a][Int(slot)] = entry >> 32 == previous.map({ $0 >> 32 }) ? Self.severalValues : UInt32(entry & 0xFFFF_FFFF) + 1
+            previous = entry
+        }
+        for (attribute, number) in numberEntries {
+            let a = Int(attribute)
+            if numberColumns[a].count < slots { numberColumns[a].append(contentsOf: repeatElement(.nan, count: slots - numberColumns[a].count)) }
+            numberColumns[a][Int(slot)] = number
+        }
+        categoryPostings[Int(categoryNumber)].append(slot, slotCount: slots)
+        vendorPostings[Int(vendorNumber)].append(slot, slotCount: slots)
+        coarseCells[GeoGrid.coarse.cell(lat: Double(latitude), lon: Double(longitude)), default: PostingList()].append(slot, slotCount: slots)
+        fineCells[GeoGrid.fine.cell(lat: Double(latitude), lon: Double(longitude)), default: PostingList()].append(slot, slotCount: slots)
+        finestCells[GeoGrid.finest.cell(lat: Double(latitude), lon: Double(longitude)), default: PostingList()].append(slot, slotCount: slots)
+        currencyPostings[Int(currencyNumber)].append(slot, slotCount: slots)
+        if !ordersDeferred {
+            timeOrder.insert(slot, at: Self.lowerBound(timeOrder, keys: published, ids: ids, key: time, id: id))
+            priceOrder.insert(slot, at: Self.lowerBound(priceOrder, keys: price, ids: ids, key: amount, id: id))
+        }
+        count(slot: Int(slot))
+    }
+
+    /// For loading a whole index: slots added until `finishLoading()` are sorted into the orders
+    /// then, at once, instead of one insertion each.
+    mutating func beginLoading() {
+        ordersDeferred = true
+    }
+
+    mutating func finishLoading() {
+        guard ordersDeferred else { return }
+        ordersDeferred = false
+        let ids = self.ids, published = self.published, price = self.price
+        timeOrder = Array(0..<Int32(slotCount))
+        timeOrder.sort { a, b in published[Int(a)] != published[Int(b)] ? published[Int(a)] < published[Int(b)] : ids[Int(a)].precedes(ids[Int(b)]) }
+        priceOrder = Array(0..<Int32(slotCount))
+        priceOrder.sort { a, b in price[Int(a)] != price[Int(b)] ? price[Int(a)] < price[Int(b)] : ids[Int(a)].precedes(ids[Int(b)]) }
+    }
+
+    /// The first position in `order` whose (key, id) is not below (`key`, `id`).
+    private static func lowerBound(_ order: [Int32], keys: [Int64], ids: [UUID], key: Int64, id: UUID) -> Int {
+        var low = 0, high = order.count
+        while low < high {
+            let middle = (low + high) / 2
+            let slot = Int(order[middle])
+            if keys[slot] < key || (keys[slot] == key && ids[slot].precedes(id)) { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// Drops the listing (it is no longer visible); its slot stays dead until the next compaction.
     mutating func remove(_ id: UUID) {
-        guard let slot = slotOf[id], live[Int(slot)] else { return }
+        guard let slot = slotOf[id] else { return }
         let s = Int(slot)
         uncount(slot: s)
-        live[s] = false
+        SlotBits.remove(slot, from: &liveBits)
         for entry in terms[s] { documentFrequency[Int(entry >> 8)] -= 1 }
         totalLength -= Int(length[s])
-        terms[s] = []; values[s] = []; numbers[s] = []; stored[s] = nil
+        terms[s] = []; values[s] = []; stored[s] = nil
         slotOf[id] = nil
         liveCount -= 1
         deadCount += 1
@@ -266,12 +322,14 @@ struct SearchIndex: Sendable {
         for entry in values[s] { categoryValueCounts[c][entry, default: 0] -= 1 }
     }
 
+    private func isLive(_ slot: Int) -> Bool {
+        slot >> 6 < liveBits.count && liveBits[slot >> 6] & (1 << UInt64(slot & 63)) != 0
+    }
+
     /// The listings this index holds for a vendor.
     func listings(of vendorId: UUID) -> [UUID] {
         guard let number = vendorIndex[vendorId] else { return [] }
-        return vendorPostings[Int(number)].compactMap { slot in
-            live[Int(slot)] && vendor[Int(slot)] == number ? ids[Int(slot)] : nil
-        }
+        return vendorPostings[Int(number)].slots.compactMap { slot in isLive(Int(slot)) ? ids[Int(slot)] : nil }
     }
 
     private mutating func wordTerm(_ word: String) -> UInt32 {
@@ -287,7 +345,8 @@ struct SearchIndex: Sendable {
         termIds[term] = id
         termText.append(term)
         documentFrequency.append(0)
-        termPostings.append([])
+        termPostings.append(PostingList())
+        termFrequencies.append([])
         // Keep the text order for prefix lookups: binary search for the insertion point.
         var low = 0, high = sortedTerms.count
         while low < high {
@@ -304,7 +363,7 @@ struct SearchIndex: Sendable {
         vendorIndex[id] = number
         vendorIds.append(id)
         vendors.append(SearchVendor(displayName: "", rating: nil))
-        vendorPostings.append([])
+        vendorPostings.append(PostingList())
         return number
     }
 
@@ -312,6 +371,7 @@ struct SearchIndex: Sendable {
         if let number = currencyIndex[code] { return number }
         let number = UInt8(min(currencyIndex.count + 1, 255))
         currencyIndex[code] = number
+        if currencyPostings.count <= Int(number) { currencyPostings.append(PostingList()) }
         return number
     }
 
@@ -322,6 +382,8 @@ struct SearchIndex: Sendable {
         valueIds.append([:])
         valueText.append([])
         valuePostings.append([])
+        numberColumns.append([])
+        valueColumns.append([])
         return id
     }
 
@@ -330,7 +392,7 @@ struct SearchIndex: Sendable {
         let id = UInt32(valueText[Int(attribute)].count)
         valueIds[Int(attribute)][key] = id
         valueText[Int(attribute)].append(display)
-        valuePostings[Int(attribute)].append([])
+        valuePostings[Int(attribute)].append(PostingList())
         return id
     }
 
@@ -379,13 +441,19 @@ struct SearchIndex: Sendable {
         return texts
     }
 
+
     // MARK: Compaction
 
-    /// A fresh index holding exactly the live documents (no dead slots, no stale postings).
+    /// A fresh index holding exactly the live listings, in their order, with no dead slots.
     func compacted() -> SearchIndex {
         var fresh = SearchIndex(schemaKinds: schemaKinds, categoryIds: categoryIds, categorySlugs: categorySlugs)
         for (vendorId, number) in vendorIndex { fresh.setVendor(vendorId, vendors[Int(number)]) }
-        fresh.copyLive(from: self)
+        fresh.ordersDeferred = true
+        let renumbered = fresh.copyLive(from: self)
+        // The live slots keep their relative order, so the orders carry over renumbered.
+        fresh.ordersDeferred = false
+        fresh.timeOrder = timeOrder.compactMap { renumbered[Int($0)] }
+        fresh.priceOrder = priceOrder.compactMap { renumbered[Int($0)] }
         return fresh
     }
 
@@ -393,42 +461,43 @@ struct SearchIndex: Sendable {
         self.schemaKinds = schemaKinds
         self.categoryIds = categoryIds
         self.categorySlugs = categorySlugs
-        self.categoryPostings = Array(repeating: [], count: categoryIds.count)
+        self.categoryPostings = Array(repeating: PostingList(), count: categoryIds.count)
         self.categoryLive = Array(repeating: 0, count: categoryIds.count)
         self.categoryValueCounts = Array(repeating: [:], count: categoryIds.count)
         for (index, id) in categoryIds.enumerated() { categoryIndex[id] = UInt16(index) }
     }
 
-    /// Copies the live slots column by column, re-numbering them densely.
-    private mutating func copyLive(from other: SearchIndex) {
+    /// Copies the live slots in order, re-numbering them densely; answers each old slot's new one.
+    private mutating func copyLive(from other: SearchIndex) -> [Int32?] {
+        var renumbered = [Int32?](repeating: nil, count: other.slotCount)
         termIds = other.termIds
         wordTerms = other.wordTerms
         termText = other.termText
         sortedTerms = other.sortedTerms
-        documentFrequency = other.documentFrequency
-        termPostings = Array(repeating: [], count: other.termPostings.count)
+        documentFrequency = Array(repeating: 0, count: other.documentFrequency.count)
+        termPostings = Array(repeating: PostingList(), count: other.termPostings.count)
+        termFrequencies = Array(repeating: [], count: other.termPostings.count)
         currencyIndex = other.currencyIndex
+        currencyPostings = Array(repeating: PostingList(), count: other.currencyPostings.count)
         attributeIds = other.attributeIds
         valueIds = other.valueIds
         valueText = other.valueText
-        valuePostings = other.valueText.map { Array(repeating: [], count: $0.count) }
-        for old in other.ids.indices where other.live[old] {
-            let slot = Int32(ids.count)
-            ids.append(other.ids[old]); live.append(true); category.append(other.category[old]); price.append(other.price[old])
-            currency.append(other.currency[old]); published.append(other.published[old]); lat.append(other.lat[old]); lon.append(other.lon[old])
-            terms.append(other.terms[old]); length.append(other.length[old]); values.append(other.values[old])
-            numbers.append(other.numbers[old]); stored.append(other.stored[old])
-            let vendorNumber = vendorSlot(other.vendorIds[Int(other.vendor[old])])
-            vendor.append(vendorNumber)
-            slotOf[other.ids[old]] = slot
-            for entry in other.terms[old] { termPostings[Int(entry >> 8)].append(slot) }
-            for entry in other.values[old] { valuePostings[Int(entry >> 32)][Int(entry & 0xFFFF_FFFF)].append(slot) }
-            categoryPostings[Int(other.category[old])].append(slot)
-            vendorPostings[Int(vendorNumber)].append(slot)
-            count(slot: Int(slot))
-            totalLength += Int(other.length[old])
-            liveCount += 1
+        valuePostings = other.valueText.map { Array(repeating: PostingList(), count: $0.count) }
+        numberColumns = Array(repeating: [], count: other.numberColumns.count)
+        valueColumns = Array(repeating: [], count: other.valueColumns.count)
+        let numbered = other.numberColumns.indices.filter { !other.numberColumns[$0].isEmpty }
+        for old in other.ids.indices where other.isLive(old) {
+            let numbers: [(UInt32, Double)] = numbered.compactMap { attribute in
+                let column = other.numberColumns[attribute]
+                return old < column.count && !column[old].isNaN ? (UInt32(attribute), column[old]) : nil
+            }
+            append(id: other.ids[old], category: other.category[old], price: other.price[old], currency: other.currency[old],
+                   vendor: vendorSlot(other.vendorIds[Int(other.vendor[old])]), published: other.published[old],
+                   lat: other.lat[old], lon: other.lon[old], terms: other.terms[old], length: other.length[old],
+                   values: other.values[old], numbers: numbers, stored: other.stored[old]!)
+            renumbered[old] = Int32(slotCount - 1)
         }
+        return renumbered
     }
 
     // MARK: Reading
@@ -455,8 +524,17 @@ struct SearchIndex: Sendable {
         Self.isBrowse(query) ? browse(query) : scan(query)
     }
 
-    /// Any search: candidates from the shortest posting lists, each checked, counted and ranked.
+    /// Any search that is not a browse, in three steps over a bit set of slots:
+    /// 1. what every posting-list filter admits (text words, categories, vendor, attribute
+    ///    values), smallest filter first, intersected with the live slots;
+    /// 2. one pass over those slots that checks the column filters (currency, price, rating,
+    ///    distance, ranges), counts, and offers each survivor to the top k of the sort (relevance
+    ///    scores are summed beforehand from the words' postings);
+    /// 3. facet counts: each value's posting list intersected with the result, or the result's
+    ///    own values counted when it is the smaller side.
     func scan(_ query: SearchQuery) -> SearchResult {
+        let nothing = SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false)
+
         // Text: every word must match (the last one also as a prefix); each word is a set of term ids.
         var wordTerms: [[UInt32]] = []
         if let text = query.text {
@@ -466,170 +544,115 @@ struct SearchIndex: Sendable {
                 if TextAnalyzer.stopWords.contains(word), !isLast { continue }
                 let ids = termIds(forWord: word, prefix: isLast)
                 if ids.isEmpty, TextAnalyzer.stopWords.contains(word) { continue }
-                if ids.isEmpty { return SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false) }
+                if ids.isEmpty { return nothing }
                 wordTerms.append(ids.sorted())
             }
         }
 
-        // Candidates: the shortest posting lists available; every filter is checked on each anyway.
-        var sources: [[Int32]]? = nil
-        var sourceSize = Int.max
-        func consider(_ lists: [[Int32]]) {
-            let size = lists.reduce(0) { $0 + $1.count }
-            if size < sourceSize { sources = lists; sourceSize = size }
-        }
-        for ids in wordTerms { consider(ids.map { termPostings[Int($0)] }) }
-        if let categories = query.categories { consider(categories.compactMap { categoryIndex[$0] }.map { categoryPostings[Int($0)] }) }
+        // Step 1: the posting-list filters, each a union of lists.
+        var filters: [[PostingList]] = wordTerms.map { $0.map { termPostings[Int($0)] } }
+        if let categories = query.categories { filters.append(categories.compactMap { categoryIndex[$0] }.map { categoryPostings[Int($0)] }) }
         if let vendorId = query.vendor {
-            guard let number = vendorIndex[vendorId] else { return SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false) }
-            consider([vendorPostings[Int(number)]])
+            guard let number = vendorIndex[vendorId] else { return nothing }
+            filters.append([vendorPostings[Int(number)]])
         }
-
-        // Filters resolved to numbers once.
-        var allowedCategory: [Bool]? = nil
-        if let categories = query.categories {
-            var allowed = Array(repeating: false, count: categoryIds.count)
-            for id in categories { if let index = categoryIndex[id] { allowed[Int(index)] = true } }
-            allowedCategory = allowed
+        var checks = ColumnChecks(query: query, vendors: vendors)
+        var borderCells: [PostingList]? = nil
+        if let geo = checks.geo, let cells = geo.cells(in: geo.grid) {
+            let grid = geo.grid.degrees
+            let postings = grid == GeoGrid.finest.degrees ? finestCells : grid == GeoGrid.fine.degrees ? fineCells : coarseCells
+            let border = cells.border.compactMap { postings[$0] }
+            borderCells = border
+            filters.append(cells.inner.compactMap { postings[$0] } + border)
         }
-        var currencyNumber: UInt8? = nil
-        if let code = query.currency {
-            guard let number = currencyIndex[code] else { return SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false) }
-            currencyNumber = number
-        }
-        let vendorNumber = query.vendor.flatMap { vendorIndex[$0] }
-        var equalities: [(attribute: UInt64, values: [UInt64])] = []
-        var ranges: [(attribute: UInt32, minimum: Double, maximum: Double)] = []
         for filter in query.attributes {
-            let attribute = attributeIds[filter.name]
+            guard let attribute = attributeIds[filter.name].map(Int.init) else { return nothing }
             if !filter.values.isEmpty {
-                guard let attribute else { return SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false) }
-                let known = filter.values.compactMap { valueIds[Int(attribute)][$0] }.map { UInt64(attribute) << 32 | UInt64($0) }
-                if known.isEmpty { return SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false) }
-                equalities.append((UInt64(attribute), known.sorted()))
+                let known = filter.values.compactMap { valueIds[attribute][$0] }
+                if known.isEmpty { return nothing }
+                filters.append(known.map { valuePostings[attribute][Int($0)] })
             }
             if filter.minimum != nil || filter.maximum != nil {
-                guard let attribute else { return SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false) }
-                ranges.append((attribute, filter.minimum ?? -.infinity, filter.maximum ?? .infinity))
+                checks.ranges.append((numberColumns[attribute], filter.minimum ?? -.infinity, filter.maximum ?? .infinity))
             }
         }
-        for equality in equalities {
-            consider(equality.values.map { valuePostings[Int(equality.attribute)][Int($0 & 0xFFFF_FFFF)] })
+        if let code = query.currency {
+            guard let number = currencyIndex[code] else { return nothing }
+            filters.append([currencyPostings[Int(number)]])
         }
-        let geo = query.near.map { GeoFilter(lat: $0.lat, lon: $0.lon, radiusKm: query.radiusKm) }
-
-        // Facet counters.
-        let facetCategory = query.facets.contains("category")
-        var categoryCounts = facetCategory ? Array(repeating: 0, count: categoryIds.count) : []
-        let facetAttributes: [(name: String, id: UInt32)] = query.facets.compactMap { facet in
-            guard facet.hasPrefix("attr.") else { return nil }
-            let name = String(facet.dropFirst(5))
-            return attributeIds[name].map { (name, $0) }
-        }
-        var attributeCounts: [[Int]] = facetAttributes.map { Array(repeating: 0, count: valueText[Int($0.id)].count) }
-
-        // Ranking.
-        let average = liveCount == 0 ? 1.0 : Double(max(totalLength, 1)) / Double(liveCount)
-        let idf: [[Double]] = wordTerms.map { ids in
-            ids.map { id in
-                let frequency = Double(max(documentFrequency[Int(id)], 0))
-                return log(1 + (Double(liveCount) - frequency + 0.5) / (frequency + 0.5))
+        var matches = matching(filters)
+        narrowByPrice(&matches, &checks)
+        // Listings in cells the circle's edge crosses are measured now; the rest are inside. Only
+        // a sort by distance still needs every listing's distance.
+        if let geo = checks.geo, let borderCells {
+            var border = [UInt64](repeating: 0, count: matches.count)
+            border.withUnsafeMutableBufferPointer { border in for list in borderCells { list.add(to: border) } }
+            for word in matches.indices {
+                var remaining = matches[word] & border[word]
+                while remaining != 0 {
+                    let bit = remaining.trailingZeroBitCount
+                    remaining &= remaining - 1
+                    let s = word << 6 | bit
+                    if geo.haversine(lat: Double(lat[s]), lon: Double(lon[s])) == nil { matches[word] &= ~(1 << UInt64(bit)) }
+                }
             }
+            if query.sort != .distance { checks.geo = nil }
         }
 
-        var top = TopK(limit: query.limit + 1, sort: query.sort)
-        var total = 0
-        var seen = [UInt64](repeating: 0, count: (ids.count + 63) / 64)
-
-        func visit(_ slot: Int32) {
-            let s = Int(slot)
-            guard live[s] else { return }
-            if let allowedCategory, !allowedCategory[Int(category[s])] { return }
-            if let currencyNumber, currency[s] != currencyNumber { return }
-            if let low = query.priceMin, price[s] < low { return }
-            if let high = query.priceMax, price[s] > high { return }
-            if query.vendor != nil, vendor[s] != vendorNumber { return }
-            if let minimum = query.minRating {
-                guard let rating = vendors[Int(vendor[s])].rating, rating >= minimum else { return }
-            }
-            var distance: Double? = nil
-            if let geo {
-                guard let km = geo.distanceKm(lat: Double(lat[s]), lon: Double(lon[s])) else { return }
-                distance = km
-            }
-            for equality in equalities {
-                guard Self.containsAny(values[s], equality.values) else { return }
-            }
-            for range in ranges {
-                guard numbers[s].contains(where: { $0.0 == range.attribute && $0.1 >= range.minimum && $0.1 <= range.maximum }) else { return }
-            }
-            var score = 0.0
-            if !wordTerms.isEmpty {
-                let documentTerms = terms[s]
-                let norm = 1.2 * (0.25 + 0.75 * Double(length[s]) / average)
-                for (index, ids) in wordTerms.enumerated() {
-                    var best = 0.0
-                    var matched = false
-                    for (position, id) in ids.enumerated() {
-                        guard let frequency = Self.frequency(of: id, in: documentTerms) else { continue }
-                        matched = true
-                        let tf = Double(frequency)
-                        best = max(best, idf[index][position] * tf * 2.2 / (tf + norm))
+        // Relevance: each word adds its best term's BM25 weight, summed from the postings of matches.
+        var score: [Float] = []
+        if query.sort == .relevance, !wordTerms.isEmpty {
+            score = Array(repeating: 0, count: slotCount)
+            var best: [Float] = wordTerms.contains { $0.count > 1 } ? Array(repeating: 0, count: slotCount) : []
+            let average = liveCount == 0 ? 1.0 : Double(max(totalLength, 1)) / Double(liveCount)
+            for ids in wordTerms {
+                let single = ids.count == 1
+                for id in ids {
+                    let frequency = Double(max(documentFrequency[Int(id)], 0))
+                    let idf = log(1 + (Double(liveCount) - frequency + 0.5) / (frequency + 0.5))
+                    let slots = termPostings[Int(id)].slots, frequencies = termFrequencies[Int(id)]
+                    for index in slots.indices {
+                        let s = Int(slots[index])
+                        guard matches[s >> 6] & (1 << UInt64(s & 63)) != 0 else { continue }
+                        let tf = Double(frequencies[index])
+                        let norm = 1.2 * (0.25 + 0.75 * Double(length[s]) / average)
+                        let weight = Float(idf * tf * 2.2 / (tf + norm))
+                        if single { score[s] += weight } else { best[s] = max(best[s], weight) }
                     }
-                    guard matched else { return }
-                    score += best
+                }
+                guard !single else { continue }
+                for id in ids {
+                    for slot in termPostings[Int(id)].slots where best[Int(slot)] != 0 {
+                        score[Int(slot)] += best[Int(slot)]
+                        best[Int(slot)] = 0
+                    }
                 }
             }
-            total += 1
-            if facetCategory { categoryCounts[Int(category[s])] += 1 }
-            for (index, facet) in facetAttributes.enumerated() {
-                for entry in values[s] where entry >> 32 == UInt64(facet.id) { attributeCounts[index][Int(entry & 0xFFFF_FFFF)] += 1 }
-            }
-            let key: SortKey = switch query.sort {
-            case .relevance: .double(score)
-            case .distance: .double(distance ?? 0)
-            case .newest: .int(published[s])
-            case .priceAsc, .priceDesc: .int(price[s])
-            }
-            if let cursor = query.cursor, !top.isAfter(key, ids[s], cursor: cursor) { return }
-            top.offer(key, slot: slot, id: ids[s], distance: distance)
         }
 
-        if let sources {
-            for list in sources {
-                for slot in list {
-                    let word = Int(slot) >> 6, bit = UInt64(1) << UInt64(Int(slot) & 63)
-                    if seen[word] & bit != 0 { continue }
-                    seen[word] |= bit
-                    visit(slot)
-                }
-            }
-        } else {
-            for slot in 0..<Int32(ids.count) { visit(slot) }
-        }
+        // Step 2: column filters, the count, and the page.
+        let (ranked, total) = rank(&matches, query, score: score, checks: checks.isEmpty ? nil : checks)
 
-        let ranked = top.sorted()
-        let hasMore = ranked.count > query.limit
-        let hits: [SearchHit] = ranked.prefix(query.limit).compactMap { entry in
-            let s = Int(entry.slot)
-            guard let document = stored[s] else { return nil }
-            let cursorValue: SortKeyValue = switch entry.key {
-            case .double(let value): .double(value)
-            case .int(let value): query.sort == .newest ? .time(Date(timeIntervalSince1970: Double(value) / 1000)) : .int(value)
-            }
-            return SearchHit(document: document, category: categorySlugs[Int(category[s])], vendorId: vendorIds[Int(vendor[s])],
-                             vendor: vendors[Int(vendor[s])], distanceKm: entry.distance.map { ($0 * 10).rounded() / 10 },
-                             cursor: KeysetCursor(values: [cursorValue], id: ids[s]))
-        }
+        // Step 3: facets.
         var facets: [String: [(value: String, count: Int)]] = [:]
-        if facetCategory {
-            facets["category"] = Self.top(categoryCounts.enumerated().map { (categorySlugs[$0.offset], $0.element) })
+        for facet in query.facets {
+            if facet == "category" {
+                let counted = counts(in: matches, total: total, lists: categoryPostings) { s, counts in counts[Int(category[s])] += 1 }
+                facets[facet] = Self.top(counted.enumerated().map { (categorySlugs[$0.offset], $0.element) })
+            } else if facet.hasPrefix("attr."), let attribute = attributeIds[String(facet.dropFirst(5))] {
+                let column = valueColumns[Int(attribute)]
+                let counted = counts(in: matches, total: total, lists: valuePostings[Int(attribute)]) { s, counts in
+                    let value = s < column.count ? column[s] : 0
+                    if value == 0 { return }
+                    if value != Self.severalValues { counts[Int(value - 1)] += 1; return }
+                    for entry in values[s] where entry >> 32 == UInt64(attribute) { counts[Int(entry & 0xFFFF_FFFF)] += 1 }
+                }
+                facets[facet] = Self.top(counted.enumerated().map { (valueText[Int(attribute)][$0.offset], $0.element) })
+            } else {
+                facets[facet] = []
+            }
         }
-        for (index, facet) in facetAttributes.enumerated() {
-            facets["attr." + facet.name] = Self.top(attributeCounts[index].enumerated().map { (valueText[Int(facet.id)][$0.offset], $0.element) })
-        }
-        for facet in query.facets where facets[facet] == nil { facets[facet] = [] }
-        return SearchResult(hits: hits, facets: facets, total: total, hasMore: hasMore)
+        return page(ranked, query, facets: facets, total: total)
     }
 
     /// A browse: at most a category, a sort by time or price, and facets. Nothing but the
@@ -640,7 +663,7 @@ struct SearchIndex: Sendable {
             && (query.sort == .newest || query.sort == .priceAsc || query.sort == .priceDesc)
     }
 
-    /// Total and facets from the counts; the page from one tight pass over the category's slots
+    /// Total and facets from the counts; the page from one pass over the category's live slots
     /// (time or price, and the id), with no text, attribute or facet work per listing.
     func browse(_ query: SearchQuery) -> SearchResult {
         var allowed = Array(repeating: query.categories == nil, count: categoryIds.count)
@@ -665,44 +688,186 @@ struct SearchIndex: Sendable {
             }
         }
 
-        var top = TopK(limit: query.limit + 1, sort: query.sort)
-        let byTime = query.sort == .newest
-        var seen = [UInt64](repeating: 0, count: (ids.count + 63) / 64)
-        live.withUnsafeBufferPointer { live in
-            category.withUnsafeBufferPointer { category in
-                (byTime ? published : price).withUnsafeBufferPointer { keys in
-                    func consider(_ slot: Int32) {
-                        let s = Int(slot)
-                        guard live[s], allowed[Int(category[s])] else { return }
-                        let key = SortKey.int(keys[s])
-                        if let cursor = query.cursor, !top.isAfter(key, ids[s], cursor: cursor) { return }
-                        top.offer(key, slot: slot, id: ids[s], distance: nil)
-                    }
-                    if query.categories == nil {
-                        for slot in 0..<Int32(live.count) { consider(slot) }
-                    } else {
-                        for c in inScope {
-                            for slot in categoryPostings[c] {
-                                let word = Int(slot) >> 6, bit = UInt64(1) << UInt64(Int(slot) & 63)
-                                if seen[word] & bit != 0 { continue }
-                                seen[word] |= bit
-                                consider(slot)
-                            }
-                        }
-                    }
+        var matches = matching(query.categories == nil ? [] : [inScope.map { categoryPostings[$0] }])
+        let (ranked, _) = rank(&matches, query, score: [], checks: nil)
+        return page(ranked, query, facets: facets, total: total)
+    }
+
+    /// The live slots every filter admits; each filter is a union of posting lists. The smallest
+    /// filter goes first (so its lists are walked while the result is still wide).
+    private func matching(_ filters: [[PostingList]]) -> [UInt64] {
+        let wordCount = SlotBits.words(for: slotCount)
+        var matches = liveBits
+        if matches.count < wordCount { matches.append(contentsOf: repeatElement(0, count: wordCount - matches.count)) }
+        guard !filters.isEmpty else { return matches }
+        var union = [UInt64](repeating: 0, count: wordCount)
+        for filter in filters.sorted(by: { $0.reduce(0) { $0 + $1.count } < $1.reduce(0) { $0 + $1.count } }) {
+            if filter.count == 1, filter[0].isDense {
+                let bits = filter[0].bits
+                for word in 0..<wordCount { matches[word] &= word < bits.count ? bits[word] : 0 }
+            } else {
+                union.withUnsafeMutableBufferPointer { union in
+                    union.update(repeating: 0)
+                    for list in filter { list.add(to: union) }
                 }
+                for word in 0..<wordCount { matches[word] &= union[word] }
             }
         }
-        let ranked = top.sorted()
+        return matches
+    }
+
+    /// The filters a posting list cannot answer, checked slot by slot.
+    private struct ColumnChecks {
+        var priceMin: Int64
+        var priceMax: Int64
+        /// Per vendor number: whether its rating passes `minRating`.
+        var ratingAllowed: [Bool]?
+        var geo: GeoFilter?
+        var ranges: [(column: [Double], minimum: Double, maximum: Double)] = []
+
+        init(query: SearchQuery, vendors: [SearchVendor]) {
+            priceMin = query.priceMin ?? .min
+            priceMax = query.priceMax ?? .max
+            ratingAllowed = query.minRating.map { minimum in vendors.map { $0.rating.map { $0 >= minimum } ?? false } }
+            geo = query.near.map { GeoFilter(lat: $0.lat, lon: $0.lon, radiusKm: query.radiusKm) }
+        }
+
+        var isEmpty: Bool {
+            priceMin == .min && priceMax == .max && ratingAllowed == nil && geo == nil && ranges.isEmpty
+        }
+    }
+
+    /// Step 2 of a search: checks each slot of `matches` against the column filters (clearing the
+    /// refused), counts the rest and keeps the best `limit + 1` after the cursor. Newest-first
+    /// walks the slots backwards: they run roughly in publication order, so the best come first.
+    private func rank(_ matches: inout [UInt64], _ query: SearchQuery, score: [Float], checks: ColumnChecks?) -> ([TopK.Entry], Int) {
+        if checks == nil, query.sort != .relevance, query.sort != .distance {
+            // Every match counts: the total is the bits, and the page may be a short walk.
+            let total = matches.reduce(0) { $0 + $1.nonzeroBitCount }
+            let walked = total == 0 ? slotCount : min(slotCount, (query.limit + 1) * slotCount / total)
+            if walked < total * 2 { return (walk(matches, query), total) }
+        }
+        var top = TopK(limit: query.limit + 1, sort: query.sort)
+        var total = 0
+        let cursorKey = query.cursor.flatMap(TopK.key(of:)), cursorId = query.cursor?.id ?? UUID()
+        let descending = query.sort == .newest
+        let wordCount = matches.count
+        for step in 0..<wordCount {
+            let word = descending ? wordCount - 1 - step : step
+            var remaining = matches[word], kept = remaining
+            while remaining != 0 {
+                let bit = descending ? 63 - remaining.leadingZeroBitCount : remaining.trailingZeroBitCount
+                remaining &= ~(1 << UInt64(bit))
+                let s = word << 6 | bit
+                var haversine: Double? = nil
+                if let checks {
+                    var admitted = price[s] >= checks.priceMin && price[s] <= checks.priceMax
+                    if admitted, let ratingAllowed = checks.ratingAllowed { admitted = ratingAllowed[Int(vendor[s])] }
+                    if admitted, let geo = checks.geo {
+                        haversine = geo.haversine(lat: Double(lat[s]), lon: Double(lon[s]))
+                        admitted = haversine != nil
+                    }
+                    for range in checks.ranges where admitted {
+                        let number = s < range.column.count ? range.column[s] : .nan
+                        admitted = number >= range.minimum && number <= range.maximum
+                    }
+                    guard admitted else {
+                        kept &= ~(1 << UInt64(bit))
+                        continue
+                    }
+                }
+                total += 1
+                let key: SortKey = switch query.sort {
+                case .relevance: .double(score.isEmpty ? 0 : Double(score[s]))
+                case .distance: .double(haversine.map(GeoFilter.kilometres(haversine:)) ?? 0)
+                case .newest: .int(published[s])
+                case .priceAsc, .priceDesc: .int(price[s])
+                }
+                if let cursorKey {
+                    let order = TopK.compare(query.sort, cursorKey, key)
+                    if order > 0 || (order == 0 && !TopK.precedes(query.sort, cursorKey, cursorId, key, ids[s])) { continue }
+                }
+                if top.excludes(key) { continue }
+                top.offer(key, slot: Int32(s), id: ids[s])
+            }
+            matches[word] = kept
+        }
+        return (top.sorted(), total)
+    }
+
+    /// A newest or price page found by walking that sort order from the cursor and taking the
+    /// first `limit + 1` matches: cheap when matches are common, where ranking all would not be.
+    private func walk(_ matches: [UInt64], _ query: SearchQuery) -> [TopK.Entry] {
+        let byTime = query.sort == .newest
+        let order = byTime ? timeOrder : priceOrder, keys = byTime ? published : price
+        // The orders ascend by (key, id); newest and dearest first walk them backwards.
+        let descending = query.sort != .priceAsc
+        var position = descending ? order.count - 1 : 0
+        if let cursor = query.cursor, case .int(let key)? = TopK.key(of: cursor) {
+            let start = Self.lowerBound(order, keys: keys, ids: ids, key: key, id: cursor.id)
+            position = descending ? start - 1 : start
+            // Strictly after the cursor: skip its own listing (and dead copies of it).
+            while !descending, position < order.count, keys[Int(order[position])] == key, ids[Int(order[position])] == cursor.id { position += 1 }
+        }
+        var entries: [TopK.Entry] = []
+        while entries.count <= query.limit, position >= 0, position < order.count {
+            let s = Int(order[position])
+            if matches[s >> 6] & (1 << UInt64(s & 63)) != 0 {
+                entries.append(TopK.Entry(key: .int(keys[s]), slot: Int32(s), id: ids[s]))
+            }
+            position += descending ? -1 : 1
+        }
+        return entries
+    }
+
+    /// A price range that admits fewer listings than match so far becomes a filter: its stretch
+    /// of the price order, as bits. Otherwise price stays a check on each match.
+    private func narrowByPrice(_ matches: inout [UInt64], _ checks: inout ColumnChecks) {
+        guard checks.priceMin != .min || checks.priceMax != .max, !ordersDeferred else { return }
+        let low = Self.lowerBound(priceOrder, keys: price, ids: ids, key: checks.priceMin, id: UUID(uuid: UUID.minimum))
+        let high = checks.priceMax == .max ? priceOrder.count
+            : Self.lowerBound(priceOrder, keys: price, ids: ids, key: checks.priceMax + 1, id: UUID(uuid: UUID.minimum))
+        guard high - low < matches.reduce(0, { $0 + $1.nonzeroBitCount }) else { return }
+        var range = [UInt64](repeating: 0, count: matches.count)
+        if low < high {
+            for slot in priceOrder[low..<high] { range[Int(slot) >> 6] |= 1 << UInt64(Int(slot) & 63) }
+        }
+        for word in matches.indices { matches[word] &= range[word] }
+        checks.priceMin = .min
+        checks.priceMax = .max
+    }
+
+    /// Facet counts for a result of `total` slots: each list intersected with it, or, when that
+    /// would cost more, each of its slots' values counted (from a column, in slot order).
+    private func counts(in matches: [UInt64], total: Int, lists: [PostingList], eachValue: (Int, inout [Int]) -> Void) -> [Int] {
+        let intersecting = lists.reduce(0) { $0 + $1.countingCost(words: matches.count) }
+        if intersecting <= total {
+            return matches.withUnsafeBufferPointer { matches in lists.map { $0.count(in: matches) } }
+        }
+        var counts = Array(repeating: 0, count: lists.count)
+        for word in matches.indices {
+            var remaining = matches[word]
+            while remaining != 0 {
+                eachValue(word << 6 | remaining.trailingZeroBitCount, &counts)
+                remaining &= remaining - 1
+            }
+        }
+        return counts
+    }
+
+    /// The answer: the page of hits with their cursors, the facets and the total.
+    private func page(_ ranked: [TopK.Entry], _ query: SearchQuery, facets: [String: [(value: String, count: Int)]], total: Int) -> SearchResult {
+        let geo = query.near.map { GeoFilter(lat: $0.lat, lon: $0.lon, radiusKm: query.radiusKm) }
         let hits: [SearchHit] = ranked.prefix(query.limit).compactMap { entry in
             let s = Int(entry.slot)
             guard let document = stored[s] else { return nil }
             let cursorValue: SortKeyValue = switch entry.key {
-            case .int(let value): byTime ? .time(Date(timeIntervalSince1970: Double(value) / 1000)) : .int(value)
             case .double(let value): .double(value)
+            case .int(let value): query.sort == .newest ? .time(Date(timeIntervalSince1970: Double(value) / 1000)) : .int(value)
             }
             return SearchHit(document: document, category: categorySlugs[Int(category[s])], vendorId: vendorIds[Int(vendor[s])],
-                             vendor: vendors[Int(vendor[s])], distanceKm: nil, cursor: KeysetCursor(values: [cursorValue], id: ids[s]))
+                             vendor: vendors[Int(vendor[s])], distanceKm: geo?.distanceKm(lat: Double(lat[s]), lon: Double(lon[s])).map { ($0 * 10).rounded() / 10 },
+                             cursor: KeysetCursor(values: [cursorValue], id: ids[s]))
         }
         return SearchResult(hits: hits, facets: facets, total: total, hasMore: ranked.count > query.limit)
     }
@@ -746,73 +911,100 @@ enum SortKey: Sendable {
     case int(Int64)
 }
 
-/// The best `limit` documents for a sort, kept by a bounded selection (no sorting of every match).
+/// The best `limit` documents for a sort: a heap with the worst kept entry on top, so a
+/// candidate that does not beat it costs one comparison and one that does costs O(log limit).
 struct TopK {
     struct Entry {
         var key: SortKey
         var slot: Int32
         var id: UUID
-        var distance: Double?
     }
 
     let limit: Int
     let sort: SearchQuery.Sort
-    private var entries: [Entry] = []
+    /// Every parent is preceded by its children (or equal): the root is the worst kept.
+    private var heap: [Entry] = []
 
     init(limit: Int, sort: SearchQuery.Sort) {
         self.limit = limit
         self.sort = sort
-        entries.reserveCapacity(limit * 2)
+        heap.reserveCapacity(limit)
     }
 
     /// Whether `a` comes before `b` in this sort (the id breaks ties, in the key's direction).
-    func precedes(_ a: SortKey, _ aId: UUID, _ b: SortKey, _ bId: UUID) -> Bool { Self.precedes(sort, a, aId, b, bId) }
-
     static func precedes(_ sort: SearchQuery.Sort, _ a: SortKey, _ aId: UUID, _ b: SortKey, _ bId: UUID) -> Bool {
+        let order = compare(sort, a, b)
+        if order != 0 { return order < 0 }
+        return sort == .distance || sort == .priceAsc ? aId.precedes(bId) : bId.precedes(aId)
+    }
+
+    /// How two keys order in this sort, ids aside: negative when `a` comes first, 0 on a tie.
+    @inline(__always)
+    static func compare(_ sort: SearchQuery.Sort, _ a: SortKey, _ b: SortKey) -> Int {
         switch (a, b) {
         case (.double(let x), .double(let y)):
-            if x != y { return sort == .distance ? x < y : x > y }
-            return sort == .distance ? aId.precedes(bId) : bId.precedes(aId)
+            if x == y { return 0 }
+            return (sort == .distance ? x < y : x > y) ? -1 : 1
         case (.int(let x), .int(let y)):
-            if x != y { return sort == .priceAsc ? x < y : x > y }
-            return sort == .priceAsc ? aId.precedes(bId) : bId.precedes(aId)
+            if x == y { return 0 }
+            return (sort == .priceAsc ? x < y : x > y) ? -1 : 1
         default:
-            return false
+            return 0
         }
     }
 
-    /// Whether a document with `key` comes after the cursor's position.
-    func isAfter(_ key: SortKey, _ id: UUID, cursor: KeysetCursor) -> Bool {
-        let cursorKey: SortKey
+    /// Whether a candidate with `key` cannot be kept, whatever its id: the heap is full and its
+    /// worst entry's key comes strictly first. Most candidates end here, without touching their id.
+    @inline(__always)
+    func excludes(_ key: SortKey) -> Bool {
+        heap.count == limit && (limit == 0 || Self.compare(sort, heap[0].key, key) < 0)
+    }
+
+    /// A cursor's position as a sort key.
+    static func key(of cursor: KeysetCursor) -> SortKey? {
         switch cursor.values.first {
-        case .double(let value)?: cursorKey = .double(value)
-        case .int(let value)?: cursorKey = .int(value)
-        case .time(let date)?: cursorKey = .int(Int64((date.timeIntervalSince1970 * 1000).rounded()))
-        default: return true
+        case .double(let value)?: .double(value)
+        case .int(let value)?: .int(value)
+        case .time(let date)?: .int(Int64((date.timeIntervalSince1970 * 1000).rounded()))
+        default: nil
         }
-        return precedes(cursorKey, cursor.id, key, id)
     }
 
-    /// The last of the best `limit` once that many have been seen: anything not before it is out.
-    private var worst: Entry?
-
-    mutating func offer(_ key: SortKey, slot: Int32, id: UUID, distance: Double?) {
-        if let worst, !Self.precedes(sort, key, id, worst.key, worst.id) { return }
-        entries.append(Entry(key: key, slot: slot, id: id, distance: distance))
-        if entries.count >= limit * 2 + 64 { trim() }
+    /// Keeps the candidate if it is among the best so far.
+    mutating func offer(_ key: SortKey, slot: Int32, id: UUID) {
+        guard limit > 0 else { return }
+        if heap.count == limit, !Self.precedes(sort, key, id, heap[0].key, heap[0].id) { return }
+        let entry = Entry(key: key, slot: slot, id: id)
+        if heap.count < limit {
+            heap.append(entry)
+            var child = heap.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard precedes(heap[parent], heap[child]) else { break }
+                heap.swapAt(parent, child)
+                child = parent
+            }
+            return
+        }
+        heap[0] = entry
+        var parent = 0
+        while true {
+            var worst = parent
+            let left = 2 * parent + 1, right = left + 1
+            if left < heap.count, precedes(heap[worst], heap[left]) { worst = left }
+            if right < heap.count, precedes(heap[worst], heap[right]) { worst = right }
+            if worst == parent { break }
+            heap.swapAt(parent, worst)
+            parent = worst
+        }
     }
 
-    private mutating func trim() {
-        let sort = self.sort
-        entries.sort { Self.precedes(sort, $0.key, $0.id, $1.key, $1.id) }
-        entries.removeLast(max(0, entries.count - limit))
-        if entries.count == limit { worst = entries.last }
-    }
+    private func precedes(_ a: Entry, _ b: Entry) -> Bool { Self.precedes(sort, a.key, a.id, b.key, b.id) }
 
+    /// The kept entries, best first.
     func sorted() -> [Entry] {
-        var copy = self
-        copy.trim()
-        return copy.entries
+        let sort = self.sort
+        return heap.sorted { Self.precedes(sort, $0.key, $0.id, $1.key, $1.id) }
     }
 }
 
@@ -823,6 +1015,9 @@ struct GeoFilter {
     let radiusKm: Double
     private let latDelta: Double
     private let lonDelta: Double
+    private let cosφ1: Double
+    private let sinφ1: Double
+    private let maximumHaversine: Double
 
     init(lat: Double, lon: Double, radiusKm: Double) {
         self.lat = lat
@@ -831,23 +1026,118 @@ struct GeoFilter {
         latDelta = radiusKm / 111.0
         let cosine = cos(lat * .pi / 180)
         lonDelta = cosine < 0.01 ? 360 : radiusKm / (111.32 * cosine)
+        cosφ1 = cosine
+        sinφ1 = sin(lat * .pi / 180)
+        let half = sin(min(radiusKm / Self.earthRadiusKm, .pi) / 2)
+        maximumHaversine = half * half
     }
 
-    /// The distance in km, or nil when beyond the radius.
-    func distanceKm(lat pointLat: Double, lon pointLon: Double) -> Double? {
+    /// The grid whose cells to gather candidates from: the finer, the smaller the radius (a
+    /// circle should cover several cells, so most of its listings need no measuring).
+    var grid: GeoGrid { radiusKm <= 8 ? .finest : radiusKm <= 40 ? .fine : .coarse }
+
+    /// The cells of `grid` that hold every point within the radius (with the same margin as
+    /// `haversine`), split into those wholly inside the circle and those its edge crosses; nil
+    /// when the circle reaches so near a pole that the box is no help.
+    func cells(in grid: GeoGrid) -> (inner: [Int32], border: [Int32])? {
+        guard lonDelta < 170 else { return nil }
+        let margin = 0.02, d = grid.degrees
+        let rowLow = Int32(((max(lat - latDelta - margin, -90) + 90) / d).rounded(.down))
+        let rowHigh = Int32(((min(lat + latDelta + margin, 90) + 90) / d).rounded(.down))
+        let columnLow = Int32(((lon - lonDelta - margin + 180) / d).rounded(.down))
+        let columnHigh = Int32(((lon + lonDelta + margin + 180) / d).rounded(.down))
+        var inner: [Int32] = [], border: [Int32] = []
+        for row in rowLow...rowHigh {
+            let south = Double(row) * d - 90, north = south + d
+            for column in columnLow...columnHigh {
+                let west = Double(column) * d - 180, east = west + d
+                // A small cell lies inside the circle when its corners do (with a sliver to spare).
+                let isInner = [(south, west), (south, east), (north, west), (north, east)].allSatisfy { corner in
+                    (haversine(lat: corner.0, lon: corner.1) ?? .infinity) <= maximumHaversine * 0.998
+                }
+                let cell = grid.cell(row: row, column: column)
+                if isInner { inner.append(cell) } else { border.append(cell) }
+            }
+        }
+        return (inner, border)
+    }
+
+    /// The haversine of the central angle to a point (the distance's monotone measure), or nil
+    /// when the point is beyond the radius. Cheap enough for every candidate: a box test first,
+    /// then series for the small angles a radius allows instead of calls into libm.
+    func haversine(lat pointLat: Double, lon pointLon: Double) -> Double? {
         guard abs(pointLat - lat) <= latDelta + 0.01 else { return nil }
         var dLon = abs(pointLon - lon)
         if dLon > 180 { dLon = 360 - dLon }
         guard dLon <= lonDelta + 0.01 else { return nil }
-        let φ1 = lat * .pi / 180, φ2 = pointLat * .pi / 180
-        let dφ = (pointLat - lat) * .pi / 180, dλ = (pointLon - lon) * .pi / 180
-        let a = sin(dφ / 2) * sin(dφ / 2) + cos(φ1) * cos(φ2) * sin(dλ / 2) * sin(dλ / 2)
-        let km = 6371.0088 * 2 * atan2(sqrt(a), sqrt(1 - a))
-        return km <= radiusKm ? km : nil
+        // Multiplications by reciprocals throughout: a division costs several times as much.
+        let dφ = (pointLat - lat) * Self.radiansPerDegree, dλ = dLon * Self.radiansPerDegree
+        let cosφ2: Double
+        if abs(dφ) < 0.1 {
+            // cos(φ1 + dφ) with the series of cos dφ and sin dφ (error below 1e-10 at 0.1 rad).
+            let d2 = dφ * dφ
+            let cosD = 1 - d2 * 0.5 * (1 - d2 * (1.0 / 12) * (1 - d2 * (1.0 / 30)))
+            let sinD = dφ * (1 - d2 * (1.0 / 6) * (1 - d2 * (1.0 / 20)))
+            cosφ2 = cosφ1 * cosD - sinφ1 * sinD
+        } else {
+            cosφ2 = cos(pointLat * Self.radiansPerDegree)
+        }
+        let h = Self.sinSquaredHalf(dφ) + cosφ1 * cosφ2 * Self.sinSquaredHalf(dλ)
+        return h <= maximumHaversine ? h : nil
+    }
+
+    /// The distance in km, or nil when beyond the radius.
+    func distanceKm(lat pointLat: Double, lon pointLon: Double) -> Double? {
+        haversine(lat: pointLat, lon: pointLon).map(Self.kilometres(haversine:))
+    }
+
+    static func kilometres(haversine h: Double) -> Double {
+        2 * earthRadiusKm * asin(min(1, h.squareRoot()))
+    }
+
+    private static let earthRadiusKm = 6371.0088
+    private static let radiansPerDegree = Double.pi / 180
+
+    /// sin²(x/2), by its series when x is small.
+    @inline(__always)
+    private static func sinSquaredHalf(_ x: Double) -> Double {
+        let h = x * 0.5
+        if abs(h) < 0.05 {
+            let h2 = h * h
+            let sine = h * (1 - h2 * (1.0 / 6) * (1 - h2 * (1.0 / 20) * (1 - h2 * (1.0 / 42))))
+            return sine * sine
+        }
+        let sine = sin(h)
+        return sine * sine
+    }
+}
+
+/// A grid of square cells in degrees of latitude and longitude, numbered row by row.
+struct GeoGrid: Sendable {
+    let degrees: Double
+    private let columns: Int32
+
+    static let coarse = GeoGrid(degrees: 0.5)
+    static let fine = GeoGrid(degrees: 0.1)
+    static let finest = GeoGrid(degrees: 0.02)
+
+    private init(degrees: Double) {
+        self.degrees = degrees
+        columns = Int32((360 / degrees).rounded())
+    }
+
+    func cell(lat: Double, lon: Double) -> Int32 {
+        cell(row: Int32(((lat + 90) / degrees).rounded(.down)), column: Int32(((lon + 180) / degrees).rounded(.down)))
+    }
+
+    func cell(row: Int32, column: Int32) -> Int32 {
+        row * columns + (column % columns + columns) % columns
     }
 }
 
 extension UUID {
+    static let minimum: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
     /// Byte order, as Postgres orders uuids.
     func precedes(_ other: UUID) -> Bool {
         let a = uuid, b = other.uuid

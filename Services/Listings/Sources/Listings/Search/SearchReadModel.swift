@@ -173,10 +173,12 @@ final class SearchReadModel: Service, @unchecked Sendable {
         let rows = try await client.query("""
             SELECT \(unescaped: Self.documentColumns) FROM listings l WHERE l.status = 'published' AND l.hidden_reason IS NULL
             """, logger: logger)
+        fresh.beginLoading()
         for try await row in rows {
             let (document, _) = try Self.document(row)
             fresh.upsert(document)
         }
+        fresh.finishLoading()
         let count = fresh.count
         lock.write {
             index = fresh
