@@ -7,7 +7,7 @@ implementation that is available, a check of its answers (check.py), a warm-up a
 wrk run with mixed.lua. Markdown report to stdout and deploy/bench/search-results.md.
 
     deploy/bench/search/run.sh [--count 1000000] [--duration 30s] [--warmup 10s] [--connections 8]
-                               [--threads 2] [--bin-dir DIR] [--schema-from-sql] [--only drf|swift]
+                               [--threads 1,2] [--bin-dir DIR] [--schema-from-sql] [--only drf|swift]
                                [--output FILE] [--keep]
 Env: BENCH_SEARCH_COUNT, BENCH_SEARCH_DURATION (defaults of --count and --duration).
 Both implementations read the same database with every index present (the service's own and the
@@ -182,8 +182,8 @@ def explain_drf(suite: Suite) -> str:
     return r.stdout
 
 
-def run_wrk(base: str, queries: Path, args, duration: str) -> dict:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}", f"--timeout={WRK_TIMEOUT}",
+def run_wrk(base: str, queries: Path, args, duration: str, threads: int) -> dict:
+    cmd = ["wrk", f"-t{threads}", f"-c{args.connections}", f"-d{duration}", f"--timeout={WRK_TIMEOUT}",
            "-s", str(HERE / "mixed.lua"), base]
     say(" ".join(cmd))
     r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
@@ -196,15 +196,20 @@ def run_wrk(base: str, queries: Path, args, duration: str) -> dict:
     return json.loads(lines[-1])
 
 
-def measure(name: str, base: str, queries: Path, paths: list[str], categories, args) -> dict:
+def measure(name: str, base: str, queries: Path, paths: list[str], categories, args) -> list[dict]:
+    """One row per wrk thread count. wrk shares the two cores with the server: its second thread
+    competes with the server for them, which shows in the tail; both rows are reported."""
     checked, problems = check_answers(base, paths, categories)
     say(f"{name}: {checked} answers checked, {len(problems)} problems")
     for p in problems[:20]:
         say(f"  {p}")
-    run_wrk(base, queries, args, args.warmup)
-    result = run_wrk(base, queries, args, args.duration)
-    say(f"{name}: {result}")
-    return {"name": name, "checked": checked, "problems": problems, **result}
+    run_wrk(base, queries, args, args.warmup, args.threads[0])
+    rows = []
+    for threads in args.threads:
+        result = run_wrk(base, queries, args, args.duration, threads)
+        say(f"{name}, wrk -t{threads}: {result}")
+        rows.append({"name": name, "threads": threads, "checked": checked, "problems": problems, **result})
+    return rows
 
 
 def render(results: list[dict], *, load: dict, index_seconds: float, sizes: list[str], explain: str | None,
@@ -221,27 +226,28 @@ def render(results: list[dict], *, load: dict, index_seconds: float, sizes: list
         f"- load: generate + COPY {load['loadSeconds']:.1f} s ({load['jobs']} generator processes), listings indexes "
         f"rebuilt in {load['indexSeconds']:.1f} s, ANALYZE {load['analyzeSeconds']:.1f} s; DRF indexes "
         f"(deploy/bench/drf/indexes.sql) {index_seconds:.1f} s",
-        f"- load generator: `wrk -t{args.threads} -c{args.connections} -d{args.duration} --timeout={WRK_TIMEOUT}` "
-        f"with deploy/bench/search/mixed.lua over {n_queries} requests (queries.py) after a {args.warmup} warm-up; "
-        f"wrk, the server and Postgres share the machine's cores",
+        f"- load generator: `wrk -t<threads> -c{args.connections} -d{args.duration} --timeout={WRK_TIMEOUT}` "
+        f"with deploy/bench/search/mixed.lua over {n_queries} requests (queries.py) after a {args.warmup} warm-up, "
+        f"once per thread count ({', '.join(map(str, args.threads))}); wrk, the server and Postgres share the "
+        f"machine's cores, so wrk's own threads compete with the server's",
         f"- Postgres: {', '.join(f'{k}={v}' for k, v in BENCH_PG_SETTINGS.items())}",
         "",
-        "| implementation | requests/s | p50 | p90 | p95 | p99 | requests | non-2xx | socket errors | answers checked (problems) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| implementation | wrk threads | requests/s | p50 | p90 | p95 | p99 | requests | non-2xx | socket errors | answers checked (problems) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        lines.append(f"| {r['name']} | {r['rps']:,.1f} | {r['p50Ms']:.1f} ms | {r['p90Ms']:.1f} ms | {r['p95Ms']:.1f} ms "
+        lines.append(f"| {r['name']} | {r['threads']} | {r['rps']:,.1f} | {r['p50Ms']:.1f} ms | {r['p90Ms']:.1f} ms | {r['p95Ms']:.1f} ms "
                      f"| {r['p99Ms']:.1f} ms | {r['requests']:,} | {r['non2xx']:,} | {r['socketErrors']:,} "
                      f"| {r['checked']} ({len(r['problems'])}) |")
-    drf = next((r for r in results if r["name"].startswith("DRF")), None)
     lines.append("")
     for swift in (r for r in results if r["name"].startswith("Swift")):
+        drf = next((r for r in results if r["name"].startswith("DRF") and r["threads"] == swift["threads"]), None)
         if drf and drf["rps"] and swift["p99Ms"]:
-            lines.append(f"- {swift['name']} / DRF: throughput {swift['rps'] / drf['rps']:.1f}x, "
+            lines.append(f"- {swift['name']} / DRF, wrk -t{swift['threads']}: throughput {swift['rps'] / drf['rps']:.1f}x, "
                          f"p99 {drf['p99Ms'] / swift['p99Ms']:.1f}x lower")
     for r in results:
         if r["requests"] < n_queries:
-            notes.append(f"{r['name']} answered {r['requests']} requests in {args.duration}, fewer than the "
+            notes.append(f"{r['name']} (wrk -t{r['threads']}) answered {r['requests']} requests in {args.duration}, fewer than the "
                          f"{n_queries} of the mix: only part of the mix was measured (raise --duration)")
     lines += [""] + [f"- note: {n}" for n in notes]
     for r in results:
@@ -259,7 +265,8 @@ def main() -> int:
     p.add_argument("--duration", default=os.environ.get("BENCH_SEARCH_DURATION", "30s"))
     p.add_argument("--warmup", default="10s")
     p.add_argument("--connections", type=int, default=8)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=lambda text: [int(t) for t in text.split(",")], default=[1, 2],
+                   help="wrk thread counts, one measured run each (default 1,2)")
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--bin-dir", type=Path, default=None, help="default .build/release")
@@ -310,7 +317,7 @@ def main() -> int:
                     base = start_listings_service(suite, notes)
                     if not base:
                         break
-                    results.append(measure(label, base, queries, paths, categories, args))
+                    results.extend(measure(label, base, queries, paths, categories, args))
                     suite.stop_service("listings")
                 if not results:
                     notes.append("Swift listings service skipped: no `listings` executable in "
@@ -319,7 +326,7 @@ def main() -> int:
                 workers = 2 * (os.cpu_count() or 1) + 1
                 drf_proc, base = start_drf(suite)
                 explain = explain_drf(suite)
-                results.append(measure(f"DRF (Django 5.2, gunicorn {workers} sync workers)", base, queries, paths,
+                results.extend(measure(f"DRF (Django 5.2, gunicorn {workers} sync workers)", base, queries, paths,
                                        categories, args))
                 stop_process(drf_proc)
     except SuiteError as e:
