@@ -157,6 +157,7 @@ import Testing
 
     func check(_ index: SearchIndex, against live: [UUID: SearchDocument], queries: [String], label: String) throws {
         let tree = try TestCategories.tree()
+        let scratch = SearchScratch()  // shared by every search, as a replica's pool shares them
         var nonEmpty = 0
         for text in queries {
             let first = try SearchQuery.parse(SearchQuery.parameters(rawQuery: text), categories: tree)
@@ -165,7 +166,7 @@ import Testing
             var cursor: String? = nil, pages = 0
             repeat {
                 let query = try SearchQuery.parse(SearchQuery.parameters(rawQuery: text + (cursor.map { "&cursor=\($0)" } ?? "")), categories: tree)
-                let answer = index.search(query)
+                let answer = index.search(query, scratch: scratch)
                 #expect(answer.total == expected.count, "\(label): total of \(text)")
                 if pages == 0 {
                     let page = try SearchPage(answer, query: query)

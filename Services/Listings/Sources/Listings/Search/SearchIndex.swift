@@ -520,8 +520,8 @@ struct SearchIndex: Sendable {
         return result
     }
 
-    func search(_ query: SearchQuery) -> SearchResult {
-        Self.isBrowse(query) ? browse(query) : scan(query)
+    func search(_ query: SearchQuery, scratch: SearchScratch = SearchScratch()) -> SearchResult {
+        Self.isBrowse(query) ? browse(query, scratch: scratch) : scan(query, scratch: scratch)
     }
 
     /// Any search that is not a browse, in three steps over a bit set of slots:
@@ -532,7 +532,7 @@ struct SearchIndex: Sendable {
     ///    scores are summed beforehand from the words' postings);
     /// 3. facet counts: each value's posting list intersected with the result, or the result's
     ///    own values counted when it is the smaller side.
-    func scan(_ query: SearchQuery) -> SearchResult {
+    func scan(_ query: SearchQuery, scratch: SearchScratch = SearchScratch()) -> SearchResult {
         let nothing = SearchResult(hits: [], facets: emptyFacets(query), total: 0, hasMore: false)
 
         // Text: every word must match (the last one also as a prefix); each word is a set of term ids.
@@ -580,7 +580,8 @@ struct SearchIndex: Sendable {
             guard let number = currencyIndex[code] else { return nothing }
             filters.append([currencyPostings[Int(number)]])
         }
-        var matches = matching(filters)
+        var matches = matching(filters, scratch: scratch)
+        defer { scratch.matches = matches }
         narrowByPrice(&matches, &checks)
         // Listings in cells the circle's edge crosses are measured now; the rest are inside. Only
         // a sort by distance still needs every listing's distance.
@@ -601,9 +602,15 @@ struct SearchIndex: Sendable {
 
         // Relevance: each word adds its best term's BM25 weight, summed from the postings of matches.
         var score: [Float] = []
+        defer {
+            // Back to all zeros for the next search: only the first word's postings were scored.
+            for id in wordTerms.first ?? [] where !score.isEmpty { for slot in termPostings[Int(id)].slots { score[Int(slot)] = 0 } }
+            if !score.isEmpty { scratch.score = score }
+        }
         if query.sort == .relevance, !wordTerms.isEmpty {
-            score = Array(repeating: 0, count: slotCount)
-            var best: [Float] = wordTerms.contains { $0.count > 1 } ? Array(repeating: 0, count: slotCount) : []
+            score = scratch.zeros(\.score, count: slotCount)
+            var best: [Float] = wordTerms.contains { $0.count > 1 } ? scratch.zeros(\.best, count: slotCount) : []
+            defer { if !best.isEmpty { scratch.best = best } }
             let average = liveCount == 0 ? 1.0 : Double(max(totalLength, 1)) / Double(liveCount)
             for ids in wordTerms {
                 let single = ids.count == 1
@@ -665,7 +672,7 @@ struct SearchIndex: Sendable {
 
     /// Total and facets from the counts; the page from one pass over the category's live slots
     /// (time or price, and the id), with no text, attribute or facet work per listing.
-    func browse(_ query: SearchQuery) -> SearchResult {
+    func browse(_ query: SearchQuery, scratch: SearchScratch = SearchScratch()) -> SearchResult {
         var allowed = Array(repeating: query.categories == nil, count: categoryIds.count)
         for id in query.categories ?? [] { if let index = categoryIndex[id] { allowed[Int(index)] = true } }
         let inScope = allowed.indices.filter { allowed[$0] }
@@ -688,19 +695,25 @@ struct SearchIndex: Sendable {
             }
         }
 
-        var matches = matching(query.categories == nil ? [] : [inScope.map { categoryPostings[$0] }])
+        var matches = matching(query.categories == nil ? [] : [inScope.map { categoryPostings[$0] }], scratch: scratch)
+        defer { scratch.matches = matches }
         let (ranked, _) = rank(&matches, query, score: [], checks: nil)
         return page(ranked, query, facets: facets, total: total)
     }
 
     /// The live slots every filter admits; each filter is a union of posting lists. The smallest
     /// filter goes first (so its lists are walked while the result is still wide).
-    private func matching(_ filters: [[PostingList]]) -> [UInt64] {
+    private func matching(_ filters: [[PostingList]], scratch: SearchScratch) -> [UInt64] {
         let wordCount = SlotBits.words(for: slotCount)
-        var matches = liveBits
+        var matches = scratch.take(\.matches)
+        matches.removeAll(keepingCapacity: true)
+        matches.append(contentsOf: liveBits)
         if matches.count < wordCount { matches.append(contentsOf: repeatElement(0, count: wordCount - matches.count)) }
         guard !filters.isEmpty else { return matches }
-        var union = [UInt64](repeating: 0, count: wordCount)
+        var union = scratch.take(\.union)
+        defer { scratch.union = union }
+        union.removeAll(keepingCapacity: true)
+        union.append(contentsOf: repeatElement(0, count: wordCount))
         for filter in filters.sorted(by: { $0.reduce(0) { $0 + $1.count } < $1.reduce(0) { $0 + $1.count } }) {
             if filter.count == 1, filter[0].isDense {
                 let bits = filter[0].bits
@@ -902,6 +915,29 @@ struct SearchIndex: Sendable {
             if value < target { low = middle + 1 } else { high = middle }
         }
         return nil
+    }
+}
+
+/// Slot-sized buffers a search works in, kept between searches (`SearchReadModel` pools them):
+/// allocated afresh, their pages fault in on every request. One search uses one at a time.
+final class SearchScratch: @unchecked Sendable {
+    var matches: [UInt64] = []
+    var union: [UInt64] = []
+    /// All zeros between searches.
+    var score: [Float] = []
+    var best: [Float] = []
+
+    /// The buffer, moved out (so it is uniquely referenced while it is written).
+    func take<Element>(_ buffer: ReferenceWritableKeyPath<SearchScratch, [Element]>) -> [Element] {
+        let taken = self[keyPath: buffer]
+        self[keyPath: buffer] = []
+        return taken
+    }
+
+    /// A score buffer of `count` zeros: the kept one when it fits (it is returned zeroed).
+    func zeros(_ buffer: ReferenceWritableKeyPath<SearchScratch, [Float]>, count: Int) -> [Float] {
+        let taken = take(buffer)
+        return taken.count == count ? taken : Array(repeating: 0, count: count)
     }
 }
 

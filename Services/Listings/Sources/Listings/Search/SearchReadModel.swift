@@ -51,6 +51,8 @@ final class SearchReadModel: Service, @unchecked Sendable {
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
     let cache: AnswerCache
+    /// Buffers for searches, reused instead of allocated per request.
+    private let scratches = NIOLockedValueBox<[SearchScratch]>([])
     /// How long a burst of changes is gathered before it is applied (well under the one second promised).
     static let coalescing: Duration = .milliseconds(20)
 
@@ -73,9 +75,11 @@ final class SearchReadModel: Service, @unchecked Sendable {
 
     /// Runs `query` against the index; nil until the first load has finished.
     func search(_ query: SearchQuery) -> (SearchResult, UInt64)? {
-        lock.read {
+        let scratch = scratches.withLockedValue { $0.popLast() } ?? SearchScratch()
+        defer { scratches.withLockedValue { if $0.count < 8 { $0.append(scratch) } } }
+        return lock.read {
             guard let index else { return nil }
-            return (index.search(query), generation)
+            return (index.search(query, scratch: scratch), generation)
         }
     }
 
@@ -216,14 +220,25 @@ final class SearchReadModel: Service, @unchecked Sendable {
         logger.debug("search read model updated", metadata: ["listings": "\(documents.count)", "vendors": "\(vendorIds.count)"])
     }
 
-    /// Vendors as search shows them: every vendor in the projections, or the ones listed.
+    /// Vendors as search shows them: every vendor in the projections (one pass over both tables),
+    /// or the ones listed (by primary keys: the users projection holds every buyer too).
     private func vendors(_ ids: [UUID]?) async throws -> [(UUID, SearchVendor)] {
-        let rows = try await client.query("""
-            SELECT coalesce(u.id, v.id), coalesce(u.display_name, ''), v.rating_average::float8
-            FROM users u FULL JOIN vendors v ON v.id = u.id
-            WHERE (\(ids == nil) OR coalesce(u.id, v.id) = ANY(\(ids ?? [])))
-              AND (v.id IS NOT NULL OR 'vendor' = ANY(u.roles))
-            """, logger: logger)
+        let rows = if let ids {
+            try await client.query("""
+                SELECT u.id, u.display_name, v.rating_average::float8
+                FROM users u LEFT JOIN vendors v ON v.id = u.id
+                WHERE u.id = ANY(\(ids)) AND (v.id IS NOT NULL OR 'vendor' = ANY(u.roles))
+                UNION ALL
+                SELECT v.id, '', v.rating_average::float8 FROM vendors v
+                WHERE v.id = ANY(\(ids)) AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = v.id)
+                """, logger: logger)
+        } else {
+            try await client.query("""
+                SELECT coalesce(u.id, v.id), coalesce(u.display_name, ''), v.rating_average::float8
+                FROM users u FULL JOIN vendors v ON v.id = u.id
+                WHERE v.id IS NOT NULL OR 'vendor' = ANY(u.roles)
+                """, logger: logger)
+        }
         var result: [(UUID, SearchVendor)] = []
         for try await (id, name, rating) in rows.decode((UUID, String, Double?).self) {
             result.append((id, SearchVendor(displayName: name, rating: rating.map { ($0 * 100).rounded() / 100 })))
