@@ -97,11 +97,18 @@ def start_listings_service(suite: Suite, notes: list[str]) -> str | None:
         return None
     suite.start_broker()
     suite.service_env.setdefault("listings", {}).update(SWIFT_LISTINGS_ENV)
+    log = suite.log_path("listings")
+    earlier = len(log.read_text().splitlines()) if log.exists() else 0  # the log is shared by every start
     started = time.monotonic()
     suite.start_service("listings")  # waits for GET /health/ready: search loaded too
     ready = time.monotonic() - started
-    loaded = [json.loads(line) for line in suite.log_path("listings").read_text().splitlines()
-              if '"search read model loaded"' in line]
+    loaded: list[dict] = []
+    for _ in range(50):  # the service logs the load just after it starts answering ready
+        loaded = [json.loads(line) for line in log.read_text().splitlines()[earlier:]
+                  if '"search read model loaded"' in line]
+        if loaded:
+            break
+        time.sleep(0.1)
     pid = suite.pid("listings")
     rss = ""
     if pid:
