@@ -179,11 +179,12 @@ def test_pages(registry):
         registry.check("gateway", "GET", "/v1/orders", 200, JSON, body({"items": []}))
     with pytest.raises(ContractViolation, match="is not of type 'null'"):
         registry.check("gateway", "GET", "/v1/categories", 200, JSON, body({"items": [], "nextCursor": "x"}))
-    plan = {"id": USER_ID, "code": "basic", "name": "Basic", "description": "", "priceAmount": 990,
-            "currency": "EUR", "interval": "month", "trialDays": 14, "listingQuota": 10}
+    plan = {"id": USER_ID, "code": "basic", "name": "Basic", "description": "", "price": {"amount": 990, "currency": "EUR"},
+            "interval": "month", "trialDays": 14, "listingQuota": 10, "commissionBps": 800}
     registry.check("gateway", "GET", "/v1/plans", 200, JSON, body({"items": [plan], "nextCursor": None}))
     with pytest.raises(ContractViolation, match="is not of type 'integer'"):
-        registry.check("gateway", "GET", "/v1/plans", 200, JSON, body({"items": [{**plan, "priceAmount": 9.9}], "nextCursor": None}))
+        registry.check("gateway", "GET", "/v1/plans", 200, JSON,
+                       body({"items": [{**plan, "price": {"amount": 9.9, "currency": "EUR"}}], "nextCursor": None}))
 
 
 def test_route_table(registry):

@@ -41,9 +41,9 @@ ROUTES = [("/v1/auth/", "IDENTITY"), ("/.well-known/", "IDENTITY"), ("/v1/users"
           ("/v1/subscriptions", "BILLING"), ("/v1/orders", "ORDERS"),
           ("/v1/conversations", "MESSAGING")]
 PLANS = {"items": [{"id": "0190c6c2-0000-7000-8000-000000000001", "code": "basic",
-                    "name": "Basic", "description": "stand-in", "priceAmount": 990,
-                    "currency": "EUR", "interval": "month", "trialDays": 14,
-                    "listingQuota": 10}], "nextCursor": None}
+                    "name": "Basic", "description": "stand-in",
+                    "price": {"amount": 990, "currency": "EUR"}, "interval": "month", "trialDays": 14,
+                    "listingQuota": 10, "commissionBps": 800}], "nextCursor": None}
 
 
 def make_bin_dir(path: Path) -> Path:

@@ -42,12 +42,13 @@ public struct Plan: Sendable, Codable, Equatable {
     public var code: String
     public var name: String
     public var description: String
-    /// Price per interval in minor units of `currency`.
-    public var priceAmount: Int64
-    public var currency: String
+    /// Per interval.
+    public var price: Money
     public var interval: String
     public var trialDays: Int
     public var listingQuota: Int
+    /// What the marketplace keeps of each sale, in basis points (800 = 8 %).
+    public var commissionBps: Int
 }
 
 struct PlanRepository: Sendable {
@@ -56,14 +57,15 @@ struct PlanRepository: Sendable {
     /// The plans on sale, in display order (a handful of rows; bounded all the same).
     func active(_ context: OperationContext) async throws -> [Plan] {
         let rows = try await client.query("""
-            SELECT id, code, name, description, price_amount, currency, billing_interval, trial_days, listing_quota
+            SELECT id, code, name, description, price_amount, currency, billing_interval, trial_days, listing_quota, commission_bps
             FROM plans WHERE active ORDER BY position, code LIMIT 100
             """, logger: context.logger)
         var result: [Plan] = []
-        for try await (id, code, name, description, price, currency, interval, trial, quota)
-            in rows.decode((UUID, String, String, String, Int64, String, String, Int32, Int32).self) {
-            result.append(Plan(id: id, code: code, name: name, description: description, priceAmount: price,
-                               currency: currency, interval: interval, trialDays: Int(trial), listingQuota: Int(quota)))
+        for try await (id, code, name, description, price, currency, interval, trial, quota, commission)
+            in rows.decode((UUID, String, String, String, Int64, String, String, Int32, Int32, Int32).self) {
+            result.append(Plan(id: id, code: code, name: name, description: description,
+                               price: try Money(amount: price, currencyCode: currency), interval: interval,
+                               trialDays: Int(trial), listingQuota: Int(quota), commissionBps: Int(commission)))
         }
         return result
     }
