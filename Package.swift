@@ -102,7 +102,8 @@ let package = Package(
         + service("Identity", executable: "identity", extra: ["CArgon2", .product(name: "Crypto", package: "swift-crypto")],
                   resources: [.copy("CommonPasswords.txt")])
         + service("Listings", executable: "listings")
-        + service("Billing", executable: "billing")
+        + service("Billing", executable: "billing", extra: [.product(name: "Crypto", package: "swift-crypto"),
+                                                            .product(name: "AsyncHTTPClient", package: "async-http-client")])
         + service("Orders", executable: "orders")
         + service("Messaging", executable: "messaging")
         + [
@@ -147,7 +148,7 @@ let package = Package(
                 path: "Tests/ServiceTests"),
             .testTarget(
                 name: "IntegrationTests",
-                dependencies: ["Platform", "Kafka", "Orders", "Identity", "Listings", "Contracts", .product(name: "Crypto", package: "swift-crypto"),
+                dependencies: ["Platform", "Kafka", "Orders", "Identity", "Listings", "Billing", "Contracts", .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "HummingbirdTesting", package: "hummingbird"),
                                .product(name: "HTTPTypes", package: "swift-http-types"),
