@@ -19,6 +19,9 @@ public enum Topics {
 
     /// Billing's entitlement per vendor (may publish, may list, quota), keyed by vendor id.
     public static let billingEntitlements = "billing.entitlements.v1"
+    /// What happens to a vendor's subscription that the vendor is told about (trial ending,
+    /// payment failed, suspended, reactivated, canceled), keyed by subscription id.
+    public static let billingSubscriptions = "billing.subscriptions.v1"
     /// The order lifecycle (placed, paid, canceled, …), keyed by order id.
     public static let ordersOrders = "orders.orders.v1"
     /// A listing's public life (published, updated, withdrawn, sold, removed, moderated), keyed by listing id.
@@ -28,7 +31,7 @@ public enum Topics {
 
     /// Every topic the dev broker pre-creates (dead-letter topics included).
     public static let all = [identityUsers, identitySessions, identityNotifications,
-                             billingEntitlements, ordersOrders, listingsListings, listingsStock]
+                             billingEntitlements, billingSubscriptions, ordersOrders, listingsListings, listingsStock]
         + privacyParticipants.map(privacy)
         + ["identity", "listings", "billing", "orders", "messaging"].map { "\($0).dlq.v1" }
 }
@@ -45,6 +48,11 @@ public enum EventTypes {
     public static let notificationRequested = "marketplace.identity.notification.requested.v1"
     public static let userExportRequested = "marketplace.identity.user.export_requested.v1"
     public static let entitlementChanged = "marketplace.billing.entitlement.changed.v1"
+    public static let subscriptionTrialEnding = "marketplace.billing.subscription.trial_ending.v1"
+    public static let subscriptionPaymentFailed = "marketplace.billing.subscription.payment_failed.v1"
+    public static let subscriptionSuspended = "marketplace.billing.subscription.suspended.v1"
+    public static let subscriptionReactivated = "marketplace.billing.subscription.reactivated.v1"
+    public static let subscriptionCanceled = "marketplace.billing.subscription.canceled.v1"
     public static let orderPlaced = "marketplace.orders.order.placed.v1"
     public static let orderPaid = "marketplace.orders.order.paid.v1"
     public static let orderCanceled = "marketplace.orders.order.canceled.v1"

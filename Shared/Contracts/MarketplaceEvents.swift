@@ -7,6 +7,48 @@ import Foundation
 public enum BillingEvents {
     public static let entitlementChanged = EventContract<EntitlementChangedV1>(
         EventTypes.entitlementChanged, topic: Topics.billingEntitlements, aggregate: "vendors") { $0.vendorId }
+
+    // What messaging mails the vendor about; one payload, the type says what happened.
+    public static let trialEnding = notice(EventTypes.subscriptionTrialEnding)
+    public static let paymentFailed = notice(EventTypes.subscriptionPaymentFailed)
+    public static let suspended = notice(EventTypes.subscriptionSuspended)
+    public static let reactivated = notice(EventTypes.subscriptionReactivated)
+    public static let canceled = notice(EventTypes.subscriptionCanceled)
+
+    private static func notice(_ type: String) -> EventContract<SubscriptionNoticeV1> {
+        EventContract(type, topic: Topics.billingSubscriptions, aggregate: "subscriptions") { $0.subscriptionId }
+    }
+}
+
+/// `marketplace.billing.subscription.<trial_ending|payment_failed|suspended|reactivated|canceled>.v1`:
+/// something the vendor should hear about their subscription. `amountDue` and `currency` are the
+/// open invoice's (null when none); `nextAttemptAt` is the next dunning retry (null when none);
+/// `trialEnd` is set while trialing.
+public struct SubscriptionNoticeV1: Codable, Sendable, Equatable {
+    public var subscriptionId: UUID
+    public var vendorId: UUID
+    public var status: String
+    public var planName: String
+    public var amountDue: Int64?
+    public var currency: String?
+    public var invoiceId: UUID?
+    public var nextAttemptAt: Date?
+    public var trialEnd: Date?
+    public var occurredAt: Date
+
+    public init(subscriptionId: UUID, vendorId: UUID, status: String, planName: String, amountDue: Int64?, currency: String?,
+                invoiceId: UUID?, nextAttemptAt: Date?, trialEnd: Date?, occurredAt: Date) {
+        self.subscriptionId = subscriptionId
+        self.vendorId = vendorId
+        self.status = status
+        self.planName = planName
+        self.amountDue = amountDue
+        self.currency = currency
+        self.invoiceId = invoiceId
+        self.nextAttemptAt = nextAttemptAt
+        self.trialEnd = trialEnd
+        self.occurredAt = occurredAt
+    }
 }
 
 /// `marketplace.billing.entitlement.changed.v1`: everything a vendor may do now, as a whole

@@ -131,7 +131,9 @@ extension Transaction {
             INSERT INTO jobs (id, kind, key, payload, due_at, traceparent)
             VALUES (\(UUID.v7()), \(kind.name), \(key), \(data)::jsonb, \(due), \(context.traceparent))
             ON CONFLICT (kind, key) DO UPDATE SET
-                payload = EXCLUDED.payload, due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent,
+                -- A new id: when a running job reschedules its own key, the runner's delete of the
+                -- finished job (by its old id) must not take the rescheduled one with it.
+                id = EXCLUDED.id, payload = EXCLUDED.payload, due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent,
                 attempts = 0, last_error = NULL, failed_at = NULL
             WHERE \(replace) OR jobs.failed_at IS NOT NULL
             """)

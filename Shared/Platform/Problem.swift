@@ -22,6 +22,8 @@ public struct Problem: Error, Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
         case malformedRequest = "malformed-request"
         case unauthorized
+        /// A payment was refused (a declined card): what Stripe answers with 402.
+        case paymentRequired = "payment-required"
         case forbidden
         case notFound = "not-found"
         case methodNotAllowed = "method-not-allowed"
@@ -42,6 +44,7 @@ public struct Problem: Error, Sendable, Equatable {
             switch self {
             case .malformedRequest: .badRequest
             case .unauthorized: .unauthorized
+            case .paymentRequired: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
             case .forbidden: .forbidden
             case .notFound: .notFound
             case .methodNotAllowed: .methodNotAllowed
@@ -64,6 +67,7 @@ public struct Problem: Error, Sendable, Equatable {
             switch self {
             case .malformedRequest: "The request could not be read"
             case .unauthorized: "Authentication is required"
+            case .paymentRequired: "The payment was refused"
             case .forbidden: "Not allowed"
             case .notFound: "Not found"
             case .methodNotAllowed: "Method not allowed"

@@ -193,6 +193,18 @@ public struct Validator: Sendable {
         return date
     }
 
+    /// An RFC 3339 date-time with an offset (`2026-03-01T12:00:00Z`, fractions allowed).
+    public mutating func time(_ value: String?, _ field: String, required: Bool = true) -> Date? {
+        guard let value = present(value, field, required) else { return nil }
+        let whole = Date.ISO8601FormatStyle(includingFractionalSeconds: false)
+        let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        guard let time = (try? whole.parse(value)) ?? (try? fractional.parse(value)) else {
+            add(field, "must be an RFC 3339 date-time such as 2026-03-01T12:00:00Z")
+            return nil
+        }
+        return time
+    }
+
     // MARK: Money
 
     /// A decoded amount: not negative, or above zero when `positive`; in `currencies` when given.

@@ -72,7 +72,7 @@ import Testing
         #expect(try SubscriptionStateMachine.transition(from: .pastDue, on: .paymentFailed).1 == [.scheduleRetry, .notify(.paymentFailed)])
         #expect(try SubscriptionStateMachine.transition(from: .pastDue, on: .retriesExhausted).1 == [.emitEntitlement, .notify(.suspended)])
         #expect(try SubscriptionStateMachine.transition(from: .suspended, on: .invoicePaid).1
-                == [.clearTimers, .emitEntitlement, .notify(.reactivated)])
+                == [.clearTimers, .restartLapsedPeriod, .emitEntitlement, .notify(.reactivated)])
         #expect(try SubscriptionStateMachine.transition(from: .trialing, on: .trialEnding).1 == [.notify(.trialEnding)])
         #expect(try SubscriptionStateMachine.transition(from: .pastDue, on: .paymentMethodChanged).1 == [.retryOpenInvoice])
         #expect(try SubscriptionStateMachine.transition(from: .active, on: .downgrade).1 == [.setPendingPlan])

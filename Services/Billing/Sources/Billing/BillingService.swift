@@ -5,8 +5,9 @@ import Logging
 import Platform
 import PostgresNIO
 
-/// The billing service: vendor plans (and, as the product grows, subscriptions, invoices,
-/// payments, refunds, payouts and the ledger). Owns the `billing` schema.
+/// The billing service: vendor plans and subscriptions (Stripe's semantics), invoices, payments
+/// through a provider port (sandbox or Stripe), signed webhooks, and the ledger. Owns the
+/// `billing` schema.
 public struct BillingService: ServiceModule {
     public static let name = "billing"
     public static let defaultPort = 8083
@@ -16,16 +17,55 @@ public struct BillingService: ServiceModule {
         try migrations(in: .module) + UsersProjection.migrations
     }
 
-    let plans: PlanRepository
+    let provider: any PaymentProvider
+    let sandbox: SandboxProvider?
+    let workflow: SubscriptionWorkflow
+    let collection: PaymentCollection
+    let controller: BillingController
 
     public init(dependencies: ServiceDependencies) throws {
-        self.plans = PlanRepository(client: dependencies.postgres)
+        let config = dependencies.config
+        let plans = PlanRepository(client: dependencies.postgres)
+        let (provider, sandbox) = try Self.provider(dependencies)
+        self.provider = provider
+        self.sandbox = sandbox
+        workflow = SubscriptionWorkflow(plans: plans, provider: provider.name, dunning: try DunningSchedule.load(config))
+        collection = PaymentCollection(provider: provider, workflow: workflow)
+        controller = BillingController(
+            plans: plans, subscriptions: Subscriptions(client: dependencies.postgres, provider: provider, workflow: workflow),
+            webhooks: WebhookIngestion(provider: provider, client: dependencies.postgres), bodyLimit: dependencies.settings.maxBodyBytes)
+    }
+
+    /// `PAYMENT_PROVIDER`: `sandbox` (the default: dev and tests) or `stripe`.
+    static func provider(_ dependencies: ServiceDependencies) throws -> (any PaymentProvider, SandboxProvider?) {
+        let config = dependencies.config
+        switch config.string("PAYMENT_PROVIDER", default: "sandbox") {
+        case "sandbox":
+            let port = dependencies.settings.httpPort
+            let sandbox = SandboxProvider(
+                client: dependencies.postgres,
+                webhookSecret: config.string("SANDBOX_WEBHOOK_SECRET", default: "whsec_sandbox_development_only"),
+                webhookURL: config.string("SANDBOX_WEBHOOK_URL", default: "http://127.0.0.1:\(port)/v1/webhooks/sandbox"),
+                chaos: try Self.flag(config, "SANDBOX_WEBHOOK_CHAOS"),
+                httpClient: dependencies.httpClient, logger: dependencies.logger, clock: dependencies.clock)
+            return (sandbox, sandbox)
+        case "stripe":
+            throw ConfigError.invalidValue(key: "PAYMENT_PROVIDER", expected: "sandbox (the Stripe adapter is not wired yet)")
+        default:
+            throw ConfigError.invalidValue(key: "PAYMENT_PROVIDER", expected: "sandbox or stripe")
+        }
+    }
+
+    static func flag(_ config: ConfigReader, _ key: String) throws -> Bool {
+        switch config.string(key, default: "off") {
+        case "on": return true
+        case "off": return false
+        default: throw ConfigError.invalidValue(key: key, expected: "on or off")
+        }
     }
 
     public func addRoutes(to router: ServiceRouter) {
-        router.get("/v1/plans") { request, context -> Response in
-            try JSONResponse.cacheable(Page(items: try await plans.active(context.operation), nextCursor: nil), request: request)
-        }
+        controller.addRoutes(to: router)
     }
 
     public var eventHandlers: EventHandlers {
@@ -34,39 +74,36 @@ public struct BillingService: ServiceModule {
         UsersProjection.participate(as: Self.name, into: &handlers)
         return handlers
     }
-}
 
-/// A subscription plan a vendor can choose.
-public struct Plan: Sendable, Codable, Equatable {
-    public var id: UUID
-    public var code: String
-    public var name: String
-    public var description: String
-    /// Per interval.
-    public var price: Money
-    public var interval: String
-    public var trialDays: Int
-    public var listingQuota: Int
-    /// What the marketplace keeps of each sale, in basis points (800 = 8 %).
-    public var commissionBps: Int
-}
-
-struct PlanRepository: Sendable {
-    let client: PostgresClient
-
-    /// The plans on sale, in display order (a handful of rows; bounded all the same).
-    func active(_ context: OperationContext) async throws -> [Plan] {
-        let rows = try await client.query("""
-            SELECT id, code, name, description, price_amount, currency, billing_interval, trial_days, listing_quota, commission_bps
-            FROM plans WHERE active ORDER BY position, code LIMIT 100
-            """, logger: context.logger)
-        var result: [Plan] = []
-        for try await (id, code, name, description, price, currency, interval, trial, quota, commission)
-            in rows.decode((UUID, String, String, String, Int64, String, String, Int32, Int32, Int32).self) {
-            result.append(Plan(id: id, code: code, name: name, description: description,
-                               price: try Money(amount: price, currencyCode: currency), interval: interval,
-                               trialDays: Int(trial), listingQuota: Int(quota), commissionBps: Int(commission)))
+    public var jobHandlers: JobHandlers {
+        var handlers = JobHandlers()
+        let workflow = workflow
+        let collection = collection
+        handlers.on(SubscriptionWorkflow.renew) { timer, _, tx in
+            guard let current = try await workflow.subscriptions.lock(timer.subscriptionId, in: tx),
+                  abs(current.currentPeriodEnd.timeIntervalSince(timer.due)) < 0.01 else { return }  // the period moved: stale
+            try await workflow.applyIfAllowed(current.cancelAtPeriodEnd ? .periodEndedCanceling : .periodEnded, to: current.id, in: tx)
         }
-        return result
+        handlers.on(SubscriptionWorkflow.trialEnding) { timer, _, tx in
+            try await workflow.applyIfAllowed(.trialEnding, to: timer.subscriptionId, in: tx)
+        }
+        handlers.on(SubscriptionWorkflow.incompleteDeadline) { timer, _, tx in
+            try await workflow.applyIfAllowed(.incompleteDeadlinePassed, to: timer.subscriptionId, in: tx)
+        }
+        handlers.on(SubscriptionWorkflow.autoResume) { timer, _, tx in
+            try await workflow.applyIfAllowed(.resume, to: timer.subscriptionId, input: SubscriptionInput(note: "automatic resume"), in: tx)
+        }
+        handlers.on(SubscriptionWorkflow.chargeInvoice) { charge, _, tx in
+            try await collection.charge(charge.invoiceId, in: tx)
+        }
+        handlers.on(PaymentCollection.reconcileIntent) { reconciliation, _, tx in
+            try await collection.reconcile(reconciliation.intentId, in: tx)
+        }
+        if let sandbox {
+            handlers.on(SandboxProvider.deliver) { delivery, _, tx in
+                try await sandbox.deliver(delivery, in: tx)
+            }
+        }
+        return handlers
     }
 }

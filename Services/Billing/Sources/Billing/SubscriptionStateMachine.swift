@@ -63,6 +63,8 @@ enum SubscriptionEffect: Equatable, Sendable {
     case emitEntitlement
     /// The period moves on: next period's dates, next renewal timer.
     case startNextPeriod
+    /// Paid after the period already ended (suspended past the renewal): a full period from now.
+    case restartLapsedPeriod
     /// An invoice for the coming period (or the trial's end), finalised and charged.
     case invoiceAndCharge
     /// The open invoice charged again now (a new payment method).
@@ -105,9 +107,9 @@ enum SubscriptionStateMachine {
         case (.active, .invoicePaid):
             (.active, [])
         case (.pastDue, .invoicePaid):
-            (.active, [.clearTimers, .emitEntitlement])
+            (.active, [.clearTimers, .restartLapsedPeriod, .emitEntitlement])
         case (.suspended, .invoicePaid):
-            (.active, [.clearTimers, .emitEntitlement, .notify(.reactivated)])
+            (.active, [.clearTimers, .restartLapsedPeriod, .emitEntitlement, .notify(.reactivated)])
 
         // Money does not arrive.
         case (.incomplete, .paymentFailed):

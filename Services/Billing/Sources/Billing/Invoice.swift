@@ -1,0 +1,206 @@
+import Foundation
+import Platform
+import PostgresNIO
+
+enum InvoiceStatus: String, Sendable, Codable, CaseIterable {
+    case draft, open, paid, void, uncollectible
+}
+
+/// Why an invoice was made (Stripe's `billing_reason`).
+enum InvoiceReason: String, Sendable, Codable {
+    case subscriptionCreate = "subscription_create"
+    case subscriptionCycle = "subscription_cycle"
+    case subscriptionUpdate = "subscription_update"
+    case subscriptionResume = "subscription_resume"
+}
+
+struct InvoiceLine: Sendable, Codable, Equatable {
+    enum Kind: String, Sendable, Codable {
+        case plan
+        case prorationCredit = "proration_credit"
+        case prorationDebit = "proration_debit"
+    }
+
+    var kind: Kind
+    var description: String
+    var planId: UUID
+    /// Negative for a credit.
+    var amount: Money
+    var periodStart: Date
+    var periodEnd: Date
+}
+
+/// An invoice as the API shows it. `amountDue` is what remains to pay (zero once paid or void).
+struct InvoiceView: Sendable, Codable, Equatable {
+    var id: UUID
+    var number: String?
+    var vendorId: UUID
+    var subscriptionId: UUID
+    var reason: String
+    var status: String
+    var currency: String
+    var subtotal: Money
+    var tax: Money
+    var total: Money
+    var amountPaid: Money
+    var amountDue: Money
+    var periodStart: Date
+    var periodEnd: Date
+    var lines: [InvoiceLine]
+    var attemptCount: Int
+    var nextAttemptAt: Date?
+    var createdAt: Date
+    var finalizedAt: Date?
+    var paidAt: Date?
+    var voidedAt: Date?
+}
+
+/// Invoices: drafted with their lines, finalised with a gapless number, then paid, voided or
+/// written off. A finalised invoice's number, money and lines never change (the database refuses).
+struct InvoiceRepository: Sendable {
+    static let columns = """
+        i.id, i.number, i.vendor_id, i.subscription_id, i.reason, i.status, i.currency, i.subtotal, i.tax, i.total, i.amount_paid,
+        i.period_start, i.period_end, i.attempt_count, i.next_attempt_at, i.created_at, i.finalized_at, i.paid_at, i.voided_at
+        """
+    static let newestFirst = KeysetOrder([.init("i.created_at", .time, descending: true)], idColumn: "i.id", idDescending: true)
+
+    /// Drafts an invoice with its lines and finalises it at once (billing never leaves drafts
+    /// around: its invoices are made by the machine, not edited by hand).
+    func issue(subscription: Subscription, reason: InvoiceReason, lines: [InvoiceLine], periodStart: Date, periodEnd: Date,
+               in tx: Transaction) async throws -> InvoiceView {
+        guard let currency = lines.first?.amount.currency else { throw InvoiceError.noLines }
+        let subtotal = try Money.sum(lines.map(\.amount), currency: currency)
+        let id = UUID.v7(now: tx.now)
+        try await tx.query("""
+            INSERT INTO invoices (id, vendor_id, subscription_id, reason, status, currency, subtotal, tax, total, period_start, period_end, created_at)
+            VALUES (\(id), \(subscription.vendorId), \(subscription.id), \(reason.rawValue), 'draft', \(currency.code), \(subtotal.amount), 0,
+                    \(subtotal.amount), \(periodStart), \(periodEnd), \(tx.now))
+            """)
+        for (position, line) in lines.enumerated() {
+            try await tx.query("""
+                INSERT INTO invoice_lines (invoice_id, position, kind, description, plan_id, amount, period_start, period_end)
+                VALUES (\(id), \(position), \(line.kind.rawValue), \(line.description), \(line.planId), \(line.amount.amount),
+                        \(line.periodStart), \(line.periodEnd))
+                """)
+        }
+        try await finalize(id, in: tx)
+        guard let invoice = try await load(id, in: tx) else { throw InvoiceError.vanished(id) }
+        return invoice
+    }
+
+    /// Gives a draft its number and opens it. The year's counter row stays locked until this
+    /// transaction ends, so numbers are taken in commit order and a rolled-back transaction
+    /// gives its number back: no gaps, no duplicates.
+    func finalize(_ id: UUID, in tx: Transaction) async throws {
+        let year = Calendar.utc.component(.year, from: tx.now)
+        let number = try await tx.first("""
+            INSERT INTO invoice_number_counters (year, last_number) VALUES (\(year), 1)
+            ON CONFLICT (year) DO UPDATE SET last_number = invoice_number_counters.last_number + 1
+            RETURNING last_number
+            """, as: Int32.self) ?? 0
+        let formatted = "INV-\(year)-" + String(repeating: "0", count: max(0, 6 - String(number).count)) + String(number)
+        try await tx.query("""
+            UPDATE invoices SET number = \(formatted), status = 'open', finalized_at = \(tx.now) WHERE id = \(id) AND status = 'draft'
+            """)
+    }
+
+    /// The invoice, its row locked: payments and status changes serialise here.
+    func lock(_ id: UUID, in tx: Transaction) async throws -> InvoiceView? {
+        try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = \(id) FOR UPDATE"), in: tx).first
+    }
+
+    func load(_ id: UUID, in tx: Transaction) async throws -> InvoiceView? {
+        try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = \(id)"), in: tx).first
+    }
+
+    /// The subscription's open invoices (a handful at most).
+    func open(of subscription: UUID, in tx: Transaction) async throws -> [InvoiceView] {
+        try await views(tx.query("""
+            SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.subscription_id = \(subscription) AND i.status = 'open'
+            ORDER BY i.created_at LIMIT 50 FOR UPDATE
+            """), in: tx)
+    }
+
+    func markPaid(_ id: UUID, amount: Money, in tx: Transaction) async throws {
+        try await tx.query("""
+            UPDATE invoices SET status = 'paid', amount_paid = \(amount.amount), paid_at = \(tx.now), next_attempt_at = NULL
+            WHERE id = \(id) AND status = 'open'
+            """)
+    }
+
+    func close(_ id: UUID, as status: InvoiceStatus, in tx: Transaction) async throws {
+        try await tx.query("""
+            UPDATE invoices SET status = \(status.rawValue), voided_at = \(tx.now), next_attempt_at = NULL WHERE id = \(id) AND status = 'open'
+            """)
+    }
+
+    /// Counts an attempt about to be made; the number is the charge's idempotency key's.
+    func beginAttempt(_ id: UUID, in tx: Transaction) async throws -> Int {
+        Int(try await tx.first("UPDATE invoices SET attempt_count = attempt_count + 1 WHERE id = \(id) RETURNING attempt_count", as: Int32.self) ?? 0)
+    }
+
+    func setNextAttempt(_ id: UUID, at: Date?, in tx: Transaction) async throws {
+        try await tx.query("UPDATE invoices SET next_attempt_at = \(at) WHERE id = \(id)")
+    }
+
+    /// One keyset page, newest first: the vendor's (or, for an admin with no vendor, everyone's).
+    func page(vendor: UUID?, status: String?, _ page: KeysetPageRequest, in tx: Transaction) async throws -> Page<InvoiceView> {
+        let rows = try await tx.query("""
+            SELECT \(unescaped: Self.columns) FROM invoices i
+            WHERE (\(vendor)::uuid IS NULL OR i.vendor_id = \(vendor)) AND (\(status)::text IS NULL OR i.status = \(status))
+              AND \(after: page)
+            ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit)
+            """)
+        return page.page(try await views(rows, in: tx)) { KeysetCursor(values: [.time($0.createdAt)], id: $0.id) }
+    }
+
+    /// Rows to views, with every invoice's lines read in one more query (never one per invoice).
+    func views(_ rows: PostgresRowSequence, in tx: Transaction) async throws -> [InvoiceView] {
+        var invoices: [InvoiceView] = []
+        for try await row in rows {
+            let c = row.makeRandomAccess()
+            let currency = try Currency(code: try c[6].decode(String.self))
+            func money(_ index: Int) throws -> Money { Money(amount: try c[index].decode(Int64.self), currency: currency) }
+            let status = try c[5].decode(String.self)
+            let total = try money(9)
+            let paid = try money(10)
+            let due = status == "open" ? Money(amount: total.amount - paid.amount, currency: currency) : .zero(currency)
+            invoices.append(InvoiceView(
+                id: try c[0].decode(UUID.self), number: try c[1].decode(String?.self), vendorId: try c[2].decode(UUID.self),
+                subscriptionId: try c[3].decode(UUID.self), reason: try c[4].decode(String.self), status: status, currency: currency.code,
+                subtotal: try money(7), tax: try money(8), total: total, amountPaid: paid, amountDue: due,
+                periodStart: try c[11].decode(Date.self), periodEnd: try c[12].decode(Date.self), lines: [],
+                attemptCount: Int(try c[13].decode(Int32.self)), nextAttemptAt: try c[14].decode(Date?.self),
+                createdAt: try c[15].decode(Date.self), finalizedAt: try c[16].decode(Date?.self), paidAt: try c[17].decode(Date?.self),
+                voidedAt: try c[18].decode(Date?.self)))
+        }
+        guard !invoices.isEmpty else { return [] }
+        let lineRows = try await tx.query("""
+            SELECT l.invoice_id, l.kind, l.description, l.plan_id, l.amount, i.currency, l.period_start, l.period_end
+            FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+            WHERE l.invoice_id = ANY(\(invoices.map(\.id))) ORDER BY l.invoice_id, l.position
+            """)
+        var lines: [UUID: [InvoiceLine]] = [:]
+        for try await (invoice, kind, description, plan, amount, currency, start, end)
+            in lineRows.decode((UUID, String, String, UUID, Int64, String, Date, Date).self) {
+            lines[invoice, default: []].append(InvoiceLine(kind: InvoiceLine.Kind(rawValue: kind) ?? .plan, description: description, planId: plan,
+                                                           amount: try Money(amount: amount, currencyCode: currency),
+                                                           periodStart: start, periodEnd: end))
+        }
+        return invoices.map { var invoice = $0; invoice.lines = lines[$0.id] ?? []; return invoice }
+    }
+}
+
+enum InvoiceError: Error, Equatable {
+    case noLines
+    case vanished(UUID)
+}
+
+extension Calendar {
+    /// The Gregorian calendar in UTC: periods, invoice years.
+    static let utc: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .gmt
+        return calendar
+    }()
+}

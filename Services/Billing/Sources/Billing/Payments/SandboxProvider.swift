@@ -1,0 +1,347 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Platform
+import PostgresNIO
+
+struct SandboxDelivery: Codable, Sendable {
+    var eventId: String
+}
+
+/// The payment provider of dev and tests: behaves like Stripe where billing can tell (customers,
+/// saved methods by Stripe's test names, payment intents, refunds, transfers, idempotency keys,
+/// signed webhooks delivered over HTTP at least once) and keeps its state in its own `sandbox_*`
+/// tables, which nothing else reads. With chaos on it also delivers some events twice and some
+/// late, so that they arrive out of order.
+public struct SandboxProvider: PaymentProvider {
+    public let name = "sandbox"
+
+    /// Delivers one event to billing's webhook endpoint; retried with backoff until it answers 2xx.
+    static let deliver = JobKind<SandboxDelivery>("sandbox.deliver-webhook", maxAttempts: 16, backoff: .seconds(1), maximumBackoff: .seconds(600))
+
+    /// What a test card does (Stripe's test payment methods).
+    enum Card: Sendable {
+        case succeeds(brand: String, last4: String)
+        /// Refused when saved, with this code.
+        case declinedAtOnce(code: String, last4: String)
+        /// Saved, but every charge fails.
+        case chargesFail(last4: String)
+
+        static func named(_ name: String) -> Card? {
+            switch name {
+            case "pm_card_visa": .succeeds(brand: "visa", last4: "4242")
+            case "pm_card_mastercard": .succeeds(brand: "mastercard", last4: "4444")
+            case "pm_card_amex": .succeeds(brand: "amex", last4: "8431")
+            case "pm_card_chargeDeclined": .declinedAtOnce(code: "card_declined", last4: "0002")
+            case "pm_card_insufficientFunds", "pm_card_visa_chargeDeclinedInsufficientFunds": .declinedAtOnce(code: "insufficient_funds", last4: "9995")
+            case "pm_card_chargeCustomerFail": .chargesFail(last4: "0341")
+            default: nil
+            }
+        }
+    }
+
+    let client: PostgresClient
+    let signature: WebhookSignature
+    let webhookURL: String
+    let chaos: Bool
+    let httpClient: HTTPClient
+    let logger: Logger
+    let clock: BusinessClock
+
+    public init(client: PostgresClient, webhookSecret: String, webhookURL: String, chaos: Bool, httpClient: HTTPClient, logger: Logger, clock: BusinessClock) {
+        self.client = client
+        self.signature = WebhookSignature(secret: webhookSecret)
+        self.webhookURL = webhookURL
+        self.chaos = chaos
+        self.httpClient = httpClient
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Stripe's fee for European cards: 1.5 % + 25 minor units, rounded half up.
+    static func fee(on amount: Int64) -> Int64 {
+        min(amount, (amount * 15 + 500) / 1_000 + 25)
+    }
+
+    static func newId(_ prefix: String) -> String {
+        prefix + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+    }
+
+    var context: OperationContext { OperationContext.background(service: "billing", logger: logger, clock: clock) }
+
+    // MARK: The port
+
+    public func createCustomer(_ request: NewCustomer, idempotencyKey: String) async throws -> ProviderCustomer {
+        try await Database.transaction(client, context) { tx in
+            try await tx.query("""
+                INSERT INTO sandbox_customers (id, idempotency_key, vendor_id, description)
+                VALUES (\(Self.newId("cus_")), \(idempotencyKey), \(request.vendorId), \(request.description))
+                ON CONFLICT (idempotency_key) DO NOTHING
+                """)
+            guard let id = try await tx.first("SELECT id FROM sandbox_customers WHERE idempotency_key = \(idempotencyKey)", as: String.self) else {
+                throw ProviderError.unavailable("the customer vanished")
+            }
+            return ProviderCustomer(id: id)
+        }
+    }
+
+    public func attachPaymentMethod(_ paymentMethod: String, to customer: String, idempotencyKey: String) async throws -> ProviderPaymentMethod {
+        guard let card = Card.named(paymentMethod) else { throw ProviderError.invalidRequest("No such PaymentMethod: '\(paymentMethod)'") }
+        let (brand, last4): (String, String)
+        switch card {
+        case .succeeds(let b, let l): (brand, last4) = (b, l)
+        case .chargesFail(let l): (brand, last4) = ("visa", l)
+        case .declinedAtOnce(let code, _): throw ProviderError.cardDeclined(code: code, message: "Your card was declined.")
+        }
+        return try await Database.transaction(client, context) { tx in
+            guard try await tx.first("SELECT true FROM sandbox_customers WHERE id = \(customer)", as: Bool.self) == true else {
+                throw ProviderError.invalidRequest("No such customer: '\(customer)'")
+            }
+            try await tx.query("""
+                INSERT INTO sandbox_payment_methods (id, idempotency_key, customer_id, test_name, brand, last4)
+                VALUES (\(Self.newId("pm_")), \(idempotencyKey), \(customer), \(paymentMethod), \(brand), \(last4))
+                ON CONFLICT (idempotency_key) DO NOTHING
+                """)
+            let rows = try await tx.query("SELECT id, brand, last4 FROM sandbox_payment_methods WHERE idempotency_key = \(idempotencyKey)")
+            for try await (id, brand, last4) in rows.decode((String, String, String).self) {
+                return ProviderPaymentMethod(id: id, brand: brand, last4: last4)
+            }
+            throw ProviderError.unavailable("the payment method vanished")
+        }
+    }
+
+    public func charge(_ request: ChargeRequest, idempotencyKey: String) async throws -> ProviderPaymentIntent {
+        guard request.amount.amount > 0 else { throw ProviderError.invalidRequest("amount must be a positive integer") }
+        return try await Database.transaction(client, context) { tx in
+            if let existing = try await intent(where: "idempotency_key", is: idempotencyKey, in: tx) { return existing }
+            let method = try await tx.query("""
+                SELECT test_name FROM sandbox_payment_methods WHERE id = \(request.paymentMethod) AND customer_id = \(request.customer)
+                """)
+            var testName: String?
+            for try await name in method.decode(String.self) { testName = name }
+            guard let testName, let card = Card.named(testName) else {
+                throw ProviderError.invalidRequest("No such PaymentMethod: '\(request.paymentMethod)' for this customer")
+            }
+            let succeeded: Bool
+            if case .succeeds = card { succeeded = true } else { succeeded = false }
+            let id = Self.newId("pi_")
+            let metadata = try JSONWriter.string(request.metadata)
+            try await tx.query("""
+                INSERT INTO sandbox_payment_intents (id, idempotency_key, customer_id, payment_method_id, amount, currency, fee, status,
+                    failure_code, failure_message, description, metadata, transfer_group, client_secret, created_at, updated_at)
+                VALUES (\(id), \(idempotencyKey), \(request.customer), \(request.paymentMethod), \(request.amount.amount), \(request.amount.currency.code),
+                    \(succeeded ? Self.fee(on: request.amount.amount) : 0), \(succeeded ? "succeeded" : "requires_payment_method"),
+                    \(succeeded ? nil : "card_declined" as String?), \(succeeded ? nil : "Your card was declined." as String?), \(request.description),
+                    \(metadata)::jsonb, \(request.transferGroup), \(id + "_secret_" + Self.newId("")), now(), now())
+                """)
+            guard let intent = try await intent(where: "id", is: id, in: tx) else { throw ProviderError.unavailable("the intent vanished") }
+            try await emit(succeeded ? "payment_intent.succeeded" : "payment_intent.payment_failed", object: IntentObject(intent), in: tx)
+            return intent
+        }
+    }
+
+    public func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent {
+        try await Database.transaction(client, context) { tx in
+            guard let intent = try await intent(where: "id", is: id, in: tx) else { throw ProviderError.notFound("No such payment_intent: '\(id)'") }
+            return intent
+        }
+    }
+
+    public func refund(_ request: RefundRequest, idempotencyKey: String) async throws -> ProviderRefund {
+        try await Database.transaction(client, context) { tx in
+            if let existing = try await refund(idempotencyKey: idempotencyKey, in: tx) { return existing }
+            guard let intent = try await tx.query("SELECT id FROM sandbox_payment_intents WHERE id = \(request.paymentIntent) FOR UPDATE").collect().first,
+                  let current = try await self.intent(where: "id", is: try intent.decode(String.self), in: tx) else {
+                throw ProviderError.notFound("No such payment_intent: '\(request.paymentIntent)'")
+            }
+            guard current.status == .succeeded else { throw ProviderError.invalidRequest("This PaymentIntent has not succeeded") }
+            let refunded = try await tx.first("SELECT amount_refunded FROM sandbox_payment_intents WHERE id = \(current.id)", as: Int64.self) ?? 0
+            let amount = request.amount?.amount ?? (current.amount.amount - refunded)
+            guard amount > 0, amount <= current.amount.amount - refunded else {
+                throw ProviderError.invalidRequest("Refund amount is greater than the unrefunded amount")
+            }
+            let id = Self.newId("re_")
+            try await tx.query("""
+                INSERT INTO sandbox_refunds (id, idempotency_key, payment_intent_id, amount, currency, status, reason)
+                VALUES (\(id), \(idempotencyKey), \(current.id), \(amount), \(current.amount.currency.code), 'succeeded', \(request.reason))
+                """)
+            try await tx.query("UPDATE sandbox_payment_intents SET amount_refunded = amount_refunded + \(amount), updated_at = now() WHERE id = \(current.id)")
+            let refund = ProviderRefund(id: id, paymentIntent: current.id, amount: Money(amount: amount, currency: current.amount.currency), status: .succeeded)
+            try await emit("refund.created", object: RefundObject(refund), in: tx)
+            return refund
+        }
+    }
+
+    public func transfer(_ request: TransferRequest, idempotencyKey: String) async throws -> ProviderTransfer {
+        guard request.amount.amount > 0 else { throw ProviderError.invalidRequest("amount must be a positive integer") }
+        return try await Database.transaction(client, context) { tx in
+            try await tx.query("""
+                INSERT INTO sandbox_transfers (id, idempotency_key, amount, currency, destination, transfer_group)
+                VALUES (\(Self.newId("tr_")), \(idempotencyKey), \(request.amount.amount), \(request.amount.currency.code), \(request.destination),
+                        \(request.transferGroup))
+                ON CONFLICT (idempotency_key) DO NOTHING
+                """)
+            let rows = try await tx.query("SELECT id, amount, currency, destination FROM sandbox_transfers WHERE idempotency_key = \(idempotencyKey)")
+            for try await (id, amount, currency, destination) in rows.decode((String, Int64, String, String).self) {
+                return ProviderTransfer(id: id, amount: try Money(amount: amount, currencyCode: currency), destination: destination)
+            }
+            throw ProviderError.unavailable("the transfer vanished")
+        }
+    }
+
+    public func verifyWebhook(body: [UInt8], signatureHeader: String?, now: Date) throws -> ProviderEvent {
+        try signature.verify(body: body, header: signatureHeader, now: now)
+        return try WebhookEnvelope.parse(body)
+    }
+
+    // MARK: Webhooks out
+
+    /// Stores the event and schedules its delivery in the sandbox's transaction; chaos adds a
+    /// second delivery or a delay.
+    func emit(_ type: String, object: some Encodable & Sendable, in tx: Transaction) async throws {
+        let id = Self.newId("evt_")
+        let created = Int64(Date().timeIntervalSince1970)
+        let body = try JSONWriter.string(EventBody(id: id, type: type, created: created, data: .init(object: object)))
+        try await tx.query("INSERT INTO sandbox_events (id, type, body) VALUES (\(id), \(type), \(body))")
+        var delay: TimeInterval = 0
+        if chaos, Int.random(in: 0..<10) < 3 { delay = Double.random(in: 0.5...3) }
+        try await tx.schedule(Self.deliver, key: id, payload: SandboxDelivery(eventId: id), at: tx.now.addingTimeInterval(delay))
+        if chaos, Int.random(in: 0..<10) < 3 {
+            try await tx.schedule(Self.deliver, key: id + ":again", payload: SandboxDelivery(eventId: id),
+                                  at: tx.now.addingTimeInterval(Double.random(in: 0...2)))
+        }
+    }
+
+    /// The delivery job: POSTs the signed event; anything but a 2xx is retried with backoff.
+    func deliver(_ delivery: SandboxDelivery, in tx: Transaction) async throws {
+        guard let body = try await tx.first("SELECT body FROM sandbox_events WHERE id = \(delivery.eventId)", as: String.self) else { return }
+        let bytes = Array(body.utf8)
+        var request = HTTPClientRequest(url: webhookURL)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Sandbox-Signature", value: signature.header(for: bytes, at: Date()))
+        request.body = .bytes(ByteBuffer(bytes: bytes))
+        let response = try await httpClient.execute(request, timeout: .seconds(10))
+        _ = try? await response.body.collect(upTo: 64 * 1024)
+        guard (200..<300).contains(response.status.code) else { throw SandboxError.webhookRefused(Int(response.status.code)) }
+        try await tx.query("UPDATE sandbox_events SET delivered_at = now(), deliveries = deliveries + 1 WHERE id = \(delivery.eventId)")
+    }
+
+    enum SandboxError: Error, Equatable {
+        case webhookRefused(Int)
+    }
+
+    // MARK: Rows
+
+    private func intent(where column: String, is value: String, in tx: Transaction) async throws -> ProviderPaymentIntent? {
+        let filter: PostgresQuery = column == "id"
+            ? "SELECT id, status, amount, currency, fee, failure_code, failure_message, metadata::text, client_secret, created_at FROM sandbox_payment_intents WHERE id = \(value)"
+            : "SELECT id, status, amount, currency, fee, failure_code, failure_message, metadata::text, client_secret, created_at FROM sandbox_payment_intents WHERE idempotency_key = \(value)"
+        let rows = try await tx.query(filter)
+        for try await (id, status, amount, currency, fee, code, message, metadata, secret, created)
+            in rows.decode((String, String, Int64, String, Int64, String?, String?, String, String, Date).self) {
+            let currency = try Currency(code: currency)
+            let meta = (try? JSONDecoder().decode([String: String].self, from: Data(metadata.utf8))) ?? [:]
+            return ProviderPaymentIntent(id: id, status: .init(rawValue: status) ?? .processing, amount: Money(amount: amount, currency: currency),
+                                         fee: Money(amount: fee, currency: currency), failureCode: code, failureMessage: message,
+                                         metadata: meta, clientSecret: secret, created: created)
+        }
+        return nil
+    }
+
+    private func refund(idempotencyKey: String, in tx: Transaction) async throws -> ProviderRefund? {
+        let rows = try await tx.query("SELECT id, payment_intent_id, amount, currency, status FROM sandbox_refunds WHERE idempotency_key = \(idempotencyKey)")
+        for try await (id, intent, amount, currency, status) in rows.decode((String, String, Int64, String, String).self) {
+            return ProviderRefund(id: id, paymentIntent: intent, amount: try Money(amount: amount, currencyCode: currency),
+                                  status: .init(rawValue: status) ?? .pending)
+        }
+        return nil
+    }
+
+    // MARK: Wire shapes (Stripe's field names)
+
+    struct EventBody<Object: Encodable & Sendable>: Encodable, Sendable {
+        var id: String
+        var object = "event"
+        var type: String
+        var created: Int64
+        var livemode = false
+        var data: DataObject
+
+        struct DataObject: Encodable, Sendable {
+            var object: Object
+        }
+    }
+
+    struct IntentObject: Encodable, Sendable {
+        var id: String
+        var object = "payment_intent"
+        var amount: Int64
+        var currency: String
+        var status: String
+        var metadata: [String: String]
+        var last_payment_error: PaymentError?
+        var created: Int64
+
+        struct PaymentError: Encodable, Sendable {
+            var code: String
+            var message: String?
+        }
+
+        init(_ intent: ProviderPaymentIntent) {
+            id = intent.id
+            amount = intent.amount.amount
+            currency = intent.amount.currency.code.lowercased()
+            status = intent.status.rawValue
+            metadata = intent.metadata
+            last_payment_error = intent.failureCode.map { PaymentError(code: $0, message: intent.failureMessage) }
+            created = Int64(intent.created.timeIntervalSince1970)
+        }
+    }
+
+    struct RefundObject: Encodable, Sendable {
+        var id: String
+        var object = "refund"
+        var amount: Int64
+        var currency: String
+        var payment_intent: String
+        var status: String
+
+        init(_ refund: ProviderRefund) {
+            id = refund.id
+            amount = refund.amount.amount
+            currency = refund.amount.currency.code.lowercased()
+            payment_intent = refund.paymentIntent
+            status = refund.status.rawValue
+        }
+    }
+}
+
+/// Reads the envelope of a Stripe-shaped event: `{id, type, created, data: {object: {id, object}}}`.
+enum WebhookEnvelope {
+    private struct Envelope: Decodable {
+        var id: String
+        var type: String
+        var created: Int64
+        var data: DataObject
+
+        struct DataObject: Decodable {
+            var object: Object
+        }
+
+        struct Object: Decodable {
+            var id: String
+            var object: String
+        }
+    }
+
+    static func parse(_ body: [UInt8]) throws -> ProviderEvent {
+        guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(body)) else {
+            throw ProviderError.invalidRequest("expected {id, type, created, data: {object: {id, object}}}")
+        }
+        return ProviderEvent(id: envelope.id, type: envelope.type, objectType: envelope.data.object.object, objectId: envelope.data.object.id,
+                             created: Date(timeIntervalSince1970: TimeInterval(envelope.created)))
+    }
+}
