@@ -1,0 +1,408 @@
+@testable import Billing
+import Contracts
+import Foundation
+import Logging
+@testable import Platform
+import PostgresNIO
+import Testing
+
+/// A billing service on a fresh schema with the sandbox provider, its jobs run on demand and its
+/// business clock moved by the test: a subscription's year lives in a second.
+struct BillingHarness: Sendable {
+    let client: PostgresClient
+    let service: BillingService
+    let clock: BusinessClock
+    let runner: JobRunner
+    static let secret = "whsec_integration"
+
+    var subscriptions: Subscriptions { service.controller.subscriptions }
+    var workflow: SubscriptionWorkflow { service.workflow }
+    var context: OperationContext { .background(service: "billing", logger: TestInfrastructure.logger, clock: clock) }
+
+    static func run(dunning: String? = nil, _ body: @Sendable (BillingHarness) async throws -> Void) async throws {
+        try await TestInfrastructure.withPostgres { admin async throws in
+            let schema = try await TestInfrastructure.makeSchema(admin)
+            try await TestInfrastructure.withPostgres(schema: schema) { client async throws in
+                let logger = TestInfrastructure.logger
+                try await Migrator(client: client, schema: schema, migrations: try BillingService.allMigrations(), logger: logger).migrate()
+                var values = ["DATABASE_URL": TestInfrastructure.databaseURL!, "SANDBOX_WEBHOOK_SECRET": secret,
+                              // Nobody listens here: deliveries fail and retry; these tests feed webhooks themselves.
+                              "SANDBOX_WEBHOOK_URL": "http://127.0.0.1:9/v1/webhooks/sandbox"]
+                if let dunning { values["BILLING_DUNNING_SCHEDULE"] = dunning }
+                let config = ConfigReader(values: values)
+                let settings = try ServiceSettings(serviceName: BillingService.name, defaultPort: BillingService.defaultPort, reader: config)
+                let clock = BusinessClock()
+                let service = try BillingService(dependencies: ServiceDependencies(settings: settings, config: config, postgres: client,
+                                                                                   logger: logger, clock: clock))
+                var handlers = service.jobHandlers
+                handlers.remove(SandboxProvider.deliver.name)
+                let runner = JobRunner(client: client, handlers: handlers, service: schema, clock: clock, batchSize: 50, logger: logger)
+                do {
+                    try await body(BillingHarness(client: client, service: service, clock: clock, runner: runner))
+                } catch let error as PSQLError {
+                    // The driver hides the server's message from its description; a failing test needs it.
+                    Issue.record("\(String(reflecting: error))")
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Runs every job that is due now, until none is.
+    func drain() async throws {
+        while try await runner.runBatch() > 0 {}
+    }
+
+    /// Moves business time forward by `seconds` in steps no longer than `step`, running what falls due at each.
+    func advance(_ seconds: TimeInterval, step: TimeInterval = 3_600) async throws {
+        var left = seconds
+        while left > 0 {
+            let move = min(step, left)
+            clock.set(offsetMilliseconds: clock.offsetMilliseconds + Int64(move * 1000))
+            left -= move
+            try await drain()
+        }
+    }
+
+    func advance(days: Double, step: TimeInterval = 3_600) async throws { try await advance(days * 86_400, step: step) }
+
+    func vendor() -> Principal {
+        Principal(userId: UUID.v7(), roles: ["vendor"], emailVerified: true, authenticationMethods: ["pwd"])
+    }
+
+    func admin() -> Principal {
+        Principal(userId: UUID.v7(), roles: ["admin"], emailVerified: true, authenticationMethods: ["pwd", "otp"])
+    }
+
+    /// Subscribes as the route does: customer and card at the provider, then the transaction.
+    func subscribe(_ vendor: Principal, plan code: String = "breeder-monthly", card: String = "pm_card_visa") async throws -> SubscriptionView {
+        guard let plan = try await service.workflow.plans.onSale(code, context: context) else { throw HarnessError.noPlan(code) }
+        let customer = try await subscriptions.customer(for: vendor.userId, context: context)
+        let method = try await subscriptions.attach(card, customer: customer, key: "attach:\(vendor.userId):\(UUID())")
+        return try await Database.transaction(client, context) { tx in
+            let created = try await workflow.subscribe(vendor: vendor.userId, plan: plan, customer: customer, paymentMethod: method, in: tx)
+            return try await subscriptions.views([created], history: false, in: tx)[0]
+        }
+    }
+
+    func changeCard(_ id: UUID, to card: String, by vendor: Principal) async throws -> SubscriptionView {
+        let customer = try await subscriptions.customer(for: vendor.userId, context: context)
+        let method = try await subscriptions.attach(card, customer: customer, key: "card:\(id):\(UUID())")
+        return try await subscriptions.act(.paymentMethod(method), on: id, precondition: nil, by: vendor, context: context)
+    }
+
+    func view(_ id: UUID) async throws -> SubscriptionView {
+        try await subscriptions.subscription(id, by: admin(), context: context)
+    }
+
+    func invoices(of vendor: UUID) async throws -> [InvoiceView] {
+        try await Database.transaction(client, context) { tx in
+            try await workflow.invoices.views(tx.query("""
+                SELECT \(unescaped: InvoiceRepository.columns) FROM invoices i WHERE i.vendor_id = \(vendor) ORDER BY i.created_at, i.id
+                """), in: tx)
+        }
+    }
+
+    /// The entitlements emitted for `vendor`, in version order.
+    func entitlements(_ vendor: UUID) async throws -> [EntitlementChangedV1] {
+        let rows = try await client.query("""
+            SELECT convert_from(data, 'UTF8') FROM outbox WHERE type = \(EventTypes.entitlementChanged) AND key = \(vendor.lowercased) ORDER BY seq
+            """, logger: TestInfrastructure.logger)
+        var result: [EntitlementChangedV1] = []
+        for try await text in rows.decode(String.self) {
+            result.append(try JSONDecoder.wire.decode(EntitlementChangedV1.self, from: Data(text.utf8)))
+        }
+        return result
+    }
+
+    func notices(_ subscription: UUID) async throws -> [String] {
+        let rows = try await client.query("""
+            SELECT type FROM outbox WHERE topic = \(Topics.billingSubscriptions) AND key = \(subscription.lowercased) ORDER BY seq
+            """, logger: TestInfrastructure.logger)
+        var types: [String] = []
+        for try await type in rows.decode(String.self) { types.append(type.replacingOccurrences(of: "marketplace.billing.subscription.", with: "")) }
+        return types
+    }
+
+    func trialBalance() async throws -> Ledger.TrialBalance {
+        try await Database.transaction(client, context) { tx in try await workflow.ledger.trialBalance(in: tx) }
+    }
+
+    func balance(_ account: Ledger.Account) async throws -> Int64 {
+        try await trialBalance().accounts.first { $0.account == account.rawValue }?.balance ?? 0
+    }
+
+    enum HarnessError: Error { case noPlan(String) }
+}
+
+extension JobHandlers {
+    /// Drops a kind (tests that feed webhooks themselves run without the sandbox's deliveries).
+    mutating func remove(_ kind: String) { entries[kind] = nil }
+}
+
+extension JSONDecoder {
+    /// Reads the suite's wire form (RFC 3339 times with milliseconds).
+    static var wire: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: text))
+            }
+            return date
+        }
+        return decoder
+    }
+}
+
+/// Each path of a subscription's life, driven by the business clock against a real Postgres and
+/// the sandbox provider.
+@Suite(.enabled(if: TestInfrastructure.available), .serialized)
+struct BillingLifecycleTests {
+    @Test func aTrialBecomesActiveAndAYearOfRenewalsIsInvoicedWithoutGaps() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            let created = try await h.subscribe(vendor)
+            #expect(created.status == "trialing")
+            #expect(created.latestInvoice == nil, "nothing is charged during a trial")
+            let trialEnd = try #require(created.trialEnd)
+            #expect(abs(trialEnd.timeIntervalSince(created.createdAt) - 14 * 86_400) < 1)
+            #expect(try await h.entitlements(vendor.userId).map(\.reason) == ["trial_started"])
+
+            try await h.advance(days: 11.5)
+            #expect(try await h.notices(created.id) == ["trial_ending.v1"], "three days before the trial ends")
+
+            try await h.advance(days: 3)
+            let active = try await h.view(created.id)
+            #expect(active.status == "active")
+            #expect(active.latestInvoice?.status == "paid")
+            #expect(active.latestInvoice?.total == Money(amount: 2900, currency: .eur))
+            #expect(try await h.entitlements(vendor.userId).map(\.mayPublish) == [true, true])
+
+            // A year of monthly renewals, each invoiced and paid, numbered one after another.
+            try await h.advance(days: 366, step: 86_400)
+            let invoices = try await h.invoices(of: vendor.userId)
+            #expect(invoices.count == 13)
+            #expect(invoices.allSatisfy { $0.status == "paid" })
+            let numbers = invoices.compactMap(\.number)
+            let sequence = numbers.compactMap { Int($0.suffix(6)) }
+            #expect(numbers.count == 13 && numbers.allSatisfy { $0.hasPrefix("INV-") })
+            // Numbers restart each year; within a year they follow one another.
+            for (previous, next) in zip(invoices, invoices.dropFirst()) where previous.number?.prefix(8) == next.number?.prefix(8) {
+                #expect(Int(next.number!.suffix(6))! == Int(previous.number!.suffix(6))! + 1)
+            }
+            #expect(Set(sequence).count == sequence.count || numbers.map { $0.prefix(8) }.count > 1)
+            let periods = invoices.map { ($0.periodStart, $0.periodEnd) }
+            for (previous, next) in zip(periods, periods.dropFirst()) {
+                #expect(abs(previous.1.timeIntervalSince(next.0)) < 0.01, "each period starts where the last ended")
+            }
+            let balance = try await h.trialBalance()
+            #expect(balance.currencies.allSatisfy { $0.debits == $0.credits })
+            #expect(try await h.balance(.accountsReceivable) == 0, "everything invoiced was collected")
+            #expect(try await h.balance(.subscriptionRevenue) == -13 * 2900)
+        }
+    }
+
+    @Test func aDeclinedCardIsRefusedAndAFailedFirstPaymentExpiresAfter23Hours() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            await #expect(throws: BillingError.cardDeclined(code: "card_declined", message: "Your card was declined.")) {
+                _ = try await h.subscribe(vendor, card: "pm_card_chargeDeclined")
+            }
+            await #expect(throws: BillingError.self) { _ = try await h.subscribe(vendor, card: "pm_card_nonsense") }
+
+            // The first subscription had the trial; the next one is charged at once.
+            let first = try await h.subscribe(vendor)
+            _ = try await h.subscriptions.act(.cancel(atPeriodEnd: false), on: first.id, precondition: nil, by: vendor, context: h.context)
+            let second = try await h.subscribe(vendor, card: "pm_card_chargeCustomerFail")
+            #expect(second.status == "incomplete")
+            try await h.drain()
+            let failed = try await h.view(second.id)
+            #expect(failed.status == "incomplete", "the first payment failed; 23 hours to fix it")
+            #expect(failed.latestInvoice?.status == "open")
+            #expect(failed.latestInvoice?.attemptCount == 1)
+
+            try await h.advance(22 * 3_600)
+            #expect(try await h.view(second.id).status == "incomplete")
+            try await h.advance(2 * 3_600)
+            let expired = try await h.view(second.id)
+            #expect(expired.status == "incomplete_expired")
+            #expect(expired.latestInvoice?.status == "void")
+            #expect(try await h.entitlements(vendor.userId).last?.mayList == false)
+            #expect(try await h.balance(.accountsReceivable) == 0, "the voided invoice no longer counts as owed")
+            #expect(try await h.balance(.subscriptionRevenue) == 0)
+        }
+    }
+
+    @Test func aFailedRenewalRunsEveryDunningStepToSuspensionAndPaymentReactivates() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            let created = try await h.subscribe(vendor)
+            try await h.advance(days: 14.1)
+            #expect(try await h.view(created.id).status == "active")
+            _ = try await h.changeCard(created.id, to: "pm_card_chargeCustomerFail", by: vendor)
+
+            // The renewal at the period's end fails: past_due, listings stay, no new publishing.
+            let periodEnd = try await h.view(created.id).currentPeriodEnd
+            try await h.advance(periodEnd.timeIntervalSince(h.clock.now()) + 60)
+            var pastDue = try await h.view(created.id)
+            #expect(pastDue.status == "past_due")
+            #expect(pastDue.latestInvoice?.attemptCount == 1)
+            let lapsed = try #require(try await h.entitlements(vendor.userId).last)
+            #expect(lapsed.mayPublish == false && lapsed.mayList == true && lapsed.subscriptionStatus == "past_due")
+
+            // Retries 1, 2, 3, 5, 7 and 10 days after the first failure: still past due.
+            var attempts: [Int] = []
+            for day in 1...10 {
+                try await h.advance(days: day == 1 ? 1.01 : 1)
+                pastDue = try await h.view(created.id)
+                attempts.append(pastDue.latestInvoice?.attemptCount ?? 0)
+            }
+            #expect(attempts == [2, 3, 4, 4, 5, 5, 6, 6, 6, 7])
+            #expect(pastDue.status == "past_due")
+            // The eighth try, 14 days on, fails too: suspended, listings hidden.
+            try await h.advance(days: 4)
+            let suspended = try await h.view(created.id)
+            #expect(suspended.status == "suspended")
+            #expect(suspended.latestInvoice?.attemptCount == 8)
+            #expect(try await h.entitlements(vendor.userId).last?.mayList == false)
+            #expect(try await h.notices(created.id) == ["trial_ending.v1"] + Array(repeating: "payment_failed.v1", count: 7) + ["suspended.v1"])
+
+            // A working card: the open invoice is retried at once and the subscription is back.
+            _ = try await h.changeCard(created.id, to: "pm_card_visa", by: vendor)
+            try await h.drain()
+            let back = try await h.view(created.id)
+            #expect(back.status == "active")
+            #expect(back.latestInvoice?.status == "paid")
+            #expect(back.currentPeriodEnd > h.clock.now(), "the lapsed period restarted from the payment")
+            #expect(try await h.entitlements(vendor.userId).last?.mayList == true)
+            #expect(try await h.notices(created.id).last == "reactivated.v1")
+            #expect(try await h.balance(.accountsReceivable) == 0)
+        }
+    }
+
+    @Test func pauseStopsCollectionAndListingUntilResumed() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            let created = try await h.subscribe(vendor)
+            try await h.advance(days: 14.1)
+            let paused = try await h.subscriptions.act(.pause(resumeAt: nil), on: created.id, precondition: nil, by: vendor, context: h.context)
+            #expect(paused.status == "paused")
+            #expect(try await h.entitlements(vendor.userId).last?.mayList == false)
+            let limit = try #require(paused.pausedUntil)
+            #expect(limit.timeIntervalSince(h.clock.now()) <= 92 * 86_400, "at most three months")
+
+            try await h.advance(days: 40, step: 86_400)
+            #expect(try await h.invoices(of: vendor.userId).count == 1, "nothing is invoiced while paused")
+            let resumed = try await h.subscriptions.act(.resume, on: created.id, precondition: nil, by: vendor, context: h.context)
+            #expect(resumed.status == "active")
+            #expect(abs(resumed.currentPeriodStart.timeIntervalSince(h.clock.now())) < 5, "a fresh period from the resume")
+            try await h.drain()
+            let invoices = try await h.invoices(of: vendor.userId)
+            #expect(invoices.map(\.reason) == ["subscription_cycle", "subscription_resume"])
+            #expect(invoices.last?.status == "paid")
+
+            // Paused and forgotten: it resumes by itself after three months.
+            _ = try await h.subscriptions.act(.pause(resumeAt: nil), on: created.id, precondition: nil, by: vendor, context: h.context)
+            try await h.advance(days: 93, step: 86_400)
+            #expect(try await h.view(created.id).status == "active")
+        }
+    }
+
+    @Test func anUpgradeIsProratedNowAndADowngradeWaitsForThePeriodsEnd() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            let created = try await h.subscribe(vendor, plan: "hobby-monthly")
+            try await h.advance(days: 14.1)
+            try await h.advance(days: 10)
+            let before = try await h.view(created.id)
+            guard let breeder = try await h.workflow.plans.onSale("breeder-monthly", context: h.context),
+                  let hobby = try await h.workflow.plans.onSale("hobby-monthly", context: h.context) else { Issue.record("plans"); return }
+            let upgraded = try await h.subscriptions.act(.changePlan(breeder), on: created.id, precondition: nil, by: vendor, context: h.context)
+            #expect(upgraded.plan.code == "breeder-monthly")
+            let proration = try #require(upgraded.latestInvoice)
+            #expect(proration.reason == "subscription_update")
+            #expect(proration.lines.map(\.kind) == [.prorationCredit, .prorationDebit])
+            let credit = -proration.lines[0].amount.amount
+            let debit = proration.lines[1].amount.amount
+            #expect(credit > 0 && credit < 900 && debit > 0 && debit < 2900)
+            #expect(proration.total.amount == debit - credit)
+            // About two thirds of the period were left: the debit is about two thirds of the new price.
+            let left = before.currentPeriodEnd.timeIntervalSince(h.clock.now()) / before.currentPeriodEnd.timeIntervalSince(before.currentPeriodStart)
+            #expect(abs(Double(debit) - 2900 * left) <= 1)
+            #expect(try await h.entitlements(vendor.userId).last?.listingQuota == 25)
+            try await h.drain()
+            #expect(try await h.view(created.id).latestInvoice?.status == "paid")
+
+            let downgraded = try await h.subscriptions.act(.changePlan(hobby), on: created.id, precondition: nil, by: vendor, context: h.context)
+            #expect(downgraded.plan.code == "breeder-monthly" && downgraded.pendingPlan?.code == "hobby-monthly")
+            try await h.advance(downgraded.currentPeriodEnd.timeIntervalSince(h.clock.now()) + 60)
+            let renewed = try await h.view(created.id)
+            #expect(renewed.plan.code == "hobby-monthly" && renewed.pendingPlan == nil)
+            #expect(renewed.latestInvoice?.total.amount == 900)
+            #expect(try await h.entitlements(vendor.userId).last?.listingQuota == 5)
+        }
+    }
+
+    @Test func cancelingAtThePeriodsEndEndsItThereAndResumeKeepsIt() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            let created = try await h.subscribe(vendor)
+            try await h.advance(days: 14.1)
+            let flagged = try await h.subscriptions.act(.cancel(atPeriodEnd: true), on: created.id, precondition: nil, by: vendor, context: h.context)
+            #expect(flagged.status == "active" && flagged.cancelAtPeriodEnd)
+            let kept = try await h.subscriptions.act(.resume, on: created.id, precondition: nil, by: vendor, context: h.context)
+            #expect(!kept.cancelAtPeriodEnd)
+            _ = try await h.subscriptions.act(.cancel(atPeriodEnd: true), on: created.id, precondition: nil, by: vendor, context: h.context)
+            try await h.advance(flagged.currentPeriodEnd.timeIntervalSince(h.clock.now()) + 60)
+            let ended = try await h.view(created.id)
+            #expect(ended.status == "canceled")
+            #expect(try await h.invoices(of: vendor.userId).count == 1, "no invoice for a period that will not come")
+            #expect(try await h.entitlements(vendor.userId).last?.mayList == false)
+            #expect(ended.history.map(\.status).last == "canceled")
+            // Another subscription is possible now, and the 409 while one is live.
+            let again = try await h.subscribe(vendor)
+            await #expect(throws: BillingError.subscriptionExists) { _ = try await h.subscribe(vendor) }
+            #expect(again.status == "incomplete", "a second subscription has no trial")
+        }
+    }
+
+    @Test func aStrangerSeesNothingAndAnAdminCompsAFreePeriod() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            let created = try await h.subscribe(vendor)
+            let stranger = h.vendor()
+            await #expect(throws: BillingError.subscriptionNotFound) {
+                _ = try await h.subscriptions.subscription(created.id, by: stranger, context: h.context)
+            }
+            await #expect(throws: BillingError.subscriptionNotFound) {
+                _ = try await h.subscriptions.act(.pause(resumeAt: nil), on: created.id, precondition: nil, by: stranger, context: h.context)
+            }
+            let admin = h.admin()
+            await #expect(throws: BillingError.notYourSubscription) {
+                _ = try await h.subscriptions.act(.pause(resumeAt: nil), on: created.id, precondition: nil, by: admin, context: h.context)
+            }
+            await #expect(throws: BillingError.adminOnly) {
+                _ = try await h.subscriptions.act(.comp(days: 30), on: created.id, precondition: nil, by: vendor, context: h.context)
+            }
+            try await h.advance(days: 14.1)
+            let active = try await h.view(created.id)
+            let comped = try await h.subscriptions.act(.comp(days: 30), on: created.id, precondition: nil, by: admin, note: "apology for an outage",
+                                                       context: h.context)
+            #expect(abs(comped.currentPeriodEnd.timeIntervalSince(active.currentPeriodEnd) - 30 * 86_400) < 1)
+            #expect(comped.history.last?.note == "apology for an outage")
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM staff_reads WHERE actor_id = \(admin.userId)") == 0)
+            _ = try await h.subscriptions.subscription(created.id, by: admin, context: h.context)
+            _ = try await h.subscriptions.subscription(created.id, by: vendor, context: h.context)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM staff_reads WHERE actor_id = \(admin.userId)") == 1,
+                    "an admin's read is recorded; the owner's own is not")
+            await #expect(throws: Problem.self) {
+                _ = try await h.subscriptions.act(.resume, on: created.id, precondition: nil, by: vendor, context: h.context)
+            }
+            await #expect(throws: Problem.self) {
+                _ = try await h.subscriptions.act(.cancel(atPeriodEnd: false), on: created.id,
+                                                  precondition: .versions([1]), by: vendor, context: h.context)
+            }
+        }
+    }
+}
