@@ -406,3 +406,162 @@ struct BillingLifecycleTests {
         }
     }
 }
+
+/// Webhooks: signatures, redeliveries, storms and disorder. Each set-up leaves invoices whose two
+/// attempts (a failure, then a success) exist only at the provider, so webhooks are the only way
+/// billing learns of them.
+@Suite(.enabled(if: TestInfrastructure.available), .serialized)
+struct BillingWebhookTests {
+    struct Outcome: Hashable {
+        var subscription: String
+        var invoice: String
+        var payments: Int64
+        var postings: Int64
+    }
+
+    /// `count` subscriptions, each with an open renewal invoice and two attempts made at the provider;
+    /// answers each subscription's id with its events' bodies, failure first.
+    func prepare(_ h: BillingHarness, count: Int) async throws -> [(UUID, [String])] {
+        var prepared: [(UUID, [String])] = []
+        for _ in 0..<count {
+            let vendor = h.vendor()
+            let created = try await h.subscribe(vendor)
+            let invoice = try await Database.transaction(h.client, h.context) { tx in
+                let renewed = try await h.workflow.apply(.periodEnded, to: created.id, in: tx)
+                // The renewal's own charge is left out: the attempts below are made behind billing's back.
+                try await tx.cancel(SubscriptionWorkflow.chargeInvoice, key: renewed.latestInvoiceId!.lowercased)
+                try await tx.query("UPDATE invoices SET attempt_count = 2 WHERE id = \(renewed.latestInvoiceId!)")
+                return try #require(try await h.workflow.invoices.load(renewed.latestInvoiceId!, in: tx))
+            }
+            let customer = try await h.subscriptions.customer(for: vendor.userId, context: h.context)
+            let failing = try await h.subscriptions.attach("pm_card_chargeCustomerFail", customer: customer, key: "f:\(vendor.userId)")
+            let working = try await h.subscriptions.attach("pm_card_visa", customer: customer, key: "w:\(vendor.userId)")
+            var ids: [String] = []
+            for (attempt, method) in [(1, failing), (2, working)] {
+                let intent = try await h.service.provider.charge(
+                    ChargeRequest(amount: invoice.total, customer: customer, paymentMethod: method.id, description: "storm",
+                                  metadata: ["invoice_id": invoice.id.lowercased, "attempt": String(attempt)]),
+                    idempotencyKey: "storm:\(invoice.id):\(attempt)")
+                ids.append(intent.id)
+            }
+            var bodies: [String] = []
+            for id in ids {
+                let rows = try await h.client.query("""
+                    SELECT body FROM sandbox_events WHERE body::jsonb -> 'data' -> 'object' ->> 'id' = \(id)
+                    """, logger: TestInfrastructure.logger)
+                for try await body in rows.decode(String.self) { bodies.append(body) }
+            }
+            prepared.append((created.id, bodies))
+        }
+        return prepared
+    }
+
+    func deliver(_ h: BillingHarness, _ body: String, signedAt: Date = Date()) async throws -> WebhookIngestion.Receipt {
+        let bytes = Array(body.utf8)
+        let header = WebhookSignature(secret: BillingHarness.secret).header(for: bytes, at: signedAt)
+        return try await h.service.controller.webhooks.receive(body: bytes, signature: header, context: h.context)
+    }
+
+    func outcome(_ h: BillingHarness, _ subscription: UUID) async throws -> Outcome {
+        let view = try await h.view(subscription)
+        let invoice = try #require(view.latestInvoice)
+        return Outcome(
+            subscription: view.status, invoice: invoice.status,
+            payments: try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM payments WHERE invoice_id = \(invoice.id)"),
+            postings: try await TestInfrastructure.scalar(h.client, """
+                SELECT count(*) FROM ledger_entries e JOIN payments p ON p.intent_id = e.reference
+                WHERE e.kind = 'invoice_payment' AND p.invoice_id = \(invoice.id)
+                """))
+    }
+
+    @Test func aBadOrStaleSignatureIsRefusedAndNothingIsStored() async throws {
+        try await BillingHarness.run { h in
+            let (_, bodies) = try #require(try await prepare(h, count: 1).first)
+            let body = Array(bodies[1].utf8)
+            let ingestion = h.service.controller.webhooks
+            let wrongSecret = WebhookSignature(secret: "whsec_other").header(for: body, at: Date())
+            let stale = WebhookSignature(secret: BillingHarness.secret).header(for: body, at: Date().addingTimeInterval(-301))
+            let fresh = WebhookSignature(secret: BillingHarness.secret).header(for: body, at: Date().addingTimeInterval(-299))
+            for header in [wrongSecret, stale, "t=\(Int(Date().timeIntervalSince1970)),v1=00", "", "garbage"] as [String?] + [nil] {
+                await #expect(throws: BillingError.self, "\(header ?? "no header")") {
+                    _ = try await ingestion.receive(body: body, signature: header, context: h.context)
+                }
+            }
+            var tampered = body
+            tampered[tampered.count / 2] ^= 0x01
+            await #expect(throws: BillingError.self) { _ = try await ingestion.receive(body: tampered, signature: fresh, context: h.context) }
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM webhook_events") == 0)
+            #expect(try await ingestion.receive(body: body, signature: fresh, context: h.context) == .init(received: true, duplicate: false),
+                    "299 seconds old is within the tolerance")
+        }
+    }
+
+    @Test func theSameEventDeliveredAHundredTimesAtOnceIsAppliedOnce() async throws {
+        try await BillingHarness.run { h in
+            let (subscription, bodies) = try #require(try await prepare(h, count: 1).first)
+            let success = bodies[1]
+            let receipts = try await withThrowingTaskGroup(of: WebhookIngestion.Receipt.self) { group in
+                for _ in 0..<100 { group.addTask { try await deliver(h, success) } }
+                var all: [WebhookIngestion.Receipt] = []
+                for try await receipt in group { all.append(receipt) }
+                return all
+            }
+            #expect(receipts.filter { !$0.duplicate }.count == 1)
+            #expect(receipts.count == 100)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.reconcile-payment-intent'") == 1)
+            try await h.drain()
+            #expect(try await outcome(h, subscription) == Outcome(subscription: "active", invoice: "paid", payments: 1, postings: 1))
+            let balance = try await h.trialBalance()
+            #expect(balance.currencies.allSatisfy { $0.debits == $0.credits })
+        }
+    }
+
+    @Test func aShuffledStormWithDuplicatesEndsWhereACleanInOrderRunDoes() async throws {
+        try await BillingHarness.run { h in
+            let clean = try await prepare(h, count: 50)
+            let stormy = try await prepare(h, count: 50)
+
+            for (_, bodies) in clean {
+                for body in bodies {
+                    _ = try await deliver(h, body)
+                    try await h.drain()
+                }
+            }
+            // Five deliveries of each event, shuffled, twenty at a time, with jobs running in between.
+            var generator = SplitMix64(seed: 12)
+            let stream = stormy.flatMap { $0.1 }.flatMap { Array(repeating: $0, count: 5) }.shuffled(using: &generator)
+            #expect(stream.count == 500)
+            for (index, chunk) in stride(from: 0, to: stream.count, by: 20).map({ Array(stream[$0..<min($0 + 20, stream.count)]) }).enumerated() {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for body in chunk { group.addTask { _ = try await deliver(h, body) } }
+                    try await group.waitForAll()
+                }
+                if index % 3 == 0 { try await h.drain() }
+            }
+            try await h.drain()
+
+            var expected: [Outcome] = []
+            for (subscription, _) in clean { expected.append(try await outcome(h, subscription)) }
+            var observed: [Outcome] = []
+            for (subscription, _) in stormy { observed.append(try await outcome(h, subscription)) }
+            #expect(Set(expected) == [Outcome(subscription: "active", invoice: "paid", payments: 2, postings: 1)])
+            #expect(observed == expected)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM webhook_events") == 200)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM webhook_events WHERE applied_at IS NULL") == 0)
+            #expect(try await h.balance(.accountsReceivable) == 0)
+        }
+    }
+}
+
+/// A small seeded generator, so a shuffled storm is the same on every run.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
