@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Billing
 @testable import Platform
@@ -77,5 +78,152 @@ import Testing
         #expect(try SubscriptionStateMachine.transition(from: .pastDue, on: .paymentMethodChanged).1 == [.retryOpenInvoice])
         #expect(try SubscriptionStateMachine.transition(from: .active, on: .downgrade).1 == [.setPendingPlan])
         #expect(try SubscriptionStateMachine.transition(from: .active, on: .upgrade).1 == [.invoiceProration, .emitEntitlement])
+    }
+}
+
+/// Proration to the second: whatever the dates and prices, no minor unit is created or lost.
+@Suite struct ProrationTests {
+    var generator = SplitMix64(seed: 2026)
+
+    @Test mutating func aPeriodCutAnywhereAddsUpToThePriceExactly() throws {
+        for _ in 0..<2_000 {
+            let price = Money(amount: Int64.random(in: 0...10_000_000, using: &generator), currency: .eur)
+            let start = Date(timeIntervalSince1970: Double(Int64.random(in: 1_600_000_000...1_900_000_000, using: &generator)))
+            let end = start.addingTimeInterval(Double(Int64.random(in: 1...400 * 86_400, using: &generator)))
+            // Any number of cuts (plan changes) in the period, in order.
+            let length = end.timeIntervalSince(start)
+            let cuts = (0..<Int.random(in: 0...6, using: &generator)).map { _ in start.addingTimeInterval(Double.random(in: 0...length, using: &generator).rounded(.down)) }.sorted()
+            let points = [start] + cuts + [end]
+            var total: Int64 = 0
+            for (from, to) in zip(points, points.dropFirst()) {
+                let stretch = Proration.earned(price, periodStart: start, periodEnd: end, at: to).amount
+                    - Proration.earned(price, periodStart: start, periodEnd: end, at: from).amount
+                #expect(stretch >= 0)
+                total += stretch
+            }
+            #expect(total == price.amount, "\(price.amount) over \(points.count - 1) stretches")
+            if let cut = cuts.first {
+                let used = Proration.earned(price, periodStart: start, periodEnd: end, at: cut)
+                let unused = Proration.unused(price, periodStart: start, periodEnd: end, at: cut)
+                #expect(used.amount + unused.amount == price.amount)
+                #expect(unused.amount >= 0 && unused.amount <= price.amount)
+            }
+        }
+    }
+
+    @Test mutating func anUpgradeNeverCostsMoreThanTheNewPlanNorLessThanNothing() throws {
+        for _ in 0..<2_000 {
+            let old = Int64.random(in: 0...1_000_000, using: &generator)
+            let new = old + Int64.random(in: 1...1_000_000, using: &generator)
+            let start = Date(timeIntervalSince1970: 1_800_000_000)
+            let end = start.addingTimeInterval(Double(Int64.random(in: 1...366 * 86_400, using: &generator)))
+            let at = start.addingTimeInterval(Double.random(in: 0...end.timeIntervalSince(start), using: &generator))
+            let (credit, debit) = try Proration.change(from: Money(amount: old, currency: .gbp), to: Money(amount: new, currency: .gbp),
+                                                       periodStart: start, periodEnd: end, at: at)
+            #expect(credit.amount <= old && debit.amount <= new)
+            #expect(debit.amount - credit.amount >= 0, "upgrading never refunds")
+            #expect(debit.amount - credit.amount <= new - old, "nor costs more than the difference for a whole period")
+        }
+        #expect(throws: MoneyError.self) {
+            try Proration.change(from: Money(amount: 1, currency: .gbp), to: Money(amount: 2, currency: .eur),
+                                 periodStart: Date(), periodEnd: Date().addingTimeInterval(10), at: Date())
+        }
+    }
+
+    @Test func halfwayThroughIsHalfThePriceToTheMinorUnit() {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let end = start.addingTimeInterval(30 * 86_400)
+        let middle = start.addingTimeInterval(15 * 86_400)
+        #expect(Proration.unused(Money(amount: 2900, currency: .eur), periodStart: start, periodEnd: end, at: middle).amount == 1450)
+        #expect(Proration.unused(Money(amount: 2901, currency: .eur), periodStart: start, periodEnd: end, at: middle).amount == 1451,
+                "the odd unit stays with the part not yet earned")
+        #expect(Proration.unused(Money(amount: 2900, currency: .eur), periodStart: start, periodEnd: end, at: end.addingTimeInterval(5)).amount == 0)
+        #expect(Proration.unused(Money(amount: 2900, currency: .eur), periodStart: start, periodEnd: end, at: start.addingTimeInterval(-5)).amount == 2900)
+    }
+}
+
+/// The billing policy as a matrix: role × owner × action.
+@Suite struct BillingPolicyTests {
+    @Test func whoMayDoWhatToASubscription() {
+        let vendor = UUID()
+        typealias A = BillingPolicy.Action
+        enum Outcome: Equatable { case allowed, notFound, forbidden }
+        let callers: [(String, Principal?, [A: Outcome])] = [
+            ("anonymous", nil, [.read: .notFound, .cancel: .notFound, .manage: .notFound, .comp: .notFound]),
+            ("the owner", Principal(userId: vendor, roles: ["vendor"]), [.read: .allowed, .cancel: .allowed, .manage: .allowed, .comp: .forbidden]),
+            ("another vendor", Principal(userId: UUID(), roles: ["vendor"]), [.read: .notFound, .cancel: .notFound, .manage: .notFound, .comp: .notFound]),
+            ("a buyer", Principal(userId: UUID(), roles: ["buyer"]), [.read: .notFound, .cancel: .notFound, .manage: .notFound, .comp: .notFound]),
+            ("a moderator", Principal(userId: UUID(), roles: ["moderator"], authenticationMethods: ["pwd", "otp"]),
+             [.read: .notFound, .cancel: .notFound, .manage: .notFound, .comp: .notFound]),
+            ("an admin", Principal(userId: UUID(), roles: ["admin"], authenticationMethods: ["pwd", "otp"]),
+             [.read: .allowed, .cancel: .allowed, .manage: .forbidden, .comp: .allowed]),
+            ("an admin without a second factor", Principal(userId: UUID(), roles: ["admin"], authenticationMethods: ["pwd"]),
+             [.read: .notFound, .cancel: .notFound, .manage: .notFound, .comp: .notFound]),
+            ("the owner's id without the vendor role", Principal(userId: vendor, roles: ["buyer"]),
+             [.read: .notFound, .cancel: .notFound, .manage: .notFound, .comp: .notFound]),
+        ]
+        for (name, caller, expected) in callers {
+            for action in A.allCases {
+                let outcome: Outcome
+                do {
+                    try BillingPolicy.authorize(action, vendorId: vendor, by: caller)
+                    outcome = .allowed
+                } catch BillingError.subscriptionNotFound {
+                    outcome = .notFound
+                } catch {
+                    outcome = .forbidden
+                }
+                #expect(outcome == expected[action], "\(name) → \(action)")
+            }
+        }
+    }
+}
+
+@Suite struct DunningScheduleTests {
+    @Test func eightTriesWithinFourteenDaysByDefault() {
+        let schedule = DunningSchedule.standard
+        #expect(schedule.tries == 8)
+        let first = Date(timeIntervalSince1970: 1_800_000_000)
+        var now = first
+        var retries: [Double] = []
+        while let next = schedule.nextRetry(after: now, firstFailure: first) {
+            retries.append(next.timeIntervalSince(first) / 86_400)
+            now = next
+        }
+        #expect(retries == [1, 2, 3, 5, 7, 10, 14])
+    }
+
+    @Test func theScheduleIsConfigurableAndCheckedAtStart() throws {
+        #expect(try DunningSchedule.load(ConfigReader(values: ["BILLING_DUNNING_SCHEDULE": "30m,2h,1d"])).offsets == [1_800, 7_200, 86_400])
+        #expect(try DunningSchedule.load(ConfigReader(values: [:])) == .standard)
+        for bad in ["1d,1d", "2d,1d", "x", "1w", "-1d", "0d"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try DunningSchedule.load(ConfigReader(values: ["BILLING_DUNNING_SCHEDULE": bad])) }
+        }
+    }
+}
+
+/// The webhook signature scheme (`Stripe-Signature`'s): checked over the raw body, in a tolerance.
+@Suite struct WebhookSignatureTests {
+    let signature = WebhookSignature(secret: "whsec_test")
+    let body = Array(#"{"id":"evt_1"}"#.utf8)
+
+    @Test func aSignedBodyVerifiesAndAnythingElseIsRefused() throws {
+        let now = Date()
+        try signature.verify(body: body, header: signature.header(for: body, at: now), now: now)
+        // A rolled secret: several v1 values, one of them right.
+        let rolled = signature.header(for: body, at: now) + ",v1=" + String(repeating: "ab", count: 32)
+        try signature.verify(body: body, header: rolled, now: now)
+        let header = signature.header(for: body, at: now)
+        #expect(throws: ProviderError.self) { try signature.verify(body: body + [0x20], header: header, now: now) }
+        #expect(throws: ProviderError.self) { try WebhookSignature(secret: "whsec_other").verify(body: body, header: header, now: now) }
+        #expect(throws: ProviderError.self) { try signature.verify(body: body, header: header, now: now.addingTimeInterval(301)) }
+        #expect(throws: ProviderError.self) { try signature.verify(body: body, header: nil, now: now) }
+        #expect(throws: ProviderError.self) { try signature.verify(body: body, header: "t=abc,v1=00", now: now) }
+    }
+
+    @Test func theSchemeIsHMACSHA256OverTimestampDotBody() throws {
+        // Computed independently (Python: hmac.new(b"whsec_test", b"1700000000." + body, sha256)).
+        let header = signature.header(for: body, at: Date(timeIntervalSince1970: 1_700_000_000))
+        #expect(header == "t=1700000000,v1=c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925")
     }
 }
