@@ -83,6 +83,11 @@ EXPECTED_ROUTES = [
     ("/v1/moderation/listings", "listings", False),
     ("/v1/plans", "billing", True),
     ("/v1/subscriptions", "billing", False),
+    ("/v1/vendor/subscription", "billing", False),
+    ("/v1/invoices", "billing", False),
+    ("/v1/webhooks/", "billing", True),
+    ("/v1/admin/subscriptions", "billing", False),
+    ("/v1/admin/ledger", "billing", False),
     ("/v1/orders", "orders", False),
     ("/v1/conversations", "messaging", False),
 ]

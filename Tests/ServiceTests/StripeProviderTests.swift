@@ -256,7 +256,7 @@ import Testing
         let provider = StripeProvider(secretKey: "sk_test", webhookSecret: Self.webhookSecret, httpClient: HTTPClient.shared)
         let body = Array(#"{"id":"evt_1","type":"payment_intent.succeeded"}"#.utf8)
         let header = WebhookSignature(secret: Self.webhookSecret).header(for: body, at: Date())
-        #expect(throws: ProviderError.invalidRequest("the event is not a Stripe event envelope")) {
+        #expect(throws: ProviderError.invalidRequest("expected {id, type, created, data: {object: {id, object}}}")) {
             try provider.verifyWebhook(body: body, signatureHeader: header, now: Date())
         }
     }

@@ -38,7 +38,9 @@ from pathlib import Path
 NAMES = ("gateway", "identity", "listings", "billing", "orders", "messaging", "devbroker")
 ROUTES = [("/v1/auth/", "IDENTITY"), ("/.well-known/", "IDENTITY"), ("/v1/users", "IDENTITY"),
           ("/v1/categories", "LISTINGS"), ("/v1/listings", "LISTINGS"), ("/v1/plans", "BILLING"),
-          ("/v1/subscriptions", "BILLING"), ("/v1/orders", "ORDERS"),
+          ("/v1/subscriptions", "BILLING"), ("/v1/vendor/subscription", "BILLING"), ("/v1/invoices", "BILLING"),
+          ("/v1/webhooks/", "BILLING"), ("/v1/admin/subscriptions", "BILLING"), ("/v1/admin/ledger", "BILLING"),
+          ("/v1/orders", "ORDERS"),
           ("/v1/conversations", "MESSAGING")]
 PLANS = {"items": [{"id": "0190c6c2-0000-7000-8000-000000000001", "code": "basic",
                     "name": "Basic", "description": "stand-in",

@@ -50,7 +50,14 @@ public struct BillingService: ServiceModule {
                 httpClient: dependencies.httpClient, logger: dependencies.logger, clock: dependencies.clock)
             return (sandbox, sandbox)
         case "stripe":
-            throw ConfigError.invalidValue(key: "PAYMENT_PROVIDER", expected: "sandbox (the Stripe adapter is not wired yet)")
+            let base = config.string("STRIPE_API_BASE", default: StripeProvider.defaultBaseURL.absoluteString)
+            guard let baseURL = URL(string: base), baseURL.scheme == "https" || baseURL.host == "127.0.0.1" || baseURL.host == "localhost" else {
+                throw ConfigError.invalidValue(key: "STRIPE_API_BASE", expected: "an https URL (http only to a local stand-in)")
+            }
+            let stripe = StripeProvider(secretKey: try config.required("STRIPE_SECRET_KEY"),
+                                        webhookSecret: try config.required("STRIPE_WEBHOOK_SECRET"),
+                                        baseURL: baseURL, httpClient: dependencies.httpClient)
+            return (stripe, nil)
         default:
             throw ConfigError.invalidValue(key: "PAYMENT_PROVIDER", expected: "sandbox or stripe")
         }

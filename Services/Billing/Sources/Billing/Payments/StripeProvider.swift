@@ -116,12 +116,8 @@ public struct StripeProvider: PaymentProvider {
 
     public func verifyWebhook(body: [UInt8], signatureHeader: String?, now: Date) throws -> ProviderEvent {
         try webhookSignature.verify(body: body, header: signatureHeader, now: now)
-        // Signed by Stripe but unreadable: not a forgery, so not `invalidSignature`.
-        guard let event = try? Self.decoder().decode(StripeEvent.self, from: Data(body)) else {
-            throw ProviderError.invalidRequest("the event is not a Stripe event envelope")
-        }
-        return ProviderEvent(id: event.id, type: event.type, objectType: event.data.object.object, objectId: event.data.object.id,
-                             created: Date(timeIntervalSince1970: TimeInterval(event.created)))
+        // Signed by Stripe but unreadable: not a forgery, so `invalidRequest` rather than `invalidSignature`.
+        return try WebhookEnvelope.parse(body)
     }
 
     // MARK: The wire
@@ -427,19 +423,3 @@ struct StripeTransfer: Decodable {
     var destination: String?
 }
 
-/// The envelope of a webhook event: `{id, type, created, data: {object: {id, object}}}`.
-struct StripeEvent: Decodable {
-    struct Payload: Decodable {
-        struct Object: Decodable {
-            var id: String
-            var object: String
-        }
-
-        var object: Object
-    }
-
-    var id: String
-    var type: String
-    var created: Int64
-    var data: Payload
-}
