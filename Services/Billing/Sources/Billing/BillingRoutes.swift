@@ -162,13 +162,14 @@ struct BillingController: Sendable {
             return try JSONResponse.make(invoice, cacheControl: "private, no-store")
         }
 
-        // The provider's webhooks: public, signed.
-        router.post("/v1/webhooks/{provider}") { request, context -> Response in
-            guard try context.parameters.require("provider") == webhooks.provider.name else { throw BillingError.webhookProviderUnknown }
-            let body = try await JSONBody.collect(from: request, limit: WebhookIngestion.maximumBodyBytes)
-            let header = request.headers[webhooks.provider.name == "stripe" ? Self.stripeSignature : Self.sandboxSignature]
-            let receipt = try await webhooks.receive(body: Array(body), signature: header, context: context.operation)
-            return try JSONResponse.make(receipt, cacheControl: "no-store")
+        // The provider's webhooks: public, signed. The other provider's path answers 404.
+        for (provider, header) in [("sandbox", Self.sandboxSignature), ("stripe", Self.stripeSignature)] {
+            router.post("/v1/webhooks/\(provider)") { request, context -> Response in
+                guard provider == webhooks.provider.name else { throw BillingError.webhookProviderUnknown }
+                let body = try await JSONBody.collect(from: request, limit: WebhookIngestion.maximumBodyBytes)
+                let receipt = try await webhooks.receive(body: Array(body), signature: request.headers[header], context: context.operation)
+                return try JSONResponse.make(receipt, cacheControl: "no-store")
+            }
         }
 
         // Administration.

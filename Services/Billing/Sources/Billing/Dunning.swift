@@ -23,8 +23,8 @@ struct DunningSchedule: Sendable, Equatable {
     /// Reads `BILLING_DUNNING_SCHEDULE`: increasing durations such as `1d,2d,3d,5d,7d,10d,14d`
     /// (units `s`, `m`, `h`, `d`).
     static func load(_ config: ConfigReader) throws -> DunningSchedule {
+        guard let text = config.string("BILLING_DUNNING_SCHEDULE"), !text.isEmpty else { return .standard }
         let key = "BILLING_DUNNING_SCHEDULE"
-        guard let text = config.string(key), !text.isEmpty else { return .standard }
         var offsets: [TimeInterval] = []
         for item in text.split(separator: ",") {
             let part = item.trimmingCharacters(in: .whitespaces)

@@ -27,7 +27,8 @@ struct WebhookIngestion: Sendable {
         } catch ProviderError.invalidSignature(let detail) {
             throw BillingError.invalidSignature(detail)
         } catch ProviderError.invalidRequest(let detail) {
-            throw Problem(.malformedRequest, "The webhook body is not an event: \(detail).")
+            // Signed by the provider, so not a forgery; but not an event this endpoint can store.
+            throw Problem.validation([FieldError("body", "is not an event: \(detail)")])
         }
         let stored = try await Database.transaction(client, context) { tx in
             let inserted = try await tx.first("""
