@@ -31,8 +31,7 @@ enum BillingError: Error, ProblemConvertible, Equatable {
         case .adminOnly:
             Problem(.forbidden, "Only administrators may do this.")
         case .cardDeclined(let code, let message):
-            Problem(.paymentRequired, "The card was declined (\(code)): \(message)",
-                    fieldErrors: [FieldError("paymentMethod", "was declined (\(code))")], typeSlug: "card-declined")
+            Problem(.paymentRequired, "The card was declined (\(code)): \(message) Try another payment method.", typeSlug: "card-declined")
         case .unknownPaymentMethod(let detail):
             Problem.validation([FieldError("paymentMethod", "is not a payment method the provider knows (\(detail))")])
         case .providerUnavailable:
