@@ -6,7 +6,7 @@ SUITE    := $(PYTHON) deploy/dev/suite.py
 DATA_DIR ?= .data
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint-deploy build build-release bench bench-search seed migrate stop clean-data harness-selftest openapi
+.PHONY: help run test lint-deploy build build-release bench bench-billing bench-search seed migrate stop clean-data harness-selftest openapi
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -33,8 +33,14 @@ build-release: ## swift build -c release
 	$(SUITE) ensure
 	$(SUITE) build --release
 
-bench: ## release build; wrk: gateway vs direct, identity login/refresh, token verification, outbox latency; deploy/bench/results.md
+bench: ## release build; wrk: gateway vs direct, identity login/refresh, token verification, outbox latency (deploy/bench/results.md); then bench-billing
 	deploy/bench/run.sh
+	deploy/bench/billing/run.sh
+
+bench-billing: ## release build; billing: webhook ingestion (wrk) and 100,000 renewals due at once; deploy/bench/billing-results.md
+	$(SUITE) ensure
+	$(SUITE) build --release
+	deploy/bench/billing/run.sh
 
 bench-search: ## release build; 1,000,000 generated listings: the Swift search vs a Django REST Framework twin (wrk); deploy/bench/search-results.md
 	$(SUITE) ensure

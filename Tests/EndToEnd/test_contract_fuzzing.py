@@ -99,6 +99,9 @@ def test_schemathesis_finds_nothing(suite, fuzz_gateway, role_tokens, role):
     # those two operations are fuzzed by the anonymous run only.
     if role != "anonymous":
         command += ["--exclude-operation-id", "revokeAllSessions", "--exclude-operation-id", "revokeSession"]
+    # The suite's billing runs the sandbox provider, so its Stripe webhook path answers 404 to
+    # everything; a billing configured for Stripe is exercised in test_subscriptions.py.
+    command += ["--exclude-operation-id", "receiveStripeWebhook"]
     env = {**base_env(), "PYTHONPATH": str(tools), "SCHEMATHESIS_HOOKS": ""}
     done = subprocess.run(command, cwd=suite.log_dir, env=env, capture_output=True, text=True, timeout=1500)
     output = done.stdout + done.stderr

@@ -103,6 +103,10 @@ def test_a_vendors_subscription_from_trial_through_dunning_to_suspension_and_bac
     kept = gateway.post(f"{path}/resume", token=token, headers={"If-Match": f'"{flagged["version"]}"'}).expect(200).json()
     assert not kept["cancelAtPeriodEnd"]
     gateway.post(f"{path}/cancel", token=other.access_token).expect_problem(404, "not-found")
+    gateway.post(f"{path}/pause", token=other.access_token).expect_problem(404, "not-found")
+    for action in ("cancel", "resume", "pause", "change-plan"):
+        extra = {"json": {"plan": "kennel-monthly"}} if action == "change-plan" else {}
+        gateway.post(f"{path}/{action}", **extra).expect_problem(401, "unauthorized")
 
     # The trial ends: the first invoice is charged and paid; the vendor's invoices list it.
     advance_clock(suite, days=14, hours=1)

@@ -31,12 +31,21 @@ struct WebhookIngestion: Sendable {
             throw Problem.validation([FieldError("body", "is not an event: \(detail)")])
         }
         let stored = try await Database.transaction(client, context) { tx in
+            // An intent billing already holds in a final state cannot change again: the event is
+            // news to nobody, so it is stored as applied and no job re-reads the intent.
+            let settled = event.objectType == "payment_intent"
+                ? try await tx.first("""
+                    SELECT true FROM payments WHERE intent_id = \(event.objectId)
+                    AND status IN ('succeeded', 'canceled', 'requires_payment_method')
+                    """, as: Bool.self) == true
+                : false
             let inserted = try await tx.first("""
-                INSERT INTO webhook_events (provider, event_id, type, object_type, object_id, created)
-                VALUES (\(provider.name), \(event.id), \(event.type), \(event.objectType), \(event.objectId), \(event.created))
+                INSERT INTO webhook_events (provider, event_id, type, object_type, object_id, created, applied_at)
+                VALUES (\(provider.name), \(event.id), \(event.type), \(event.objectType), \(event.objectId), \(event.created),
+                        \(settled ? tx.now : nil as Date?))
                 ON CONFLICT (provider, event_id) DO NOTHING RETURNING true
                 """, as: Bool.self) == true
-            if inserted, event.objectType == "payment_intent" {
+            if inserted, !settled, event.objectType == "payment_intent" {
                 try await tx.schedule(PaymentCollection.reconcileIntent, key: event.objectId,
                                       payload: IntentReconciliation(intentId: event.objectId), at: tx.now)
             }

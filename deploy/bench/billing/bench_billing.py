@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""`make bench-billing` (and the end of `make bench`): billing's two throughput goals.
+
+1. Webhook ingestion: one billing instance (release build), wrk POSTing distinct signed
+   `payment_intent.succeeded` events to /v1/webhooks/sandbox: each is verified (HMAC-SHA256),
+   stored by event id and answered, and its intent queued for a re-read. Goal: >= 1,000
+   verified webhooks/s accepted. Then how long the queued re-reads took to drain.
+2. Renewals: SUBSCRIPTIONS active subscriptions (sandbox customers and cards, written with SQL)
+   whose periods all ended a second ago, their renewal timers due; billing is started and does
+   what it does at every period end: invoice (gapless number, ledger), charge through the sandbox
+   provider, record the payment; the sandbox's webhooks come back over HTTP. Goal: all renewed and
+   paid in under 2 minutes, with no double charge (one intent per invoice, one invoice per
+   subscription, one ledger posting per payment).
+
+    deploy/bench/billing/run.sh [--subscriptions 100000] [--webhooks 60000] [--duration 20s]
+                                [--connections 16] [--threads 2] [--bin-dir DIR] [--output FILE] [--keep]
+
+Postgres runs with the suite's throwaway settings (fsync and synchronous_commit off), as every
+`make bench` figure does; the report says so.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+sys.path[:0] = [str(ROOT / "deploy" / "dev"), str(ROOT / "deploy" / "bench")]
+
+from suite import FAST_PG_SETTINGS, Suite, SuiteError, say  # noqa: E402
+from bench import machine  # noqa: E402
+
+SECRET = "whsec_bench_billing"
+PG_SETTINGS = {**FAST_PG_SETTINGS, "shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
+
+
+def sign(body: bytes, at: int) -> str:
+    import hashlib
+    import hmac
+    return f"t={at},v1=" + hmac.new(SECRET.encode(), str(at).encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def webhook_events(suite: Suite, count: int, path: Path) -> None:
+    """`count` sandbox intents (succeeded, not an invoice's) and one signed event for each."""
+    suite.psql(f"""
+INSERT INTO billing.sandbox_payment_intents (id, idempotency_key, customer_id, amount, currency, fee, status, description,
+                                             metadata, client_secret)
+SELECT 'pi_bench_' || g, 'bench:' || g, 'cus_bench', 2900, 'EUR', 69, 'succeeded', 'bench', '{{}}'::jsonb, 'secret'
+FROM generate_series(1, {count}) g""", user="billing")
+    now = int(time.time())
+    with path.open("w") as out:
+        for n in range(1, count + 1):
+            body = json.dumps({"id": f"evt_bench_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded",
+                               "created": now, "livemode": False,
+                               "data": {"object": {"id": f"pi_bench_{n}", "object": "payment_intent", "amount": 2900,
+                                                   "currency": "eur", "status": "succeeded", "metadata": {}}}},
+                              separators=(",", ":")).encode()
+            out.write(sign(body, now) + "\t" + body.decode() + "\n")
+
+
+def wrk(url: str, events: Path, args) -> dict:
+    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", args.duration, "--timeout", "10s",
+           "-s", str(HERE / "webhooks.lua"), url]
+    env = dict(os.environ, BENCH_WEBHOOKS=str(events), BENCH_THREADS=str(args.threads))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600).stdout
+    line = next(line for line in out.splitlines() if line.startswith("{"))
+    return json.loads(line)
+
+
+def scalar(suite: Suite, sql: str) -> int:
+    return int(suite.psql(sql, user="billing").strip() or 0)
+
+
+def wait_for(suite: Suite, sql: str, target: int, timeout: float, what: str) -> float:
+    """Seconds until `sql` reaches `target` (polled every 0.5 s)."""
+    started = time.monotonic()
+    while True:
+        value = scalar(suite, sql)
+        if value >= target:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise SuiteError(f"{what}: {value} of {target} after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def measure_webhooks(suite: Suite, args) -> dict:
+    events = suite.data_dir / "webhooks.txt"
+    webhook_events(suite, args.webhooks, events)
+    suite.start_service("billing")
+    result = wrk(suite.url("billing"), events, args)
+    stored = scalar(suite, "SELECT count(*) FROM billing.webhook_events")
+    drained = wait_for(suite, "SELECT count(*) FROM billing.webhook_events WHERE applied_at IS NOT NULL", stored, 600,
+                       "webhook re-reads")
+    suite.stop_service("billing")
+    result.update({"stored": stored, "drainSeconds": drained})
+    return result
+
+
+def prepare_renewals(suite: Suite, count: int) -> None:
+    """Active subscriptions on breeder-monthly with a sandbox card each, periods ended a second ago."""
+    suite.psql(f"""
+BEGIN;
+CREATE TEMP TABLE bench_subs AS
+SELECT gen_random_uuid() AS id, gen_random_uuid() AS vendor, g AS n,
+       date_trunc('milliseconds', now()) - interval '1 second' AS period_end
+FROM generate_series(1, {count}) g;
+INSERT INTO billing.sandbox_customers (id, idempotency_key, vendor_id, description)
+SELECT 'cus_r' || n, 'customer:' || vendor, vendor, 'bench' FROM bench_subs;
+INSERT INTO billing.sandbox_payment_methods (id, idempotency_key, customer_id, test_name, brand, last4)
+SELECT 'pm_r' || n, 'attach:' || vendor, 'cus_r' || n, 'pm_card_visa', 'visa', '4242' FROM bench_subs;
+INSERT INTO billing.customers (vendor_id, provider, customer_id) SELECT vendor, 'sandbox', 'cus_r' || n FROM bench_subs;
+INSERT INTO billing.subscriptions (id, vendor_id, plan_id, status, current_period_start, current_period_end, provider, customer_id,
+    payment_method_id, payment_method_brand, payment_method_last4, version, created_at, updated_at)
+SELECT id, vendor, '0192f1a0-0000-7000-8000-0000000000a2', 'active', period_end - interval '1 month', period_end, 'sandbox',
+       'cus_r' || n, 'pm_r' || n, 'visa', '4242', 1, period_end - interval '45 days', period_end - interval '45 days' FROM bench_subs;
+INSERT INTO billing.jobs (id, kind, key, payload, due_at)
+SELECT gen_random_uuid(), 'billing.renew', id::text,
+       json_build_object('subscriptionId', id, 'due', to_char(period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::jsonb,
+       period_end
+FROM bench_subs;
+COMMIT;
+ANALYZE;""", user="billing", timeout=600)
+
+
+def measure_renewals(suite: Suite, args) -> dict:
+    suite.psql("TRUNCATE billing.webhook_events, billing.sandbox_payment_intents, billing.sandbox_events, billing.jobs",
+               user="billing")
+    prepare_renewals(suite, args.subscriptions)
+    started = time.monotonic()
+    suite.start_service("billing")
+    ready = time.monotonic() - started
+    paid = "SELECT count(*) FROM billing.invoices WHERE reason = 'subscription_cycle' AND status = 'paid'"
+    renewed = wait_for(suite, paid, args.subscriptions, 1800, "renewals paid") + ready
+    echoed = wait_for(suite, "SELECT count(*) FROM billing.sandbox_events WHERE delivered_at IS NOT NULL", args.subscriptions,
+                      1800, "webhooks delivered") + ready
+    suite.stop_service("billing")
+    checks = {
+        "intents": scalar(suite, "SELECT count(*) FROM billing.sandbox_payment_intents"),
+        "invoicesPerSubscriptionMax": scalar(suite, """
+            SELECT coalesce(max(c), 0) FROM (SELECT count(*) c FROM billing.invoices GROUP BY subscription_id) t"""),
+        "intentsPerInvoiceMax": scalar(suite, """
+            SELECT coalesce(max(c), 0) FROM (SELECT count(*) c FROM billing.sandbox_payment_intents
+                                             GROUP BY metadata ->> 'invoice_id') t"""),
+        "paymentPostings": scalar(suite, "SELECT count(*) FROM billing.ledger_entries WHERE kind = 'invoice_payment'"),
+        "unbalancedEntries": scalar(suite, """
+            SELECT count(*) FROM (SELECT entry_id FROM billing.ledger_lines GROUP BY entry_id HAVING sum(debit) <> sum(credit)) t"""),
+        "numbers": scalar(suite, "SELECT count(DISTINCT number) FROM billing.invoices"),
+        "maxNumber": scalar(suite, "SELECT max(last_number) FROM billing.invoice_number_counters"),
+    }
+    return {"seconds": renewed, "echoSeconds": echoed, "startSeconds": ready, **checks}
+
+
+def render(hooks: dict, renewals: dict, *, args, env: dict, m: dict, when: dt.datetime) -> str:
+    goal_hooks = "met" if hooks["rps"] >= 1000 and hooks["non2xx"] == 0 else "missed"
+    goal_renew = "met" if renewals["seconds"] < 120 else "missed"
+    no_double = (renewals["intents"] == args.subscriptions and renewals["invoicesPerSubscriptionMax"] == 1
+                 and renewals["intentsPerInvoiceMax"] == 1 and renewals["paymentPostings"] == args.subscriptions
+                 and renewals["unbalancedEntries"] == 0)
+    lines = [
+        "# Billing benchmarks",
+        "",
+        f"Run {when:%Y-%m-%d %H:%M} UTC at commit `{m['commit']}` on {m['cpu']} ({m['cores']} cores, {m['memory']}), "
+        f"{m['os']}; release build. Postgres: the suite's throwaway settings (fsync and synchronous_commit off). "
+        f"Billing's job runner: {env}.",
+        "",
+        "## Webhook ingestion (goal: >= 1,000 verified webhooks/s on one instance)",
+        "",
+        f"wrk, {args.threads} threads, {args.connections} connections, {args.duration}: distinct signed "
+        "`payment_intent.succeeded` events POSTed to `/v1/webhooks/sandbox` on billing's own port. Each is "
+        "verified (HMAC-SHA256 over the raw body), stored by event id in its own transaction and answered 200; "
+        "its intent is queued for a re-read by a job.",
+        "",
+        "| requests | requests/s | p50 | p99 | max | non-2xx | socket errors | goal |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| {hooks['requests']:,} | **{hooks['rps']:,.0f}** | {hooks['p50Ms']:.1f} ms | {hooks['p99Ms']:.1f} ms | "
+        f"{hooks['maxMs']:.0f} ms | {hooks['non2xx']} | {hooks['socketErrors']} | {goal_hooks} |",
+        "",
+        f"{hooks['stored']:,} events stored; the queued re-reads (provider read, payment recorded) drained "
+        f"{hooks['drainSeconds']:.1f} s after wrk stopped.",
+        "",
+        f"## {args.subscriptions:,} renewals due at once (goal: under 2 minutes, no double charge)",
+        "",
+        f"{args.subscriptions:,} active monthly subscriptions with a sandbox card each, every period ended a second "
+        "before billing starts. Per subscription: the renewal job (next period, invoice with a gapless number, ledger), "
+        "the charge job (a sandbox payment intent with the invoice's idempotency key), the payment recorded (invoice "
+        "paid, ledger); then the sandbox's webhook delivered over HTTP and stored.",
+        "",
+        "| all paid | webhooks echoed | billing start to ready | goal |",
+        "|---:|---:|---:|---|",
+        f"| **{renewals['seconds']:.1f} s** ({args.subscriptions / renewals['seconds']:,.0f}/s) | {renewals['echoSeconds']:.1f} s | "
+        f"{renewals['startSeconds']:.1f} s | {goal_renew} |",
+        "",
+        f"No double charge: {renewals['intents']:,} payment intents at the provider for {args.subscriptions:,} subscriptions; "
+        f"at most {renewals['invoicesPerSubscriptionMax']} invoice per subscription and {renewals['intentsPerInvoiceMax']} intent "
+        f"per invoice; {renewals['paymentPostings']:,} payment postings; {renewals['unbalancedEntries']} unbalanced ledger entries; "
+        f"{renewals['numbers']:,} distinct invoice numbers, the year's counter at {renewals['maxNumber']:,} "
+        f"({'holds' if no_double and renewals['numbers'] == renewals['maxNumber'] else 'DOES NOT HOLD'}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--subscriptions", type=int, default=int(os.environ.get("BENCH_RENEWALS", "100000")))
+    p.add_argument("--webhooks", type=int, default=60000)
+    p.add_argument("--duration", default="20s")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--bin-dir", type=Path, default=None, help="default .build/release")
+    p.add_argument("--output", type=Path, default=ROOT / "deploy" / "bench" / "billing-results.md")
+    p.add_argument("--keep", action="store_true")
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        say("wrk is needed (apt-get install wrk)")
+        return 1
+    env = {"JOBS_CONCURRENCY": os.environ.get("BENCH_JOBS_CONCURRENCY", "8"), "JOBS_BATCH_SIZE": "20", "DATABASE_POOL_SIZE": "24",
+           "LOG_LEVEL": "info"}
+    suite = Suite.throwaway(ROOT, build_config="release", bin_dir=args.bin_dir, keep=args.keep, pg_settings=PG_SETTINGS)
+    try:
+        with suite:
+            suite.start_postgres()
+            suite.start_broker()
+            suite.service_env.setdefault("billing", {}).update({
+                **env, "SANDBOX_WEBHOOK_SECRET": SECRET, "SANDBOX_WEBHOOK_URL": f"{suite.url('billing')}/v1/webhooks/sandbox"})
+            suite.migrate("billing")
+            hooks = measure_webhooks(suite, args)
+            say(f"webhooks: {hooks}")
+            renewals = measure_renewals(suite, args)
+            say(f"renewals: {renewals}")
+    except SuiteError as e:
+        say(f"error: {e}")
+        return 1
+    report = render(hooks, renewals, args=args, env=env, m=machine(suite.bin_dir), when=dt.datetime.now(dt.timezone.utc))
+    args.output.write_text(report)
+    print(report, end="")
+    say(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
