@@ -110,6 +110,25 @@ struct JobIntegrationTests {
         }
     }
 
+    /// A renewal sets the next renewal under its own key: finishing the running job must not delete it.
+    @Test func aJobThatReschedulesItsOwnKeyLeavesTheNextOneWaiting() async throws {
+        try await withPlatformSchema { client, schema async throws in
+            var handlers = JobHandlers()
+            handlers.on(Self.record) { payload, job, transaction in
+                try await transaction.query("INSERT INTO effects (event_id, aggregate) VALUES (\(job.id.uuidString), \(payload.note))")
+                try await transaction.schedule(Self.record, key: job.key, payload: Payload(note: "next"),
+                                               at: transaction.now.addingTimeInterval(3600), ifExists: .replace)
+            }
+            try await schedule(client, schema, note: "now", key: "cycle", in: 0)
+            let runner = runner(client, schema, handlers)
+            #expect(try await runner.runBatch() == 1)
+            #expect(try await effects(client, "now") == 1)
+            #expect(try await TestInfrastructure.scalar(client, """
+                SELECT count(*) FROM jobs WHERE key = 'cycle' AND payload->>'note' = 'next' AND due_at > now() + interval '59 minutes'
+                """) == 1, "the next occurrence waits")
+        }
+    }
+
     @Test func aFailingJobIsRetriedWithBackoffThenParkedAndAnOperatorRequeuesIt() async throws {
         try await withPlatformSchema { client, schema async throws in
             let failing = NIOLockedValueBox<Set<String>>(["flaky"])

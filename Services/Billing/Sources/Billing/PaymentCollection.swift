@@ -108,7 +108,8 @@ struct PaymentCollection: Sendable {
         tx.logger.info("invoice payment failed", metadata: ["invoice.id": "\(invoice.id.lowercased)", "attempt": "\(attempt)", "failure.code": "\(code)"])
         let exhausted = subscription.status == .pastDue
             && workflow.dunning.nextRetry(after: tx.now, firstFailure: subscription.pastDueSince ?? tx.now) == nil
-        if !exhausted { try await invoices.setNextAttempt(invoice.id, at: nil, in: tx) }
+        // The next attempt, if any, is set again by the transition's `scheduleRetry`.
+        try await invoices.setNextAttempt(invoice.id, at: nil, in: tx)
         try await workflow.applyIfAllowed(exhausted ? .retriesExhausted : .paymentFailed, to: subscription.id, in: tx)
     }
 
