@@ -127,20 +127,22 @@ extension Transaction {
     public func schedule<Payload>(_ kind: JobKind<Payload>, key: String, payload: Payload, at due: Date, ifExists: ExistingJob = .keep) async throws {
         let data = try JSONWriter.string(payload)
         let replace = ifExists == .replace
+        // A runner sleeping until a later job, or until its next poll, wakes at commit: the NOTIFY
+        // goes in the same statement, one round trip for both.
+        let wake = due.timeIntervalSince(now) < Jobs.notifyHorizon
         try await query("""
-            INSERT INTO jobs (id, kind, key, payload, due_at, traceparent)
-            VALUES (\(UUID.v7()), \(kind.name), \(key), \(data)::jsonb, \(due), \(context.traceparent))
-            ON CONFLICT (kind, key) DO UPDATE SET
-                -- A new id: when a running job reschedules its own key, the runner's delete of the
-                -- finished job (by its old id) must not take the rescheduled one with it.
-                id = EXCLUDED.id, payload = EXCLUDED.payload, due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent,
-                attempts = 0, last_error = NULL, failed_at = NULL
-            WHERE \(replace) OR jobs.failed_at IS NOT NULL
+            WITH scheduled AS (
+                INSERT INTO jobs (id, kind, key, payload, due_at, traceparent)
+                VALUES (\(UUID.v7()), \(kind.name), \(key), \(data)::jsonb, \(due), \(context.traceparent))
+                ON CONFLICT (kind, key) DO UPDATE SET
+                    -- A new id: when a running job reschedules its own key, the runner's delete of the
+                    -- finished job (by its old id) must not take the rescheduled one with it.
+                    id = EXCLUDED.id, payload = EXCLUDED.payload, due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent,
+                    attempts = 0, last_error = NULL, failed_at = NULL
+                WHERE \(replace) OR jobs.failed_at IS NOT NULL
+                RETURNING 1)
+            SELECT pg_notify('jobs_' || current_schema(), '') WHERE \(wake)
             """)
-        // A runner sleeping until a later job, or until its next poll, wakes at commit.
-        if due.timeIntervalSince(now) < Jobs.notifyHorizon {
-            try await query("SELECT pg_notify('jobs_' || current_schema(), '')")
-        }
     }
 
     /// Cancels the waiting job of `kind` for `key`, if any. Returns whether one was removed.
@@ -204,6 +206,18 @@ final class WakeSignal: Sendable {
             return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// Wakes one waiting worker (the longest waiting): a NOTIFY says a job is due, and one worker
+    /// claims the batch; waking every worker for each would have them all query for one job.
+    /// The generation moves too, so a worker about to wait runs instead.
+    func fireOne() {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            state.generation += 1
+            guard let oldest = state.waiters.keys.min() else { return nil }
+            return state.waiters.removeValue(forKey: oldest)
+        }
+        waiter?.resume()
     }
 
     var generation: Int { state.withLockedValue { $0.generation } }
@@ -356,7 +370,7 @@ public struct JobRunner: Service {
                 try await client.withConnection { connection in
                     try await connection.listen(on: "jobs_\(service)") { notifications in
                         signal.fire()  // anything scheduled while (re)connecting
-                        for try await _ in notifications { signal.fire() }
+                        for try await _ in notifications { signal.fireOne() }
                     }
                 }
             } catch {
@@ -372,7 +386,11 @@ public struct JobRunner: Service {
             let generation = signal.generation
             do {
                 let ran = try await runBatch()
-                if ran == batchSize { continue }
+                if ran == batchSize {
+                    // A full batch: more may be due, so another worker is woken to share it.
+                    signal.fireOne()
+                    continue
+                }
                 let wait = try await timeUntilNextDue()
                 if wait > .zero { await signal.wait(since: generation, timeout: wait) }
             } catch {

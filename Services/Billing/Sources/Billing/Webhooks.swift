@@ -32,19 +32,23 @@ struct WebhookIngestion: Sendable {
         }
         let stored = try await Database.transaction(client, context) { tx in
             // An intent billing already holds in a final state cannot change again: the event is
-            // news to nobody, so it is stored as applied and no job re-reads the intent.
-            let settled = event.objectType == "payment_intent"
-                ? try await tx.first("""
-                    SELECT true FROM payments WHERE intent_id = \(event.objectId)
-                    AND status IN ('succeeded', 'canceled', 'requires_payment_method')
-                    """, as: Bool.self) == true
-                : false
-            let inserted = try await tx.first("""
+            // news to nobody, so it is stored as applied and no job re-reads the intent. One
+            // statement stores the event and says which it was.
+            let rows = try await tx.query("""
                 INSERT INTO webhook_events (provider, event_id, type, object_type, object_id, created, applied_at)
-                VALUES (\(provider.name), \(event.id), \(event.type), \(event.objectType), \(event.objectId), \(event.created),
-                        \(settled ? tx.now : nil as Date?))
-                ON CONFLICT (provider, event_id) DO NOTHING RETURNING true
-                """, as: Bool.self) == true
+                SELECT \(provider.name), \(event.id), \(event.type), \(event.objectType), \(event.objectId), \(event.created),
+                       CASE WHEN EXISTS (SELECT 1 FROM payments WHERE intent_id = \(event.objectId)
+                                         AND status IN ('succeeded', 'canceled', 'requires_payment_method'))
+                            THEN \(tx.now) END
+                ON CONFLICT (provider, event_id) DO NOTHING
+                RETURNING applied_at IS NOT NULL
+                """)
+            var inserted = false
+            var settled = false
+            for try await applied in rows.decode(Bool.self) {
+                inserted = true
+                settled = applied
+            }
             if inserted, !settled, event.objectType == "payment_intent" {
                 try await tx.schedule(PaymentCollection.reconcileIntent, key: event.objectId,
                                       payload: IntentReconciliation(intentId: event.objectId), at: tx.now)

@@ -143,10 +143,10 @@ public struct SandboxProvider: PaymentProvider {
     }
 
     public func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent {
-        try await Database.transaction(client, context) { tx in
-            guard let intent = try await intent(where: "id", is: id, in: tx) else { throw ProviderError.notFound("No such payment_intent: '\(id)'") }
-            return intent
-        }
+        // A read: one statement, no transaction around it.
+        let rows = try await client.query("\(unescaped: Self.intentColumns) WHERE id = \(id)", logger: logger)
+        guard let intent = try await Self.intents(rows).first else { throw ProviderError.notFound("No such payment_intent: '\(id)'") }
+        return intent
     }
 
     public func refund(_ request: RefundRequest, idempotencyKey: String) async throws -> ProviderRefund {
@@ -235,20 +235,29 @@ public struct SandboxProvider: PaymentProvider {
 
     // MARK: Rows
 
+    static let intentColumns = """
+        SELECT id, status, amount, currency, fee, failure_code, failure_message, metadata::text, client_secret, created_at
+        FROM sandbox_payment_intents
+        """
+
     private func intent(where column: String, is value: String, in tx: Transaction) async throws -> ProviderPaymentIntent? {
-        let filter: PostgresQuery = column == "id"
-            ? "SELECT id, status, amount, currency, fee, failure_code, failure_message, metadata::text, client_secret, created_at FROM sandbox_payment_intents WHERE id = \(value)"
-            : "SELECT id, status, amount, currency, fee, failure_code, failure_message, metadata::text, client_secret, created_at FROM sandbox_payment_intents WHERE idempotency_key = \(value)"
-        let rows = try await tx.query(filter)
+        let rows = column == "id"
+            ? try await tx.query("\(unescaped: Self.intentColumns) WHERE id = \(value)")
+            : try await tx.query("\(unescaped: Self.intentColumns) WHERE idempotency_key = \(value)")
+        return try await Self.intents(rows).first
+    }
+
+    static func intents(_ rows: PostgresRowSequence) async throws -> [ProviderPaymentIntent] {
+        var result: [ProviderPaymentIntent] = []
         for try await (id, status, amount, currency, fee, code, message, metadata, secret, created)
             in rows.decode((String, String, Int64, String, Int64, String?, String?, String, String, Date).self) {
             let currency = try Currency(code: currency)
             let meta = (try? JSONDecoder().decode([String: String].self, from: Data(metadata.utf8))) ?? [:]
-            return ProviderPaymentIntent(id: id, status: .init(rawValue: status) ?? .processing, amount: Money(amount: amount, currency: currency),
-                                         fee: Money(amount: fee, currency: currency), failureCode: code, failureMessage: message,
-                                         metadata: meta, clientSecret: secret, created: created)
+            result.append(ProviderPaymentIntent(id: id, status: .init(rawValue: status) ?? .processing, amount: Money(amount: amount, currency: currency),
+                                                fee: Money(amount: fee, currency: currency), failureCode: code, failureMessage: message,
+                                                metadata: meta, clientSecret: secret, created: created))
         }
-        return nil
+        return result
     }
 
     private func refund(idempotencyKey: String, in tx: Transaction) async throws -> ProviderRefund? {
