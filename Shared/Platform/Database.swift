@@ -72,6 +72,20 @@ public enum Database {
         }
     }
 
+    /// Runs `body` on a pooled connection with no transaction around it: each statement commits on
+    /// its own, and nothing is rolled back if a later one fails. Only for work whose steps are each
+    /// complete in themselves and safe to repeat (a webhook stored, then its job queued: a crash
+    /// between the two is healed by the provider's redelivery), where BEGIN and COMMIT would be
+    /// half the round trips.
+    public static func autocommit<Result>(
+        _ client: PostgresClient, _ context: OperationContext,
+        _ body: (Transaction) async throws -> sending Result
+    ) async throws -> sending Result {
+        try await client.withConnection { connection in
+            try await body(Transaction(connection: connection, context: context))
+        }
+    }
+
     /// 5, 10, 20 … ms, each scaled by a random factor in 0.5–1.5.
     static func retryPause(after attempt: Int) -> Duration {
         let base = 5.0 * Double(1 << min(attempt - 1, 6))

@@ -15,12 +15,18 @@ public struct JobKind<Payload: Codable & Sendable>: Sendable {
     /// The first retry's delay; each further retry doubles it (with jitter), up to `maximumBackoff`.
     public let backoff: Duration
     public let maximumBackoff: Duration
+    /// Runs in a transaction of its own rather than in a batch with other jobs: for a job that
+    /// takes a lock many others need (a counter row), which a batch would hold until all of its
+    /// jobs are done.
+    public let runsAlone: Bool
 
-    public init(_ name: String, maxAttempts: Int = 8, backoff: Duration = .seconds(1), maximumBackoff: Duration = .seconds(3600)) {
+    public init(_ name: String, maxAttempts: Int = 8, backoff: Duration = .seconds(1), maximumBackoff: Duration = .seconds(3600),
+                runsAlone: Bool = false) {
         self.name = name
         self.maxAttempts = max(1, maxAttempts)
         self.backoff = backoff
         self.maximumBackoff = maximumBackoff
+        self.runsAlone = runsAlone
     }
 }
 
@@ -69,6 +75,7 @@ public enum Schedule: Sendable, Equatable {
 public struct JobHandlers: Sendable {
     struct Entry: Sendable {
         var maxAttempts: Int
+        var runsAlone = false
         var backoff: Duration
         var maximumBackoff: Duration
         var schedule: Schedule?
@@ -83,7 +90,8 @@ public struct JobHandlers: Sendable {
     /// the job's completion commit together, so a job whose effect committed never runs again. What
     /// it does outside the database (a provider call) must be idempotent (use the job id as the key).
     public mutating func on<Payload>(_ kind: JobKind<Payload>, _ handler: @escaping @Sendable (Payload, Job, Transaction) async throws -> Void) {
-        entries[kind.name] = Entry(maxAttempts: kind.maxAttempts, backoff: kind.backoff, maximumBackoff: kind.maximumBackoff, schedule: nil) { job, payload, transaction in
+        entries[kind.name] = Entry(maxAttempts: kind.maxAttempts, runsAlone: kind.runsAlone, backoff: kind.backoff, maximumBackoff: kind.maximumBackoff,
+                                   schedule: nil) { job, payload, transaction in
             let decoded = try EventCoding.decoder.decode(Payload.self, from: Data(payload.utf8))
             try await handler(decoded, job, transaction)
         }
@@ -143,6 +151,52 @@ extension Transaction {
                 RETURNING 1)
             SELECT pg_notify('jobs_' || current_schema(), '') WHERE \(wake)
             """)
+    }
+
+    /// Schedules a set of jobs of `kind` in one statement (a set of renewals schedules its charges
+    /// as cheaply as one): the same rules as `schedule` for each.
+    public func schedule<Payload>(_ kind: JobKind<Payload>, _ jobs: [(key: String, payload: Payload, due: Date)],
+                                  ifExists: ExistingJob = .keep) async throws {
+        // One row per key (the last one given wins): a statement cannot upsert a row twice.
+        var positions: [String: Int] = [:]
+        var unique: [(key: String, payload: Payload, due: Date)] = []
+        for job in jobs {
+            if let at = positions[job.key] { unique[at] = job } else { positions[job.key] = unique.count; unique.append(job) }
+        }
+        let jobs = unique
+        guard !jobs.isEmpty else { return }
+        let ids = jobs.map { _ in UUID.v7() }
+        let keys = jobs.map(\.key)
+        let payloads = try jobs.map { try JSONWriter.string($0.payload) }
+        let dues = jobs.map(\.due)
+        let wake = dues.contains { $0.timeIntervalSince(now) < Jobs.notifyHorizon }
+        try await query("""
+            WITH scheduled AS (
+                INSERT INTO jobs (id, kind, key, payload, due_at, traceparent)
+                SELECT j.id, \(kind.name), j.key, j.payload::jsonb, j.due_at, \(context.traceparent)
+                FROM unnest(\(ids)::uuid[], \(keys)::text[], \(payloads)::text[], \(dues)::timestamptz[]) AS j (id, key, payload, due_at)
+                ON CONFLICT (kind, key) DO UPDATE SET
+                    id = EXCLUDED.id, payload = EXCLUDED.payload, due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent,
+                    attempts = 0, last_error = NULL, failed_at = NULL
+                WHERE \(ifExists == .replace) OR jobs.failed_at IS NOT NULL
+                RETURNING 1)
+            SELECT pg_notify('jobs_' || current_schema(), '') WHERE \(wake)
+            """)
+    }
+
+    /// Cancels the waiting jobs of `kind` for `keys`, in one statement; one being run right now
+    /// is left to finish (never waited for). Returns how many were removed.
+    @discardableResult
+    public func cancelWaiting<Payload>(_ kind: JobKind<Payload>, keys: [String]) async throws -> Int {
+        guard !keys.isEmpty else { return 0 }
+        let rows = try await query("""
+            DELETE FROM jobs WHERE id IN (
+                SELECT id FROM jobs WHERE kind = \(kind.name) AND key = ANY(\(keys)) FOR UPDATE SKIP LOCKED)
+            RETURNING 1
+            """)
+        var removed = 0
+        for try await _ in rows.decode(Int.self) { removed += 1 }
+        return removed
     }
 
     /// Cancels the waiting job of `kind` for `key`, if any. Returns whether one was removed.
@@ -435,16 +489,25 @@ public struct JobRunner: Service {
             for try await (id, kind, key, payload, due, attempts, traceparent) in rows.decode((UUID, String, String, String, Date, Int32, String?).self) {
                 claimed.append(Claimed(job: Job(id: id, kind: kind, key: key, dueAt: due, attempts: Int(attempts)), payload: payload, traceparent: traceparent))
             }
-            for item in claimed {
-                try await run(item, on: connection)
+            // A job that runs alone is run by itself; the others claimed with it are left untouched
+            // and are claimed again as soon as this short transaction ends.
+            let batch = claimed.first { handlers.entries[$0.job.kind]?.runsAlone == true }.map { [$0] } ?? claimed
+            var finished: [UUID] = []
+            for item in batch {
+                if try await run(item, on: connection) { finished.append(item.job.id) }
+            }
+            // The batch's finished one-off jobs go in one statement, committing with their effects.
+            if !finished.isEmpty {
+                try await connection.query("DELETE FROM jobs WHERE id = ANY(\(finished))", logger: logger)
             }
             return claimed.count
         }
     }
 
-    func run(_ item: Claimed, on connection: PostgresConnection) async throws {
+    /// Runs one claimed job in a savepoint; true when it finished and its row is to be deleted.
+    func run(_ item: Claimed, on connection: PostgresConnection) async throws -> Bool {
         let job = item.job
-        guard let entry = handlers.entries[job.kind] else { return }
+        guard let entry = handlers.entries[job.kind] else { return false }
         var logger = self.logger
         logger[metadataKey: "job.id"] = .string(job.id.uuidString.lowercased())
         logger[metadataKey: "job.kind"] = .string(job.kind)
@@ -461,16 +524,16 @@ public struct JobRunner: Service {
                     UPDATE jobs SET due_at = \(schedule.next(after: max(startedAt, job.dueAt))), attempts = 0, last_error = NULL
                     WHERE id = \(job.id)
                     """, logger: logger)
-            } else {
-                try await connection.query("DELETE FROM jobs WHERE id = \(job.id)", logger: logger)
             }
             try await connection.query("RELEASE SAVEPOINT job", logger: logger)
             metrics.completed.increment()
             logger.debug("job completed")
+            return entry.schedule == nil
         } catch {
             if Task.isCancelled { throw error }
             try await connection.query("ROLLBACK TO SAVEPOINT job", logger: logger)
             try await recordFailure(of: job, entry: entry, error: error, on: connection, logger: logger)
+            return false
         }
     }
 

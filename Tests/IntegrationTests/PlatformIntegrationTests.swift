@@ -129,6 +129,53 @@ struct JobIntegrationTests {
         }
     }
 
+    static let alone = JobKind<Payload>("test.alone", runsAlone: true)
+
+    /// A set of jobs scheduled and cancelled with one statement each, and a kind that runs in a
+    /// transaction of its own while the jobs claimed with it wait for the next batch.
+    @Test func setsOfJobsAreScheduledAndCancelledInOneStatementAndALoneKindRunsByItself() async throws {
+        try await withPlatformSchema { client, schema async throws in
+            let context = OperationContext(service: schema, logger: logger, clock: BusinessClock())
+            try await Database.transaction(client, context) { tx in
+                try await tx.schedule(Self.record, [(key: "a", payload: Payload(note: "first"), due: tx.now),
+                                                    (key: "b", payload: Payload(note: "b"), due: tx.now),
+                                                    (key: "a", payload: Payload(note: "a"), due: tx.now)])
+            }
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM jobs") == 2, "one job per key, the last one given")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM jobs WHERE key = 'a' AND payload->>'note' = 'a'") == 1)
+            try await Database.transaction(client, context) { tx in
+                // Kept as they are unless replaced, as `schedule` does for one.
+                try await tx.schedule(Self.record, [(key: "a", payload: Payload(note: "kept?"), due: tx.now)])
+                try await tx.schedule(Self.record, [(key: "b", payload: Payload(note: "replaced"), due: tx.now)], ifExists: .replace)
+                try await tx.schedule(Self.alone, key: "x", payload: Payload(note: "x"), at: tx.now)
+                try await tx.schedule(Self.record, key: "c", payload: Payload(note: "c"), at: tx.now)
+            }
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM jobs WHERE payload->>'note' IN ('a', 'replaced')") == 2)
+            let removed = try await Database.transaction(client, context) { tx in
+                try await tx.cancelWaiting(Self.record, keys: ["c", "nothing"])
+            }
+            #expect(removed == 1)
+
+            // Each run notes its transaction; the lone kind's differs from every other's.
+            var handlers = JobHandlers()
+            for kind in [Self.record, Self.alone] {
+                handlers.on(kind) { payload, _, tx in
+                    try await tx.query("INSERT INTO effects (event_id, aggregate) VALUES (txid_current()::text || ':' || \(payload.note), \(payload.note))")
+                }
+            }
+            let runner = runner(client, schema, handlers)
+            // The three due jobs are claimed together; the lone one runs by itself.
+            #expect(try await runner.runBatch() == 3)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM effects") == 1)
+            #expect(try await effects(client, "x") == 1)
+            while try await runner.runBatch() > 0 {}
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM effects") == 3)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(DISTINCT split_part(event_id, ':', 1)) FROM effects") == 2,
+                    "the other two shared a batch")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM jobs") == 0, "finished jobs are deleted with their batch")
+        }
+    }
+
     @Test func aFailingJobIsRetriedWithBackoffThenParkedAndAnOperatorRequeuesIt() async throws {
         try await withPlatformSchema { client, schema async throws in
             let failing = NIOLockedValueBox<Set<String>>(["flaky"])
