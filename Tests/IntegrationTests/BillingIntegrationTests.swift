@@ -407,6 +407,104 @@ struct BillingLifecycleTests {
     }
 }
 
+/// Renewals due together: drafted by each renewal, numbered and charged as a set by one job, and
+/// the ledger's checks as the database makes them.
+@Suite(.enabled(if: TestInfrastructure.available), .serialized)
+struct BillingRenewalSetTests {
+    @Test func renewalsDueTogetherAreNumberedAsASetInOrderWithoutGapsAndChargedOnce() async throws {
+        try await BillingHarness.run { h in
+            var created: [SubscriptionView] = []
+            for _ in 0..<23 { created.append(try await h.subscribe(h.vendor())) }
+            // The trials end together; each renewal leaves a draft, and nothing is numbered yet.
+            h.clock.set(offsetMilliseconds: Int64(14.5 * 86_400 * 1000))
+            try await Database.transaction(h.client, h.context) { tx in
+                for subscription in created { try await h.workflow.apply(.periodEnded, to: subscription.id, in: tx) }
+            }
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM invoices WHERE status = 'draft' AND number IS NULL") == 23)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.finalize-invoices'") == 23,
+                    "a finaliser for each draft, none shared")
+
+            // A set of ten: numbered 1–10 in creation order, owed in the ledger, charges scheduled,
+            // their finalisers gone; the rest keep theirs.
+            try await Database.transaction(h.client, h.context) { tx in try await h.workflow.finalizeDrafts(limit: 10, in: tx) }
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM invoices WHERE status = 'open'") == 10)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT max(last_number) FROM invoice_number_counters") == 10)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.charge-invoice'") == 10)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM ledger_entries WHERE kind = 'invoice_issued'") == 10)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.finalize-invoices'") == 13)
+
+            try await h.drain()
+            let rows = try await h.client.query("""
+                SELECT number, status FROM invoices WHERE reason = 'subscription_cycle' ORDER BY created_at, id
+                """, logger: TestInfrastructure.logger)
+            var numbers: [String] = []
+            for try await (number, status) in rows.decode((String?, String).self) {
+                #expect(status == "paid")
+                numbers.append(number ?? "none")
+            }
+            let year = Calendar.utc.component(.year, from: h.clock.now())
+            #expect(numbers == (1...23).map { InvoiceRepository.number($0, year: year) }, "gapless, in the order the renewals drafted them")
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM payments WHERE status = 'succeeded'") == 23,
+                    "each charged once")
+            #expect(try await h.balance(.accountsReceivable) == 0)
+            #expect(try await h.balance(.subscriptionRevenue) == -23 * 2900)
+        }
+    }
+
+    @Test func aDraftWhoseSubscriptionEndsBeforeItsSetIsVoidedUnnumberedAndNeverCharged() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            let created = try await h.subscribe(vendor)
+            h.clock.set(offsetMilliseconds: Int64(14.5 * 86_400 * 1000))
+            let renewed = try await Database.transaction(h.client, h.context) { tx in
+                try await h.workflow.apply(.periodEnded, to: created.id, in: tx)
+            }
+            _ = try await h.subscriptions.act(.cancel(atPeriodEnd: false), on: created.id, precondition: nil, by: vendor, context: h.context)
+            try await h.drain()
+            let invoice = try #require(try await Database.transaction(h.client, h.context) { tx in
+                try await h.workflow.invoices.load(renewed.latestInvoiceId!, in: tx)
+            })
+            #expect(invoice.status == "void")
+            #expect(invoice.number == nil)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM payments") == 0)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM invoice_number_counters") == 0)
+            #expect(try await h.balance(.accountsReceivable) == 0)
+        }
+    }
+
+    @Test func theDatabaseRefusesAnUnbalancedEntryAndAPostingCountsOnce() async throws {
+        try await BillingHarness.run { h in
+            let ledger = h.workflow.ledger
+            let posting = Ledger.Posting(kind: "test", reference: "r1", currency: .eur, memo: "",
+                                         lines: [.init(account: .providerBalance, amount: 500), .init(account: .subscriptionRevenue, amount: -500)])
+            let other = Ledger.Posting(kind: "test", reference: "r2", currency: .eur, memo: "",
+                                       lines: [.init(account: .providerBalance, amount: 70), .init(account: .subscriptionRevenue, amount: -70)])
+            let (first, again) = try await Database.transaction(h.client, h.context) { tx async throws -> (Int, Int) in
+                (try await ledger.post([posting, other, posting], in: tx), try await ledger.post([posting, other], in: tx))
+            }
+            #expect(first == 2)
+            #expect(again == 0, "made once, whatever the retries")
+            await #expect(throws: Ledger.LedgerError.unbalanced(1)) {
+                try await Database.transaction(h.client, h.context) { tx in
+                    try await ledger.post(kind: "test", reference: "r3", currency: .eur, memo: "",
+                                          lines: [.init(account: .providerBalance, amount: 2), .init(account: .subscriptionRevenue, amount: -1)], in: tx)
+                }
+            }
+            // Written behind the ledger's back, an unbalanced line is refused by the database itself.
+            let entry = try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM ledger_entries")
+            #expect(entry == 2)
+            await #expect(throws: PSQLError.self) {
+                try await h.client.query("""
+                    INSERT INTO ledger_lines (entry_id, position, account, debit, credit)
+                    SELECT id, 9, 'provider_balance', 1, 0 FROM ledger_entries WHERE reference = 'r1'
+                    """, logger: TestInfrastructure.logger)
+            }
+            let balance = try await h.trialBalance()
+            #expect(balance.currencies == [.init(currency: "EUR", debits: 570, credits: 570)])
+        }
+    }
+}
+
 /// Webhooks: signatures, redeliveries, storms and disorder. Each set-up leaves invoices whose two
 /// attempts (a failure, then a success) exist only at the provider, so webhooks are the only way
 /// billing learns of them.
@@ -428,7 +526,9 @@ struct BillingWebhookTests {
             let created = try await h.subscribe(vendor)
             let invoice = try await Database.transaction(h.client, h.context) { tx in
                 let renewed = try await h.workflow.apply(.periodEnded, to: created.id, in: tx)
-                // The renewal's own charge is left out: the attempts below are made behind billing's back.
+                // The renewal's draft is finalised (as its set would be), but its own charge is left
+                // out: the attempts below are made behind billing's back.
+                try await h.workflow.finalizeDrafts(in: tx)
                 try await tx.cancel(SubscriptionWorkflow.chargeInvoice, key: renewed.latestInvoiceId!.lowercased)
                 try await tx.query("UPDATE invoices SET attempt_count = 2 WHERE id = \(renewed.latestInvoiceId!)")
                 return try #require(try await h.workflow.invoices.load(renewed.latestInvoiceId!, in: tx))
@@ -513,6 +613,24 @@ struct BillingWebhookTests {
             #expect(try await outcome(h, subscription) == Outcome(subscription: "active", invoice: "paid", payments: 1, postings: 1))
             let balance = try await h.trialBalance()
             #expect(balance.currencies.allSatisfy { $0.debits == $0.credits })
+        }
+    }
+
+    @Test func aRedeliveryHealsAnEventStoredWhoseReReadWasNeverQueued() async throws {
+        try await BillingHarness.run { h in
+            let (subscription, bodies) = try #require(try await prepare(h, count: 1).first)
+            let success = bodies[1]
+            // As if the process died between storing the event and queueing its re-read (no 2xx went back).
+            #expect(try await deliver(h, success) == .init(received: true, duplicate: false))
+            try await h.client.query("DELETE FROM jobs WHERE kind = 'billing.reconcile-payment-intent'", logger: TestInfrastructure.logger)
+            // The provider delivers it again: known, still unapplied, so the re-read is queued.
+            #expect(try await deliver(h, success) == .init(received: true, duplicate: true))
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.reconcile-payment-intent'") == 1)
+            try await h.drain()
+            #expect(try await outcome(h, subscription) == Outcome(subscription: "active", invoice: "paid", payments: 1, postings: 1))
+            // Once applied, a further redelivery queues nothing.
+            #expect(try await deliver(h, success) == .init(received: true, duplicate: true))
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.reconcile-payment-intent'") == 0)
         }
     }
 

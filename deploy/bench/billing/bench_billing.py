@@ -162,7 +162,12 @@ def measure_renewals(suite: Suite, args) -> dict:
 
 def render(hooks: dict, renewals: dict, *, args, env: dict, m: dict, when: dt.datetime) -> str:
     goal_hooks = "met" if hooks["rps"] >= 1000 and hooks["non2xx"] == 0 else "missed"
-    goal_renew = "met" if renewals["seconds"] < 120 else "missed"
+    # The goal is for 100,000; a smaller run only projects its rate.
+    projected = renewals["seconds"] * 100_000 / args.subscriptions
+    if args.subscriptions >= 100_000:
+        goal_renew = "met" if renewals["seconds"] < 120 else "missed"
+    else:
+        goal_renew = f"not measured at 100,000 (its rate would take {projected:.0f} s)"
     no_double = (renewals["intents"] == args.subscriptions and renewals["invoicesPerSubscriptionMax"] == 1
                  and renewals["intentsPerInvoiceMax"] == 1 and renewals["paymentPostings"] == args.subscriptions
                  and renewals["unbalancedEntries"] == 0)
@@ -177,8 +182,8 @@ def render(hooks: dict, renewals: dict, *, args, env: dict, m: dict, when: dt.da
         "",
         f"wrk, {args.threads} threads, {args.connections} connections, {args.duration}: distinct signed "
         "`payment_intent.succeeded` events POSTed to `/v1/webhooks/sandbox` on billing's own port. Each is "
-        "verified (HMAC-SHA256 over the raw body), stored by event id in its own transaction and answered 200; "
-        "its intent is queued for a re-read by a job.",
+        "verified (HMAC-SHA256 over the raw body), stored by event id with one statement and answered 200; "
+        "its intent is queued for a re-read by a job (a second statement).",
         "",
         "| requests | requests/s | p50 | p99 | max | non-2xx | socket errors | goal |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -191,9 +196,10 @@ def render(hooks: dict, renewals: dict, *, args, env: dict, m: dict, when: dt.da
         f"## {args.subscriptions:,} renewals due at once (goal: under 2 minutes, no double charge)",
         "",
         f"{args.subscriptions:,} active monthly subscriptions with a sandbox card each, every period ended a second "
-        "before billing starts. Per subscription: the renewal job (next period, invoice with a gapless number, ledger), "
-        "the charge job (a sandbox payment intent with the invoice's idempotency key), the payment recorded (invoice "
-        "paid, ledger); then the sandbox's webhook delivered over HTTP and stored.",
+        "before billing starts. Per subscription: the renewal job (next period, a draft invoice); the set finaliser "
+        "(a set of drafts numbered with one counter update, posted to the ledger and their charges scheduled, one "
+        "statement each); the charge job (a sandbox payment intent with the invoice's idempotency key), the payment "
+        "recorded (invoice paid, ledger); then the sandbox's webhook delivered over HTTP and stored.",
         "",
         "| all paid (from billing's start) | last webhook delivered | billing start to ready | goal |",
         "|---:|---:|---:|---|",

@@ -89,7 +89,10 @@ public struct BillingService: ServiceModule {
         handlers.on(SubscriptionWorkflow.renew) { timer, _, tx in
             guard let current = try await workflow.subscriptions.lock(timer.subscriptionId, in: tx),
                   abs(current.currentPeriodEnd.timeIntervalSince(timer.due)) < 0.01 else { return }  // the period moved: stale
-            try await workflow.applyIfAllowed(current.cancelAtPeriodEnd ? .periodEndedCanceling : .periodEnded, to: current.id, in: tx)
+            try await workflow.applyIfAllowed(current.cancelAtPeriodEnd ? .periodEndedCanceling : .periodEnded, to: current, in: tx)
+        }
+        handlers.on(SubscriptionWorkflow.finalizeDrafts) { _, _, tx in
+            try await workflow.finalizeDrafts(in: tx)
         }
         handlers.on(SubscriptionWorkflow.trialEnding) { timer, _, tx in
             try await workflow.applyIfAllowed(.trialEnding, to: timer.subscriptionId, in: tx)

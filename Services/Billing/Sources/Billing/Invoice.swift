@@ -64,10 +64,9 @@ struct InvoiceRepository: Sendable {
         """
     static let newestFirst = KeysetOrder([.init("i.created_at", .time, descending: true)], idColumn: "i.id", idDescending: true)
 
-    /// Drafts an invoice with its lines and finalises it at once (billing never leaves drafts
-    /// around: its invoices are made by the machine, not edited by hand).
-    func issue(subscription: Subscription, reason: InvoiceReason, lines: [InvoiceLine], periodStart: Date, periodEnd: Date,
-               in tx: Transaction) async throws -> InvoiceView {
+    /// Drafts an invoice with its lines (two statements, whatever the number of lines).
+    func draft(subscription: Subscription, reason: InvoiceReason, lines: [InvoiceLine], periodStart: Date, periodEnd: Date,
+               in tx: Transaction) async throws -> UUID {
         guard let currency = lines.first?.amount.currency else { throw InvoiceError.noLines }
         let subtotal = try Money.sum(lines.map(\.amount), currency: currency)
         let id = UUID.v7(now: tx.now)
@@ -76,13 +75,22 @@ struct InvoiceRepository: Sendable {
             VALUES (\(id), \(subscription.vendorId), \(subscription.id), \(reason.rawValue), 'draft', \(currency.code), \(subtotal.amount), 0,
                     \(subtotal.amount), \(periodStart), \(periodEnd), \(tx.now))
             """)
-        for (position, line) in lines.enumerated() {
-            try await tx.query("""
-                INSERT INTO invoice_lines (invoice_id, position, kind, description, plan_id, amount, period_start, period_end)
-                VALUES (\(id), \(position), \(line.kind.rawValue), \(line.description), \(line.planId), \(line.amount.amount),
-                        \(line.periodStart), \(line.periodEnd))
-                """)
-        }
+        try await tx.query("""
+            INSERT INTO invoice_lines (invoice_id, position, kind, description, plan_id, amount, period_start, period_end)
+            SELECT \(id), l.position, l.kind, l.description, l.plan_id, l.amount, l.period_start, l.period_end
+            FROM unnest(\(lines.indices.map(Int32.init))::int[], \(lines.map(\.kind.rawValue))::text[], \(lines.map(\.description))::text[],
+                        \(lines.map(\.planId))::uuid[], \(lines.map(\.amount.amount))::bigint[], \(lines.map(\.periodStart))::timestamptz[],
+                        \(lines.map(\.periodEnd))::timestamptz[])
+                 AS l (position, kind, description, plan_id, amount, period_start, period_end)
+            """)
+        return id
+    }
+
+    /// Drafts an invoice and finalises it at once: what a vendor's own action (subscribing,
+    /// upgrading, resuming) invoices, so the answer already shows the numbered invoice.
+    func issue(subscription: Subscription, reason: InvoiceReason, lines: [InvoiceLine], periodStart: Date, periodEnd: Date,
+               in tx: Transaction) async throws -> InvoiceView {
+        let id = try await draft(subscription: subscription, reason: reason, lines: lines, periodStart: periodStart, periodEnd: periodEnd, in: tx)
         try await finalize(id, in: tx)
         guard let invoice = try await load(id, in: tx) else { throw InvoiceError.vanished(id) }
         return invoice
@@ -98,27 +106,68 @@ struct InvoiceRepository: Sendable {
             ON CONFLICT (year) DO UPDATE SET last_number = invoice_number_counters.last_number + 1
             RETURNING last_number
             """, as: Int32.self) ?? 0
-        let formatted = "INV-\(year)-" + String(repeating: "0", count: max(0, 6 - String(number).count)) + String(number)
         try await tx.query("""
-            UPDATE invoices SET number = \(formatted), status = 'open', finalized_at = \(tx.now) WHERE id = \(id) AND status = 'draft'
+            UPDATE invoices SET number = \(Self.number(Int(number), year: year)), status = 'open', finalized_at = \(tx.now)
+            WHERE id = \(id) AND status = 'draft'
             """)
     }
 
-    /// The invoice, its row locked: payments and status changes serialise here.
-    func lock(_ id: UUID, in tx: Transaction) async throws -> InvoiceView? {
-        try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = \(id) FOR UPDATE"), in: tx).first
+    static func number(_ number: Int, year: Int) -> String {
+        "INV-\(year)-" + String(repeating: "0", count: max(0, 6 - String(number).count)) + String(number)
     }
 
-    func load(_ id: UUID, in tx: Transaction) async throws -> InvoiceView? {
-        try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = \(id)"), in: tx).first
+    /// A finalised invoice, as the set finaliser reports it.
+    struct Finalized: Sendable, Equatable {
+        var id: UUID
+        var number: String
+        var subscriptionId: UUID
+        var total: Money
     }
 
-    /// The subscription's open invoices (a handful at most).
-    func open(of subscription: UUID, in tx: Transaction) async throws -> [InvoiceView] {
+    /// Finalises up to `limit` drafts, oldest first, in one statement: one update of the year's
+    /// counter for the whole set (it stays locked only until this short transaction commits), the
+    /// drafts numbered in creation order from it, opened and marked due for collection now.
+    func finalizeDrafts(limit: Int, in tx: Transaction) async throws -> [Finalized] {
+        let year = Calendar.utc.component(.year, from: tx.now)
+        let rows = try await tx.query("""
+            WITH picked AS (
+                SELECT id, created_at FROM invoices WHERE status = 'draft' ORDER BY created_at, id LIMIT \(limit) FOR UPDATE SKIP LOCKED),
+            counter AS (
+                INSERT INTO invoice_number_counters (year, last_number) SELECT \(year), count(*) FROM picked HAVING count(*) > 0
+                ON CONFLICT (year) DO UPDATE SET last_number = invoice_number_counters.last_number + EXCLUDED.last_number
+                RETURNING last_number),
+            numbered AS (
+                SELECT p.id, (SELECT last_number FROM counter) - count(*) OVER () + row_number() OVER (ORDER BY p.created_at, p.id) AS n
+                FROM picked p)
+            UPDATE invoices i SET
+                number = 'INV-' || \(year) || '-' || lpad(numbered.n::text, greatest(6, length(numbered.n::text)), '0'),
+                status = 'open', finalized_at = \(tx.now), next_attempt_at = \(tx.now)
+            FROM numbered WHERE i.id = numbered.id
+            RETURNING i.id, i.number, i.subscription_id, i.total, i.currency
+            """)
+        var finalized: [Finalized] = []
+        for try await (id, number, subscription, total, currency) in rows.decode((UUID, String, UUID, Int64, String).self) {
+            finalized.append(Finalized(id: id, number: number, subscriptionId: subscription, total: try Money(amount: total, currencyCode: currency)))
+        }
+        return finalized
+    }
+
+    /// The invoice, its row locked: payments and status changes serialise here. Without its
+    /// lines unless asked (collection needs the totals only).
+    func lock(_ id: UUID, lines: Bool = false, in tx: Transaction) async throws -> InvoiceView? {
+        try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = \(id) FOR UPDATE"), lines: lines, in: tx).first
+    }
+
+    func load(_ id: UUID, lines: Bool = true, in tx: Transaction) async throws -> InvoiceView? {
+        try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = \(id)"), lines: lines, in: tx).first
+    }
+
+    /// The subscription's unsettled invoices, drafts and open (a handful at most), locked.
+    func unsettled(of subscription: UUID, in tx: Transaction) async throws -> [InvoiceView] {
         try await views(tx.query("""
-            SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.subscription_id = \(subscription) AND i.status = 'open'
+            SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.subscription_id = \(subscription) AND i.status IN ('draft', 'open')
             ORDER BY i.created_at LIMIT 50 FOR UPDATE
-            """), in: tx)
+            """), lines: false, in: tx)
     }
 
     func markPaid(_ id: UUID, amount: Money, in tx: Transaction) async throws {
@@ -130,7 +179,8 @@ struct InvoiceRepository: Sendable {
 
     func close(_ id: UUID, as status: InvoiceStatus, in tx: Transaction) async throws {
         try await tx.query("""
-            UPDATE invoices SET status = \(status.rawValue), voided_at = \(tx.now), next_attempt_at = NULL WHERE id = \(id) AND status = 'open'
+            UPDATE invoices SET status = \(status.rawValue), voided_at = \(tx.now), next_attempt_at = NULL
+            WHERE id = \(id) AND status IN ('draft', 'open')
             """)
     }
 
@@ -155,7 +205,7 @@ struct InvoiceRepository: Sendable {
     }
 
     /// Rows to views, with every invoice's lines read in one more query (never one per invoice).
-    func views(_ rows: PostgresRowSequence, in tx: Transaction) async throws -> [InvoiceView] {
+    func views(_ rows: PostgresRowSequence, lines withLines: Bool = true, in tx: Transaction) async throws -> [InvoiceView] {
         var invoices: [InvoiceView] = []
         for try await row in rows {
             let c = row.makeRandomAccess()
@@ -174,7 +224,7 @@ struct InvoiceRepository: Sendable {
                 createdAt: try c[15].decode(Date.self), finalizedAt: try c[16].decode(Date?.self), paidAt: try c[17].decode(Date?.self),
                 voidedAt: try c[18].decode(Date?.self)))
         }
-        guard !invoices.isEmpty else { return [] }
+        guard withLines, !invoices.isEmpty else { return invoices }
         let lineRows = try await tx.query("""
             SELECT l.invoice_id, l.kind, l.description, l.plan_id, l.amount, i.currency, l.period_start, l.period_end
             FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id

@@ -34,26 +34,66 @@ struct Ledger: Sendable {
         case empty
     }
 
+    /// One balanced entry to post: known by its kind and reference.
+    struct Posting: Sendable, Equatable {
+        var kind: String
+        var reference: String
+        var currency: Currency
+        var memo: String
+        var lines: [Line]
+    }
+
     /// Posts one balanced entry unless one with this kind and reference exists; answers whether it posted.
     @discardableResult
     func post(kind: String, reference: String, currency: Currency, memo: String, lines: [Line], in tx: Transaction) async throws -> Bool {
-        let nonZero = lines.filter { $0.amount != 0 }
-        guard !nonZero.isEmpty else { return false }
-        let sum = nonZero.reduce(Int64(0)) { $0 + $1.amount }
-        guard sum == 0 else { throw LedgerError.unbalanced(sum) }
-        let id = UUID.v7(now: tx.now)
-        guard try await tx.first("""
-            INSERT INTO ledger_entries (id, kind, reference, currency, memo, occurred_at)
-            VALUES (\(id), \(kind), \(reference), \(currency.code), \(memo), \(tx.now))
-            ON CONFLICT (kind, reference) DO NOTHING RETURNING true
-            """, as: Bool.self) == true else { return false }
-        for (position, line) in nonZero.enumerated() {
-            try await tx.query("""
-                INSERT INTO ledger_lines (entry_id, position, account, debit, credit)
-                VALUES (\(id), \(position), \(line.account.rawValue), \(max(line.amount, 0)), \(max(-line.amount, 0)))
-                """)
+        try await post([Posting(kind: kind, reference: reference, currency: currency, memo: memo, lines: lines)], in: tx) == 1
+    }
+
+    /// Posts balanced entries, each unless one with its kind and reference exists, in one
+    /// statement (a set of renewals posts as cheaply as one). Answers how many were posted.
+    @discardableResult
+    func post(_ postings: [Posting], in tx: Transaction) async throws -> Int {
+        var entries: (ids: [UUID], kinds: [String], references: [String], currencies: [String], memos: [String]) = ([], [], [], [], [])
+        var lines: (entries: [UUID], positions: [Int32], accounts: [String], debits: [Int64], credits: [Int64]) = ([], [], [], [], [])
+        for posting in postings {
+            let nonZero = posting.lines.filter { $0.amount != 0 }
+            guard !nonZero.isEmpty else { continue }
+            let sum = nonZero.reduce(Int64(0)) { $0 + $1.amount }
+            guard sum == 0 else { throw LedgerError.unbalanced(sum) }
+            let id = UUID.v7(now: tx.now)
+            entries.ids.append(id)
+            entries.kinds.append(posting.kind)
+            entries.references.append(posting.reference)
+            entries.currencies.append(posting.currency.code)
+            entries.memos.append(posting.memo)
+            for (position, line) in nonZero.enumerated() {
+                lines.entries.append(id)
+                lines.positions.append(Int32(position))
+                lines.accounts.append(line.account.rawValue)
+                lines.debits.append(max(line.amount, 0))
+                lines.credits.append(max(-line.amount, 0))
+            }
         }
-        return true
+        guard !entries.ids.isEmpty else { return 0 }
+        // Lines are written only for the entries the insert kept: a posting made before adds nothing.
+        let rows = try await tx.query("""
+            WITH entries AS (
+                INSERT INTO ledger_entries (id, kind, reference, currency, memo, occurred_at)
+                SELECT e.id, e.kind, e.reference, e.currency, e.memo, \(tx.now)
+                FROM unnest(\(entries.ids)::uuid[], \(entries.kinds)::text[], \(entries.references)::text[], \(entries.currencies)::text[],
+                            \(entries.memos)::text[]) AS e (id, kind, reference, currency, memo)
+                ON CONFLICT (kind, reference) DO NOTHING
+                RETURNING id)
+            INSERT INTO ledger_lines (entry_id, position, account, debit, credit)
+            SELECT l.entry_id, l.position, l.account, l.debit, l.credit
+            FROM unnest(\(lines.entries)::uuid[], \(lines.positions)::int[], \(lines.accounts)::text[], \(lines.debits)::bigint[],
+                        \(lines.credits)::bigint[]) AS l (entry_id, position, account, debit, credit)
+            JOIN entries ON entries.id = l.entry_id
+            RETURNING entry_id
+            """)
+        var posted = Set<UUID>()
+        for try await id in rows.decode(UUID.self) { posted.insert(id) }
+        return posted.count
     }
 
     struct AccountBalance: Sendable, Codable, Equatable {

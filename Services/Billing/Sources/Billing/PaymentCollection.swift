@@ -25,12 +25,13 @@ struct PaymentCollection: Sendable {
 
     /// The charge job: one attempt at an open invoice.
     func charge(_ invoiceId: UUID, in tx: Transaction) async throws {
-        guard let unlocked = try await invoices.load(invoiceId, in: tx), unlocked.status == InvoiceStatus.open.rawValue else { return }
+        guard let unlocked = try await invoices.load(invoiceId, lines: false, in: tx), unlocked.status == InvoiceStatus.open.rawValue else { return }
         // Locks in one order everywhere: the subscription, then its invoice.
         guard let subscription = try await subscriptions.lock(unlocked.subscriptionId, in: tx),
               subscription.status != .paused, !subscription.status.isTerminal,
-              let invoice = try await invoices.lock(invoiceId, in: tx), invoice.status == InvoiceStatus.open.rawValue else { return }
+              var invoice = try await invoices.lock(invoiceId, in: tx), invoice.status == InvoiceStatus.open.rawValue else { return }
         let attempt = try await invoices.beginAttempt(invoiceId, in: tx)
+        invoice.attemptCount = attempt
         let request = ChargeRequest(
             amount: invoice.amountDue, customer: subscription.customerId, paymentMethod: subscription.paymentMethod.id,
             description: "Invoice \(invoice.number ?? invoice.id.lowercased)",
@@ -43,10 +44,10 @@ struct PaymentCollection: Sendable {
         } catch ProviderError.invalidRequest(let message) {
             // The saved method can no longer be charged (detached, expired): a failed attempt.
             tx.logger.warning("charge refused by the provider", metadata: ["invoice.id": "\(invoice.id.lowercased)", "error": "\(message)"])
-            try await recordFailure(invoice: invoice, attempt: attempt, code: "invalid_payment_method", in: tx)
+            try await recordFailure(invoice: invoice, of: subscription, attempt: attempt, code: "invalid_payment_method", in: tx)
             return
         }
-        try await record(intent, in: tx)
+        try await record(intent, invoice: invoice, of: subscription, attempt: attempt, in: tx)
     }
 
     /// Applies what the provider says about an intent, once.
@@ -56,32 +57,40 @@ struct PaymentCollection: Sendable {
             tx.logger.debug("payment intent is not an invoice's", metadata: ["payment_intent.id": "\(intent.id)"])
             return
         }
-        guard let unlocked = try await invoices.load(invoiceId, in: tx) else {
+        guard let unlocked = try await invoices.load(invoiceId, lines: false, in: tx) else {
             tx.logger.warning("payment intent names an unknown invoice", metadata: ["payment_intent.id": "\(intent.id)"])
             return
         }
-        _ = try await subscriptions.lock(unlocked.subscriptionId, in: tx)
-        guard let invoice = try await invoices.lock(invoiceId, in: tx) else { return }
-        let known = try await tx.first("SELECT status FROM payments WHERE intent_id = \(intent.id)", as: String.self)
-        if let known, ProviderPaymentIntent.Status(rawValue: known)?.isFinal == true { return }
-        try await tx.query("""
+        guard let subscription = try await subscriptions.lock(unlocked.subscriptionId, in: tx),
+              let invoice = try await invoices.lock(invoiceId, in: tx) else { return }
+        try await record(intent, invoice: invoice, of: subscription, attempt: attempt, in: tx)
+    }
+
+    /// `record` with the subscription and the invoice locked by this transaction.
+    func record(_ intent: ProviderPaymentIntent, invoice: InvoiceView, of subscription: Subscription, attempt: Int, in tx: Transaction) async throws {
+        // Stored, or brought up to date, unless already final: a final answer is never overwritten
+        // and never applied twice (no row comes back).
+        let changed = try await tx.first("""
             INSERT INTO payments (intent_id, provider, invoice_id, attempt, amount, fee, currency, status, failure_code, created_at, updated_at)
-            VALUES (\(intent.id), \(provider.name), \(invoiceId), \(attempt), \(intent.amount.amount), \(intent.fee.amount), \(intent.amount.currency.code),
+            VALUES (\(intent.id), \(provider.name), \(invoice.id), \(attempt), \(intent.amount.amount), \(intent.fee.amount), \(intent.amount.currency.code),
                     \(intent.status.rawValue), \(intent.failureCode), \(tx.now), \(tx.now))
             ON CONFLICT (intent_id) DO UPDATE SET status = EXCLUDED.status, fee = EXCLUDED.fee, failure_code = EXCLUDED.failure_code,
                 updated_at = EXCLUDED.updated_at
-            """)
+            WHERE payments.status NOT IN ('succeeded', 'canceled', 'requires_payment_method')
+            RETURNING true
+            """, as: Bool.self) == true
+        guard changed else { return }
         switch intent.status {
         case .succeeded:
-            try await recordSuccess(intent, invoice: invoice, in: tx)
+            try await recordSuccess(intent, invoice: invoice, of: subscription, in: tx)
         case .requiresPaymentMethod, .canceled:
-            try await recordFailure(invoice: invoice, attempt: attempt, code: intent.failureCode ?? intent.status.rawValue, in: tx)
+            try await recordFailure(invoice: invoice, of: subscription, attempt: attempt, code: intent.failureCode ?? intent.status.rawValue, in: tx)
         case .processing, .requiresAction, .requiresConfirmation:
             return
         }
     }
 
-    func recordSuccess(_ intent: ProviderPaymentIntent, invoice: InvoiceView, in tx: Transaction) async throws {
+    func recordSuccess(_ intent: ProviderPaymentIntent, invoice: InvoiceView, of subscription: Subscription, in tx: Transaction) async throws {
         let net = intent.amount.amount - intent.fee.amount
         let open = invoice.status == InvoiceStatus.open.rawValue
         // Money that arrives for a closed invoice (a success racing a cancellation) is owed back, not lost.
@@ -95,22 +104,19 @@ struct PaymentCollection: Sendable {
         }
         try await invoices.markPaid(invoice.id, amount: intent.amount, in: tx)
         try await tx.cancel(SubscriptionWorkflow.chargeInvoice, key: invoice.id.lowercased)
-        try await workflow.applyIfAllowed(.invoicePaid, to: invoice.subscriptionId, in: tx)
+        try await workflow.applyIfAllowed(.invoicePaid, to: subscription, in: tx)
     }
 
     /// A failed attempt moves the subscription only if it is the invoice's latest and the invoice is
     /// still open: an old failure delivered after a newer success changes nothing.
-    func recordFailure(invoice: InvoiceView, attempt: Int, code: String, in tx: Transaction) async throws {
-        guard invoice.status == InvoiceStatus.open.rawValue else { return }
-        let latest = try await tx.first("SELECT attempt_count FROM invoices WHERE id = \(invoice.id)", as: Int32.self).map(Int.init) ?? attempt
-        guard attempt >= latest else { return }
-        guard let subscription = try await subscriptions.lock(invoice.subscriptionId, in: tx) else { return }
+    func recordFailure(invoice: InvoiceView, of subscription: Subscription, attempt: Int, code: String, in tx: Transaction) async throws {
+        guard invoice.status == InvoiceStatus.open.rawValue, attempt >= invoice.attemptCount else { return }
         tx.logger.info("invoice payment failed", metadata: ["invoice.id": "\(invoice.id.lowercased)", "attempt": "\(attempt)", "failure.code": "\(code)"])
         let exhausted = subscription.status == .pastDue
             && workflow.dunning.nextRetry(after: tx.now, firstFailure: subscription.pastDueSince ?? tx.now) == nil
         // The next attempt, if any, is set again by the transition's `scheduleRetry`.
         try await invoices.setNextAttempt(invoice.id, at: nil, in: tx)
-        try await workflow.applyIfAllowed(exhausted ? .retriesExhausted : .paymentFailed, to: subscription.id, in: tx)
+        try await workflow.applyIfAllowed(exhausted ? .retriesExhausted : .paymentFailed, to: subscription, in: tx)
     }
 
     /// The reconcile job: the intent as the provider holds it now.

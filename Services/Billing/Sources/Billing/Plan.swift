@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Platform
 import PostgresNIO
 
@@ -19,6 +20,9 @@ public struct Plan: Sendable, Codable, Equatable {
 
 struct PlanRepository: Sendable {
     let client: PostgresClient
+    /// Plans by id. A plan never changes while the service runs (only migrations write the
+    /// table, and a price change is a new plan), so each is read once per process.
+    let cache = NIOLockedValueBox<[UUID: Plan]>([:])
     static let columns = "id, code, name, description, price_amount, currency, billing_interval, trial_days, listing_quota, commission_bps"
 
     /// The plans on sale, in display order (a handful of rows; bounded all the same).
@@ -39,7 +43,10 @@ extension Plan {
 extension PlanRepository {
     /// A plan by id, sold or not (a subscription keeps a retired plan), in the transaction.
     func plan(_ id: UUID, in tx: Transaction) async throws -> Plan? {
-        try await decode(tx.query("SELECT \(unescaped: Self.columns) FROM plans WHERE id = \(id)")).first
+        if let known = cache.withLockedValue({ $0[id] }) { return known }
+        guard let plan = try await decode(tx.query("SELECT \(unescaped: Self.columns) FROM plans WHERE id = \(id)")).first else { return nil }
+        cache.withLockedValue { $0[id] = plan }
+        return plan
     }
 
     /// A plan on sale, named by its code (`breeder-monthly`) or its id.

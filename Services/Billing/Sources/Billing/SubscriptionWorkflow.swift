@@ -39,6 +39,8 @@ struct InvoiceCharge: Codable, Sendable {
     var invoiceId: UUID
 }
 
+struct FinalizeDrafts: Codable, Sendable {}
+
 /// The subscription's process: every change loads the subscription locked, asks the transition
 /// table, and carries out the effects in the same transaction (state, invoices, ledger, timers,
 /// events). Nothing here calls the provider: charges are jobs (`PaymentCollection`).
@@ -47,6 +49,10 @@ struct SubscriptionWorkflow: Sendable {
     static let trialEnding = JobKind<SubscriptionTimer>("billing.trial-ending")
     static let incompleteDeadline = JobKind<SubscriptionTimer>("billing.incomplete-deadline")
     static let autoResume = JobKind<SubscriptionTimer>("billing.auto-resume")
+    /// Finalises the drafts renewals leave, as a set. Each draft schedules one (keyed by the draft,
+    /// so renewals never wait on a shared row); whichever runs first takes every draft waiting and
+    /// removes the others' jobs. Alone in its transaction, so the year's counter is held briefly.
+    static let finalizeDrafts = JobKind<FinalizeDrafts>("billing.finalize-invoices", runsAlone: true)
     /// Charges an open invoice (now, or at a dunning retry); key: the invoice id.
     static let chargeInvoice = JobKind<InvoiceCharge>("billing.charge-invoice", maxAttempts: 12, backoff: .seconds(2), maximumBackoff: .seconds(1800))
 
@@ -56,6 +62,8 @@ struct SubscriptionWorkflow: Sendable {
     static let trialNotice: TimeInterval = 3 * 86_400
     /// The longest pause.
     static let maximumPauseMonths = 3
+    /// Drafts finalised per set: one counter update, one ledger statement, one jobs statement.
+    static let finalizeSetSize = 500
 
     let plans: PlanRepository
     let provider: String
@@ -116,6 +124,12 @@ struct SubscriptionWorkflow: Sendable {
     @discardableResult
     func applyIfAllowed(_ event: SubscriptionEvent, to id: UUID, input: SubscriptionInput = SubscriptionInput(), in tx: Transaction) async throws -> Subscription? {
         guard let current = try await subscriptions.lock(id, in: tx) else { return nil }
+        return try await applyIfAllowed(event, to: current, input: input, in: tx)
+    }
+
+    /// The same, on a subscription this transaction already holds locked.
+    @discardableResult
+    func applyIfAllowed(_ event: SubscriptionEvent, to current: Subscription, input: SubscriptionInput = SubscriptionInput(), in tx: Transaction) async throws -> Subscription? {
         guard (try? SubscriptionStateMachine.transition(from: current.status, on: event)) != nil else {
             tx.logger.info("subscription event not applicable", metadata: [
                 "subscription.id": "\(current.id.lowercased)", "subscription.status": "\(current.status.rawValue)", "event": "\(event)"])
@@ -162,11 +176,17 @@ struct SubscriptionWorkflow: Sendable {
                 }
             case .invoiceAndCharge:
                 let plan = try await plan(s.planId, in: tx)
-                let invoice = try await issuePlanInvoice(for: s, plan: plan, reason: event == .resume ? .subscriptionResume : .subscriptionCycle, in: tx)
-                s.latestInvoiceId = invoice.id
+                if event == .periodEnded, plan.price.amount > 0 {
+                    // A renewal: drafted now, numbered and charged with its set by `finalizeDrafts`.
+                    s.latestInvoiceId = try await draftPlanInvoice(for: s, plan: plan, in: tx)
+                } else {
+                    let invoice = try await issuePlanInvoice(for: s, plan: plan, reason: event == .resume ? .subscriptionResume : .subscriptionCycle, in: tx)
+                    s.latestInvoiceId = invoice.id
+                }
             case .retryOpenInvoice:
                 if let method = input.paymentMethod { s.paymentMethod = method }
-                for invoice in try await invoices.open(of: s.id, in: tx) {
+                // A draft is charged when its set is finalised.
+                for invoice in try await invoices.unsettled(of: s.id, in: tx) where invoice.status == InvoiceStatus.open.rawValue {
                     try await tx.schedule(Self.chargeInvoice, key: invoice.id.lowercased, payload: InvoiceCharge(invoiceId: invoice.id),
                                           at: now, ifExists: .replace)
                     try await invoices.setNextAttempt(invoice.id, at: now, in: tx)
@@ -190,7 +210,7 @@ struct SubscriptionWorkflow: Sendable {
             case .voidOpenInvoices:
                 // A period that was served and went unpaid is written off; anything else never happened.
                 let served = current.status == .pastDue || current.status == .suspended
-                for invoice in try await invoices.open(of: s.id, in: tx) {
+                for invoice in try await invoices.unsettled(of: s.id, in: tx) {
                     try await closeInvoice(invoice, writtenOff: served && invoice.reason != InvoiceReason.subscriptionCreate.rawValue, in: tx)
                 }
             case .notify(let notice):
@@ -251,6 +271,33 @@ struct SubscriptionWorkflow: Sendable {
         let line = InvoiceLine(kind: .plan, description: "\(plan.name) (\(plan.interval)ly)", planId: plan.id, amount: plan.price,
                                periodStart: s.currentPeriodStart, periodEnd: s.currentPeriodEnd)
         return try await issue(for: s, reason: reason, lines: [line], periodStart: s.currentPeriodStart, periodEnd: s.currentPeriodEnd, in: tx)
+    }
+
+    /// The plan's invoice for the renewed period, left as a draft for the set finaliser.
+    func draftPlanInvoice(for s: Subscription, plan: Plan, in tx: Transaction) async throws -> UUID {
+        let line = InvoiceLine(kind: .plan, description: "\(plan.name) (\(plan.interval)ly)", planId: plan.id, amount: plan.price,
+                               periodStart: s.currentPeriodStart, periodEnd: s.currentPeriodEnd)
+        let id = try await invoices.draft(subscription: s, reason: .subscriptionCycle, lines: [line], periodStart: s.currentPeriodStart,
+                                          periodEnd: s.currentPeriodEnd, in: tx)
+        try await tx.schedule(Self.finalizeDrafts, key: id.lowercased, payload: FinalizeDrafts(), at: tx.now)
+        return id
+    }
+
+    /// The set finaliser (Stripe finalises renewal drafts the same way, apart from the renewal):
+    /// numbers up to a set of drafts with one counter update, posts what they owe to the ledger,
+    /// schedules their charges and drops their own finaliser jobs, each in one statement. Drafts
+    /// beyond a full set keep their jobs, so nothing waits on a rerun.
+    func finalizeDrafts(limit: Int = Self.finalizeSetSize, in tx: Transaction) async throws {
+        let finalized = try await invoices.finalizeDrafts(limit: limit, in: tx)
+        try await ledger.post(finalized.map {
+            Ledger.Posting(kind: "invoice_issued", reference: $0.id.lowercased, currency: $0.total.currency, memo: $0.number,
+                           lines: [.init(account: .accountsReceivable, amount: $0.total.amount),
+                                   .init(account: .subscriptionRevenue, amount: -$0.total.amount)])
+        }, in: tx)
+        try await tx.schedule(Self.chargeInvoice, finalized.map { (key: $0.id.lowercased, payload: InvoiceCharge(invoiceId: $0.id), due: tx.now) },
+                              ifExists: .replace)
+        try await tx.cancelWaiting(Self.finalizeDrafts, keys: finalized.map(\.id.lowercased))
+        if !finalized.isEmpty { tx.logger.info("invoices finalised", metadata: ["count": "\(finalized.count)"]) }
     }
 
     /// Issues an invoice: finalised with its number, owed in the ledger, and charged by a job now.

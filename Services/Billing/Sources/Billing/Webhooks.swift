@@ -30,26 +30,32 @@ struct WebhookIngestion: Sendable {
             // Signed by the provider, so not a forgery; but not an event this endpoint can store.
             throw Problem.validation([FieldError("body", "is not an event: \(detail)")])
         }
-        let stored = try await Database.transaction(client, context) { tx in
-            // An intent billing already holds in a final state cannot change again: the event is
-            // news to nobody, so it is stored as applied and no job re-reads the intent. One
-            // statement stores the event and says which it was.
+        // Two statements, each committing on its own: the event stored (or found), then, unless
+        // billing already holds the intent in a final state, its re-read queued. A crash between
+        // the two leaves a stored, unapplied event and no 2xx; the provider delivers it again, and
+        // a redelivery of an unapplied event queues the re-read (once: the job is keyed by intent).
+        let stored = try await Database.autocommit(client, context) { tx in
             let rows = try await tx.query("""
-                INSERT INTO webhook_events (provider, event_id, type, object_type, object_id, created, applied_at)
-                SELECT \(provider.name), \(event.id), \(event.type), \(event.objectType), \(event.objectId), \(event.created),
-                       CASE WHEN EXISTS (SELECT 1 FROM payments WHERE intent_id = \(event.objectId)
-                                         AND status IN ('succeeded', 'canceled', 'requires_payment_method'))
-                            THEN \(tx.now) END
-                ON CONFLICT (provider, event_id) DO NOTHING
-                RETURNING applied_at IS NOT NULL
+                WITH stored AS (
+                    INSERT INTO webhook_events (provider, event_id, type, object_type, object_id, created, applied_at)
+                    SELECT \(provider.name), \(event.id), \(event.type), \(event.objectType), \(event.objectId), \(event.created),
+                           CASE WHEN EXISTS (SELECT 1 FROM payments WHERE intent_id = \(event.objectId)
+                                             AND status IN ('succeeded', 'canceled', 'requires_payment_method'))
+                                THEN \(tx.now) END
+                    ON CONFLICT (provider, event_id) DO NOTHING
+                    RETURNING applied_at IS NOT NULL AS applied)
+                SELECT true, applied FROM stored
+                UNION ALL
+                SELECT false, applied_at IS NOT NULL FROM webhook_events
+                WHERE provider = \(provider.name) AND event_id = \(event.id) AND NOT EXISTS (SELECT 1 FROM stored)
                 """)
             var inserted = false
-            var settled = false
-            for try await applied in rows.decode(Bool.self) {
-                inserted = true
+            var settled = true
+            for try await (new, applied) in rows.decode((Bool, Bool).self) {
+                inserted = new
                 settled = applied
             }
-            if inserted, !settled, event.objectType == "payment_intent" {
+            if !settled, event.objectType == "payment_intent" {
                 try await tx.schedule(PaymentCollection.reconcileIntent, key: event.objectId,
                                       payload: IntentReconciliation(intentId: event.objectId), at: tx.now)
             }
