@@ -108,7 +108,10 @@ struct SubscriptionRepository: Sendable {
     }
 
     /// Writes every mutable column of a locked row and bumps its version.
-    func update(_ s: Subscription, in tx: Transaction) async throws -> Subscription {
+    /// Writes the subscription with its next version; one that did not change (a renewal's
+    /// payment on an active subscription) is left as it is, version and all.
+    func update(_ s: Subscription, from current: Subscription, in tx: Transaction) async throws -> Subscription {
+        guard s != current else { return current }
         var updated = s
         updated.version = s.version + 1
         updated.updatedAt = tx.now

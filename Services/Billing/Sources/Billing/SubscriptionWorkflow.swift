@@ -255,7 +255,7 @@ struct SubscriptionWorkflow: Sendable {
             s.endedAt = now
             if next == .canceled { s.canceledAt = now }
         }
-        let saved = try await subscriptions.update(s, in: tx)
+        let saved = try await subscriptions.update(s, from: current, in: tx)
         try await subscriptions.record(SubscriptionChange(at: now, status: next.rawValue, event: event.rawValue, actorId: input.actorId, note: input.note),
                                        of: s.id, in: tx)
         let plan = try await plan(saved.planId, in: tx)

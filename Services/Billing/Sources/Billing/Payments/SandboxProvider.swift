@@ -115,28 +115,36 @@ public struct SandboxProvider: PaymentProvider {
     public func charge(_ request: ChargeRequest, idempotencyKey: String) async throws -> ProviderPaymentIntent {
         guard request.amount.amount > 0 else { throw ProviderError.invalidRequest("amount must be a positive integer") }
         return try await Database.transaction(client, context) { tx in
-            if let existing = try await intent(where: "idempotency_key", is: idempotencyKey, in: tx) { return existing }
             let method = try await tx.query("""
                 SELECT test_name FROM sandbox_payment_methods WHERE id = \(request.paymentMethod) AND customer_id = \(request.customer)
                 """)
             var testName: String?
             for try await name in method.decode(String.self) { testName = name }
             guard let testName, let card = Card.named(testName) else {
+                if let existing = try await intent(where: "idempotency_key", is: idempotencyKey, in: tx) { return existing }
                 throw ProviderError.invalidRequest("No such PaymentMethod: '\(request.paymentMethod)' for this customer")
             }
             let succeeded: Bool
             if case .succeeds = card { succeeded = true } else { succeeded = false }
             let id = Self.newId("pi_")
             let metadata = try JSONWriter.string(request.metadata)
-            try await tx.query("""
+            // A key seen before answers with its first intent (no row comes back from the insert).
+            let created = try await Self.intents(tx.query("""
                 INSERT INTO sandbox_payment_intents (id, idempotency_key, customer_id, payment_method_id, amount, currency, fee, status,
                     failure_code, failure_message, description, metadata, transfer_group, client_secret, created_at, updated_at)
                 VALUES (\(id), \(idempotencyKey), \(request.customer), \(request.paymentMethod), \(request.amount.amount), \(request.amount.currency.code),
                     \(succeeded ? Self.fee(on: request.amount.amount) : 0), \(succeeded ? "succeeded" : "requires_payment_method"),
                     \(succeeded ? nil : "card_declined" as String?), \(succeeded ? nil : "Your card was declined." as String?), \(request.description),
                     \(metadata)::jsonb, \(request.transferGroup), \(id + "_secret_" + Self.newId("")), now(), now())
-                """)
-            guard let intent = try await intent(where: "id", is: id, in: tx) else { throw ProviderError.unavailable("the intent vanished") }
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING \(unescaped: Self.intentFields)
+                """)).first
+            guard let intent = created else {
+                guard let existing = try await intent(where: "idempotency_key", is: idempotencyKey, in: tx) else {
+                    throw ProviderError.unavailable("the intent vanished")
+                }
+                return existing
+            }
             try await emit(succeeded ? "payment_intent.succeeded" : "payment_intent.payment_failed", object: IntentObject(intent), in: tx)
             return intent
         }
@@ -235,10 +243,8 @@ public struct SandboxProvider: PaymentProvider {
 
     // MARK: Rows
 
-    static let intentColumns = """
-        SELECT id, status, amount, currency, fee, failure_code, failure_message, metadata::text, client_secret, created_at
-        FROM sandbox_payment_intents
-        """
+    static let intentFields = "id, status, amount, currency, fee, failure_code, failure_message, metadata::text, client_secret, created_at"
+    static let intentColumns = "SELECT \(intentFields) FROM sandbox_payment_intents"
 
     private func intent(where column: String, is value: String, in tx: Transaction) async throws -> ProviderPaymentIntent? {
         let rows = column == "id"
