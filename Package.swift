@@ -138,7 +138,7 @@ let package = Package(
                 path: "Tests/PlatformTests"),
             .testTarget(
                 name: "ServiceTests",
-                dependencies: ["Identity", "Gateway", "Billing", "Listings", "Platform", "Contracts", "Kafka",
+                dependencies: ["Identity", "Gateway", "Billing", "Listings", "Orders", "Platform", "Contracts", "Kafka",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "HTTPTypes", package: "swift-http-types"),
                                .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -110,7 +110,8 @@ public struct Problem: Error, Sendable, Equatable {
 
     /// 409 `invalid-transition`: the resource's state machine does not allow `action` from `status`.
     public static func invalidTransition(_ action: String, from status: String, resource: String) -> Problem {
-        Problem(.conflict, "A \(resource) that is \(status) cannot be \(action).", typeSlug: "invalid-transition")
+        let article = resource.first.map { "aeiou".contains($0.lowercased()) } == true ? "An" : "A"
+        return Problem(.conflict, "\(article) \(resource) that is \(status) cannot be \(action).", typeSlug: "invalid-transition")
     }
 
     public var status: HTTPResponse.Status { kind.status }

@@ -1,0 +1,132 @@
+import Foundation
+@testable import Orders
+@testable import Platform
+import Testing
+
+@Suite struct OrderStateMachineTests {
+    typealias S = OrderStatus
+    typealias E = OrderEvent
+
+    /// Every allowed pair; anything else is a 409 for a request, or a stale answer or timer.
+    static let allowed: [S: [E: S]] = [
+        .pendingPayment: [.stockReserved: .pendingPayment, .stockRejected: .canceled, .paymentSucceeded: .paid,
+                          .paymentDeadlinePassed: .canceled, .cancelByBuyer: .canceled],
+        .paid: [.stockReserved: .paid, .stockRejected: .canceled, .paymentSucceeded: .paid, .cancelByBuyer: .canceled,
+                .cancelByVendor: .canceled, .ship: .shipped],
+        .shipped: [.deliver: .delivered],
+        .delivered: [.receive: .received, .receiptAssumed: .received, .openDispute: .disputed],
+        .received: [.reviewWindowClosed: .completed],
+        .disputed: [.withdrawDispute: .delivered, .resolveByRelease: .received, .resolveByRefund: .refunded],
+        .canceled: [.paymentSucceeded: .canceled],
+    ]
+
+    @Test func theTransitionTableIsExactlyThis() throws {
+        let (permitted, refused) = try expectTransitionTable(Self.allowed) { try OrderStateMachine.transition(from: $0, on: $1).0 }
+        #expect(permitted == 20)
+        #expect(refused == S.allCases.count * E.allCases.count - 20)
+    }
+
+    @Test func aRefusalReadsAsASentence() throws {
+        let problem = try #require(throws: Problem.self) { try OrderStateMachine.transition(from: .pendingPayment, on: .cancelByVendor) }
+        #expect(problem.detail == "An order that is pending payment cannot be canceled by its vendor.")
+    }
+
+    /// Money taken is never kept by a canceled order: every way into `canceled` from a paid
+    /// order, and a payment landing on a canceled one, refunds in full; nothing unpaid refunds.
+    @Test func aCanceledOrderNeverKeepsThePayment() throws {
+        for state in S.allCases {
+            for event in E.allCases {
+                guard let (next, effects) = try? OrderStateMachine.transition(from: state, on: event) else { continue }
+                let paidFor = state == .paid || (state == .canceled && event == .paymentSucceeded)
+                if next == .canceled && paidFor {
+                    #expect(effects.contains(.refundInFull), "\(state) on \(event)")
+                } else {
+                    #expect(!effects.contains(.refundInFull), "\(state) on \(event)")
+                }
+            }
+        }
+    }
+
+    /// Every change of status is an event for the other services (only a repeated answer that
+    /// changes nothing, or a late payment refunded on a canceled order, emits none).
+    @Test func everyChangeOfStatusIsAnEvent() throws {
+        for state in S.allCases {
+            for event in E.allCases {
+                guard let (next, effects) = try? OrderStateMachine.transition(from: state, on: event) else { continue }
+                let emitted = effects.contains { if case .emit = $0 { true } else { false } }
+                #expect(emitted == (next != state), "\(state) on \(event)")
+            }
+        }
+    }
+
+    /// A status that has a timer starts it on the way in and stops it on the way out (unless the
+    /// timer itself is what moved it): no order waits on a timer that can no longer apply.
+    @Test func timersStartOnEntryAndStopOnExit() throws {
+        let timerOf: [S: OrderTimer] = [.pendingPayment: .paymentDeadline, .delivered: .assumedReceipt, .received: .reviewWindow]
+        let firedBy: [OrderTimer: E] = [.paymentDeadline: .paymentDeadlinePassed, .assumedReceipt: .receiptAssumed, .reviewWindow: .reviewWindowClosed]
+        for state in S.allCases {
+            for event in E.allCases {
+                guard let (next, effects) = try? OrderStateMachine.transition(from: state, on: event), next != state else { continue }
+                if let timer = timerOf[next] {
+                    #expect(effects.contains(.schedule(timer)), "\(state) on \(event) starts \(timer)")
+                }
+                if let timer = timerOf[state], firedBy[timer] != event {
+                    #expect(effects.contains(.cancel(timer)), "\(state) on \(event) stops \(timer)")
+                }
+            }
+        }
+    }
+
+    @Test func finalStatesAcceptNothingButALatePaymentToRefund() {
+        for state in S.allCases where state.isFinal {
+            let accepted = E.allCases.filter { (try? OrderStateMachine.transition(from: state, on: $0)) != nil }
+            #expect(accepted == (state == .canceled ? [.paymentSucceeded] : []), "\(state)")
+        }
+    }
+}
+
+@Suite struct SettlementTests {
+    var generator = SplitMix64(seed: 13)
+
+    @Test func anOrderIsPricedFromItsUnitsWithTheCommissionRoundedHalfUp() throws {
+        let placed = try Settlement.placed(unitPrice: Money(amount: 45_000, currency: .eur), quantity: 2, commissionBps: 800)
+        #expect(placed == Settlement(refund: .zero(.eur), commission: Money(amount: 7_200, currency: .eur), vendor: Money(amount: 82_800, currency: .eur)))
+        // 8 % of 0.06 is 0.0048: half a cent or more goes to the marketplace, less does not.
+        #expect(try Settlement.placed(unitPrice: Money(amount: 6, currency: .eur), quantity: 1, commissionBps: 800).commission.amount == 0)
+        #expect(try Settlement.placed(unitPrice: Money(amount: 7, currency: .eur), quantity: 1, commissionBps: 800).commission.amount == 1)
+    }
+
+    @Test func aRefundTakesItsShareOfTheCommissionBackAndARefundBeyondThePaymentIsRefused() throws {
+        let total = Money(amount: 10_000, currency: .eur)
+        let half = try Settlement.settling(total, refund: Money(amount: 5_000, currency: .eur), commissionBps: 1_000)
+        #expect(half == Settlement(refund: Money(amount: 5_000, currency: .eur), commission: Money(amount: 500, currency: .eur),
+                                   vendor: Money(amount: 4_500, currency: .eur)))
+        let full = try Settlement.settling(total, refund: total, commissionBps: 1_000)
+        #expect(full.commission.isZero && full.vendor.isZero)
+        #expect(throws: SettlementError.refundOutOfRange) { try Settlement.settling(total, refund: Money(amount: 10_001, currency: .eur), commissionBps: 1_000) }
+        #expect(throws: SettlementError.refundOutOfRange) { try Settlement.settling(total, refund: Money(amount: -1, currency: .eur), commissionBps: 1_000) }
+        #expect(throws: MoneyError.self) { try Settlement.settling(total, refund: Money(amount: 1, currency: .usd), commissionBps: 1_000) }
+    }
+
+    /// Whatever the price, quantity, rate and refund, the three parts add up to what the buyer
+    /// paid, none is negative, and the commission never exceeds the rate's exact share by a cent.
+    @Test mutating func noCentIsCreatedOrLost() throws {
+        for _ in 0..<5_000 {
+            let currency = [Currency.eur, .gbp, .jpy].randomElement(using: &generator)!
+            let unit = Money(amount: Int64.random(in: 1...5_000_000, using: &generator), currency: currency)
+            let quantity = Int.random(in: 1...50, using: &generator)
+            let bps = Int.random(in: 0...10_000, using: &generator)
+            let placed = try Settlement.placed(unitPrice: unit, quantity: quantity, commissionBps: bps)
+            let total = placed.total
+            #expect(total.amount == unit.amount * Int64(quantity))
+            let refund = Money(amount: Int64.random(in: 0...total.amount, using: &generator), currency: currency)
+            let settled = try Settlement.settling(total, refund: refund, commissionBps: bps)
+            #expect(settled.total == total, "\(total) refund \(refund) at \(bps) bps")
+            #expect(!settled.commission.isNegative && !settled.vendor.isNegative)
+            let kept = Double(total.amount - refund.amount)
+            #expect(abs(Double(settled.commission.amount) - kept * Double(bps) / 10_000) <= 0.5 + 1e-6)
+            // Nothing refunded: the settlement is the order as placed.
+            if refund.isZero { #expect(settled == placed) }
+        }
+    }
+}
