@@ -227,3 +227,65 @@ import Testing
         #expect(header == "t=1700000000,v1=c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925")
     }
 }
+
+@Suite struct OrderPaymentStateMachineTests {
+    typealias S = OrderPaymentStatus
+    typealias E = OrderPaymentEvent
+
+    static let allowed: [S: [E: S]] = [
+        .awaitingPayment: [.paymentSucceeded: .held, .paymentFailed: .awaitingPayment, .orderCanceled: .canceled],
+        .canceled: [.paymentSucceeded: .refunded],
+        .held: [.orderCanceled: .refunded, .orderReceived: .released, .disputeOpened: .frozen],
+        .frozen: [.disputeWithdrawn: .held, .resolvedByRelease: .released, .resolvedByFullRefund: .refunded, .resolvedBySplit: .settled],
+    ]
+
+    @Test func theTransitionTableIsExactlyThis() throws {
+        let (permitted, refused) = try expectTransitionTable(Self.allowed) { try OrderPaymentStateMachine.transition(from: $0, on: $1).0 }
+        #expect(permitted == 11)
+        #expect(refused == S.allCases.count * E.allCases.count - 11)
+    }
+
+    /// Walks every sequence of events from a new payment (up to eight steps) and follows the
+    /// order's money through escrow: it never goes below zero, nothing is frozen that is not
+    /// held, at most one refund leaves per payment, and when the payment is final escrow and
+    /// disputed escrow are both empty: every cent taken in went to the vendor, the commission
+    /// or back to the buyer.
+    @Test func everyPathEndsWithEscrowEmptyAndAtMostOneRefund() throws {
+        struct Money { var escrow = 0, disputed = 0, refunds = 0 }
+        var finals = 0
+        func walk(_ state: S, _ money: Money, depth: Int) throws {
+            if state.isFinal {
+                finals += 1
+                #expect(money.escrow == 0 && money.disputed == 0, "\(state)")
+            }
+            guard depth < 8 else { return }
+            for event in E.allCases {
+                guard let (next, effects) = try? OrderPaymentStateMachine.transition(from: state, on: event) else { continue }
+                var m = money
+                for effect in effects {
+                    switch effect {
+                    case .post(.captured): m.escrow += 1
+                    case .post(.released), .post(.refunded), .post(.settled): m.escrow -= 1
+                    case .post(.frozen): m.escrow -= 1; m.disputed += 1
+                    case .post(.unfrozen): m.disputed -= 1; m.escrow += 1
+                    case .refundInFull, .refundPart: m.refunds += 1
+                    case .cancelIntent, .emit: break
+                    }
+                    #expect(m.escrow >= 0 && m.disputed >= 0, "\(state) on \(event)")
+                }
+                #expect(m.refunds <= 1, "\(state) on \(event)")
+                #expect(m.escrow + m.disputed <= 1, "one payment is held at most once")
+                try walk(next, m, depth: depth + 1)
+            }
+        }
+        try walk(.awaitingPayment, Money(), depth: 0)
+        #expect(finals > 0)
+    }
+
+    @Test func finalStatesAcceptNothingButALatePayment() {
+        for state in S.allCases where state.isFinal {
+            let accepted = E.allCases.filter { (try? OrderPaymentStateMachine.transition(from: state, on: $0)) != nil }
+            #expect(accepted == (state == .canceled ? [.paymentSucceeded] : []), "\(state)")
+        }
+    }
+}

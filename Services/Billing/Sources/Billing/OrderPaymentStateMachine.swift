@@ -1,0 +1,109 @@
+import Platform
+
+/// Where a buyer's payment for an order is, from billing's side: money the marketplace holds for
+/// strangers, so every step is a ledger movement. One payment per order (one payment intent;
+/// the buyer may retry it with another card while it waits).
+enum OrderPaymentStatus: String, CaseIterable, Sendable, Codable {
+    /// The intent exists; the buyer has not paid yet (or the last try failed).
+    case awaitingPayment = "awaiting_payment"
+    /// Paid and held in escrow until the order is received.
+    case held
+    /// Held, and frozen by the buyer's dispute until a moderator decides.
+    case frozen
+    /// Left escrow: the vendor's share payable, the commission earned. Final.
+    case released
+    /// Given back to the buyer in full. Final.
+    case refunded
+    /// A dispute's split: part back to the buyer, the rest released. Final.
+    case settled
+    /// The order ended before anything was paid; the intent is canceled. Final.
+    case canceled
+
+    var isFinal: Bool { self == .released || self == .refunded || self == .settled || self == .canceled }
+    var phrase: String { rawValue.replacingOccurrences(of: "_", with: " ") }
+}
+
+/// What happens to an order's payment: the provider's word on the intent, and the order's facts
+/// (`order.canceled`, `order.received`, `dispute.*`) as orders states them.
+enum OrderPaymentEvent: String, CaseIterable, Sendable {
+    case paymentSucceeded = "paid"
+    case paymentFailed = "failed"
+    case orderCanceled = "canceled with its order"
+    case orderReceived = "released to the vendor"
+    case disputeOpened = "frozen by a dispute"
+    case disputeWithdrawn = "unfrozen"
+    case resolvedByRelease = "released by a moderator"
+    /// A moderator's refund of the whole payment.
+    case resolvedByFullRefund = "refunded by a moderator"
+    /// A moderator's refund of a part, the rest released.
+    case resolvedBySplit = "split by a moderator"
+}
+
+/// What a transition obliges billing to do in the same transaction: ledger movements (each a
+/// balanced entry posted once per payment and movement), provider calls (as jobs, with
+/// idempotency keys) and events.
+enum OrderPaymentEffect: Equatable, Sendable {
+    /// A ledger movement of the order's money (`Ledger` accounts; see billing's README).
+    case post(Movement)
+    /// The whole payment back to the buyer through the provider (a job).
+    case refundInFull
+    /// The settlement's refund part back to the buyer (a job).
+    case refundPart
+    /// The unpaid intent canceled at the provider (a job), so the buyer cannot pay a dead order.
+    case cancelIntent
+    case emit(Fact)
+
+    enum Movement: String, Sendable, CaseIterable {
+        /// Money in: the provider holds the payment (less its fee); the order's escrow owes it.
+        case captured
+        /// Escrow to the vendor's payable balance and the marketplace's commission.
+        case released
+        /// Escrow back to the buyer.
+        case refunded
+        /// Part back to the buyer, the rest released.
+        case settled
+        /// Escrow moved to disputed escrow (the vendor's `inDispute`), and back.
+        case frozen, unfrozen
+    }
+
+    /// The payment events of the event catalogue (`payment.<fact>`).
+    enum Fact: String, Sendable, CaseIterable {
+        case succeeded, failed, refunded, released
+    }
+}
+
+/// The order payment's transition table: pure, no I/O, no clock. A refused pair from the
+/// provider or from orders is stale (a redelivered or late fact) and changes nothing.
+enum OrderPaymentStateMachine {
+    static func transition(from state: OrderPaymentStatus, on event: OrderPaymentEvent) throws -> (OrderPaymentStatus, [OrderPaymentEffect]) {
+        switch (state, event) {
+        case (.awaitingPayment, .paymentSucceeded):
+            (.held, [.post(.captured), .emit(.succeeded)])
+        case (.awaitingPayment, .paymentFailed):
+            (.awaitingPayment, [.emit(.failed)])
+        case (.awaitingPayment, .orderCanceled):
+            (.canceled, [.cancelIntent])
+        // A payment that lands after its order was canceled is taken in and handed back at once.
+        case (.canceled, .paymentSucceeded):
+            (.refunded, [.post(.captured), .refundInFull, .post(.refunded), .emit(.refunded)])
+
+        case (.held, .orderCanceled):
+            (.refunded, [.refundInFull, .post(.refunded), .emit(.refunded)])
+        case (.held, .orderReceived):
+            (.released, [.post(.released), .emit(.released)])
+        case (.held, .disputeOpened):
+            (.frozen, [.post(.frozen)])
+        case (.frozen, .disputeWithdrawn):
+            (.held, [.post(.unfrozen)])
+        case (.frozen, .resolvedByRelease):
+            (.released, [.post(.unfrozen), .post(.released), .emit(.released)])
+        case (.frozen, .resolvedByFullRefund):
+            (.refunded, [.post(.unfrozen), .refundInFull, .post(.refunded), .emit(.refunded)])
+        case (.frozen, .resolvedBySplit):
+            (.settled, [.post(.unfrozen), .refundPart, .post(.settled), .emit(.refunded), .emit(.released)])
+
+        default:
+            throw Problem.invalidTransition(event.rawValue, from: state.phrase, resource: "order payment")
+        }
+    }
+}
