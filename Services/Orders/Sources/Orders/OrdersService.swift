@@ -10,7 +10,7 @@ import PostgresNIO
 public struct OrdersService: ServiceModule {
     public static let name = "orders"
     public static let defaultPort = 8084
-    public static let consumedTopics = [Topics.identityUsers]
+    public static let consumedTopics = [Topics.identityUsers, Topics.listingsListings]
     /// The most orders one data export lists (the newest).
     static let exportLimit = 1000
 
@@ -37,6 +37,7 @@ public struct OrdersService: ServiceModule {
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
         UsersProjection.register(into: &handlers)
+        ListingSnapshots.register(into: &handlers)
         // Orders keep the buyer's and vendor's ids (money records must stay); the projected name goes.
         PrivacyParticipant.register(
             service: Self.name,
