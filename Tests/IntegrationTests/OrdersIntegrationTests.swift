@@ -68,4 +68,24 @@ struct OrdersIntegrationTests {
             #expect(try await snapshot(client, UUID.v7()) == nil)
         }
     }
+
+    @Test func aVendorsCommissionRateIsTheNewestBillingStated() async throws {
+        try await withOrders { client, inbox async throws in
+            let vendor = UUID.v7()
+            func entitlement(_ version: Int64, bps: Int) throws -> CloudEvent {
+                let payload = EntitlementChangedV1(vendorId: vendor, mayPublish: true, mayList: true, listingQuota: 10, commissionBps: bps,
+                                                   subscriptionStatus: "active", reason: "test", effectiveAt: Date(), version: version)
+                return try CloudEvent.json(type: BillingEvents.entitlementChanged.type, source: "/marketplace/tests",
+                                           subject: BillingEvents.entitlementChanged.subject(for: payload), payload: payload, time: Date())
+            }
+            let context = OperationContext.background(service: "orders", logger: logger, clock: BusinessClock())
+            func rate() async throws -> Int? { try await Database.transaction(client, context) { tx in try await VendorCommissions.rate(of: vendor, in: tx) } }
+            #expect(try await rate() == nil, "no word from billing yet")
+            #expect(try await inbox.apply(try entitlement(2, bps: 500), topic: Topics.billingEntitlements, logger: logger) == .applied)
+            _ = try await inbox.apply(try entitlement(1, bps: 800), topic: Topics.billingEntitlements, logger: logger)
+            #expect(try await rate() == 500, "an older version arriving late changes nothing")
+            _ = try await inbox.apply(try entitlement(3, bps: 1_200), topic: Topics.billingEntitlements, logger: logger)
+            #expect(try await rate() == 1_200)
+        }
+    }
 }

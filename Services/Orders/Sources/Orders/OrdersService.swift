@@ -10,7 +10,7 @@ import PostgresNIO
 public struct OrdersService: ServiceModule {
     public static let name = "orders"
     public static let defaultPort = 8084
-    public static let consumedTopics = [Topics.identityUsers, Topics.listingsListings]
+    public static let consumedTopics = [Topics.identityUsers, Topics.listingsListings, Topics.billingEntitlements]
     /// The most orders one data export lists (the newest).
     static let exportLimit = 1000
 
@@ -38,6 +38,7 @@ public struct OrdersService: ServiceModule {
         var handlers = EventHandlers()
         UsersProjection.register(into: &handlers)
         ListingSnapshots.register(into: &handlers)
+        VendorCommissions.register(into: &handlers)
         // Orders keep the buyer's and vendor's ids (money records must stay); the projected name goes.
         PrivacyParticipant.register(
             service: Self.name,
