@@ -306,8 +306,10 @@ final class WakeSignal: Sendable {
 }
 
 /// Runs a service's due jobs: claimed with `FOR UPDATE SKIP LOCKED` (so any number of replicas
-/// share the table and no job runs twice), a batch per transaction with a savepoint per job, by a
-/// bounded number of workers. A failing job is retried with exponential backoff and jitter and,
+/// share the table and no job runs twice), a batch per transaction, by a bounded number of
+/// workers. A batch runs without savepoints; if one of its jobs fails, the batch rolls back and
+/// each job runs again in a transaction of its own (so one job's failure never costs another its
+/// work, and the common case saves two round trips per job). A failing job is retried with exponential backoff and jitter and,
 /// after its kind's `maxAttempts`, parked as failed (metric, log line, `jobs list --failed`).
 /// Runners sleep until the next job is due or the poll interval passes, and wake early on NOTIFY
 /// (a job scheduled due soon) or when the test clock jumps.
@@ -474,19 +476,47 @@ public struct JobRunner: Service {
         var traceparent: String?
     }
 
-    /// Claims up to a batch of due jobs and runs them in one transaction, each in a savepoint.
-    /// Returns how many it claimed.
+    /// Claims up to a batch of due jobs and runs them in one transaction. Returns how many it claimed.
     func runBatch() async throws -> Int {
-        let now = clock.now()
-        return try await Database.transaction(client, logger: logger) { connection in
-            let rows = try await connection.query("""
-                SELECT id, kind, key, payload::text, due_at, attempts, traceparent FROM jobs
-                WHERE failed_at IS NULL AND due_at <= \(now) AND kind = ANY(\(kinds))
-                ORDER BY due_at LIMIT \(batchSize)
-                FOR UPDATE SKIP LOCKED
-                """, logger: logger)
+        do {
+            return try await runClaimed { connection in
+                try await connection.query("""
+                    SELECT id, kind, key, payload::text, due_at, attempts, traceparent FROM jobs
+                    WHERE failed_at IS NULL AND due_at <= \(clock.now()) AND kind = ANY(\(kinds))
+                    ORDER BY due_at LIMIT \(batchSize)
+                    FOR UPDATE SKIP LOCKED
+                    """, logger: logger)
+            }
+        } catch let failure as BatchFailure {
+            // Nothing of the batch committed. Each of its jobs runs again in a transaction of its
+            // own, where a failure is recorded against that job alone.
+            for id in failure.jobs {
+                _ = try await runClaimed { connection in
+                    try await connection.query("""
+                        SELECT id, kind, key, payload::text, due_at, attempts, traceparent FROM jobs
+                        WHERE id = \(id) AND failed_at IS NULL AND kind = ANY(\(kinds))
+                        FOR UPDATE SKIP LOCKED
+                        """, logger: logger)
+                }
+            }
+            return failure.jobs.count
+        }
+    }
+
+    /// A job of a batch failed: the whole batch rolls back and its jobs run again one by one.
+    struct BatchFailure: Error {
+        var jobs: [UUID]
+    }
+
+    /// Claims with `claim` and runs what it claimed in one transaction. A batch of several jobs runs
+    /// without a savepoint per job (two round trips each); if one fails, `BatchFailure` rolls the
+    /// batch back for `runBatch` to run each job alone. A job alone runs in a savepoint, so its
+    /// failure is recorded in the same transaction.
+    func runClaimed(_ claim: (PostgresConnection) async throws -> PostgresRowSequence) async throws -> Int {
+        try await Database.transaction(client, logger: logger) { connection in
             var claimed: [Claimed] = []
-            for try await (id, kind, key, payload, due, attempts, traceparent) in rows.decode((UUID, String, String, String, Date, Int32, String?).self) {
+            for try await (id, kind, key, payload, due, attempts, traceparent)
+                in try await claim(connection).decode((UUID, String, String, String, Date, Int32, String?).self) {
                 claimed.append(Claimed(job: Job(id: id, kind: kind, key: key, dueAt: due, attempts: Int(attempts)), payload: payload, traceparent: traceparent))
             }
             // A job that runs alone is run by itself; the others claimed with it are left untouched
@@ -494,7 +524,7 @@ public struct JobRunner: Service {
             let batch = claimed.first { handlers.entries[$0.job.kind]?.runsAlone == true }.map { [$0] } ?? claimed
             var finished: [UUID] = []
             for item in batch {
-                if try await run(item, on: connection) { finished.append(item.job.id) }
+                if try await run(item, on: connection, guarded: batch.count == 1, batch: batch) { finished.append(item.job.id) }
             }
             // The batch's finished one-off jobs go in one statement, committing with their effects.
             if !finished.isEmpty {
@@ -504,8 +534,9 @@ public struct JobRunner: Service {
         }
     }
 
-    /// Runs one claimed job in a savepoint; true when it finished and its row is to be deleted.
-    func run(_ item: Claimed, on connection: PostgresConnection) async throws -> Bool {
+    /// Runs one claimed job; true when it finished and its row is to be deleted. `guarded`: in a
+    /// savepoint, its failure recorded here; otherwise a failure throws `BatchFailure` for `batch`.
+    func run(_ item: Claimed, on connection: PostgresConnection, guarded: Bool = true, batch: [Claimed] = []) async throws -> Bool {
         let job = item.job
         guard let entry = handlers.entries[job.kind] else { return false }
         var logger = self.logger
@@ -516,7 +547,7 @@ public struct JobRunner: Service {
         let context = OperationContext(service: service, trace: trace, logger: logger, clock: clock)
         let startedAt = clock.now()
         metrics.lateness.recordNanoseconds(max(0, Int64(startedAt.timeIntervalSince(job.dueAt) * 1e9)))
-        try await connection.query("SAVEPOINT job", logger: logger)
+        if guarded { try await connection.query("SAVEPOINT job", logger: logger) }
         do {
             try await entry.run(job, item.payload, Transaction(connection: connection, context: context))
             if let schedule = entry.schedule {
@@ -525,12 +556,16 @@ public struct JobRunner: Service {
                     WHERE id = \(job.id)
                     """, logger: logger)
             }
-            try await connection.query("RELEASE SAVEPOINT job", logger: logger)
+            if guarded { try await connection.query("RELEASE SAVEPOINT job", logger: logger) }
             metrics.completed.increment()
             logger.debug("job completed")
             return entry.schedule == nil
         } catch {
             if Task.isCancelled { throw error }
+            guard guarded else {
+                logger.debug("job failed in a batch; the batch runs again one job at a time", metadata: ["error": "\(String(reflecting: error))"])
+                throw BatchFailure(jobs: batch.map(\.job.id))
+            }
             try await connection.query("ROLLBACK TO SAVEPOINT job", logger: logger)
             try await recordFailure(of: job, entry: entry, error: error, on: connection, logger: logger)
             return false

@@ -176,6 +176,32 @@ struct JobIntegrationTests {
         }
     }
 
+    /// A batch runs without savepoints: when one of its jobs fails, nothing of the batch commits
+    /// and each job runs again alone. The others' effects commit once; the failing one is retried.
+    @Test func oneFailingJobInABatchCostsTheOthersNothing() async throws {
+        try await withPlatformSchema { client, schema async throws in
+            let failing = NIOLockedValueBox<Set<String>>(["bad"])
+            let runs = NIOLockedValueBox<[String: Int]>([:])
+            var handlers = JobHandlers()
+            handlers.on(Self.record) { payload, job, transaction in
+                runs.withLockedValue { $0[payload.note, default: 0] += 1 }
+                try await transaction.query("INSERT INTO effects (event_id, aggregate) VALUES (\(job.id.uuidString), \(payload.note))")
+                if failing.withLockedValue({ $0.contains(payload.note) }) { throw Problem(.internalError, "refused \(payload.note)") }
+            }
+            for note in ["one", "bad", "two"] { try await schedule(client, schema, note: note, in: 0) }
+            let runner = runner(client, schema, handlers)
+            #expect(try await runner.runBatch() == 3)
+            #expect(try await effects(client, "one") == 1, "committed once, by its run alone")
+            #expect(try await effects(client, "two") == 1)
+            #expect(try await effects(client, "bad") == 0)
+            #expect(runs.withLockedValue { $0 } == ["one": 2, "bad": 2, "two": 1],
+                    "the batch stopped at the failure and rolled back, then each ran alone")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT attempts FROM jobs WHERE key = 'bad' AND last_error LIKE '%refused bad%'") == 1,
+                    "the failure is recorded against the failing job only")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM jobs") == 1)
+        }
+    }
+
     @Test func aFailingJobIsRetriedWithBackoffThenParkedAndAnOperatorRequeuesIt() async throws {
         try await withPlatformSchema { client, schema async throws in
             let failing = NIOLockedValueBox<Set<String>>(["flaky"])
