@@ -80,6 +80,8 @@ public struct JobHandlers: Sendable {
         var maximumBackoff: Duration
         var schedule: Schedule?
         var run: @Sendable (Job, String, Transaction) async throws -> Void
+        /// For a kind registered with `onSet`: runs every job of the kind claimed in one batch at once.
+        var runSet: (@Sendable ([(Job, String)], Transaction) async throws -> Void)?
     }
 
     var entries: [String: Entry] = [:]
@@ -95,6 +97,21 @@ public struct JobHandlers: Sendable {
             let decoded = try EventCoding.decoder.decode(Payload.self, from: Data(payload.utf8))
             try await handler(decoded, job, transaction)
         }
+    }
+
+    /// Runs the jobs of `kind` claimed in one batch as a set, with one call of `handler`: a handler
+    /// that reads and writes its jobs' rows with one statement per table (a set of renewals) costs
+    /// a batch what one job costs. The set commits with its batch; if the handler throws, the batch
+    /// rolls back and every job runs again alone (a set of one), its failure recorded against it.
+    public mutating func onSet<Payload>(_ kind: JobKind<Payload>,
+                                        _ handler: @escaping @Sendable ([(payload: Payload, job: Job)], Transaction) async throws -> Void) {
+        let runSet: @Sendable ([(Job, String)], Transaction) async throws -> Void = { jobs, transaction in
+            let decoded = try jobs.map { job, payload in (payload: try EventCoding.decoder.decode(Payload.self, from: Data(payload.utf8)), job: job) }
+            try await handler(decoded, transaction)
+        }
+        entries[kind.name] = Entry(maxAttempts: kind.maxAttempts, runsAlone: kind.runsAlone, backoff: kind.backoff, maximumBackoff: kind.maximumBackoff,
+                                   schedule: nil, run: { job, payload, transaction in try await runSet([(job, payload)], transaction) },
+                                   runSet: runSet)
     }
 
     /// Runs `handler` on `schedule`, once per occurrence across every replica of the service.
@@ -523,7 +540,16 @@ public struct JobRunner: Service {
             // and are claimed again as soon as this short transaction ends.
             let batch = claimed.first { handlers.entries[$0.job.kind]?.runsAlone == true }.map { [$0] } ?? claimed
             var finished: [UUID] = []
+            var setsRun: Set<String> = []
             for item in batch {
+                if let entry = handlers.entries[item.job.kind], entry.runSet != nil, batch.count > 1 {
+                    // The kind's jobs in this batch run as one set, where its first one stands.
+                    guard setsRun.insert(item.job.kind).inserted else { continue }
+                    let set = batch.filter { $0.job.kind == item.job.kind }
+                    try await runSet(set, entry: entry, on: connection, batch: batch)
+                    finished += set.map(\.job.id)
+                    continue
+                }
                 if try await run(item, on: connection, guarded: batch.count == 1, batch: batch) { finished.append(item.job.id) }
             }
             // The batch's finished one-off jobs go in one statement, committing with their effects.
@@ -570,6 +596,29 @@ public struct JobRunner: Service {
             try await recordFailure(of: job, entry: entry, error: error, on: connection, logger: logger)
             return false
         }
+    }
+
+    /// Runs a set of one kind's claimed jobs (several, in a batch) with one call of its handler; a
+    /// failure throws `BatchFailure` for `batch`, whose jobs then run alone.
+    func runSet(_ set: [Claimed], entry: JobHandlers.Entry, on connection: PostgresConnection, batch: [Claimed]) async throws {
+        guard let runSet = entry.runSet, let first = set.first else { return }
+        var logger = self.logger
+        logger[metadataKey: "job.kind"] = .string(first.job.kind)
+        logger[metadataKey: "job.count"] = .stringConvertible(set.count)
+        let trace = first.traceparent.flatMap(TraceParent.init)?.child() ?? .make()
+        logger[metadataKey: "trace.id"] = .string(trace.traceId)
+        let context = OperationContext(service: service, trace: trace, logger: logger, clock: clock)
+        let startedAt = clock.now()
+        for item in set { metrics.lateness.recordNanoseconds(max(0, Int64(startedAt.timeIntervalSince(item.job.dueAt) * 1e9))) }
+        do {
+            try await runSet(set.map { ($0.job, $0.payload) }, Transaction(connection: connection, context: context))
+        } catch {
+            if Task.isCancelled { throw error }
+            logger.debug("a set of jobs failed in a batch; the batch runs again one job at a time", metadata: ["error": "\(String(reflecting: error))"])
+            throw BatchFailure(jobs: batch.map(\.job.id))
+        }
+        metrics.completed.increment(by: set.count)
+        logger.debug("set of jobs completed")
     }
 
     func recordFailure(of job: Job, entry: JobHandlers.Entry, error: any Error, on connection: PostgresConnection, logger: Logger) async throws {

@@ -202,6 +202,55 @@ struct JobIntegrationTests {
         }
     }
 
+    static let tally = JobKind<Payload>("test.tally", maxAttempts: 3, backoff: .milliseconds(40), maximumBackoff: .milliseconds(200))
+
+    @Test func aSetHandlerRunsABatchsJobsOfItsKindInOneCallAndFallsBackToOneAtATime() async throws {
+        try await withPlatformSchema { client, schema async throws in
+            let failing = NIOLockedValueBox<Set<String>>([])
+            let calls = NIOLockedValueBox<[[String]]>([])
+            var handlers = JobHandlers()
+            handlers.onSet(Self.tally) { set, transaction in
+                let notes = set.map(\.payload.note)
+                calls.withLockedValue { $0.append(notes.sorted()) }
+                // One statement for the whole set.
+                try await transaction.query("""
+                    INSERT INTO effects (event_id, aggregate) SELECT * FROM unnest(\(set.map(\.job.id.uuidString))::text[], \(notes)::text[])
+                    """)
+                if let bad = notes.first(where: { failing.withLockedValue { $0 }.contains($0) }) { throw Problem(.internalError, "refused \(bad)") }
+            }
+            handlers.on(Self.record) { payload, job, transaction in
+                try await transaction.query("INSERT INTO effects (event_id, aggregate) VALUES (\(job.id.uuidString), \(payload.note))")
+            }
+            try await Database.transaction(client, TestInfrastructure.context(schema)) { transaction in
+                for note in ["a", "b", "c"] {
+                    try await transaction.schedule(Self.tally, key: note, payload: Payload(note: note), at: transaction.now)
+                }
+                try await transaction.schedule(Self.record, key: "single", payload: Payload(note: "single"), at: transaction.now)
+            }
+            let runner = runner(client, schema, handlers)
+            #expect(try await runner.runBatch() == 4)
+            #expect(calls.withLockedValue { $0 } == [["a", "b", "c"]], "the batch's three tally jobs: one call")
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM effects") == 4)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM jobs") == 0, "the set's jobs finished with it")
+
+            // A set that fails: the batch rolls back and each of its jobs runs alone, as a set of one.
+            calls.withLockedValue { $0 = [] }
+            failing.withLockedValue { $0 = ["y"] }
+            try await Database.transaction(client, TestInfrastructure.context(schema)) { transaction in
+                for note in ["x", "y", "z"] {
+                    try await transaction.schedule(Self.tally, key: note, payload: Payload(note: note), at: transaction.now)
+                }
+            }
+            #expect(try await runner.runBatch() == 3)
+            #expect(calls.withLockedValue { $0 } == [["x", "y", "z"], ["x"], ["y"], ["z"]])
+            #expect(try await effects(client, "x") == 1, "the others committed once, alone")
+            #expect(try await effects(client, "z") == 1)
+            #expect(try await effects(client, "y") == 0)
+            #expect(try await TestInfrastructure.scalar(client, "SELECT attempts FROM jobs WHERE key = 'y' AND last_error LIKE '%refused y%'") == 1,
+                    "the failure is recorded against its job only")
+        }
+    }
+
     @Test func aFailingJobIsRetriedWithBackoffThenParkedAndAnOperatorRequeuesIt() async throws {
         try await withPlatformSchema { client, schema async throws in
             let failing = NIOLockedValueBox<Set<String>>(["flaky"])
