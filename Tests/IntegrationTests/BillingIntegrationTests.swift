@@ -415,23 +415,30 @@ struct BillingRenewalSetTests {
         try await BillingHarness.run { h in
             var created: [SubscriptionView] = []
             for _ in 0..<23 { created.append(try await h.subscribe(h.vendor())) }
-            // The trials end together; each renewal leaves a draft, and nothing is numbered yet.
+            // The trials end together: three renew alone (a finaliser each), twenty as one set (one
+            // finaliser for all); each leaves a draft, and nothing is numbered yet.
             h.clock.set(offsetMilliseconds: Int64(14.5 * 86_400 * 1000))
             try await Database.transaction(h.client, h.context) { tx in
-                for subscription in created { try await h.workflow.apply(.periodEnded, to: subscription.id, in: tx) }
+                for subscription in created.prefix(3) { try await h.workflow.apply(.periodEnded, to: subscription.id, in: tx) }
+                try await h.workflow.renew(created.dropFirst(3).map { SubscriptionTimer(subscriptionId: $0.id, due: $0.currentPeriodEnd) }, in: tx)
             }
             #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM invoices WHERE status = 'draft' AND number IS NULL") == 23)
-            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.finalize-invoices'") == 23,
-                    "a finaliser for each draft, none shared")
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.finalize-invoices'") == 4,
+                    "a finaliser for each single draft and one for the set, none shared")
 
-            // A set of ten: numbered 1–10 in creation order, owed in the ledger, charges scheduled,
-            // their finalisers gone; the rest keep theirs.
+            // A full set of ten: numbered 1–10 in creation order, owed in the ledger, charges
+            // scheduled, the finalisers keyed by them gone (the renewal set's too), and a follow-up
+            // left for the thirteen drafts beyond.
             try await Database.transaction(h.client, h.context) { tx in try await h.workflow.finalizeDrafts(limit: 10, in: tx) }
             #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM invoices WHERE status = 'open'") == 10)
             #expect(try await TestInfrastructure.scalar(h.client, "SELECT max(last_number) FROM invoice_number_counters") == 10)
             #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.charge-invoice'") == 10)
             #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM ledger_entries WHERE kind = 'invoice_issued'") == 10)
-            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.finalize-invoices'") == 13)
+            #expect(try await TestInfrastructure.scalar(h.client, """
+                SELECT count(*) FROM jobs WHERE kind = 'billing.finalize-invoices' AND key LIKE 'after:%'
+                """) == 1)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.finalize-invoices'") == 1,
+                    "the three singles' and the set's were among the ten")
 
             try await h.drain()
             let rows = try await h.client.query("""
@@ -448,6 +455,96 @@ struct BillingRenewalSetTests {
                     "each charged once")
             #expect(try await h.balance(.accountsReceivable) == 0)
             #expect(try await h.balance(.subscriptionRevenue) == -23 * 2900)
+        }
+    }
+
+    /// What one subscription's renewal left, without ids and the moment it ran: to hold the set
+    /// path to the single one.
+    struct RenewalOutcome: Equatable {
+        var status: String, planId: UUID, pendingPlanId: UUID?, periodStart: Date, periodEnd: Date, version: Int, ended: Bool
+        var history: [String]
+        var invoices: [String]
+        var timers: [String]
+    }
+
+    func outcome(_ h: BillingHarness, _ id: UUID) async throws -> RenewalOutcome {
+        let s = try #require(try await Database.transaction(h.client, h.context) { tx in try await h.workflow.subscriptions.load(id, in: tx) })
+        let history = try await Database.transaction(h.client, h.context) { tx in try await h.workflow.subscriptions.history(of: id, in: tx) }
+        var invoices: [String] = []
+        for try await (reason, status, total, start, end, lines) in try await h.client.query("""
+            SELECT i.reason, i.status, i.total, i.period_start, i.period_end,
+                   (SELECT string_agg(l.kind || ':' || l.description || ':' || l.amount || ':' || l.period_start || ':' || l.period_end, ',' ORDER BY l.position)
+                    FROM invoice_lines l WHERE l.invoice_id = i.id)
+            FROM invoices i WHERE i.subscription_id = \(id) ORDER BY i.created_at, i.id
+            """, logger: TestInfrastructure.logger).decode((String, String, Int64, Date, Date, String?).self) {
+            invoices.append("\(reason) \(status) \(total) \(start.timeIntervalSince1970) \(end.timeIntervalSince1970) [\(lines ?? "")]")
+        }
+        var timers: [String] = []
+        for try await (kind, due) in try await h.client.query("""
+            SELECT kind, due_at FROM jobs WHERE key = \(id.lowercased) ORDER BY kind
+            """, logger: TestInfrastructure.logger).decode((String, Date).self) {
+            timers.append("\(kind) \(due.timeIntervalSince1970)")
+        }
+        return RenewalOutcome(status: s.status.rawValue, planId: s.planId, pendingPlanId: s.pendingPlanId, periodStart: s.currentPeriodStart,
+                              periodEnd: s.currentPeriodEnd, version: s.version, ended: s.endedAt != nil,
+                              history: history.map { "\($0.status) \($0.event) \($0.actorId == nil) \($0.note ?? "")" }, invoices: invoices, timers: timers)
+    }
+
+    @Test func aSetOfRenewalsLeavesWhatEachRenewedAloneWouldHave() async throws {
+        try await BillingHarness.run { h in
+            guard let hobby = try await h.workflow.plans.onSale("hobby-monthly", context: h.context) else { throw BillingHarness.HarnessError.noPlan("hobby-monthly") }
+            // Twins of four cases: a plain renewal, one set to cancel at the period's end, one with a
+            // downgrade pending, and a stale timer. One of each pair renews alone, the other in a set;
+            // the twin is a copy of the rows (subscription, history, timers) under new ids.
+            var alone: [(SubscriptionView, Principal)] = []
+            var inSet: [(SubscriptionView, Principal)] = []
+            for index in 0..<4 {
+                let vendor = h.vendor()
+                let created = try await h.subscribe(vendor)
+                if index == 1 { _ = try await h.subscriptions.act(.cancel(atPeriodEnd: true), on: created.id, precondition: nil, by: vendor, context: h.context) }
+                if index == 2 { _ = try await h.subscriptions.act(.changePlan(hobby), on: created.id, precondition: nil, by: vendor, context: h.context) }
+                let copy = UUID()
+                try await h.client.query("""
+                    INSERT INTO subscriptions SELECT \(copy), gen_random_uuid(), plan_id, pending_plan_id, status, cancel_at_period_end, trial_end,
+                        current_period_start, current_period_end, paused_until, canceled_at, ended_at, provider, customer_id, payment_method_id,
+                        payment_method_brand, payment_method_last4, latest_invoice_id, past_due_since, version, created_at, updated_at
+                    FROM subscriptions WHERE id = \(created.id);
+                    """, logger: TestInfrastructure.logger)
+                try await h.client.query("""
+                    INSERT INTO subscription_history (subscription_id, at, status, event, actor_id, note)
+                    SELECT \(copy), at, status, event, actor_id, note FROM subscription_history WHERE subscription_id = \(created.id) ORDER BY id
+                    """, logger: TestInfrastructure.logger)
+                try await h.client.query("""
+                    INSERT INTO jobs (id, kind, key, payload, due_at)
+                    SELECT gen_random_uuid(), kind, \(copy.lowercased), jsonb_set(payload, '{subscriptionId}', to_jsonb(\(copy.lowercased)::text)), due_at
+                    FROM jobs WHERE key = \(created.id.lowercased)
+                    """, logger: TestInfrastructure.logger)
+                alone.append((created, vendor))
+                inSet.append((try await h.view(copy), vendor))
+            }
+            h.clock.set(offsetMilliseconds: Int64(14.5 * 86_400 * 1000))
+            func timer(_ s: SubscriptionView, _ index: Int) -> SubscriptionTimer {
+                SubscriptionTimer(subscriptionId: s.id, due: index == 3 ? s.currentPeriodEnd.addingTimeInterval(-60) : s.currentPeriodEnd)
+            }
+            try await Database.transaction(h.client, h.context) { tx in
+                for (index, (s, _)) in alone.enumerated() { try await h.workflow.renew([timer(s, index)], in: tx) }
+                try await h.workflow.renew(inSet.enumerated().map { timer($0.element.0, $0.offset) }, in: tx)
+            }
+            for index in 0..<4 {
+                let single = try await outcome(h, alone[index].0.id)
+                let set = try await outcome(h, inSet[index].0.id)
+                #expect(single == set, "case \(index)")
+            }
+            // And they did renew: the plain one has a draft for its next period, the canceled one ended.
+            let plain = try await outcome(h, inSet[0].0.id)
+            #expect(plain.invoices.count == 1 && plain.invoices[0].hasPrefix("subscription_cycle draft 2900"))
+            #expect(plain.history.last?.contains("renewed") == true)
+            #expect(try await outcome(h, inSet[1].0.id).ended)
+            #expect(try await outcome(h, inSet[2].0.id).planId == hobby.id)
+            #expect(try await outcome(h, inSet[3].0.id).version == inSet[3].0.version, "a stale timer changes nothing")
+            // A set leaves one finaliser for its plain renewals' drafts; the drafts are all finalised by it.
+            try await h.drain()
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM invoices WHERE status = 'draft'") == 0)
         }
     }
 

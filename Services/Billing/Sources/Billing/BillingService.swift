@@ -86,10 +86,8 @@ public struct BillingService: ServiceModule {
         var handlers = JobHandlers()
         let workflow = workflow
         let collection = collection
-        handlers.on(SubscriptionWorkflow.renew) { timer, _, tx in
-            guard let current = try await workflow.subscriptions.lock(timer.subscriptionId, in: tx),
-                  abs(current.currentPeriodEnd.timeIntervalSince(timer.due)) < 0.01 else { return }  // the period moved: stale
-            try await workflow.applyIfAllowed(current.cancelAtPeriodEnd ? .periodEndedCanceling : .periodEnded, to: current, in: tx)
+        handlers.onSet(SubscriptionWorkflow.renew) { timers, tx in
+            try await workflow.renew(timers.map(\.payload), in: tx)
         }
         handlers.on(SubscriptionWorkflow.finalizeDrafts) { _, _, tx in
             try await workflow.finalizeDrafts(in: tx)

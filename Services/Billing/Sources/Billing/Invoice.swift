@@ -67,23 +67,55 @@ struct InvoiceRepository: Sendable {
     /// Drafts an invoice with its lines (two statements, whatever the number of lines).
     func draft(subscription: Subscription, reason: InvoiceReason, lines: [InvoiceLine], periodStart: Date, periodEnd: Date,
                in tx: Transaction) async throws -> UUID {
-        guard let currency = lines.first?.amount.currency else { throw InvoiceError.noLines }
-        let subtotal = try Money.sum(lines.map(\.amount), currency: currency)
-        let id = UUID.v7(now: tx.now)
+        let draft = try Draft(subscription: subscription, reason: reason, lines: lines, periodStart: periodStart, periodEnd: periodEnd, at: tx.now)
+        try await insert([draft], in: tx)
+        return draft.id
+    }
+
+    /// A draft about to be written: its id is known before it is (a renewal points at it).
+    struct Draft: Sendable {
+        var id: UUID
+        var vendorId: UUID
+        var subscriptionId: UUID
+        var reason: InvoiceReason
+        var lines: [InvoiceLine]
+        var subtotal: Money
+        var periodStart: Date
+        var periodEnd: Date
+
+        init(subscription: Subscription, reason: InvoiceReason, lines: [InvoiceLine], periodStart: Date, periodEnd: Date, at now: Date) throws {
+            guard let currency = lines.first?.amount.currency else { throw InvoiceError.noLines }
+            id = UUID.v7(now: now)
+            vendorId = subscription.vendorId
+            subscriptionId = subscription.id
+            self.reason = reason
+            self.lines = lines
+            subtotal = try Money.sum(lines.map(\.amount), currency: currency)
+            self.periodStart = periodStart
+            self.periodEnd = periodEnd
+        }
+    }
+
+    /// Writes drafts with their lines: two statements, whatever the number of drafts and lines.
+    func insert(_ drafts: [Draft], in tx: Transaction) async throws {
+        guard !drafts.isEmpty else { return }
         try await tx.query("""
             INSERT INTO invoices (id, vendor_id, subscription_id, reason, status, currency, subtotal, tax, total, period_start, period_end, created_at)
-            VALUES (\(id), \(subscription.vendorId), \(subscription.id), \(reason.rawValue), 'draft', \(currency.code), \(subtotal.amount), 0,
-                    \(subtotal.amount), \(periodStart), \(periodEnd), \(tx.now))
+            SELECT d.id, d.vendor_id, d.subscription_id, d.reason, 'draft', d.currency, d.subtotal, 0, d.subtotal, d.period_start, d.period_end, \(tx.now)
+            FROM unnest(\(drafts.map(\.id))::uuid[], \(drafts.map(\.vendorId))::uuid[], \(drafts.map(\.subscriptionId))::uuid[],
+                        \(drafts.map(\.reason.rawValue))::text[], \(drafts.map(\.subtotal.currency.code))::text[], \(drafts.map(\.subtotal.amount))::bigint[],
+                        \(drafts.map(\.periodStart))::timestamptz[], \(drafts.map(\.periodEnd))::timestamptz[])
+                 AS d (id, vendor_id, subscription_id, reason, currency, subtotal, period_start, period_end)
             """)
+        let lines = drafts.flatMap { draft in draft.lines.enumerated().map { (invoice: draft.id, position: Int32($0.offset), line: $0.element) } }
         try await tx.query("""
             INSERT INTO invoice_lines (invoice_id, position, kind, description, plan_id, amount, period_start, period_end)
-            SELECT \(id), l.position, l.kind, l.description, l.plan_id, l.amount, l.period_start, l.period_end
-            FROM unnest(\(lines.indices.map(Int32.init))::int[], \(lines.map(\.kind.rawValue))::text[], \(lines.map(\.description))::text[],
-                        \(lines.map(\.planId))::uuid[], \(lines.map(\.amount.amount))::bigint[], \(lines.map(\.periodStart))::timestamptz[],
-                        \(lines.map(\.periodEnd))::timestamptz[])
-                 AS l (position, kind, description, plan_id, amount, period_start, period_end)
+            SELECT l.invoice_id, l.position, l.kind, l.description, l.plan_id, l.amount, l.period_start, l.period_end
+            FROM unnest(\(lines.map(\.invoice))::uuid[], \(lines.map(\.position))::int[], \(lines.map(\.line.kind.rawValue))::text[],
+                        \(lines.map(\.line.description))::text[], \(lines.map(\.line.planId))::uuid[], \(lines.map(\.line.amount.amount))::bigint[],
+                        \(lines.map(\.line.periodStart))::timestamptz[], \(lines.map(\.line.periodEnd))::timestamptz[])
+                 AS l (invoice_id, position, kind, description, plan_id, amount, period_start, period_end)
             """)
-        return id
     }
 
     /// Drafts an invoice and finalises it at once: what a vendor's own action (subscribing,
@@ -158,6 +190,13 @@ struct InvoiceRepository: Sendable {
         try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = \(id) FOR UPDATE"), lines: lines, in: tx).first
     }
 
+    /// Several invoices locked, without their lines, in id order (the order locks are taken in).
+    func lock(_ ids: [UUID], in tx: Transaction) async throws -> [InvoiceView] {
+        guard !ids.isEmpty else { return [] }
+        return try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = ANY(\(ids)) ORDER BY i.id FOR UPDATE"),
+                               lines: false, in: tx)
+    }
+
     func load(_ id: UUID, lines: Bool = true, in tx: Transaction) async throws -> InvoiceView? {
         try await views(tx.query("SELECT \(unescaped: Self.columns) FROM invoices i WHERE i.id = \(id)"), lines: lines, in: tx).first
     }
@@ -171,9 +210,16 @@ struct InvoiceRepository: Sendable {
     }
 
     func markPaid(_ id: UUID, amount: Money, in tx: Transaction) async throws {
+        try await markPaid([(id, amount)], in: tx)
+    }
+
+    /// Marks open invoices paid, in one statement.
+    func markPaid(_ payments: [(id: UUID, amount: Money)], in tx: Transaction) async throws {
+        guard !payments.isEmpty else { return }
         try await tx.query("""
-            UPDATE invoices SET status = 'paid', amount_paid = \(amount.amount), paid_at = \(tx.now), next_attempt_at = NULL
-            WHERE id = \(id) AND status = 'open'
+            UPDATE invoices i SET status = 'paid', amount_paid = p.amount, paid_at = \(tx.now), next_attempt_at = NULL
+            FROM unnest(\(payments.map(\.id))::uuid[], \(payments.map(\.amount.amount))::bigint[]) AS p (id, amount)
+            WHERE i.id = p.id AND i.status = 'open'
             """)
     }
 
@@ -186,7 +232,16 @@ struct InvoiceRepository: Sendable {
 
     /// Counts an attempt about to be made; the number is the charge's idempotency key's.
     func beginAttempt(_ id: UUID, in tx: Transaction) async throws -> Int {
-        Int(try await tx.first("UPDATE invoices SET attempt_count = attempt_count + 1 WHERE id = \(id) RETURNING attempt_count", as: Int32.self) ?? 0)
+        try await beginAttempts([id], in: tx)[id] ?? 0
+    }
+
+    /// Counts an attempt at each of `ids`, in one statement: each invoice's attempt number.
+    func beginAttempts(_ ids: [UUID], in tx: Transaction) async throws -> [UUID: Int] {
+        guard !ids.isEmpty else { return [:] }
+        var attempts: [UUID: Int] = [:]
+        let rows = try await tx.query("UPDATE invoices SET attempt_count = attempt_count + 1 WHERE id = ANY(\(ids)) RETURNING id, attempt_count")
+        for try await (id, attempt) in rows.decode((UUID, Int32).self) { attempts[id] = Int(attempt) }
+        return attempts
     }
 
     func setNextAttempt(_ id: UUID, at: Date?, in tx: Transaction) async throws {

@@ -78,6 +78,22 @@ struct SubscriptionRepository: Sendable {
         try await Self.decode(tx.query("SELECT \(unescaped: Self.columns) FROM subscriptions WHERE id = \(id) FOR UPDATE")).first
     }
 
+    /// Several subscriptions locked, in id order: the order every set takes its locks in.
+    func lock(_ ids: [UUID], in tx: Transaction) async throws -> [Subscription] {
+        guard !ids.isEmpty else { return [] }
+        return try await Self.decode(tx.query("SELECT \(unescaped: Self.columns) FROM subscriptions WHERE id = ANY(\(ids)) ORDER BY id FOR UPDATE"))
+    }
+
+    /// The subscriptions of these invoices, locked in id order (a set of charges takes these
+    /// before its invoices, as a single charge does).
+    func lock(ofInvoices invoices: [UUID], in tx: Transaction) async throws -> [Subscription] {
+        guard !invoices.isEmpty else { return [] }
+        return try await Self.decode(tx.query("""
+            SELECT \(unescaped: Self.columns) FROM subscriptions
+            WHERE id IN (SELECT subscription_id FROM invoices WHERE id = ANY(\(invoices))) ORDER BY id FOR UPDATE
+            """))
+    }
+
     func load(_ id: UUID, in tx: Transaction) async throws -> Subscription? {
         try await Self.decode(tx.query("SELECT \(unescaped: Self.columns) FROM subscriptions WHERE id = \(id)")).first
     }
@@ -107,30 +123,58 @@ struct SubscriptionRepository: Sendable {
             """)
     }
 
-    /// Writes every mutable column of a locked row and bumps its version.
     /// Writes the subscription with its next version; one that did not change (a renewal's
     /// payment on an active subscription) is left as it is, version and all.
     func update(_ s: Subscription, from current: Subscription, in tx: Transaction) async throws -> Subscription {
-        guard s != current else { return current }
-        var updated = s
-        updated.version = s.version + 1
-        updated.updatedAt = tx.now
+        try await update([(s, current)], in: tx)[0]
+    }
+
+    /// Writes each changed subscription (every mutable column) with its next version, in one
+    /// statement; answers them as written, in the order given.
+    func update(_ changes: [(next: Subscription, current: Subscription)], in tx: Transaction) async throws -> [Subscription] {
+        let written = changes.map { change in
+            guard change.next != change.current else { return change.current }
+            var updated = change.next
+            updated.version = change.next.version + 1
+            updated.updatedAt = tx.now
+            return updated
+        }
+        let rows = zip(changes, written).filter { $0.0.next != $0.0.current }.map(\.1)
+        guard !rows.isEmpty else { return written }
         try await tx.query("""
-            UPDATE subscriptions SET plan_id = \(s.planId), pending_plan_id = \(s.pendingPlanId), status = \(s.status.rawValue),
-                cancel_at_period_end = \(s.cancelAtPeriodEnd), trial_end = \(s.trialEnd), current_period_start = \(s.currentPeriodStart),
-                current_period_end = \(s.currentPeriodEnd), paused_until = \(s.pausedUntil), canceled_at = \(s.canceledAt),
-                ended_at = \(s.endedAt), payment_method_id = \(s.paymentMethod.id), payment_method_brand = \(s.paymentMethod.brand),
-                payment_method_last4 = \(s.paymentMethod.last4), latest_invoice_id = \(s.latestInvoiceId),
-                past_due_since = \(s.pastDueSince), version = \(updated.version), updated_at = \(updated.updatedAt)
-            WHERE id = \(s.id)
+            UPDATE subscriptions s SET plan_id = u.plan_id, pending_plan_id = u.pending_plan_id, status = u.status,
+                cancel_at_period_end = u.cancel_at_period_end, trial_end = u.trial_end, current_period_start = u.current_period_start,
+                current_period_end = u.current_period_end, paused_until = u.paused_until, canceled_at = u.canceled_at,
+                ended_at = u.ended_at, payment_method_id = u.payment_method_id, payment_method_brand = u.payment_method_brand,
+                payment_method_last4 = u.payment_method_last4, latest_invoice_id = u.latest_invoice_id,
+                past_due_since = u.past_due_since, version = u.version, updated_at = u.updated_at
+            FROM unnest(\(rows.map(\.id))::uuid[], \(rows.map(\.planId))::uuid[], \(NullableArray(rows.map(\.pendingPlanId)))::uuid[],
+                        \(rows.map(\.status.rawValue))::text[], \(rows.map(\.cancelAtPeriodEnd))::bool[], \(NullableArray(rows.map(\.trialEnd)))::timestamptz[],
+                        \(rows.map(\.currentPeriodStart))::timestamptz[], \(rows.map(\.currentPeriodEnd))::timestamptz[],
+                        \(NullableArray(rows.map(\.pausedUntil)))::timestamptz[], \(NullableArray(rows.map(\.canceledAt)))::timestamptz[], \(NullableArray(rows.map(\.endedAt)))::timestamptz[],
+                        \(rows.map(\.paymentMethod.id))::text[], \(rows.map(\.paymentMethod.brand))::text[], \(rows.map(\.paymentMethod.last4))::text[],
+                        \(NullableArray(rows.map(\.latestInvoiceId)))::uuid[], \(NullableArray(rows.map(\.pastDueSince)))::timestamptz[], \(rows.map { Int32($0.version) })::int[],
+                        \(rows.map(\.updatedAt))::timestamptz[])
+                 AS u (id, plan_id, pending_plan_id, status, cancel_at_period_end, trial_end, current_period_start, current_period_end,
+                       paused_until, canceled_at, ended_at, payment_method_id, payment_method_brand, payment_method_last4,
+                       latest_invoice_id, past_due_since, version, updated_at)
+            WHERE s.id = u.id
             """)
-        return updated
+        return written
     }
 
     func record(_ change: SubscriptionChange, of id: UUID, in tx: Transaction) async throws {
+        try await record([(change, id)], in: tx)
+    }
+
+    /// Appends changes to subscriptions' histories, in one statement.
+    func record(_ changes: [(change: SubscriptionChange, subscription: UUID)], in tx: Transaction) async throws {
+        guard !changes.isEmpty else { return }
+        let c = changes.map(\.change)
         try await tx.query("""
             INSERT INTO subscription_history (subscription_id, at, status, event, actor_id, note)
-            VALUES (\(id), \(change.at), \(change.status), \(change.event), \(change.actorId), \(change.note))
+            SELECT * FROM unnest(\(changes.map(\.subscription))::uuid[], \(c.map(\.at))::timestamptz[], \(c.map(\.status))::text[],
+                                 \(c.map(\.event))::text[], \(NullableArray(c.map(\.actorId)))::uuid[], \(NullableArray(c.map(\.note)))::text[])
             """)
     }
 

@@ -264,20 +264,81 @@ struct SubscriptionWorkflow: Sendable {
         return saved
     }
 
+    // MARK: Renewals
+
+    /// Renewal timers, a set at a time (the job runner hands over a batch's): the subscriptions are
+    /// locked in id order with one statement. A plain renewal (the table's `startNextPeriod` and
+    /// `invoiceAndCharge`, no plan change, a price to pay) is computed here and the set's are
+    /// written with one statement per table: periods, history, drafts and their lines, the next
+    /// renewal timers, a finaliser. Anything else (a cancellation at the period's end, a pending
+    /// plan, a free plan) goes through `apply`, one at a time. A stale timer (the period moved)
+    /// does nothing.
+    func renew(_ timers: [SubscriptionTimer], in tx: Transaction) async throws {
+        let locked = try await subscriptions.lock(timers.map(\.subscriptionId), in: tx)
+        let current = Dictionary(locked.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var renewals: [(next: Subscription, current: Subscription)] = []
+        var drafts: [InvoiceRepository.Draft] = []
+        var seen: Set<UUID> = []
+        for timer in timers {
+            guard let s = current[timer.subscriptionId], abs(s.currentPeriodEnd.timeIntervalSince(timer.due)) < 0.01,
+                  seen.insert(s.id).inserted else { continue }
+            let event: SubscriptionEvent = s.cancelAtPeriodEnd ? .periodEndedCanceling : .periodEnded
+            guard let (next, draft) = try await plainRenewal(of: s, on: event, in: tx) else {
+                try await applyIfAllowed(event, to: s, in: tx)
+                continue
+            }
+            renewals.append((next, s))
+            drafts.append(draft)
+        }
+        guard !renewals.isEmpty else { return }
+        try await invoices.insert(drafts, in: tx)
+        let renewed = try await subscriptions.update(renewals, in: tx)
+        try await subscriptions.record(renewed.map {
+            (SubscriptionChange(at: tx.now, status: $0.status.rawValue, event: SubscriptionEvent.periodEnded.rawValue, actorId: nil, note: nil), $0.id)
+        }, in: tx)
+        try await tx.schedule(Self.renew, renewed.map {
+            (key: $0.id.lowercased, payload: SubscriptionTimer(subscriptionId: $0.id, due: $0.currentPeriodEnd), due: $0.currentPeriodEnd)
+        }, ifExists: .replace)
+        // One finaliser for the set: whichever finaliser runs first takes the whole set (or, at its
+        // limit, leaves a follow-up), so one job stands for all of these drafts. Its key is the
+        // draft a finaliser takes first (they share a creation time; the lowest id goes first).
+        let first = drafts.map(\.id.lowercased).min() ?? ""
+        try await tx.schedule(Self.finalizeDrafts, key: first, payload: FinalizeDrafts(), at: tx.now)
+    }
+
+    /// The renewed subscription and its draft, when `event` is a plain renewal of `s`; nil when it
+    /// takes `apply`. The same result as `apply` (a test holds the two paths to it).
+    func plainRenewal(of s: Subscription, on event: SubscriptionEvent, in tx: Transaction) async throws -> (Subscription, InvoiceRepository.Draft)? {
+        guard event == .periodEnded, s.pendingPlanId == nil,
+              let (state, effects) = try? SubscriptionStateMachine.transition(from: s.status, on: event),
+              state == s.status, effects == [.startNextPeriod, .invoiceAndCharge] else { return nil }
+        let plan = try await plan(s.planId, in: tx)
+        guard plan.price.amount > 0 else { return nil }
+        var next = s
+        next.currentPeriodStart = s.currentPeriodEnd
+        next.currentPeriodEnd = plan.periodEnd(from: s.currentPeriodEnd)
+        next.pausedUntil = nil
+        let draft = try InvoiceRepository.Draft(subscription: next, reason: .subscriptionCycle, lines: [Self.planLine(plan, for: next)],
+                                                periodStart: next.currentPeriodStart, periodEnd: next.currentPeriodEnd, at: tx.now)
+        next.latestInvoiceId = draft.id
+        return (next, draft)
+    }
+
     // MARK: Invoices
+
+    static func planLine(_ plan: Plan, for s: Subscription) -> InvoiceLine {
+        InvoiceLine(kind: .plan, description: "\(plan.name) (\(plan.interval)ly)", planId: plan.id, amount: plan.price,
+                    periodStart: s.currentPeriodStart, periodEnd: s.currentPeriodEnd)
+    }
 
     /// The plan's invoice for the subscription's current period, charged at once by a job.
     func issuePlanInvoice(for s: Subscription, plan: Plan, reason: InvoiceReason, in tx: Transaction) async throws -> InvoiceView {
-        let line = InvoiceLine(kind: .plan, description: "\(plan.name) (\(plan.interval)ly)", planId: plan.id, amount: plan.price,
-                               periodStart: s.currentPeriodStart, periodEnd: s.currentPeriodEnd)
-        return try await issue(for: s, reason: reason, lines: [line], periodStart: s.currentPeriodStart, periodEnd: s.currentPeriodEnd, in: tx)
+        try await issue(for: s, reason: reason, lines: [Self.planLine(plan, for: s)], periodStart: s.currentPeriodStart, periodEnd: s.currentPeriodEnd, in: tx)
     }
 
     /// The plan's invoice for the renewed period, left as a draft for the set finaliser.
     func draftPlanInvoice(for s: Subscription, plan: Plan, in tx: Transaction) async throws -> UUID {
-        let line = InvoiceLine(kind: .plan, description: "\(plan.name) (\(plan.interval)ly)", planId: plan.id, amount: plan.price,
-                               periodStart: s.currentPeriodStart, periodEnd: s.currentPeriodEnd)
-        let id = try await invoices.draft(subscription: s, reason: .subscriptionCycle, lines: [line], periodStart: s.currentPeriodStart,
+        let id = try await invoices.draft(subscription: s, reason: .subscriptionCycle, lines: [Self.planLine(plan, for: s)], periodStart: s.currentPeriodStart,
                                           periodEnd: s.currentPeriodEnd, in: tx)
         try await tx.schedule(Self.finalizeDrafts, key: id.lowercased, payload: FinalizeDrafts(), at: tx.now)
         return id
@@ -285,8 +346,8 @@ struct SubscriptionWorkflow: Sendable {
 
     /// The set finaliser (Stripe finalises renewal drafts the same way, apart from the renewal):
     /// numbers up to a set of drafts with one counter update, posts what they owe to the ledger,
-    /// schedules their charges and drops their own finaliser jobs, each in one statement. Drafts
-    /// beyond a full set keep their jobs, so nothing waits on a rerun.
+    /// schedules their charges and drops the finaliser jobs keyed by them, each in one statement.
+    /// After a full set it leaves a follow-up for the drafts beyond it.
     func finalizeDrafts(limit: Int = Self.finalizeSetSize, in tx: Transaction) async throws {
         let finalized = try await invoices.finalizeDrafts(limit: limit, in: tx)
         try await ledger.post(finalized.map {
@@ -297,6 +358,11 @@ struct SubscriptionWorkflow: Sendable {
         try await tx.schedule(Self.chargeInvoice, finalized.map { (key: $0.id.lowercased, payload: InvoiceCharge(invoiceId: $0.id), due: tx.now) },
                               ifExists: .replace)
         try await tx.cancelWaiting(Self.finalizeDrafts, keys: finalized.map(\.id.lowercased))
+        if finalized.count == limit, let last = finalized.last {
+            // A full set: drafts may be left whose job was one of those just dropped (a renewal set
+            // schedules one for all of its drafts), so a follow-up takes them.
+            try await tx.schedule(Self.finalizeDrafts, key: "after:\(last.id.lowercased)", payload: FinalizeDrafts(), at: tx.now)
+        }
         if !finalized.isEmpty { tx.logger.info("invoices finalised", metadata: ["count": "\(finalized.count)"]) }
     }
 
