@@ -458,10 +458,10 @@ struct BillingRenewalSetTests {
         }
     }
 
-    /// What one subscription's renewal left, without ids and the moment it ran: to hold the set
-    /// path to the single one.
+    /// What one subscription's renewal or charge left, without ids and the moment it ran, its
+    /// times counted from the subscription's creation: to hold the set path to the single one.
     struct RenewalOutcome: Equatable {
-        var status: String, planId: UUID, pendingPlanId: UUID?, periodStart: Date, periodEnd: Date, version: Int, ended: Bool
+        var status: String, planId: UUID, pendingPlanId: UUID?, periodStart: TimeInterval, periodEnd: TimeInterval, version: Int, ended: Bool
         var history: [String]
         var invoices: [String]
         var timers: [String]
@@ -477,16 +477,16 @@ struct BillingRenewalSetTests {
                     FROM invoice_lines l WHERE l.invoice_id = i.id)
             FROM invoices i WHERE i.subscription_id = \(id) ORDER BY i.created_at, i.id
             """, logger: TestInfrastructure.logger).decode((String, String, Int64, Date, Date, String?).self) {
-            invoices.append("\(reason) \(status) \(total) \(start.timeIntervalSince1970) \(end.timeIntervalSince1970) [\(lines ?? "")]")
+            invoices.append("\(reason) \(status) \(total) \(start.timeIntervalSince(s.createdAt)) \(end.timeIntervalSince(s.createdAt)) \(lines?.count ?? 0)")
         }
         var timers: [String] = []
         for try await (kind, due) in try await h.client.query("""
             SELECT kind, due_at FROM jobs WHERE key = \(id.lowercased) ORDER BY kind
             """, logger: TestInfrastructure.logger).decode((String, Date).self) {
-            timers.append("\(kind) \(due.timeIntervalSince1970)")
+            timers.append("\(kind) \(due.timeIntervalSince(s.createdAt))")
         }
-        return RenewalOutcome(status: s.status.rawValue, planId: s.planId, pendingPlanId: s.pendingPlanId, periodStart: s.currentPeriodStart,
-                              periodEnd: s.currentPeriodEnd, version: s.version, ended: s.endedAt != nil,
+        return RenewalOutcome(status: s.status.rawValue, planId: s.planId, pendingPlanId: s.pendingPlanId, periodStart: s.currentPeriodStart.timeIntervalSince(s.createdAt),
+                              periodEnd: s.currentPeriodEnd.timeIntervalSince(s.createdAt), version: s.version, ended: s.endedAt != nil,
                               history: history.map { "\($0.status) \($0.event) \($0.actorId == nil) \($0.note ?? "")" }, invoices: invoices, timers: timers)
     }
 
@@ -545,6 +545,52 @@ struct BillingRenewalSetTests {
             // A set leaves one finaliser for its plain renewals' drafts; the drafts are all finalised by it.
             try await h.drain()
             #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM invoices WHERE status = 'draft'") == 0)
+        }
+    }
+
+    @Test func aSetOfChargesLeavesWhatEachChargedAloneWouldHave() async throws {
+        try await BillingHarness.run { h in
+            // Three cases, twice each: an active subscription's renewal (paid: the plain path), a
+            // trial's first invoice (paid: the subscription becomes active), a trial whose card fails.
+            var active: [SubscriptionView] = []
+            for _ in 0..<2 { active.append(try await h.subscribe(h.vendor())) }
+            try await h.advance(days: 14.5)
+            var trial: [SubscriptionView] = []
+            var failing: [SubscriptionView] = []
+            for _ in 0..<2 {
+                trial.append(try await h.subscribe(h.vendor()))
+                failing.append(try await h.subscribe(h.vendor(), card: "pm_card_chargeCustomerFail"))
+            }
+            var all: [SubscriptionView] = []
+            for s in active + trial + failing { all.append(try await h.view(s.id)) }
+            #expect(all.prefix(2).allSatisfy { $0.status == "active" })
+            // Renewed and finalised by hand, so that the charges wait for the test.
+            try await Database.transaction(h.client, h.context) { tx in
+                try await h.workflow.renew(all.map { SubscriptionTimer(subscriptionId: $0.id, due: $0.currentPeriodEnd) }, in: tx)
+                try await h.workflow.finalizeDrafts(in: tx)
+            }
+            var invoices: [InvoiceView] = []
+            for s in all { invoices.append(try #require(try await h.view(s.id).latestInvoice)) }
+            #expect(invoices.allSatisfy { $0.status == "open" })
+            try await Database.transaction(h.client, h.context) { tx in
+                try await h.service.collection.charge([invoices[0].id, invoices[2].id, invoices[4].id], in: tx)
+            }
+            for index in [1, 3, 5] {
+                try await Database.transaction(h.client, h.context) { tx in try await h.service.collection.charge([invoices[index].id], in: tx) }
+            }
+            for (set, single) in [(0, 1), (2, 3), (4, 5)] {
+                let (a, b) = (try await outcome(h, all[set].id), try await outcome(h, all[single].id))
+                #expect(a == b, "case \(set / 2)")
+            }
+            var after: [SubscriptionView] = []
+            for s in all { after.append(try await h.view(s.id)) }
+            #expect(after[0].status == "active" && after[0].version == all[0].version + 1, "renewed once; the payment changed nothing more")
+            #expect(after[0].latestInvoice?.status == "paid" && after[0].history.last?.event == "paid")
+            #expect(after[2].status == "active" && after[2].latestInvoice?.status == "paid")
+            #expect(after[4].status == "past_due" && after[4].latestInvoice?.status == "open" && after[4].latestInvoice?.nextAttemptAt != nil)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM jobs WHERE kind = 'billing.charge-invoice'") == 2,
+                    "the two failures' retries; the paid ones' charges are gone")
+            #expect(try await h.balance(.accountsReceivable) == 2 * 2900, "the failing pair still owes")
         }
     }
 

@@ -9,6 +9,7 @@ A profile for the team, not a benchmark: the figures of record come from `make b
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,12 @@ sys.path[:0] = [str(HERE), str(ROOT / "deploy" / "dev"), str(ROOT / "deploy" / "
 
 import bench_billing  # noqa: E402
 from suite import Suite, SuiteError, say  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -49,9 +56,13 @@ def main() -> int:
             bench_billing.wait_for(suite, "SELECT count(*) FROM billing.sandbox_events WHERE delivered_at IS NOT NULL",
                                    args.subscriptions, 3600, "webhooks delivered")
             echoed = time.monotonic() - started
+            billing_cpu = cpu_seconds(suite.pid("billing"))
+            postgres_cpu = sum(cpu_seconds(int(p)) for p in suite.psql(
+                "SELECT pid FROM pg_stat_activity WHERE usename = 'billing'").split())
             suite.stop_service("billing")
             n = args.subscriptions
-            say(f"{n} renewals paid in {renewed:.1f} s, webhooks delivered at {echoed:.1f} s")
+            say(f"{n} renewals paid in {renewed:.1f} s, webhooks delivered at {echoed:.1f} s; CPU: billing {billing_cpu:.1f} s, "
+                f"its Postgres connections {postgres_cpu:.1f} s")
             print(suite.psql(f"""
 SELECT round(sum(calls)::numeric / {n}, 1) AS statements_per_renewal, round(sum(total_exec_time)::numeric / 1000, 1) AS exec_s
 FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'SELECT count(*) FROM billing.%'"""))

@@ -101,11 +101,11 @@ public struct BillingService: ServiceModule {
         handlers.on(SubscriptionWorkflow.autoResume) { timer, _, tx in
             try await workflow.applyIfAllowed(.resume, to: timer.subscriptionId, input: SubscriptionInput(note: "automatic resume"), in: tx)
         }
-        handlers.on(SubscriptionWorkflow.chargeInvoice) { charge, _, tx in
-            try await collection.charge(charge.invoiceId, in: tx)
+        handlers.onSet(SubscriptionWorkflow.chargeInvoice) { charges, tx in
+            try await collection.charge(charges.map(\.payload.invoiceId), in: tx)
         }
-        handlers.on(PaymentCollection.reconcileIntent) { reconciliation, _, tx in
-            try await collection.reconcile(reconciliation.intentId, in: tx)
+        handlers.onSet(PaymentCollection.reconcileIntent) { reconciliations, tx in
+            try await collection.reconcile(reconciliations.map(\.payload.intentId), in: tx)
         }
         if let sandbox {
             handlers.on(SandboxProvider.deliver) { delivery, _, tx in

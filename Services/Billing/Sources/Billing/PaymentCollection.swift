@@ -25,29 +25,77 @@ struct PaymentCollection: Sendable {
 
     /// The charge job: one attempt at an open invoice.
     func charge(_ invoiceId: UUID, in tx: Transaction) async throws {
-        guard let unlocked = try await invoices.load(invoiceId, lines: false, in: tx), unlocked.status == InvoiceStatus.open.rawValue else { return }
-        // Locks in one order everywhere: the subscription, then its invoice.
-        guard let subscription = try await subscriptions.lock(unlocked.subscriptionId, in: tx),
-              subscription.status != .paused, !subscription.status.isTerminal,
-              var invoice = try await invoices.lock(invoiceId, in: tx), invoice.status == InvoiceStatus.open.rawValue else { return }
-        let attempt = try await invoices.beginAttempt(invoiceId, in: tx)
-        invoice.attemptCount = attempt
+        try await charge([invoiceId], in: tx)
+    }
+
+    /// Charge jobs, a set at a time (the job runner hands over a batch's): one attempt at each open
+    /// invoice. The subscriptions, then the invoices, are locked in id order (the order every path
+    /// takes); the attempts are counted with one statement; the provider is asked for every charge
+    /// at once, each with its own idempotency key; the answers are stored with one statement, and
+    /// the plain successes (an active subscription's renewal paid) posted, marked paid and recorded
+    /// with one statement each. Anything else (a failure, a first payment, a second invoice of one
+    /// subscription) is recorded one at a time.
+    func charge(_ invoiceIds: [UUID], in tx: Transaction) async throws {
+        let locked = try await subscriptions.lock(ofInvoices: invoiceIds, in: tx)
+        let owners = Dictionary(locked.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var charges: [(invoice: InvoiceView, subscription: Subscription)] = []
+        var later: [UUID] = []
+        var seen: Set<UUID> = []
+        for invoice in try await invoices.lock(invoiceIds, in: tx) where invoice.status == InvoiceStatus.open.rawValue {
+            guard let subscription = owners[invoice.subscriptionId], subscription.status != .paused, !subscription.status.isTerminal else { continue }
+            // A second invoice of one subscription waits for the first one's outcome.
+            guard seen.insert(subscription.id).inserted else { later.append(invoice.id); continue }
+            charges.append((invoice, subscription))
+        }
+        let attempts = try await invoices.beginAttempts(charges.map(\.invoice.id), in: tx)
+        // Inside the job's transaction: if it rolls back, the retry asks again with the same key
+        // and the provider answers with the same intent instead of charging twice.
+        let answers = try await withThrowingTaskGroup(of: (Int, ProviderPaymentIntent?, String?).self) { group in
+            for (index, charge) in charges.enumerated() {
+                let attempt = attempts[charge.invoice.id] ?? 1
+                group.addTask { try await ask(charge.invoice, of: charge.subscription, attempt: attempt, index: index) }
+            }
+            var answers = [(intent: ProviderPaymentIntent?, refusal: String?)](repeating: (nil, nil), count: charges.count)
+            for try await (index, intent, refusal) in group { answers[index] = (intent, refusal) }
+            return answers
+        }
+        var outcomes: [Outcome] = []
+        for (index, charge) in charges.enumerated() {
+            let attempt = attempts[charge.invoice.id] ?? 1
+            var invoice = charge.invoice
+            invoice.attemptCount = attempt
+            if let intent = answers[index].intent {
+                outcomes.append(Outcome(intent: intent, invoice: invoice, subscription: charge.subscription, attempt: attempt))
+            } else {
+                // The saved method can no longer be charged (detached, expired): a failed attempt.
+                tx.logger.warning("charge refused by the provider", metadata: [
+                    "invoice.id": "\(charge.invoice.id.lowercased)", "error": "\(answers[index].refusal ?? "")"])
+                try await recordFailure(invoice: invoice, of: charge.subscription, attempt: attempt, code: "invalid_payment_method", in: tx)
+            }
+        }
+        try await record(outcomes, in: tx)
+        for id in later { try await charge([id], in: tx) }
+    }
+
+    /// One charge at the provider; a request it refuses (the method is gone) is an answer too.
+    private func ask(_ invoice: InvoiceView, of subscription: Subscription, attempt: Int, index: Int) async throws -> (Int, ProviderPaymentIntent?, String?) {
         let request = ChargeRequest(
             amount: invoice.amountDue, customer: subscription.customerId, paymentMethod: subscription.paymentMethod.id,
             description: "Invoice \(invoice.number ?? invoice.id.lowercased)",
             metadata: ["invoice_id": invoice.id.lowercased, "attempt": String(attempt), "subscription_id": subscription.id.lowercased])
-        let intent: ProviderPaymentIntent
         do {
-            // Inside the job's transaction: if it rolls back, the retry asks again with the same
-            // key and the provider answers with the same intent instead of charging twice.
-            intent = try await provider.charge(request, idempotencyKey: "invoice:\(invoice.id.lowercased):attempt:\(attempt)")
+            return (index, try await provider.charge(request, idempotencyKey: "invoice:\(invoice.id.lowercased):attempt:\(attempt)"), nil)
         } catch ProviderError.invalidRequest(let message) {
-            // The saved method can no longer be charged (detached, expired): a failed attempt.
-            tx.logger.warning("charge refused by the provider", metadata: ["invoice.id": "\(invoice.id.lowercased)", "error": "\(message)"])
-            try await recordFailure(invoice: invoice, of: subscription, attempt: attempt, code: "invalid_payment_method", in: tx)
-            return
+            return (index, nil, message)
         }
-        try await record(intent, invoice: invoice, of: subscription, attempt: attempt, in: tx)
+    }
+
+    /// An answer about an intent, with the rows it concerns locked by this transaction.
+    struct Outcome: Sendable {
+        var intent: ProviderPaymentIntent
+        var invoice: InvoiceView
+        var subscription: Subscription
+        var attempt: Int
     }
 
     /// Applies what the provider says about an intent, once.
@@ -63,41 +111,86 @@ struct PaymentCollection: Sendable {
         }
         guard let subscription = try await subscriptions.lock(unlocked.subscriptionId, in: tx),
               let invoice = try await invoices.lock(invoiceId, in: tx) else { return }
-        try await record(intent, invoice: invoice, of: subscription, attempt: attempt, in: tx)
+        try await record([Outcome(intent: intent, invoice: invoice, subscription: subscription, attempt: attempt)], in: tx)
     }
 
-    /// `record` with the subscription and the invoice locked by this transaction.
-    func record(_ intent: ProviderPaymentIntent, invoice: InvoiceView, of subscription: Subscription, attempt: Int, in tx: Transaction) async throws {
+    /// `record` with the subscriptions and the invoices locked by this transaction, for several
+    /// intents (of distinct subscriptions) at once.
+    func record(_ outcomes: [Outcome], in tx: Transaction) async throws {
+        guard !outcomes.isEmpty else { return }
         // Stored, or brought up to date, unless already final: a final answer is never overwritten
         // and never applied twice (no row comes back).
-        let changed = try await tx.first("""
+        let changed = try await store(outcomes.map(\.intent), invoices: outcomes.map(\.invoice.id), attempts: outcomes.map(\.attempt), in: tx)
+        var paid: [Outcome] = []
+        for outcome in outcomes where changed.contains(outcome.intent.id) {
+            switch outcome.intent.status {
+            case .succeeded where Self.isPlainPayment(outcome):
+                paid.append(outcome)
+            case .succeeded:
+                try await recordSuccess(outcome.intent, invoice: outcome.invoice, of: outcome.subscription, in: tx)
+            case .requiresPaymentMethod, .canceled:
+                try await recordFailure(invoice: outcome.invoice, of: outcome.subscription, attempt: outcome.attempt,
+                                        code: outcome.intent.failureCode ?? outcome.intent.status.rawValue, in: tx)
+            case .processing, .requiresAction, .requiresConfirmation:
+                continue
+            }
+        }
+        try await recordPlainPayments(paid, in: tx)
+    }
+
+    /// A payment that settles an open invoice of a subscription the payment leaves as it is (an
+    /// active one's renewal): nothing to do but post it, mark the invoice paid and note it.
+    static func isPlainPayment(_ o: Outcome) -> Bool {
+        guard o.invoice.status == InvoiceStatus.open.rawValue,
+              let (state, effects) = try? SubscriptionStateMachine.transition(from: o.subscription.status, on: .invoicePaid) else { return false }
+        return state == o.subscription.status && effects.isEmpty
+    }
+
+    /// Stores intents as payments in one statement; answers the ids that were new or changed.
+    func store(_ intents: [ProviderPaymentIntent], invoices: [UUID], attempts: [Int], in tx: Transaction) async throws -> Set<String> {
+        let rows = try await tx.query("""
             INSERT INTO payments (intent_id, provider, invoice_id, attempt, amount, fee, currency, status, failure_code, created_at, updated_at)
-            VALUES (\(intent.id), \(provider.name), \(invoice.id), \(attempt), \(intent.amount.amount), \(intent.fee.amount), \(intent.amount.currency.code),
-                    \(intent.status.rawValue), \(intent.failureCode), \(tx.now), \(tx.now))
+            SELECT p.intent_id, \(provider.name), p.invoice_id, p.attempt, p.amount, p.fee, p.currency, p.status, p.failure_code, \(tx.now), \(tx.now)
+            FROM unnest(\(intents.map(\.id))::text[], \(invoices)::uuid[], \(attempts.map(Int32.init))::int[], \(intents.map(\.amount.amount))::bigint[],
+                        \(intents.map(\.fee.amount))::bigint[], \(intents.map(\.amount.currency.code))::text[], \(intents.map(\.status.rawValue))::text[],
+                        \(NullableArray(intents.map(\.failureCode)))::text[])
+                 AS p (intent_id, invoice_id, attempt, amount, fee, currency, status, failure_code)
             ON CONFLICT (intent_id) DO UPDATE SET status = EXCLUDED.status, fee = EXCLUDED.fee, failure_code = EXCLUDED.failure_code,
                 updated_at = EXCLUDED.updated_at
             WHERE payments.status NOT IN ('succeeded', 'canceled', 'requires_payment_method')
-            RETURNING true
-            """, as: Bool.self) == true
-        guard changed else { return }
-        switch intent.status {
-        case .succeeded:
-            try await recordSuccess(intent, invoice: invoice, of: subscription, in: tx)
-        case .requiresPaymentMethod, .canceled:
-            try await recordFailure(invoice: invoice, of: subscription, attempt: attempt, code: intent.failureCode ?? intent.status.rawValue, in: tx)
-        case .processing, .requiresAction, .requiresConfirmation:
-            return
-        }
+            RETURNING intent_id
+            """)
+        var changed: Set<String> = []
+        for try await id in rows.decode(String.self) { changed.insert(id) }
+        return changed
+    }
+
+    /// Plain payments, a statement per table: posted, their invoices paid, their subscriptions'
+    /// histories noted (the same rows `recordSuccess` leaves; the charge jobs end with the set).
+    func recordPlainPayments(_ paid: [Outcome], in tx: Transaction) async throws {
+        guard !paid.isEmpty else { return }
+        try await workflow.ledger.post(paid.map { Self.posting($0.intent, invoice: $0.invoice, open: true) }, in: tx)
+        try await invoices.markPaid(paid.map { ($0.invoice.id, $0.intent.amount) }, in: tx)
+        try await tx.cancelWaiting(SubscriptionWorkflow.chargeInvoice, keys: paid.map(\.invoice.id.lowercased))
+        try await subscriptions.record(paid.map {
+            (SubscriptionChange(at: tx.now, status: $0.subscription.status.rawValue, event: SubscriptionEvent.invoicePaid.rawValue, actorId: nil, note: nil),
+             $0.subscription.id)
+        }, in: tx)
+    }
+
+    /// What a payment posts: the provider's balance and fee against what the invoice was owed, or,
+    /// for a closed invoice (a success racing a cancellation), against unapplied payments: owed
+    /// back, not lost.
+    static func posting(_ intent: ProviderPaymentIntent, invoice: InvoiceView, open: Bool) -> Ledger.Posting {
+        let net = intent.amount.amount - intent.fee.amount
+        return Ledger.Posting(kind: "invoice_payment", reference: intent.id, currency: intent.amount.currency, memo: invoice.number ?? "",
+                              lines: [.init(account: .providerBalance, amount: net), .init(account: .providerFees, amount: intent.fee.amount),
+                                      .init(account: open ? .accountsReceivable : .unappliedPayments, amount: -intent.amount.amount)])
     }
 
     func recordSuccess(_ intent: ProviderPaymentIntent, invoice: InvoiceView, of subscription: Subscription, in tx: Transaction) async throws {
-        let net = intent.amount.amount - intent.fee.amount
         let open = invoice.status == InvoiceStatus.open.rawValue
-        // Money that arrives for a closed invoice (a success racing a cancellation) is owed back, not lost.
-        try await workflow.ledger.post(
-            kind: "invoice_payment", reference: intent.id, currency: intent.amount.currency, memo: invoice.number ?? "",
-            lines: [.init(account: .providerBalance, amount: net), .init(account: .providerFees, amount: intent.fee.amount),
-                    .init(account: open ? .accountsReceivable : .unappliedPayments, amount: -intent.amount.amount)], in: tx)
+        try await workflow.ledger.post([Self.posting(intent, invoice: invoice, open: open)], in: tx)
         guard open else {
             tx.logger.warning("payment for a closed invoice held as unapplied", metadata: ["invoice.id": "\(invoice.id.lowercased)"])
             return
@@ -121,10 +214,60 @@ struct PaymentCollection: Sendable {
 
     /// The reconcile job: the intent as the provider holds it now.
     func reconcile(_ intentId: String, in tx: Transaction) async throws {
-        let intent = try await provider.paymentIntent(intentId)
-        try await record(intent, in: tx)
+        try await reconcile([intentId], in: tx)
+    }
+
+    /// Reconcile jobs, a set at a time: the intents read from the provider at once; those already
+    /// recorded as final (a charge's own answer got there first, the common case) are passed over
+    /// with one read; the rest are recorded as a set; the webhook events marked applied with one
+    /// statement.
+    func reconcile(_ intentIds: [String], in tx: Transaction) async throws {
+        let final = try await finalPayments(intentIds, in: tx)
+        let pending = intentIds.filter { !final.contains($0) }
+        let intents = try await withThrowingTaskGroup(of: ProviderPaymentIntent.self) { group in
+            for id in pending { group.addTask { try await provider.paymentIntent(id) } }
+            var intents: [ProviderPaymentIntent] = []
+            for try await intent in group { intents.append(intent) }
+            return intents
+        }
+        var invoiceIntents: [(intent: ProviderPaymentIntent, invoice: UUID, attempt: Int)] = []
+        for intent in intents {
+            guard let invoice = intent.metadata["invoice_id"].flatMap(UUID.init(uuidString:)),
+                  let attempt = intent.metadata["attempt"].flatMap(Int.init) else {
+                tx.logger.debug("payment intent is not an invoice's", metadata: ["payment_intent.id": "\(intent.id)"])
+                continue
+            }
+            invoiceIntents.append((intent, invoice, attempt))
+        }
+        let ids = invoiceIntents.map(\.invoice)
+        let owners = Dictionary(try await subscriptions.lock(ofInvoices: ids, in: tx).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let invoices = Dictionary(try await self.invoices.lock(ids, in: tx).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var outcomes: [Outcome] = []
+        var later: [ProviderPaymentIntent] = []
+        var seen: Set<UUID> = []
+        for (intent, invoiceId, attempt) in invoiceIntents {
+            guard let invoice = invoices[invoiceId], let subscription = owners[invoice.subscriptionId] else {
+                tx.logger.warning("payment intent names an unknown invoice", metadata: ["payment_intent.id": "\(intent.id)"])
+                continue
+            }
+            // Two intents about one subscription: the second is recorded after the first.
+            guard seen.insert(subscription.id).inserted else { later.append(intent); continue }
+            outcomes.append(Outcome(intent: intent, invoice: invoice, subscription: subscription, attempt: attempt))
+        }
+        try await record(outcomes, in: tx)
+        for intent in later { try await record(intent, in: tx) }
         try await tx.query("""
-            UPDATE webhook_events SET applied_at = \(tx.now) WHERE provider = \(provider.name) AND object_id = \(intentId) AND applied_at IS NULL
+            UPDATE webhook_events SET applied_at = \(tx.now) WHERE provider = \(provider.name) AND object_id = ANY(\(intentIds)) AND applied_at IS NULL
             """)
+    }
+
+    /// Of these intents, those recorded with a final status: nothing the provider says can change them.
+    func finalPayments(_ intentIds: [String], in tx: Transaction) async throws -> Set<String> {
+        let rows = try await tx.query("""
+            SELECT intent_id FROM payments WHERE intent_id = ANY(\(intentIds)) AND status IN ('succeeded', 'canceled', 'requires_payment_method')
+            """)
+        var final: Set<String> = []
+        for try await id in rows.decode(String.self) { final.insert(id) }
+        return final
     }
 }
