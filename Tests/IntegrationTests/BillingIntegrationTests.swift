@@ -594,6 +594,36 @@ struct BillingRenewalSetTests {
         }
     }
 
+    @Test func theSandboxChargesASetAndAKeySeenBeforeAnswersWithItsFirstIntent() async throws {
+        try await BillingHarness.run { h in
+            let vendor = h.vendor()
+            let customer = try await h.subscriptions.customer(for: vendor.userId, context: h.context)
+            let visa = try await h.subscriptions.attach("pm_card_visa", customer: customer, key: "v:\(vendor.userId)")
+            let failing = try await h.subscriptions.attach("pm_card_chargeCustomerFail", customer: customer, key: "f:\(vendor.userId)")
+            func request(_ method: String, _ amount: Int64 = 2900) -> ChargeRequest {
+                ChargeRequest(amount: Money(amount: amount, currency: .eur), customer: customer, paymentMethod: method, description: "set",
+                              metadata: ["n": method])
+            }
+            let provider = h.service.provider
+            let first = try await provider.charge([(request(visa.id), "k1"), (request(failing.id), "k2"), (request("pm_unknown"), "k3"),
+                                                   (request(visa.id, 0), "k4")])
+            let paid = try first[0].get()
+            #expect(paid.status == .succeeded && paid.fee.amount == SandboxProvider.fee(on: 2900) && paid.metadata == ["n": visa.id])
+            let declined = try first[1].get()
+            #expect(declined.status == .requiresPaymentMethod && declined.failureCode == "card_declined")
+            #expect(first[2] == .failure(.invalidRequest("No such PaymentMethod: 'pm_unknown' for this customer")))
+            guard case .failure(.invalidRequest) = first[3] else { Issue.record("a zero amount is refused: \(first[3])"); return }
+            // Asked again with the same keys (a retry after a rollback): the same intents, nothing new.
+            let again = try await provider.charge([(request(failing.id), "k2"), (request(visa.id), "k1")])
+            #expect(try again[0].get() == declined)
+            let repeated = try again[1].get()
+            #expect(repeated == paid, "\(repeated) \(paid)")
+            #expect(try await provider.paymentIntent(paid.id) == paid, "what the set answered is what the provider holds")
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM sandbox_payment_intents") == 2)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM sandbox_events") == 2, "one event per intent made")
+        }
+    }
+
     @Test func aDraftWhoseSubscriptionEndsBeforeItsSetIsVoidedUnnumberedAndNeverCharged() async throws {
         try await BillingHarness.run { h in
             let vendor = h.vendor()

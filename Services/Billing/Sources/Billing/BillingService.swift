@@ -108,8 +108,8 @@ public struct BillingService: ServiceModule {
             try await collection.reconcile(reconciliations.map(\.payload.intentId), in: tx)
         }
         if let sandbox {
-            handlers.on(SandboxProvider.deliver) { delivery, _, tx in
-                try await sandbox.deliver(delivery, in: tx)
+            handlers.onSet(SandboxProvider.deliver) { deliveries, tx in
+                try await sandbox.deliver(deliveries.map(\.payload), in: tx)
             }
         }
         return handlers

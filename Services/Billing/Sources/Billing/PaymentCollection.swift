@@ -31,7 +31,7 @@ struct PaymentCollection: Sendable {
     /// Charge jobs, a set at a time (the job runner hands over a batch's): one attempt at each open
     /// invoice. The subscriptions, then the invoices, are locked in id order (the order every path
     /// takes); the attempts are counted with one statement; the provider is asked for every charge
-    /// at once, each with its own idempotency key; the answers are stored with one statement, and
+    /// at once (`charge(_ requests:)`), each with its own idempotency key; the answers are stored with one statement, and
     /// the plain successes (an active subscription's renewal paid) posted, marked paid and recorded
     /// with one statement each. Anything else (a failure, a first payment, a second invoice of one
     /// subscription) is recorded one at a time.
@@ -50,44 +50,34 @@ struct PaymentCollection: Sendable {
         let attempts = try await invoices.beginAttempts(charges.map(\.invoice.id), in: tx)
         // Inside the job's transaction: if it rolls back, the retry asks again with the same key
         // and the provider answers with the same intent instead of charging twice.
-        let answers = try await withThrowingTaskGroup(of: (Int, ProviderPaymentIntent?, String?).self) { group in
-            for (index, charge) in charges.enumerated() {
-                let attempt = attempts[charge.invoice.id] ?? 1
-                group.addTask { try await ask(charge.invoice, of: charge.subscription, attempt: attempt, index: index) }
-            }
-            var answers = [(intent: ProviderPaymentIntent?, refusal: String?)](repeating: (nil, nil), count: charges.count)
-            for try await (index, intent, refusal) in group { answers[index] = (intent, refusal) }
-            return answers
-        }
+        let answers = try await provider.charge(charges.map { charge in
+            let attempt = attempts[charge.invoice.id] ?? 1
+            let invoice = charge.invoice, subscription = charge.subscription
+            return (ChargeRequest(
+                amount: invoice.amountDue, customer: subscription.customerId, paymentMethod: subscription.paymentMethod.id,
+                description: "Invoice \(invoice.number ?? invoice.id.lowercased)",
+                metadata: ["invoice_id": invoice.id.lowercased, "attempt": String(attempt), "subscription_id": subscription.id.lowercased]),
+                    "invoice:\(invoice.id.lowercased):attempt:\(attempt)")
+        })
         var outcomes: [Outcome] = []
         for (index, charge) in charges.enumerated() {
             let attempt = attempts[charge.invoice.id] ?? 1
             var invoice = charge.invoice
             invoice.attemptCount = attempt
-            if let intent = answers[index].intent {
+            switch answers[index] {
+            case .success(let intent):
                 outcomes.append(Outcome(intent: intent, invoice: invoice, subscription: charge.subscription, attempt: attempt))
-            } else {
+            case .failure(.invalidRequest(let message)):
                 // The saved method can no longer be charged (detached, expired): a failed attempt.
-                tx.logger.warning("charge refused by the provider", metadata: [
-                    "invoice.id": "\(charge.invoice.id.lowercased)", "error": "\(answers[index].refusal ?? "")"])
+                tx.logger.warning("charge refused by the provider", metadata: ["invoice.id": "\(invoice.id.lowercased)", "error": "\(message)"])
                 try await recordFailure(invoice: invoice, of: charge.subscription, attempt: attempt, code: "invalid_payment_method", in: tx)
+            case .failure(let error):
+                // The provider could not answer: the set is retried, with the same keys.
+                throw error
             }
         }
         try await record(outcomes, in: tx)
         for id in later { try await charge([id], in: tx) }
-    }
-
-    /// One charge at the provider; a request it refuses (the method is gone) is an answer too.
-    private func ask(_ invoice: InvoiceView, of subscription: Subscription, attempt: Int, index: Int) async throws -> (Int, ProviderPaymentIntent?, String?) {
-        let request = ChargeRequest(
-            amount: invoice.amountDue, customer: subscription.customerId, paymentMethod: subscription.paymentMethod.id,
-            description: "Invoice \(invoice.number ?? invoice.id.lowercased)",
-            metadata: ["invoice_id": invoice.id.lowercased, "attempt": String(attempt), "subscription_id": subscription.id.lowercased])
-        do {
-            return (index, try await provider.charge(request, idempotencyKey: "invoice:\(invoice.id.lowercased):attempt:\(attempt)"), nil)
-        } catch ProviderError.invalidRequest(let message) {
-            return (index, nil, message)
-        }
     }
 
     /// An answer about an intent, with the rows it concerns locked by this transaction.

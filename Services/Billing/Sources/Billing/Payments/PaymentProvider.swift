@@ -23,6 +23,11 @@ public protocol PaymentProvider: Sendable {
     /// not an error: it is an intent whose status is `requiresPaymentMethod` with a failure code.
     func charge(_ request: ChargeRequest, idempotencyKey: String) async throws -> ProviderPaymentIntent
 
+    /// Several charges, each with its own key; the answers in the order asked, a request the
+    /// provider refuses (`ProviderError`) being that request's answer. By default the calls are
+    /// made concurrently (Stripe has no batch endpoint); the sandbox writes them as a set.
+    func charge(_ requests: [(request: ChargeRequest, idempotencyKey: String)]) async throws -> [Result<ProviderPaymentIntent, ProviderError>]
+
     /// The intent as the provider holds it now: webhooks are applied from this, never from the
     /// event's own copy, so an old event arriving late cannot undo a newer state.
     func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent
@@ -36,6 +41,25 @@ public protocol PaymentProvider: Sendable {
     /// Checks a webhook's signature header over the raw body (HMAC-SHA256 over `t.body`, 300 s
     /// tolerance on the wall clock, constant-time comparison) and reads the event's envelope.
     func verifyWebhook(body: [UInt8], signatureHeader: String?, now: Date) throws -> ProviderEvent
+}
+
+extension PaymentProvider {
+    public func charge(_ requests: [(request: ChargeRequest, idempotencyKey: String)]) async throws -> [Result<ProviderPaymentIntent, ProviderError>] {
+        try await withThrowingTaskGroup(of: (Int, Result<ProviderPaymentIntent, ProviderError>).self) { group in
+            for (index, (request, key)) in requests.enumerated() {
+                group.addTask {
+                    do {
+                        return (index, .success(try await charge(request, idempotencyKey: key)))
+                    } catch let error as ProviderError {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            var answers = [Result<ProviderPaymentIntent, ProviderError>](repeating: .failure(.unavailable("no answer")), count: requests.count)
+            for try await (index, answer) in group { answers[index] = answer }
+            return answers
+        }
+    }
 }
 
 public struct NewCustomer: Sendable, Equatable {

@@ -113,41 +113,97 @@ public struct SandboxProvider: PaymentProvider {
     }
 
     public func charge(_ request: ChargeRequest, idempotencyKey: String) async throws -> ProviderPaymentIntent {
-        guard request.amount.amount > 0 else { throw ProviderError.invalidRequest("amount must be a positive integer") }
-        return try await Database.transaction(client, context) { tx in
-            let method = try await tx.query("""
-                SELECT test_name FROM sandbox_payment_methods WHERE id = \(request.paymentMethod) AND customer_id = \(request.customer)
-                """)
-            var testName: String?
-            for try await name in method.decode(String.self) { testName = name }
-            guard let testName, let card = Card.named(testName) else {
-                if let existing = try await intent(where: "idempotency_key", is: idempotencyKey, in: tx) { return existing }
-                throw ProviderError.invalidRequest("No such PaymentMethod: '\(request.paymentMethod)' for this customer")
+        try await charge([(request, idempotencyKey)])[0].get()
+    }
+
+    /// Charges as a set, in one transaction with a statement per table: the methods read, the
+    /// intents created (a key seen before answers with its first intent), their events stored and
+    /// their deliveries scheduled.
+    public func charge(_ requests: [(request: ChargeRequest, idempotencyKey: String)]) async throws -> [Result<ProviderPaymentIntent, ProviderError>] {
+        guard !requests.isEmpty else { return [] }
+        return try await Database.transaction(client, context) { tx in try await charge(requests, in: tx) }
+    }
+
+    private func charge(_ requests: [(request: ChargeRequest, idempotencyKey: String)], in tx: Transaction) async throws
+        -> [Result<ProviderPaymentIntent, ProviderError>] {
+        var cards: [String: String] = [:]
+        for try await (id, customer, name) in try await tx.query("""
+            SELECT id, customer_id, test_name FROM sandbox_payment_methods WHERE id = ANY(\(requests.map(\.request.paymentMethod)))
+            """).decode((String, String, String).self) {
+            cards[id + "|" + customer] = name
+        }
+        var answers = [Result<ProviderPaymentIntent, ProviderError>?](repeating: nil, count: requests.count)
+        var fresh: [(index: Int, intent: ProviderPaymentIntent, key: String, request: ChargeRequest)] = []
+        var askAgain: [Int] = []
+        for (index, (request, key)) in requests.enumerated() {
+            guard request.amount.amount > 0 else { answers[index] = .failure(.invalidRequest("amount must be a positive integer")); continue }
+            guard let name = cards[request.paymentMethod + "|" + request.customer], let card = Card.named(name) else {
+                askAgain.append(index)  // a retry of a key whose method has gone since still gets its intent
+                continue
             }
-            let succeeded: Bool
-            if case .succeeds = card { succeeded = true } else { succeeded = false }
+            var succeeded = false
+            if case .succeeds = card { succeeded = true }
             let id = Self.newId("pi_")
-            let metadata = try JSONWriter.string(request.metadata)
-            // A key seen before answers with its first intent (no row comes back from the insert).
-            let created = try await Self.intents(tx.query("""
+            fresh.append((index, ProviderPaymentIntent(
+                id: id, status: succeeded ? .succeeded : .requiresPaymentMethod, amount: request.amount,
+                fee: Money(amount: succeeded ? Self.fee(on: request.amount.amount) : 0, currency: request.amount.currency),
+                failureCode: succeeded ? nil : "card_declined", failureMessage: succeeded ? nil : "Your card was declined.",
+                metadata: request.metadata, clientSecret: id + "_secret_" + Self.newId(""), created: Self.wholeMicroseconds(Date())), key, request))
+        }
+        var created: Set<String> = []
+        if !fresh.isEmpty {
+            let i = fresh.map(\.intent)
+            let r = fresh.map(\.request)
+            let metadata = try i.map { try JSONWriter.string($0.metadata) }
+            for try await id in try await tx.query("""
                 INSERT INTO sandbox_payment_intents (id, idempotency_key, customer_id, payment_method_id, amount, currency, fee, status,
                     failure_code, failure_message, description, metadata, transfer_group, client_secret, created_at, updated_at)
-                VALUES (\(id), \(idempotencyKey), \(request.customer), \(request.paymentMethod), \(request.amount.amount), \(request.amount.currency.code),
-                    \(succeeded ? Self.fee(on: request.amount.amount) : 0), \(succeeded ? "succeeded" : "requires_payment_method"),
-                    \(succeeded ? nil : "card_declined" as String?), \(succeeded ? nil : "Your card was declined." as String?), \(request.description),
-                    \(metadata)::jsonb, \(request.transferGroup), \(id + "_secret_" + Self.newId("")), now(), now())
+                SELECT n.id, n.key, n.customer, n.method, n.amount, n.currency, n.fee, n.status, n.failure_code, n.failure_message,
+                       n.description, n.metadata::jsonb, n.transfer_group, n.client_secret, n.created, n.created
+                FROM unnest(\(i.map(\.id))::text[], \(fresh.map(\.key))::text[], \(r.map(\.customer))::text[], \(r.map(\.paymentMethod))::text[],
+                            \(i.map(\.amount.amount))::bigint[], \(i.map(\.amount.currency.code))::text[], \(i.map(\.fee.amount))::bigint[],
+                            \(i.map(\.status.rawValue))::text[], \(NullableArray(i.map(\.failureCode)))::text[],
+                            \(NullableArray(i.map(\.failureMessage)))::text[], \(r.map(\.description))::text[],
+                            \(metadata)::text[], \(NullableArray(r.map(\.transferGroup)))::text[],
+                            \(i.map { $0.clientSecret ?? "" })::text[], \(i.map(\.created))::timestamptz[])
+                     AS n (id, key, customer, method, amount, currency, fee, status, failure_code, failure_message, description, metadata,
+                           transfer_group, client_secret, created)
                 ON CONFLICT (idempotency_key) DO NOTHING
-                RETURNING \(unescaped: Self.intentFields)
-                """)).first
-            guard let intent = created else {
-                guard let existing = try await intent(where: "idempotency_key", is: idempotencyKey, in: tx) else {
-                    throw ProviderError.unavailable("the intent vanished")
-                }
-                return existing
+                RETURNING id
+                """).decode(String.self) {
+                created.insert(id)
             }
-            try await emit(succeeded ? "payment_intent.succeeded" : "payment_intent.payment_failed", object: IntentObject(intent), in: tx)
-            return intent
         }
+        for entry in fresh {
+            if created.contains(entry.intent.id) { answers[entry.index] = .success(entry.intent) } else { askAgain.append(entry.index) }
+        }
+        if !askAgain.isEmpty {
+            // Keys seen before: their first intent, whatever the method has become.
+            var known: [String: ProviderPaymentIntent] = [:]
+            let keys = askAgain.map { requests[$0].idempotencyKey }
+            for (key, intent) in try await Self.keyedIntents(tx.query("""
+                SELECT idempotency_key, \(unescaped: Self.intentFields) FROM sandbox_payment_intents WHERE idempotency_key = ANY(\(keys))
+                """)) {
+                known[key] = intent
+            }
+            for index in askAgain {
+                let request = requests[index].request
+                answers[index] = known[requests[index].idempotencyKey].map { .success($0) }
+                    ?? .failure(.invalidRequest("No such PaymentMethod: '\(request.paymentMethod)' for this customer"))
+            }
+        }
+        let emitted = fresh.filter { created.contains($0.intent.id) }.map(\.intent)
+        try await emit(emitted.map { (type: $0.status == .succeeded ? "payment_intent.succeeded" : "payment_intent.payment_failed", object: IntentObject($0)) },
+                       in: tx)
+        return answers.map { $0 ?? .failure(.unavailable("no answer")) }
+    }
+
+    /// The date as Postgres keeps it (whole microseconds since 2000) and reads it back: an intent
+    /// answered from memory is equal to the one read later.
+    static func wholeMicroseconds(_ date: Date) -> Date {
+        let epoch = Date(timeIntervalSince1970: 946_684_800)
+        let microseconds = Int64(date.timeIntervalSince(epoch) * 1_000_000)
+        return Date(timeInterval: Double(microseconds) / 1_000_000, since: epoch)
     }
 
     public func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent {
@@ -209,22 +265,54 @@ public struct SandboxProvider: PaymentProvider {
     /// Stores the event and schedules its delivery in the sandbox's transaction; chaos adds a
     /// second delivery or a delay.
     func emit(_ type: String, object: some Encodable & Sendable, in tx: Transaction) async throws {
-        let id = Self.newId("evt_")
-        let created = Int64(Date().timeIntervalSince1970)
-        let body = try JSONWriter.string(EventBody(id: id, type: type, created: created, data: .init(object: object)))
-        try await tx.query("INSERT INTO sandbox_events (id, type, body) VALUES (\(id), \(type), \(body))")
-        var delay: TimeInterval = 0
-        if chaos, Int.random(in: 0..<10) < 3 { delay = Double.random(in: 0.5...3) }
-        try await tx.schedule(Self.deliver, key: id, payload: SandboxDelivery(eventId: id), at: tx.now.addingTimeInterval(delay))
-        if chaos, Int.random(in: 0..<10) < 3 {
-            try await tx.schedule(Self.deliver, key: id + ":again", payload: SandboxDelivery(eventId: id),
-                                  at: tx.now.addingTimeInterval(Double.random(in: 0...2)))
-        }
+        try await emit([(type, object)], in: tx)
     }
 
-    /// The delivery job: POSTs the signed event; anything but a 2xx is retried with backoff.
-    func deliver(_ delivery: SandboxDelivery, in tx: Transaction) async throws {
-        guard let body = try await tx.first("SELECT body FROM sandbox_events WHERE id = \(delivery.eventId)", as: String.self) else { return }
+    /// Stores events of one object type and schedules their deliveries, a statement each.
+    func emit<Object: Encodable & Sendable>(_ events: [(type: String, object: Object)], in tx: Transaction) async throws {
+        guard !events.isEmpty else { return }
+        let created = Int64(Date().timeIntervalSince1970)
+        let ids = events.map { _ in Self.newId("evt_") }
+        let bodies = try zip(ids, events).map { id, event in
+            try JSONWriter.string(EventBody(id: id, type: event.type, created: created, data: .init(object: event.object)))
+        }
+        try await tx.query("""
+            INSERT INTO sandbox_events (id, type, body) SELECT * FROM unnest(\(ids)::text[], \(events.map(\.type))::text[], \(bodies)::text[])
+            """)
+        var deliveries: [(key: String, payload: SandboxDelivery, due: Date)] = []
+        for id in ids {
+            var delay: TimeInterval = 0
+            if chaos, Int.random(in: 0..<10) < 3 { delay = Double.random(in: 0.5...3) }
+            deliveries.append((id, SandboxDelivery(eventId: id), tx.now.addingTimeInterval(delay)))
+            if chaos, Int.random(in: 0..<10) < 3 {
+                deliveries.append((id + ":again", SandboxDelivery(eventId: id), tx.now.addingTimeInterval(Double.random(in: 0...2))))
+            }
+        }
+        try await tx.schedule(Self.deliver, deliveries)
+    }
+
+    /// The delivery jobs, a set at a time: each event POSTed signed, all at once; the delivered
+    /// ones marked with one statement. Anything but a 2xx fails the set, whose jobs then run alone
+    /// and are retried with backoff (an event delivered twice is what webhooks promise anyway).
+    func deliver(_ deliveries: [SandboxDelivery], in tx: Transaction) async throws {
+        var bodies: [String: String] = [:]
+        for try await (id, body) in try await tx.query("""
+            SELECT id, body FROM sandbox_events WHERE id = ANY(\(deliveries.map(\.eventId)))
+            """).decode((String, String).self) {
+            bodies[id] = body
+        }
+        // One POST per delivery: chaos's second delivery of an event may be in the same set.
+        let posts = deliveries.compactMap { bodies[$0.eventId] }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for body in posts { group.addTask { try await post(body) } }
+            try await group.waitForAll()
+        }
+        try await tx.query("""
+            UPDATE sandbox_events SET delivered_at = now(), deliveries = deliveries + 1 WHERE id = ANY(\(Array(bodies.keys)))
+            """)
+    }
+
+    private func post(_ body: String) async throws {
         let bytes = Array(body.utf8)
         var request = HTTPClientRequest(url: webhookURL)
         request.method = .POST
@@ -234,7 +322,6 @@ public struct SandboxProvider: PaymentProvider {
         let response = try await httpClient.execute(request, timeout: .seconds(10))
         _ = try? await response.body.collect(upTo: 64 * 1024)
         guard (200..<300).contains(response.status.code) else { throw SandboxError.webhookRefused(Int(response.status.code)) }
-        try await tx.query("UPDATE sandbox_events SET delivered_at = now(), deliveries = deliveries + 1 WHERE id = \(delivery.eventId)")
     }
 
     enum SandboxError: Error, Equatable {
@@ -253,15 +340,30 @@ public struct SandboxProvider: PaymentProvider {
         return try await Self.intents(rows).first
     }
 
+    /// Intents read with their idempotency key in front (`SELECT idempotency_key, intentFields`).
+    static func keyedIntents(_ rows: PostgresRowSequence) async throws -> [(String, ProviderPaymentIntent)] {
+        var result: [(String, ProviderPaymentIntent)] = []
+        for try await (key, id, status, amount, currency, fee, code, message, metadata, secret, created)
+            in rows.decode((String, String, String, Int64, String, Int64, String?, String?, String, String, Date).self) {
+            result.append((key, try intent(id, status, amount, currency, fee, code, message, metadata, secret, created)))
+        }
+        return result
+    }
+
+    static func intent(_ id: String, _ status: String, _ amount: Int64, _ currency: String, _ fee: Int64, _ code: String?, _ message: String?,
+                       _ metadata: String, _ secret: String, _ created: Date) throws -> ProviderPaymentIntent {
+        let currency = try Currency(code: currency)
+        let meta = (try? JSONDecoder().decode([String: String].self, from: Data(metadata.utf8))) ?? [:]
+        return ProviderPaymentIntent(id: id, status: .init(rawValue: status) ?? .processing, amount: Money(amount: amount, currency: currency),
+                                     fee: Money(amount: fee, currency: currency), failureCode: code, failureMessage: message,
+                                     metadata: meta, clientSecret: secret, created: created)
+    }
+
     static func intents(_ rows: PostgresRowSequence) async throws -> [ProviderPaymentIntent] {
         var result: [ProviderPaymentIntent] = []
         for try await (id, status, amount, currency, fee, code, message, metadata, secret, created)
             in rows.decode((String, String, Int64, String, Int64, String?, String?, String, String, Date).self) {
-            let currency = try Currency(code: currency)
-            let meta = (try? JSONDecoder().decode([String: String].self, from: Data(metadata.utf8))) ?? [:]
-            result.append(ProviderPaymentIntent(id: id, status: .init(rawValue: status) ?? .processing, amount: Money(amount: amount, currency: currency),
-                                                fee: Money(amount: fee, currency: currency), failureCode: code, failureMessage: message,
-                                                metadata: meta, clientSecret: secret, created: created))
+            result.append(try intent(id, status, amount, currency, fee, code, message, metadata, secret, created))
         }
         return result
     }
