@@ -473,11 +473,12 @@ struct BillingRenewalSetTests {
         var invoices: [String] = []
         for try await (reason, status, total, start, end, lines) in try await h.client.query("""
             SELECT i.reason, i.status, i.total, i.period_start, i.period_end,
-                   (SELECT string_agg(l.kind || ':' || l.description || ':' || l.amount || ':' || l.period_start || ':' || l.period_end, ',' ORDER BY l.position)
+                   (SELECT string_agg(l.kind || ':' || l.description || ':' || l.amount || ':' || (l.period_start = i.period_start AND l.period_end = i.period_end), ','
+                                       ORDER BY l.position)
                     FROM invoice_lines l WHERE l.invoice_id = i.id)
             FROM invoices i WHERE i.subscription_id = \(id) ORDER BY i.created_at, i.id
             """, logger: TestInfrastructure.logger).decode((String, String, Int64, Date, Date, String?).self) {
-            invoices.append("\(reason) \(status) \(total) \(start.timeIntervalSince(s.createdAt)) \(end.timeIntervalSince(s.createdAt)) \(lines?.count ?? 0)")
+            invoices.append("\(reason) \(status) \(total) \(start.timeIntervalSince(s.createdAt)) \(end.timeIntervalSince(s.createdAt)) [\(lines ?? "")]")
         }
         var timers: [String] = []
         for try await (kind, due) in try await h.client.query("""
