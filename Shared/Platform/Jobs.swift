@@ -15,9 +15,9 @@ public struct JobKind<Payload: Codable & Sendable>: Sendable {
     /// The first retry's delay; each further retry doubles it (with jitter), up to `maximumBackoff`.
     public let backoff: Duration
     public let maximumBackoff: Duration
-    /// Runs in a transaction of its own rather than in a batch with other jobs: for a job that
-    /// takes a lock many others need (a counter row), which a batch would hold until all of its
-    /// jobs are done.
+    /// Runs in a transaction of its own rather than in a batch with other jobs (a set handler's
+    /// jobs of the kind still run together, as one set): for a job that takes a lock many others
+    /// need (a counter row), which a batch would hold until all of its jobs are done.
     public let runsAlone: Bool
 
     public init(_ name: String, maxAttempts: Int = 8, backoff: Duration = .seconds(1), maximumBackoff: Duration = .seconds(3600),
@@ -536,9 +536,15 @@ public struct JobRunner: Service {
                 in try await claim(connection).decode((UUID, String, String, String, Date, Int32, String?).self) {
                 claimed.append(Claimed(job: Job(id: id, kind: kind, key: key, dueAt: due, attempts: Int(attempts)), payload: payload, traceparent: traceparent))
             }
-            // A job that runs alone is run by itself; the others claimed with it are left untouched
-            // and are claimed again as soon as this short transaction ends.
-            let batch = claimed.first { handlers.entries[$0.job.kind]?.runsAlone == true }.map { [$0] } ?? claimed
+            // A kind that runs alone runs apart from other kinds (a set handler's jobs of it together,
+            // another handler's one by one); the others claimed with it are left untouched and are
+            // claimed again as soon as this short transaction ends.
+            let batch: [Claimed]
+            if let alone = claimed.first(where: { handlers.entries[$0.job.kind]?.runsAlone == true }) {
+                batch = handlers.entries[alone.job.kind]?.runSet != nil ? claimed.filter { $0.job.kind == alone.job.kind } : [alone]
+            } else {
+                batch = claimed
+            }
             var finished: [UUID] = []
             var setsRun: Set<String> = []
             for item in batch {

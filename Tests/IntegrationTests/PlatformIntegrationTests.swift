@@ -176,6 +176,35 @@ struct JobIntegrationTests {
         }
     }
 
+    static let aloneSet = JobKind<Payload>("test.alone-set", runsAlone: true)
+
+    /// A lone kind with a set handler: its jobs claimed together run as one set, apart from the rest.
+    @Test func aLoneSetKindRunsItsClaimedJobsTogetherApartFromOtherKinds() async throws {
+        try await withPlatformSchema { client, schema async throws in
+            let calls = NIOLockedValueBox<[[String]]>([])
+            var handlers = JobHandlers()
+            handlers.onSet(Self.aloneSet) { set, tx in
+                calls.withLockedValue { $0.append(set.map(\.payload.note).sorted()) }
+                for item in set {
+                    try await tx.query("INSERT INTO effects (event_id, aggregate) VALUES (\(item.job.id.uuidString), \(item.payload.note))")
+                }
+            }
+            handlers.on(Self.record) { payload, job, tx in
+                try await tx.query("INSERT INTO effects (event_id, aggregate) VALUES (\(job.id.uuidString), \(payload.note))")
+            }
+            try await Database.transaction(client, TestInfrastructure.context(schema)) { tx in
+                try await tx.schedule(Self.aloneSet, [(key: "p", payload: Payload(note: "p"), due: tx.now), (key: "q", payload: Payload(note: "q"), due: tx.now)])
+                try await tx.schedule(Self.record, key: "r", payload: Payload(note: "r"), at: tx.now)
+            }
+            let runner = runner(client, schema, handlers)
+            #expect(try await runner.runBatch() == 3)
+            #expect(calls.withLockedValue { $0 } == [["p", "q"]])
+            #expect(try await effects(client, "r") == 0, "the other kind waits for the next batch")
+            #expect(try await runner.runBatch() == 1)
+            #expect(try await effects(client, "r") == 1)
+        }
+    }
+
     /// A batch runs without savepoints: when one of its jobs fails, nothing of the batch commits
     /// and each job runs again alone. The others' effects commit once; the failing one is retried.
     @Test func oneFailingJobInABatchCostsTheOthersNothing() async throws {

@@ -41,7 +41,7 @@ def main() -> int:
             suite.start_postgres()
             suite.start_broker()
             suite.service_env.setdefault("billing", {}).update({
-                "JOBS_CONCURRENCY": "8", "JOBS_BATCH_SIZE": "20", "DATABASE_POOL_SIZE": "24", "LOG_LEVEL": "info",
+                "JOBS_CONCURRENCY": os.environ.get("BENCH_JOBS_CONCURRENCY", "8"), "JOBS_BATCH_SIZE": os.environ.get("BENCH_JOBS_BATCH_SIZE", "20"), "DATABASE_POOL_SIZE": "24", "LOG_LEVEL": "info",
                 "SANDBOX_WEBHOOK_SECRET": bench_billing.SECRET,
                 "SANDBOX_WEBHOOK_URL": f"{suite.url('billing')}/v1/webhooks/sandbox"})
             suite.migrate("billing")

@@ -89,8 +89,8 @@ public struct BillingService: ServiceModule {
         handlers.onSet(SubscriptionWorkflow.renew) { timers, tx in
             try await workflow.renew(timers.map(\.payload), in: tx)
         }
-        handlers.on(SubscriptionWorkflow.finalizeDrafts) { _, _, tx in
-            try await workflow.finalizeDrafts(in: tx)
+        handlers.onSet(SubscriptionWorkflow.finalizeDrafts) { finalizers, tx in
+            try await workflow.finalizeDrafts(finalizers.map(\.payload), in: tx)
         }
         handlers.on(SubscriptionWorkflow.trialEnding) { timer, _, tx in
             try await workflow.applyIfAllowed(.trialEnding, to: timer.subscriptionId, in: tx)

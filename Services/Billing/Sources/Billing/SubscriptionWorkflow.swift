@@ -39,7 +39,11 @@ struct InvoiceCharge: Codable, Sendable {
     var invoiceId: UUID
 }
 
-struct FinalizeDrafts: Codable, Sendable {}
+/// The drafts a finaliser numbers. Without ids (a job stored before ids were given), the oldest
+/// waiting drafts, up to a set.
+struct FinalizeDrafts: Codable, Sendable {
+    var invoiceIds: [UUID]?
+}
 
 /// The subscription's process: every change loads the subscription locked, asks the transition
 /// table, and carries out the effects in the same transaction (state, invoices, ledger, timers,
@@ -49,9 +53,10 @@ struct SubscriptionWorkflow: Sendable {
     static let trialEnding = JobKind<SubscriptionTimer>("billing.trial-ending")
     static let incompleteDeadline = JobKind<SubscriptionTimer>("billing.incomplete-deadline")
     static let autoResume = JobKind<SubscriptionTimer>("billing.auto-resume")
-    /// Finalises the drafts renewals leave, as a set. Each draft schedules one (keyed by the draft,
-    /// so renewals never wait on a shared row); whichever runs first takes every draft waiting and
-    /// removes the others' jobs. Alone in its transaction, so the year's counter is held briefly.
+    /// Finalises the drafts renewals leave, as a set: a renewal (or a set of them) schedules one
+    /// naming its drafts, keyed by its first (so renewals never wait on a shared row), and the
+    /// finalisers claimed together number the union of their drafts. Alone in its transaction, so
+    /// the year's counter is held briefly.
     static let finalizeDrafts = JobKind<FinalizeDrafts>("billing.finalize-invoices", runsAlone: true)
     /// Charges an open invoice (now, or at a dunning retry); key: the invoice id.
     static let chargeInvoice = JobKind<InvoiceCharge>("billing.charge-invoice", maxAttempts: 12, backoff: .seconds(2), maximumBackoff: .seconds(1800))
@@ -299,11 +304,8 @@ struct SubscriptionWorkflow: Sendable {
         try await tx.schedule(Self.renew, renewed.map {
             (key: $0.id.lowercased, payload: SubscriptionTimer(subscriptionId: $0.id, due: $0.currentPeriodEnd), due: $0.currentPeriodEnd)
         }, ifExists: .replace)
-        // One finaliser for the set: whichever finaliser runs first takes the whole set (or, at its
-        // limit, leaves a follow-up), so one job stands for all of these drafts. Its key is the
-        // draft a finaliser takes first (they share a creation time; the lowest id goes first).
-        let first = drafts.map(\.id.lowercased).min() ?? ""
-        try await tx.schedule(Self.finalizeDrafts, key: first, payload: FinalizeDrafts(), at: tx.now)
+        // One finaliser for the set's drafts.
+        try await tx.schedule(Self.finalizeDrafts, key: drafts[0].id.lowercased, payload: FinalizeDrafts(invoiceIds: drafts.map(\.id)), at: tx.now)
     }
 
     /// The renewed subscription and its draft, when `event` is a plain renewal of `s`; nil when it
@@ -340,16 +342,34 @@ struct SubscriptionWorkflow: Sendable {
     func draftPlanInvoice(for s: Subscription, plan: Plan, in tx: Transaction) async throws -> UUID {
         let id = try await invoices.draft(subscription: s, reason: .subscriptionCycle, lines: [Self.planLine(plan, for: s)], periodStart: s.currentPeriodStart,
                                           periodEnd: s.currentPeriodEnd, in: tx)
-        try await tx.schedule(Self.finalizeDrafts, key: id.lowercased, payload: FinalizeDrafts(), at: tx.now)
+        try await tx.schedule(Self.finalizeDrafts, key: id.lowercased, payload: FinalizeDrafts(invoiceIds: [id]), at: tx.now)
         return id
     }
 
     /// The set finaliser (Stripe finalises renewal drafts the same way, apart from the renewal):
-    /// numbers up to a set of drafts with one counter update, posts what they owe to the ledger,
-    /// schedules their charges and drops the finaliser jobs keyed by them, each in one statement.
-    /// After a full set it leaves a follow-up for the drafts beyond it.
+    /// numbers the drafts named (those still drafts: one voided since is passed over) with one
+    /// counter update, in creation order, posts what they owe to the ledger and schedules their
+    /// charges, each in one statement. Finalisers without ids take the oldest waiting drafts, up
+    /// to a set, and leave a follow-up after a full one.
+    func finalizeDrafts(_ jobs: [FinalizeDrafts], in tx: Transaction) async throws {
+        let named = jobs.compactMap(\.invoiceIds).flatMap { $0 }
+        if !named.isEmpty { try await finalize(try await invoices.finalizeDrafts(named, in: tx), in: tx) }
+        if jobs.contains(where: { $0.invoiceIds == nil }) { try await finalizeDrafts(in: tx) }
+    }
+
+    /// The oldest waiting drafts, up to `limit`.
     func finalizeDrafts(limit: Int = Self.finalizeSetSize, in tx: Transaction) async throws {
         let finalized = try await invoices.finalizeDrafts(limit: limit, in: tx)
+        try await finalize(finalized, in: tx)
+        try await tx.cancelWaiting(Self.finalizeDrafts, keys: finalized.map(\.id.lowercased))
+        if finalized.count == limit, let last = finalized.last {
+            try await tx.schedule(Self.finalizeDrafts, key: "after:\(last.id.lowercased)", payload: FinalizeDrafts(), at: tx.now)
+        }
+    }
+
+    /// What follows a set's numbering: what they owe posted, their charges scheduled.
+    private func finalize(_ finalized: [InvoiceRepository.Finalized], in tx: Transaction) async throws {
+        guard !finalized.isEmpty else { return }
         try await ledger.post(finalized.map {
             Ledger.Posting(kind: "invoice_issued", reference: $0.id.lowercased, currency: $0.total.currency, memo: $0.number,
                            lines: [.init(account: .accountsReceivable, amount: $0.total.amount),
@@ -357,13 +377,7 @@ struct SubscriptionWorkflow: Sendable {
         }, in: tx)
         try await tx.schedule(Self.chargeInvoice, finalized.map { (key: $0.id.lowercased, payload: InvoiceCharge(invoiceId: $0.id), due: tx.now) },
                               ifExists: .replace)
-        try await tx.cancelWaiting(Self.finalizeDrafts, keys: finalized.map(\.id.lowercased))
-        if finalized.count == limit, let last = finalized.last {
-            // A full set: drafts may be left whose job was one of those just dropped (a renewal set
-            // schedules one for all of its drafts), so a follow-up takes them.
-            try await tx.schedule(Self.finalizeDrafts, key: "after:\(last.id.lowercased)", payload: FinalizeDrafts(), at: tx.now)
-        }
-        if !finalized.isEmpty { tx.logger.info("invoices finalised", metadata: ["count": "\(finalized.count)"]) }
+        tx.logger.info("invoices finalised", metadata: ["count": "\(finalized.count)"])
     }
 
     /// Issues an invoice: finalised with its number, owed in the ledger, and charged by a job now.
