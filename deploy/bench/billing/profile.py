@@ -33,8 +33,13 @@ def main() -> int:
     p.add_argument("--subscriptions", type=int, default=3000)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--bin-dir", type=Path, default=None)
+    p.add_argument("--explain-ms", type=int, default=0,
+                   help="also log the plans of statements slower than this (auto_explain, nested ones included); printed at the end")
     args = p.parse_args()
     settings = {**bench_billing.PG_SETTINGS, "shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
+    if args.explain_ms:
+        settings.update({"shared_preload_libraries": "pg_stat_statements,auto_explain", "auto_explain.log_min_duration": f"{args.explain_ms}ms",
+                         "auto_explain.log_nested_statements": "on", "auto_explain.log_analyze": "on"})
     suite = Suite.throwaway(ROOT, build_config="release", bin_dir=args.bin_dir, pg_settings=settings)
     try:
         with suite:
@@ -51,7 +56,7 @@ def main() -> int:
             started = time.monotonic()
             suite.start_service("billing")
             paid = "SELECT count(*) FROM billing.invoices WHERE reason = 'subscription_cycle' AND status = 'paid'"
-            bench_billing.wait_for(suite, paid, args.subscriptions, 3600, "renewals paid")
+            bench_billing.wait_for(suite, paid, 2 * args.subscriptions, 3600, "renewals paid")
             renewed = time.monotonic() - started
             bench_billing.wait_for(suite, "SELECT count(*) FROM billing.sandbox_events WHERE delivered_at IS NOT NULL",
                                    args.subscriptions, 3600, "webhooks delivered")
@@ -71,6 +76,8 @@ SELECT round(calls::numeric / {n}, 2) AS per_renewal, round(total_exec_time::num
        left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
 FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
 ORDER BY total_exec_time DESC LIMIT {args.top}"""))
+            if args.explain_ms:
+                print(suite.log_path("postgres").read_text())
     except SuiteError as e:
         say(f"error: {e}")
         return 1

@@ -170,14 +170,16 @@ struct InvoiceRepository: Sendable {
     /// Finalises the drafts named (those still drafts) in one statement: one update of the year's
     /// counter for the whole set (it stays locked only until this short transaction commits), the
     /// drafts numbered in creation order from it, opened and marked due for collection now. Waits
-    /// for a draft another transaction holds (a cancellation voiding it). Found by id: no walk
-    /// over the index of drafts, whose entries for drafts finalised before linger until vacuum.
+    /// for a draft another transaction holds (a cancellation voiding it). Found by id alone (the
+    /// status is checked on the locked rows): no walk over the drafts' index, whose entries for
+    /// drafts finalised before linger until vacuum and whose statistics say it is nearly empty.
     func finalizeDrafts(_ ids: [UUID], in tx: Transaction) async throws -> [Finalized] {
         guard !ids.isEmpty else { return [] }
         let year = Calendar.utc.component(.year, from: tx.now)
         let rows = try await tx.query("""
-            WITH picked AS (
-                SELECT id, created_at FROM invoices WHERE id = ANY(\(ids)) AND status = 'draft' ORDER BY id FOR UPDATE),
+            WITH locked AS MATERIALIZED (
+                SELECT id, created_at, status FROM invoices WHERE id = ANY(\(ids)) ORDER BY id FOR UPDATE),
+            picked AS (SELECT id, created_at FROM locked WHERE status = 'draft'),
             counter AS (
                 INSERT INTO invoice_number_counters (year, last_number) SELECT \(year), count(*) FROM picked HAVING count(*) > 0
                 ON CONFLICT (year) DO UPDATE SET last_number = invoice_number_counters.last_number + EXCLUDED.last_number
@@ -230,10 +232,16 @@ struct InvoiceRepository: Sendable {
     /// Marks open invoices paid, in one statement.
     func markPaid(_ payments: [(id: UUID, amount: Money)], in tx: Transaction) async throws {
         guard !payments.isEmpty else { return }
+        // Found by id only and left as they are unless open: a `status = 'open'` condition would
+        // let the planner walk the unsettled invoices' index, which its statistics (taken when few
+        // invoices were open) make look tiny on the very day renewals fill it.
         try await tx.query("""
-            UPDATE invoices i SET status = 'paid', amount_paid = p.amount, paid_at = \(tx.now), next_attempt_at = NULL
+            UPDATE invoices i SET status = CASE WHEN i.status = 'open' THEN 'paid' ELSE i.status END,
+                amount_paid = CASE WHEN i.status = 'open' THEN p.amount ELSE i.amount_paid END,
+                paid_at = CASE WHEN i.status = 'open' THEN \(tx.now) ELSE i.paid_at END,
+                next_attempt_at = CASE WHEN i.status = 'open' THEN NULL ELSE i.next_attempt_at END
             FROM unnest(\(payments.map(\.id))::uuid[], \(payments.map(\.amount.amount))::bigint[]) AS p (id, amount)
-            WHERE i.id = p.id AND i.status = 'open'
+            WHERE i.id = p.id
             """)
     }
 
