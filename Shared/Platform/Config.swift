@@ -126,6 +126,8 @@ public struct ServiceSettings: Sendable {
     /// Job runner workers, jobs claimed per transaction, and the longest sleep between looks.
     public var jobConcurrency: Int
     public var jobBatchSize: Int
+    /// How long a job worker woken by a NOTIFY waits for more jobs before claiming its batch.
+    public var jobGatherMilliseconds: Int
     public var jobPollInterval: Duration
 
     public init(serviceName: String, defaultPort: Int, needsDatabase: Bool = true, reader: ConfigReader) throws {
@@ -160,6 +162,7 @@ public struct ServiceSettings: Sendable {
         }
         self.jobConcurrency = try reader.int("JOBS_CONCURRENCY", default: 4, range: 1...64)
         self.jobBatchSize = try reader.int("JOBS_BATCH_SIZE", default: 20, range: 1...1_000)
+        self.jobGatherMilliseconds = try reader.int("JOBS_GATHER_MS", default: 5, range: 0...1_000)
         self.jobPollInterval = try reader.duration(milliseconds: "JOBS_POLL_INTERVAL_MS", default: 1_000)
     }
 }

@@ -270,6 +270,9 @@ final class WakeSignal: Sendable {
         var generation = 0
         var next = 0
         var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        /// A worker was woken for a NOTIFY and has not claimed yet: its claim will see every job
+        /// committed before it, so further NOTIFYs until then wake no one more.
+        var wakePending = false
     }
 
     private let state = NIOLockedValueBox(State())
@@ -288,21 +291,33 @@ final class WakeSignal: Sendable {
     /// The generation moves too, so a worker about to wait runs instead.
     func fireOne() {
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-            state.generation += 1
-            guard let oldest = state.waiters.keys.min() else { return nil }
+            guard !state.wakePending else { return nil }
+            guard let oldest = state.waiters.keys.min() else {
+                // No one waiting: a worker about to wait runs once more instead.
+                state.generation += 1
+                return nil
+            }
+            state.wakePending = true
             return state.waiters.removeValue(forKey: oldest)
         }
         waiter?.resume()
     }
 
+    /// A worker is about to claim: a NOTIFY from now on may wake another.
+    func claiming() {
+        state.withLockedValue { $0.wakePending = false }
+    }
+
     var generation: Int { state.withLockedValue { $0.generation } }
 
-    /// Returns when fired after `generation` was read, after `timeout`, or when cancelled.
-    func wait(since generation: Int, timeout: Duration) async {
+    /// Returns when fired after `generation` was read, after `timeout`, or when cancelled: true when fired.
+    @discardableResult
+    func wait(since generation: Int, timeout: Duration) async -> Bool {
         let id = state.withLockedValue { state -> Int in
             state.next += 1
             return state.next
         }
+        let timedOut = NIOLockedValueBox(false)
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let parked = state.withLockedValue { state -> Bool in
@@ -313,16 +328,20 @@ final class WakeSignal: Sendable {
                 guard parked else { return continuation.resume() }
                 Task { [weak self] in
                     try? await Task.sleep(for: timeout)
-                    self?.release(id)
+                    if self?.release(id) == true { timedOut.withLockedValue { $0 = true } }
                 }
             }
         } onCancel: {
             release(id)
         }
+        return !timedOut.withLockedValue { $0 }
     }
 
-    private func release(_ id: Int) {
-        state.withLockedValue { $0.waiters.removeValue(forKey: id) }?.resume()
+    @discardableResult
+    private func release(_ id: Int) -> Bool {
+        guard let waiter = state.withLockedValue({ $0.waiters.removeValue(forKey: id) }) else { return false }
+        waiter.resume()
+        return true
     }
 }
 
@@ -342,6 +361,9 @@ public struct JobRunner: Service {
     let concurrency: Int
     let batchSize: Int
     let pollInterval: Duration
+    /// How long a worker woken by a NOTIFY waits before claiming, so that the jobs scheduled in
+    /// the meantime (a burst of webhooks) are claimed as one batch rather than one each.
+    let gather: Duration
     let logger: Logger
     let signal = WakeSignal()
     let kinds: [String]
@@ -368,7 +390,8 @@ public struct JobRunner: Service {
     }
 
     public init(client: PostgresClient, handlers: JobHandlers, service: String, clock: BusinessClock,
-                concurrency: Int = 4, batchSize: Int = 20, pollInterval: Duration = .seconds(1), logger: Logger) {
+                concurrency: Int = 4, batchSize: Int = 20, pollInterval: Duration = .seconds(1), gather: Duration = .milliseconds(5),
+                logger: Logger) {
         self.client = client
         self.handlers = handlers
         self.service = service
@@ -376,6 +399,7 @@ public struct JobRunner: Service {
         self.concurrency = max(1, concurrency)
         self.batchSize = max(1, batchSize)
         self.pollInterval = pollInterval
+        self.gather = gather
         self.logger = logger
         self.kinds = handlers.kinds
         self.metrics = Instruments(service: service)
@@ -462,6 +486,7 @@ public struct JobRunner: Service {
         while !Task.isCancelled {
             let generation = signal.generation
             do {
+                signal.claiming()
                 let ran = try await runBatch()
                 if ran == batchSize {
                     // A full batch: more may be due, so another worker is woken to share it.
@@ -469,7 +494,15 @@ public struct JobRunner: Service {
                     continue
                 }
                 let wait = try await timeUntilNextDue()
-                if wait > .zero { await signal.wait(since: generation, timeout: wait) }
+                if wait == .zero {
+                    // A partial batch, and more due already (a trickle, or jobs other workers are
+                    // running): a moment's pause lets the next ones gather into one batch.
+                    if gather > .zero { try? await Task.sleep(for: gather) }
+                } else if await signal.wait(since: generation, timeout: wait), gather > .zero {
+                    // Woken early (a NOTIFY): the same pause; the NOTIFYs that come in it wake no
+                    // other worker.
+                    try? await Task.sleep(for: gather)
+                }
             } catch {
                 if Task.isCancelled { return }
                 logger.warning("job runner interrupted", metadata: ["error": "\(String(reflecting: error))"])

@@ -165,7 +165,7 @@ public enum ServiceRuntime<Module: ServiceModule> {
         }
         services.append(JobRunner(client: postgres, handlers: jobHandlers(of: module), service: Module.name, clock: clock,
                                   concurrency: settings.jobConcurrency, batchSize: settings.jobBatchSize,
-                                  pollInterval: settings.jobPollInterval, logger: logger))
+                                  pollInterval: settings.jobPollInterval, gather: .milliseconds(settings.jobGatherMilliseconds), logger: logger))
         services.append(DatabasePoolMetrics(client: postgres, settings: database, logger: logger))
         services.append(contentsOf: module.backgroundServices)
         return Application(
