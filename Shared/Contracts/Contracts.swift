@@ -22,6 +22,8 @@ public enum Topics {
     /// What happens to a vendor's subscription that the vendor is told about (trial ending,
     /// payment failed, suspended, reactivated, canceled), keyed by subscription id.
     public static let billingSubscriptions = "billing.subscriptions.v1"
+    /// Billing's word on orders' payments (intent created, succeeded, refunded), keyed by order id.
+    public static let billingPayments = "billing.payments.v1"
     /// The order lifecycle (placed, paid, canceled, …), keyed by order id.
     public static let ordersOrders = "orders.orders.v1"
     /// A listing's public life (published, updated, withdrawn, sold, removed, moderated), keyed by listing id.
@@ -31,7 +33,7 @@ public enum Topics {
 
     /// Every topic the dev broker pre-creates (dead-letter topics included).
     public static let all = [identityUsers, identitySessions, identityNotifications,
-                             billingEntitlements, billingSubscriptions, ordersOrders, listingsListings, listingsStock]
+                             billingEntitlements, billingSubscriptions, billingPayments, ordersOrders, listingsListings, listingsStock]
         + privacyParticipants.map(privacy)
         + ["identity", "listings", "billing", "orders", "messaging"].map { "\($0).dlq.v1" }
 }
@@ -56,6 +58,13 @@ public enum EventTypes {
     public static let orderPlaced = "marketplace.orders.order.placed.v1"
     public static let orderPaid = "marketplace.orders.order.paid.v1"
     public static let orderCanceled = "marketplace.orders.order.canceled.v1"
+    public static let orderShipped = "marketplace.orders.order.shipped.v1"
+    public static let orderDelivered = "marketplace.orders.order.delivered.v1"
+    public static let orderReceived = "marketplace.orders.order.received.v1"
+    public static let orderCompleted = "marketplace.orders.order.completed.v1"
+    public static let paymentIntentCreated = "marketplace.billing.payment.intent_created.v1"
+    public static let paymentSucceeded = "marketplace.billing.payment.succeeded.v1"
+    public static let paymentRefunded = "marketplace.billing.payment.refunded.v1"
     public static let stockReserved = "marketplace.listings.stock.reserved.v1"
     public static let stockRejected = "marketplace.listings.stock.rejected.v1"
     public static let stockReleased = "marketplace.listings.stock.released.v1"

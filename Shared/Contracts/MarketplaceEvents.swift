@@ -87,23 +87,137 @@ public enum OrderEvents {
     public static let placed = EventContract<OrderPlacedV1>(EventTypes.orderPlaced, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
     public static let paid = EventContract<OrderPaidV1>(EventTypes.orderPaid, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
     public static let canceled = EventContract<OrderCanceledV1>(EventTypes.orderCanceled, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let shipped = EventContract<OrderShippedV1>(EventTypes.orderShipped, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let delivered = EventContract<OrderDeliveredV1>(EventTypes.orderDelivered, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let received = EventContract<OrderReceivedV1>(EventTypes.orderReceived, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let completed = EventContract<OrderCompletedV1>(EventTypes.orderCompleted, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
 }
 
 /// `marketplace.orders.order.placed.v1`: a buyer asks for `quantity` units of a listing; listings
 /// answers with `stock.reserved` (and the snapshot to price from) or `stock.rejected`.
+///
+/// The price is the one the order was placed at (orders' listing snapshot, in minor units) with the
+/// vendor's commission on it: billing takes payment of `totalAmount`, and listings refuses the stock
+/// if its price is no longer `unitPriceAmount`. Absent on events from before prices were stated.
 public struct OrderPlacedV1: Codable, Sendable, Equatable {
     public var orderId: UUID
     public var listingId: UUID
     public var buyerId: UUID
     public var quantity: Int
     public var placedAt: Date
+    public var vendorId: UUID?
+    public var unitPriceAmount: Int64?
+    public var totalAmount: Int64?
+    public var commissionAmount: Int64?
+    public var currency: String?
+    /// When the order is canceled unless paid.
+    public var paymentDueAt: Date?
 
-    public init(orderId: UUID, listingId: UUID, buyerId: UUID, quantity: Int, placedAt: Date) {
+    public init(orderId: UUID, listingId: UUID, buyerId: UUID, quantity: Int, placedAt: Date, vendorId: UUID? = nil,
+                unitPriceAmount: Int64? = nil, totalAmount: Int64? = nil, commissionAmount: Int64? = nil, currency: String? = nil,
+                paymentDueAt: Date? = nil) {
         self.orderId = orderId
         self.listingId = listingId
         self.buyerId = buyerId
         self.quantity = quantity
         self.placedAt = placedAt
+        self.vendorId = vendorId
+        self.unitPriceAmount = unitPriceAmount
+        self.totalAmount = totalAmount
+        self.commissionAmount = commissionAmount
+        self.currency = currency
+        self.paymentDueAt = paymentDueAt
+    }
+}
+
+/// `marketplace.orders.order.shipped.v1`: the vendor sent it.
+public struct OrderShippedV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    public var carrier: String
+    public var trackingNumber: String
+    public var shippedAt: Date
+
+    public init(orderId: UUID, listingId: UUID, buyerId: UUID, vendorId: UUID, carrier: String, trackingNumber: String, shippedAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.buyerId = buyerId
+        self.vendorId = vendorId
+        self.carrier = carrier
+        self.trackingNumber = trackingNumber
+        self.shippedAt = shippedAt
+    }
+}
+
+/// `marketplace.orders.order.delivered.v1`: the vendor says it arrived; receipt is assumed at
+/// `receiptAssumedAt` unless the buyer confirms or disputes first.
+public struct OrderDeliveredV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    public var deliveredAt: Date
+    public var receiptAssumedAt: Date
+
+    public init(orderId: UUID, listingId: UUID, buyerId: UUID, vendorId: UUID, deliveredAt: Date, receiptAssumedAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.buyerId = buyerId
+        self.vendorId = vendorId
+        self.deliveredAt = deliveredAt
+        self.receiptAssumedAt = receiptAssumedAt
+    }
+}
+
+/// `marketplace.orders.order.received.v1`: the buyer has it (confirmed, or assumed after 14 days):
+/// the money leaves escrow as stated here, `vendorAmount` to the vendor and `commissionAmount` to
+/// the marketplace (they add up to `totalAmount` less `refundedAmount`).
+public struct OrderReceivedV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    public var totalAmount: Int64
+    public var refundedAmount: Int64
+    public var commissionAmount: Int64
+    public var vendorAmount: Int64
+    public var currency: String
+    /// True when receipt was assumed (14 days after delivery) rather than confirmed.
+    public var assumed: Bool
+    public var receivedAt: Date
+
+    public init(orderId: UUID, listingId: UUID, buyerId: UUID, vendorId: UUID, totalAmount: Int64, refundedAmount: Int64,
+                commissionAmount: Int64, vendorAmount: Int64, currency: String, assumed: Bool, receivedAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.buyerId = buyerId
+        self.vendorId = vendorId
+        self.totalAmount = totalAmount
+        self.refundedAmount = refundedAmount
+        self.commissionAmount = commissionAmount
+        self.vendorAmount = vendorAmount
+        self.currency = currency
+        self.assumed = assumed
+        self.receivedAt = receivedAt
+    }
+}
+
+/// `marketplace.orders.order.completed.v1`: the review window closed; nothing more happens to it.
+public struct OrderCompletedV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var listingId: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    public var completedAt: Date
+
+    public init(orderId: UUID, listingId: UUID, buyerId: UUID, vendorId: UUID, completedAt: Date) {
+        self.orderId = orderId
+        self.listingId = listingId
+        self.buyerId = buyerId
+        self.vendorId = vendorId
+        self.completedAt = completedAt
     }
 }
 
@@ -112,11 +226,16 @@ public struct OrderPaidV1: Codable, Sendable, Equatable {
     public var orderId: UUID
     public var listingId: UUID
     public var paidAt: Date
+    /// The parties (absent on events from before they were stated).
+    public var buyerId: UUID?
+    public var vendorId: UUID?
 
-    public init(orderId: UUID, listingId: UUID, paidAt: Date) {
+    public init(orderId: UUID, listingId: UUID, paidAt: Date, buyerId: UUID? = nil, vendorId: UUID? = nil) {
         self.orderId = orderId
         self.listingId = listingId
         self.paidAt = paidAt
+        self.buyerId = buyerId
+        self.vendorId = vendorId
     }
 }
 
@@ -127,12 +246,73 @@ public struct OrderCanceledV1: Codable, Sendable, Equatable {
     public var listingId: UUID
     public var reason: String
     public var canceledAt: Date
+    /// The parties (absent on events from before they were stated).
+    public var buyerId: UUID?
+    public var vendorId: UUID?
+    /// Whether the buyer had paid: billing refunds what it holds for the order in full.
+    public var wasPaid: Bool?
 
-    public init(orderId: UUID, listingId: UUID, reason: String, canceledAt: Date) {
+    public init(orderId: UUID, listingId: UUID, reason: String, canceledAt: Date, buyerId: UUID? = nil, vendorId: UUID? = nil,
+                wasPaid: Bool? = nil) {
         self.orderId = orderId
         self.listingId = listingId
         self.reason = reason
         self.canceledAt = canceledAt
+        self.buyerId = buyerId
+        self.vendorId = vendorId
+        self.wasPaid = wasPaid
+    }
+}
+
+/// Billing's word on an order's payment, on `billing.payments.v1` (key: order id): what orders
+/// shows as the order's `payment` and moves the order on.
+public enum PaymentEvents {
+    public static let intentCreated = EventContract<PaymentIntentV1>(EventTypes.paymentIntentCreated, topic: Topics.billingPayments, aggregate: "orders") { $0.orderId }
+    public static let succeeded = EventContract<PaymentIntentV1>(EventTypes.paymentSucceeded, topic: Topics.billingPayments, aggregate: "orders") { $0.orderId }
+    public static let refunded = EventContract<PaymentRefundedV1>(EventTypes.paymentRefunded, topic: Topics.billingPayments, aggregate: "orders") { $0.orderId }
+}
+
+/// `marketplace.billing.payment.intent_created.v1` and `…payment.succeeded.v1`: the order's
+/// payment intent (`clientSecret` for the buyer's client to confirm it) and its status.
+public struct PaymentIntentV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var intentId: String
+    public var clientSecret: String?
+    public var status: String
+    public var amount: Int64
+    public var currency: String
+    public var occurredAt: Date
+
+    public init(orderId: UUID, intentId: String, clientSecret: String?, status: String, amount: Int64, currency: String, occurredAt: Date) {
+        self.orderId = orderId
+        self.intentId = intentId
+        self.clientSecret = clientSecret
+        self.status = status
+        self.amount = amount
+        self.currency = currency
+        self.occurredAt = occurredAt
+    }
+}
+
+/// `marketplace.billing.payment.refunded.v1`: money went back to the buyer (`amount` of it; the
+/// order's refunds so far add up to `refundedTotal`).
+public struct PaymentRefundedV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var intentId: String
+    public var refundId: String
+    public var amount: Int64
+    public var refundedTotal: Int64
+    public var currency: String
+    public var refundedAt: Date
+
+    public init(orderId: UUID, intentId: String, refundId: String, amount: Int64, refundedTotal: Int64, currency: String, refundedAt: Date) {
+        self.orderId = orderId
+        self.intentId = intentId
+        self.refundId = refundId
+        self.amount = amount
+        self.refundedTotal = refundedTotal
+        self.currency = currency
+        self.refundedAt = refundedAt
     }
 }
 

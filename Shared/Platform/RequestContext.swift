@@ -56,6 +56,13 @@ extension ServiceRequestContext {
         return principal
     }
 
+    /// The path's `name` parameter as an id. One that is not a UUID names nothing, like an unknown
+    /// one: `notFound` (the resource's 404) either way.
+    public func uuidParameter(_ name: String = "id", notFound: some Error) throws -> UUID {
+        guard let text = parameters.get(name), text.utf8.count == 36, let id = UUID(uuidString: text) else { throw notFound }
+        return id
+    }
+
     /// The request as an operation: what repositories, the outbox and jobs are handed.
     public var operation: OperationContext {
         OperationContext(service: service?.name ?? "unknown", requestId: requestId, trace: trace ?? .make(), principal: principal,

@@ -148,7 +148,7 @@ struct BillingController: Sendable {
         }
         signedIn.get("/v1/invoices/{id}") { request, context -> Response in
             let caller = try context.requirePrincipal()
-            let id = try uuidParameter(context, notFound: BillingError.invoiceNotFound)
+            let id = try context.uuidParameter(notFound: BillingError.invoiceNotFound)
             let invoice = try await Database.transaction(subscriptions.client, context.operation) { tx in
                 guard let invoice = try await subscriptions.workflow.invoices.load(id, in: tx) else { throw BillingError.invoiceNotFound }
                 do {
@@ -216,13 +216,7 @@ struct BillingController: Sendable {
     }
 
     private func subscriptionId(_ context: AppRequestContext) throws -> UUID {
-        try uuidParameter(context, notFound: BillingError.subscriptionNotFound)
+        try context.uuidParameter(notFound: BillingError.subscriptionNotFound)
     }
 
-    /// An id that is not a UUID names nothing: 404, like an unknown one.
-    private func uuidParameter(_ context: AppRequestContext, notFound: BillingError) throws -> UUID {
-        let text = try context.parameters.require("id")
-        guard text.utf8.count == 36, let id = UUID(uuidString: text) else { throw notFound }
-        return id
-    }
 }

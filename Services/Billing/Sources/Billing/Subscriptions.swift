@@ -185,13 +185,3 @@ struct Subscriptions: Sendable {
         return result
     }
 }
-
-/// Every time an admin reads a vendor's billing records, a row says who read what and when
-/// (append-only; read with the database's tools until the audit desk comes).
-enum StaffReads {
-    static func record(_ caller: Principal, read subject: String, id: UUID?, in tx: Transaction) async throws {
-        try await tx.query("""
-            INSERT INTO staff_reads (actor_id, subject, subject_id, request_id, at) VALUES (\(caller.userId), \(subject), \(id), \(tx.context.requestId), now())
-            """)
-    }
-}

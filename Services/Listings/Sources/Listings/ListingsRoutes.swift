@@ -122,10 +122,7 @@ struct ListingsController: Sendable {
     }
 
     private func listingId(_ context: AppRequestContext) throws -> UUID {
-        let text = try context.parameters.require("id")
-        // An id that is not a UUID names no listing.
-        guard text.utf8.count == 36, let id = UUID(uuidString: text) else { throw ListingsError.listingNotFound }
-        return id
+        try context.uuidParameter(notFound: ListingsError.listingNotFound)
     }
 
     // MARK: Search

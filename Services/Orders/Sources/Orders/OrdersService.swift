@@ -10,7 +10,7 @@ import PostgresNIO
 public struct OrdersService: ServiceModule {
     public static let name = "orders"
     public static let defaultPort = 8084
-    public static let consumedTopics = [Topics.identityUsers, Topics.listingsListings, Topics.billingEntitlements]
+    public static let consumedTopics = [Topics.identityUsers, Topics.listingsListings, Topics.billingEntitlements, Topics.listingsStock, Topics.billingPayments]
     /// The most orders one data export lists (the newest).
     static let exportLimit = 1000
 
@@ -18,27 +18,29 @@ public struct OrdersService: ServiceModule {
         try migrations(in: .module) + UsersProjection.migrations
     }
 
-    let orders: OrderRepository
+    let workflow = OrderWorkflow()
+    let controller: OrdersController
 
     public init(dependencies: ServiceDependencies) throws {
-        self.orders = OrderRepository(client: dependencies.postgres)
+        controller = OrdersController(client: dependencies.postgres, workflow: workflow, bodyLimit: dependencies.settings.maxBodyBytes)
     }
 
     public func addRoutes(to router: ServiceRouter) {
-        let signedIn = router.group().add(middleware: RequireSignedIn())
-        signedIn.get("/v1/orders") { request, context -> Response in
-            let caller = try context.requirePrincipal()
-            let page = try await orders.page(participant: caller.userId, KeysetPageRequest(request, order: OrderRepository.newestFirst,
-                                                                                           binding: OrderRepository.binding), context.operation)
-            return try JSONResponse.make(page, cacheControl: "private, no-store")
-        }
+        controller.addRoutes(to: router)
     }
 
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
+        let workflow = workflow
         UsersProjection.register(into: &handlers)
         ListingSnapshots.register(into: &handlers)
         VendorCommissions.register(into: &handlers)
+        // The saga: listings' answers about stock, billing's about the payment.
+        handlers.on(StockEvents.reserved) { reserved, _, tx in try await workflow.stockReserved(reserved, in: tx) }
+        handlers.on(StockEvents.rejected) { rejected, _, tx in try await workflow.stockRejected(rejected, in: tx) }
+        handlers.on(PaymentEvents.intentCreated) { intent, _, tx in try await workflow.intentCreated(intent, in: tx) }
+        handlers.on(PaymentEvents.succeeded) { intent, _, tx in try await workflow.paymentSucceeded(intent, in: tx) }
+        handlers.on(PaymentEvents.refunded) { refund, _, tx in try await workflow.paymentRefunded(refund, in: tx) }
         // Orders keep the buyer's and vendor's ids (money records must stay); the projected name goes.
         PrivacyParticipant.register(
             service: Self.name,
@@ -57,43 +59,13 @@ public struct OrdersService: ServiceModule {
             into: &handlers)
         return handlers
     }
-}
 
-/// An order as its buyer and vendor see it.
-public struct Order: Sendable, Codable, Equatable {
-    public var id: UUID
-    public var buyerId: UUID
-    public var vendorId: UUID
-    public var status: String
-    public var totalAmount: Int64
-    public var currency: String
-    public var createdAt: Date
-}
-
-struct OrderRepository: Sendable {
-    let client: PostgresClient
-
-    /// Newest first; a cursor of this list is refused by any other.
-    static let newestFirst = KeysetOrder([.init("created_at", .time, descending: true)], idColumn: "id", idDescending: true)
-    static let binding = KeysetCursor.binding("orders.mine", sort: "newest")
-
-    /// The caller's orders as buyer or vendor, newest first. Each side is an index range scan
-    /// (limit + 1 rows), merged; the extra row tells whether another page exists.
-    func page(participant: UUID, _ page: KeysetPageRequest, _ context: OperationContext) async throws -> Page<Order> {
-        let rows = try await client.query("""
-            SELECT id, buyer_id, vendor_id, status, total_amount, currency, created_at FROM (
-                (SELECT * FROM orders WHERE buyer_id = \(participant) AND \(after: page)
-                 ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit))
-                UNION
-                (SELECT * FROM orders WHERE vendor_id = \(participant) AND \(after: page)
-                 ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit))
-            ) mine ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit)
-            """, logger: context.logger)
-        var items: [Order] = []
-        for try await (id, buyer, vendor, status, total, currency, created)
-            in rows.decode((UUID, UUID, UUID, String, Int64, String, Date).self) {
-            items.append(Order(id: id, buyerId: buyer, vendorId: vendor, status: status, totalAmount: total, currency: currency, createdAt: created))
+    public var jobHandlers: JobHandlers {
+        var handlers = JobHandlers()
+        let workflow = workflow
+        for timer in OrderTimer.allCases {
+            handlers.on(OrderWorkflow.kind(of: timer)) { payload, _, tx in try await workflow.timerFired(timer, payload, in: tx) }
         }
-        return page.page(items) { KeysetCursor(values: [.time($0.createdAt)], id: $0.id) }
+        return handlers
     }
 }
