@@ -130,3 +130,39 @@ import Testing
         }
     }
 }
+
+@Suite struct OrderPolicyTests {
+    @Test func whoMayDoWhatToAnOrder() {
+        let buyer = UUID()
+        let vendor = UUID()
+        typealias A = OrderPolicy.Action
+        enum Outcome: Equatable { case allowed(OrderPolicy.Party), notFound, forbidden }
+        let staffReads: [A: Outcome] = [.read: .allowed(.staff), .cancel: .forbidden, .ship: .forbidden, .deliver: .forbidden, .receive: .forbidden]
+        let stranger: [A: Outcome] = [.read: .notFound, .cancel: .notFound, .ship: .notFound, .deliver: .notFound, .receive: .notFound]
+        let callers: [(String, Principal?, [A: Outcome])] = [
+            ("anonymous", nil, stranger),
+            ("the buyer", Principal(userId: buyer, roles: ["buyer"]),
+             [.read: .allowed(.buyer), .cancel: .allowed(.buyer), .ship: .forbidden, .deliver: .forbidden, .receive: .allowed(.buyer)]),
+            ("the vendor", Principal(userId: vendor, roles: ["vendor"]),
+             [.read: .allowed(.vendor), .cancel: .allowed(.vendor), .ship: .allowed(.vendor), .deliver: .allowed(.vendor), .receive: .forbidden]),
+            ("another buyer", Principal(userId: UUID(), roles: ["buyer"]), stranger),
+            ("another vendor", Principal(userId: UUID(), roles: ["vendor", "buyer"]), stranger),
+            ("a moderator", Principal(userId: UUID(), roles: ["moderator"], authenticationMethods: ["pwd", "otp"]), staffReads),
+            ("an admin", Principal(userId: UUID(), roles: ["admin"], authenticationMethods: ["pwd", "otp"]), staffReads),
+            ("a moderator without a second factor", Principal(userId: UUID(), roles: ["moderator"], authenticationMethods: ["pwd"]), stranger),
+        ]
+        for (name, caller, expected) in callers {
+            for action in A.allCases {
+                let outcome: Outcome
+                do {
+                    outcome = .allowed(try OrderPolicy.authorize(action, buyerId: buyer, vendorId: vendor, by: caller))
+                } catch OrdersError.orderNotFound {
+                    outcome = .notFound
+                } catch {
+                    outcome = .forbidden
+                }
+                #expect(outcome == expected[action], "\(name) → \(action)")
+            }
+        }
+    }
+}
