@@ -97,8 +97,8 @@ public enum OrderEvents {
 /// answers with `stock.reserved` (and the snapshot to price from) or `stock.rejected`.
 ///
 /// The price is the one the order was placed at (orders' listing snapshot, in minor units) with the
-/// vendor's commission on it: billing takes payment of `totalAmount`, and listings refuses the stock
-/// if its price is no longer `unitPriceAmount`. Absent on events from before prices were stated.
+/// vendor's commission on it: billing takes payment of `totalAmount`; if listings reserves the stock
+/// at another price, orders cancels the order. Absent on events from before prices were stated.
 public struct OrderPlacedV1: Codable, Sendable, Equatable {
     public var orderId: UUID
     public var listingId: UUID

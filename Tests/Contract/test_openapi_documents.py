@@ -81,7 +81,15 @@ EXPECTED_OPERATIONS = {
         ("POST", "/v1/admin/subscriptions/{id}/comp"),
         ("GET", "/v1/admin/ledger/trial-balance"),
     },
-    "orders": {("GET", "/v1/orders")},
+    "orders": {
+        ("GET", "/v1/orders"),
+        ("POST", "/v1/orders"),
+        ("GET", "/v1/orders/{id}"),
+        ("POST", "/v1/orders/{id}/cancel"),
+        ("POST", "/v1/orders/{id}/ship"),
+        ("POST", "/v1/orders/{id}/deliver"),
+        ("POST", "/v1/orders/{id}/receive"),
+    },
     "messaging": {("GET", "/v1/conversations")},
 }
 EXPECTED_ROUTES = [

@@ -36,8 +36,8 @@ struct OrdersController: Sendable {
     }
 
     func addRoutes(to router: ServiceRouter) {
-        // Buyers with a verified email place orders.
-        let buyers = router.group().add(middleware: RequireVerifiedEmail()).add(middleware: RequireRole(.buyer))
+        // Buyers (and vendors: a breeder buys supplies too) with a verified email place orders.
+        let buyers = router.group().add(middleware: RequireVerifiedEmail()).add(middleware: RequireRole(Role.selfService))
         buyers.post("/v1/orders") { request, context -> Response in
             let caller = try context.requirePrincipal()
             let key = try Idempotency.key(of: request)
