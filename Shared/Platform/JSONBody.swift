@@ -83,6 +83,9 @@ extension Request {
 }
 
 extension UUID {
+    /// The wire and key form (event payloads, job keys, subjects): lower-case.
+    public var lowercased: String { uuidString.lowercased() }
+
     /// A time-ordered UUID (RFC 9562 version 7): 48-bit Unix milliseconds, then random bits.
     public static func v7(now: Date = Date()) -> UUID {
         var bytes = [UInt8](repeating: 0, count: 16)

@@ -470,10 +470,6 @@ enum ProrationError: Error, Equatable {
     case planMissing
 }
 
-extension UUID {
-    /// The wire and key form: lower-case.
-    var lowercased: String { uuidString.lowercased() }
-}
 
 extension Optional {
     func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {

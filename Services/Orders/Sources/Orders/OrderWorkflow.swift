@@ -258,8 +258,3 @@ struct OrderWorkflow: Sendable {
         try await applyIfAllowed(event, to: current, in: tx)
     }
 }
-
-extension UUID {
-    /// The wire and key form: lower-case.
-    var lowercased: String { uuidString.lowercased() }
-}
