@@ -860,3 +860,51 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite(.enabled(if: TestInfrastructure.available), .serialized)
+struct OrderPaymentIntegrationTests {
+    func placed(_ order: UUID, total: Int64? = 90_000) -> OrderPlacedV1 {
+        OrderPlacedV1(orderId: order, listingId: UUID.v7(), buyerId: UUID.v7(), quantity: 2, placedAt: Date(), vendorId: UUID.v7(),
+                      unitPriceAmount: total.map { $0 / 2 }, totalAmount: total, commissionAmount: total.map { $0 * 8 / 100 },
+                      currency: total == nil ? nil : "GBP", paymentDueAt: Date().addingTimeInterval(900))
+    }
+
+    func deliver(_ h: BillingHarness, _ order: OrderPlacedV1) async throws {
+        let inbox = Inbox(client: h.client, handlers: h.service.eventHandlers, service: "billing", clock: h.clock)
+        let event = try CloudEvent.json(type: OrderEvents.placed.type, source: "/marketplace/tests", subject: OrderEvents.placed.subject(for: order),
+                                        payload: order, time: Date())
+        _ = try await inbox.apply(event, topic: Topics.ordersOrders, logger: TestInfrastructure.logger)
+    }
+
+    @Test func anOrderPlacedGetsOneIntentForItsTotalAndOrdersIsTold() async throws {
+        try await BillingHarness.run { h in
+            let order = UUID.v7()
+            try await deliver(h, placed(order))
+            // A redelivery under a new event id, and an order from before prices were stated.
+            try await deliver(h, placed(order))
+            try await deliver(h, placed(UUID.v7(), total: nil))
+            try await h.drain()
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM order_payments") == 1)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM sandbox_payment_intents") == 1)
+            let intent = try #require(try await h.client.query("""
+                SELECT id, amount, currency, status, metadata ->> 'order_id', transfer_group FROM sandbox_payment_intents
+                """, logger: TestInfrastructure.logger).decode((String, Int64, String, String, String?, String?).self).first(where: { _ in true }))
+            #expect(intent.1 == 90_000 && intent.2 == "GBP" && intent.3 == "requires_payment_method")
+            #expect(intent.4 == order.lowercased && intent.5 == order.lowercased)
+            let announced = try #require(try await h.client.query("""
+                SELECT convert_from(data, 'UTF8') FROM outbox WHERE type = \(EventTypes.paymentIntentCreated)
+                """, logger: TestInfrastructure.logger).decode(String.self).first(where: { _ in true }))
+            let payload = try EventCoding.decoder.decode(PaymentIntentV1.self, from: Data(announced.utf8))
+            #expect(payload.orderId == order && payload.intentId == intent.0 && payload.amount == 90_000 && payload.status == "requires_payment_method")
+            #expect(payload.clientSecret?.hasPrefix(intent.0 + "_secret_") == true)
+            #expect(try await TestInfrastructure.scalar(h.client, """
+                SELECT count(*) FROM order_payments WHERE intent_id = \(intent.0) AND status = 'awaiting_payment' AND commission = 7200
+                """) == 1)
+            // Asked again with the same key (a job retried after its transaction rolled back): the same intent.
+            let again = try await h.service.provider.createPaymentIntent(
+                PaymentIntentRequest(amount: Money(amount: 90_000, currency: .gbp), description: "again", metadata: [:]),
+                idempotencyKey: "order:\(order.lowercased):intent")
+            #expect(again.id == intent.0)
+        }
+    }
+}

@@ -58,6 +58,22 @@ import Testing
         }
     }
 
+    @Test func anOrdersIntentIsLeftForTheBuyersClientToConfirm() async throws {
+        try await withStandIn { provider, standIn in
+            let intent = try await provider.createPaymentIntent(
+                PaymentIntentRequest(amount: Money(amount: 90_000, currency: .eur), description: "Order 7", metadata: ["order_id": "o7"],
+                                     transferGroup: "o7"),
+                idempotencyKey: "order:o7:intent")
+            #expect(intent.status == .requiresPaymentMethod && intent.clientSecret == "pi_standin_secret_x")
+            #expect(intent.amount == Money(amount: 90_000, currency: .eur) && intent.metadata == ["order_id": "o7"])
+            let hit = try #require(standIn.hits.first)
+            #expect(hit.path == "/v1/payment_intents" && hit.idempotencyKey == "order:o7:intent")
+            #expect(hit.form == ["amount": "90000", "currency": "eur", "automatic_payment_methods[enabled]": "true", "description": "Order 7",
+                                 "metadata[order_id]": "o7", "transfer_group": "o7"],
+                    "no customer, no method, not confirmed: the buyer's client confirms it")
+        }
+    }
+
     @Test func anIntentIsReadWithItsFeeAndAnUnknownOneIsNotFound() async throws {
         try await withStandIn { provider, standIn in
             let intent = try await provider.paymentIntent("pi_standin")
@@ -422,6 +438,15 @@ final class StripeStandIn: Sendable {
         case ("POST", "/v1/payment_methods/pm_card_chargeDeclined/attach"):
             return .error(402, type: "card_error", code: "card_declined", declineCode: "generic_decline", message: "Your card was declined.")
 
+        case ("POST", "/v1/payment_intents") where form["confirm"] == nil:
+            // An intent for the buyer's client to confirm.
+            guard let amount = Int(form["amount"] ?? ""), let currency = form["currency"] else {
+                return .error(400, type: "invalid_request_error", message: "Missing required param: amount.")
+            }
+            let metadata = form.filter { $0.key.hasPrefix("metadata[") }
+                .map { (String($0.key.dropFirst("metadata[".count).dropLast()), $0.value) }
+            return StandInAnswer(status: 200, json: paymentIntent(amount: amount, currency: currency, status: "requires_payment_method",
+                                                                  metadata: metadata, expanded: false))
         case ("POST", "/v1/payment_intents"):
             guard let amount = Int(form["amount"] ?? ""), let currency = form["currency"], form["confirm"] == "true" else {
                 return .error(400, type: "invalid_request_error", message: "Missing required param: amount.")

@@ -11,7 +11,7 @@ import PostgresNIO
 public struct BillingService: ServiceModule {
     public static let name = "billing"
     public static let defaultPort = 8083
-    public static let consumedTopics = [Topics.identityUsers]
+    public static let consumedTopics = [Topics.identityUsers, Topics.ordersOrders]
 
     public static func migrations() throws -> [Migration] {
         try migrations(in: .module) + UsersProjection.migrations
@@ -21,6 +21,7 @@ public struct BillingService: ServiceModule {
     let sandbox: SandboxProvider?
     let workflow: SubscriptionWorkflow
     let collection: PaymentCollection
+    let orderPayments: OrderPayments
     let controller: BillingController
 
     public init(dependencies: ServiceDependencies) throws {
@@ -31,6 +32,7 @@ public struct BillingService: ServiceModule {
         self.sandbox = sandbox
         workflow = SubscriptionWorkflow(plans: plans, provider: provider.name, dunning: try DunningSchedule.load(config))
         collection = PaymentCollection(provider: provider, workflow: workflow)
+        orderPayments = OrderPayments(provider: provider)
         controller = BillingController(
             plans: plans, subscriptions: Subscriptions(client: dependencies.postgres, provider: provider, workflow: workflow),
             webhooks: WebhookIngestion(provider: provider, client: dependencies.postgres), bodyLimit: dependencies.settings.maxBodyBytes)
@@ -78,6 +80,8 @@ public struct BillingService: ServiceModule {
     public var eventHandlers: EventHandlers {
         var handlers = EventHandlers()
         UsersProjection.register(into: &handlers)
+        let orderPayments = orderPayments
+        handlers.on(OrderEvents.placed) { order, _, tx in try await orderPayments.placed(order, in: tx) }
         UsersProjection.participate(as: Self.name, into: &handlers)
         return handlers
     }
@@ -92,6 +96,8 @@ public struct BillingService: ServiceModule {
         handlers.onSet(SubscriptionWorkflow.finalizeDrafts) { finalizers, tx in
             try await workflow.finalizeDrafts(finalizers.map(\.payload), in: tx)
         }
+        let orderPayments = orderPayments
+        handlers.on(OrderPayments.createIntent) { intent, _, tx in try await orderPayments.createIntent(for: intent.orderId, in: tx) }
         handlers.on(SubscriptionWorkflow.trialEnding) { timer, _, tx in
             try await workflow.applyIfAllowed(.trialEnding, to: timer.subscriptionId, in: tx)
         }

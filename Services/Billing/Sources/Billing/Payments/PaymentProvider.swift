@@ -28,6 +28,10 @@ public protocol PaymentProvider: Sendable {
     /// made concurrently (Stripe has no batch endpoint); the sandbox writes them as a set.
     func charge(_ requests: [(request: ChargeRequest, idempotencyKey: String)]) async throws -> [Result<ProviderPaymentIntent, ProviderError>]
 
+    /// Creates a payment intent for the buyer's client to confirm (Stripe.js, or the sandbox's
+    /// confirm endpoint): `requiresPaymentMethod` with a client secret, nothing charged yet.
+    func createPaymentIntent(_ request: PaymentIntentRequest, idempotencyKey: String) async throws -> ProviderPaymentIntent
+
     /// The intent as the provider holds it now: webhooks are applied from this, never from the
     /// event's own copy, so an old event arriving late cannot undo a newer state.
     func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent
@@ -108,6 +112,23 @@ public struct ChargeRequest: Sendable, Equatable {
         self.amount = amount
         self.customer = customer
         self.paymentMethod = paymentMethod
+        self.description = description
+        self.metadata = metadata
+        self.transferGroup = transferGroup
+    }
+}
+
+/// A payment the buyer confirms on their side (an order's): no customer or saved method needed.
+public struct PaymentIntentRequest: Sendable, Equatable {
+    public var amount: Money
+    public var description: String
+    /// Copied onto the intent (`order_id`): its webhooks find their way back to the order.
+    public var metadata: [String: String]
+    /// Stripe's `transfer_group` ("separate charges and transfers"): the order id.
+    public var transferGroup: String?
+
+    public init(amount: Money, description: String, metadata: [String: String], transferGroup: String? = nil) {
+        self.amount = amount
         self.description = description
         self.metadata = metadata
         self.transferGroup = transferGroup

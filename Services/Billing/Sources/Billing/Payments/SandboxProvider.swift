@@ -206,6 +206,30 @@ public struct SandboxProvider: PaymentProvider {
         return Date(timeInterval: Double(microseconds) / 1_000_000, since: epoch)
     }
 
+    /// An intent waiting for the buyer's confirmation (`POST /v1/payments/{intentId}/confirm`).
+    public func createPaymentIntent(_ request: PaymentIntentRequest, idempotencyKey: String) async throws -> ProviderPaymentIntent {
+        guard request.amount.amount > 0 else { throw ProviderError.invalidRequest("amount must be a positive integer") }
+        let id = Self.newId("pi_")
+        return try await Database.autocommit(client, context) { tx in
+            // A key seen before answers with its first intent (no row comes back from the insert).
+            if let created = try await Self.intents(tx.query("""
+                INSERT INTO sandbox_payment_intents (id, idempotency_key, customer_id, amount, currency, status, description, metadata,
+                    transfer_group, client_secret, created_at, updated_at)
+                VALUES (\(id), \(idempotencyKey), '', \(request.amount.amount), \(request.amount.currency.code), 'requires_payment_method',
+                    \(request.description), \(try JSONWriter.string(request.metadata))::jsonb, \(request.transferGroup),
+                    \(id + "_secret_" + Self.newId("")), now(), now())
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING \(unescaped: Self.intentFields)
+                """)).first {
+                return created
+            }
+            guard let existing = try await Self.intents(tx.query("\(unescaped: Self.intentColumns) WHERE idempotency_key = \(idempotencyKey)")).first else {
+                throw ProviderError.unavailable("the intent vanished")
+            }
+            return existing
+        }
+    }
+
     public func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent {
         // A read: one statement, no transaction around it.
         let rows = try await client.query("\(unescaped: Self.intentColumns) WHERE id = \(id)", logger: logger)

@@ -78,6 +78,19 @@ public struct StripeProvider: PaymentProvider {
         return try intent.model()
     }
 
+    public func createPaymentIntent(_ request: PaymentIntentRequest, idempotencyKey: String) async throws -> ProviderPaymentIntent {
+        var form = FormBody()
+        form.add("amount", String(try StripeAmount.stripe(request.amount)))
+        form.add("currency", request.amount.currency.code.lowercased())
+        // Confirmed by the buyer's client (Stripe.js), which offers the methods enabled for the account.
+        form.add("automatic_payment_methods[enabled]", "true")
+        form.add("description", request.description)
+        form.addMetadata(request.metadata)
+        form.add("transfer_group", request.transferGroup)
+        let intent: StripePaymentIntent = try await send(.post("/v1/payment_intents", form, idempotencyKey: idempotencyKey))
+        return try intent.model()
+    }
+
     public func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent {
         let path = "/v1/payment_intents/\(Self.pathSegment(id))"
         let intent: StripePaymentIntent = try await send(.get(path, query: "expand%5B%5D=" + Self.expandFee))
