@@ -235,57 +235,99 @@ import Testing
     static let allowed: [S: [E: S]] = [
         .awaitingPayment: [.paymentSucceeded: .held, .paymentFailed: .awaitingPayment, .orderCanceled: .canceled],
         .canceled: [.paymentSucceeded: .refunded],
-        .held: [.orderCanceled: .refunded, .orderReceived: .released, .disputeOpened: .frozen],
+        .held: [.orderCanceled: .refunded, .orderReceived: .released, .disputeOpened: .frozen, .refundPart: .held, .refundRest: .refunded],
         .frozen: [.disputeWithdrawn: .held, .resolvedByRelease: .released, .resolvedByFullRefund: .refunded, .resolvedBySplit: .settled],
+        .released: [.refundPart: .released, .refundRest: .released],
     ]
 
     @Test func theTransitionTableIsExactlyThis() throws {
         let (permitted, refused) = try expectTransitionTable(Self.allowed) { try OrderPaymentStateMachine.transition(from: $0, on: $1).0 }
-        #expect(permitted == 11)
-        #expect(refused == S.allCases.count * E.allCases.count - 11)
+        #expect(permitted == 15)
+        #expect(refused == S.allCases.count * E.allCases.count - 15)
     }
 
-    /// Walks every sequence of events from a new payment (up to eight steps) and follows the
-    /// order's money through escrow: it never goes below zero, nothing is frozen that is not
-    /// held, at most one refund leaves per payment, and when the payment is final escrow and
-    /// disputed escrow are both empty: every cent taken in went to the vendor, the commission
-    /// or back to the buyer.
-    @Test func everyPathEndsWithEscrowEmptyAndAtMostOneRefund() throws {
-        struct Money { var escrow = 0, disputed = 0, refunds = 0 }
+    /// Walks every sequence of events from a new payment (up to eight steps) and follows a
+    /// payment of 64 units the way the workflow moves it (a part is half of what remains):
+    /// escrow and disputed escrow never go below zero, refunds never exceed what was paid, money
+    /// is captured at most once, and when the payment is final escrow and disputed escrow are
+    /// both empty: every unit taken in went to the vendor, the commission or back to the buyer.
+    @Test func everyPathEndsWithEscrowEmptyAndNoMoreRefundedThanPaid() throws {
+        struct Units { var paid = 0, escrow = 0, disputed = 0, released = 0, refunded = 0 }
         var finals = 0
-        func walk(_ state: S, _ money: Money, depth: Int) throws {
+        func walk(_ state: S, _ units: Units, depth: Int) throws {
             if state.isFinal {
                 finals += 1
-                #expect(money.escrow == 0 && money.disputed == 0, "\(state)")
+                #expect(units.escrow == 0 && units.disputed == 0, "\(state)")
+                #expect(units.released + units.refunded == units.paid, "\(state)")
             }
             guard depth < 8 else { return }
             for event in E.allCases {
                 guard let (next, effects) = try? OrderPaymentStateMachine.transition(from: state, on: event) else { continue }
-                var m = money
+                var u = units
+                // As the workflow takes it: of what has not been refunded yet (`OrderPayment.remaining`).
+                let remaining = 64 - u.refunded
+                let refund = event == .refundPart || event == .resolvedBySplit ? remaining / 2 : remaining
                 for effect in effects {
                     switch effect {
-                    case .post(.captured): m.escrow += 1
-                    case .post(.released), .post(.refunded), .post(.settled): m.escrow -= 1
-                    case .post(.frozen): m.escrow -= 1; m.disputed += 1
-                    case .post(.unfrozen): m.disputed -= 1; m.escrow += 1
-                    case .refundInFull, .refundPart: m.refunds += 1
-                    case .cancelIntent, .emit: break
+                    case .post(.captured): u.paid += 64; u.escrow += 64
+                    case .post(.released): u.released += u.escrow; u.escrow = 0
+                    case .post(.refunded): u.escrow -= refund; u.refunded += refund
+                    case .post(.settled): u.refunded += refund; u.released += u.escrow - refund; u.escrow = 0
+                    case .post(.frozen): u.disputed += u.escrow; u.escrow = 0
+                    case .post(.unfrozen): u.escrow += u.disputed; u.disputed = 0
+                    case .post(.clawedBack): u.released -= refund; u.refunded += refund
+                    case .refundInFull, .refundPart, .cancelIntent, .emit: break
                     }
-                    #expect(m.escrow >= 0 && m.disputed >= 0, "\(state) on \(event)")
+                    #expect(u.escrow >= 0 && u.disputed >= 0 && u.released >= 0, "\(state) on \(event)")
                 }
-                #expect(m.refunds <= 1, "\(state) on \(event)")
-                #expect(m.escrow + m.disputed <= 1, "one payment is held at most once")
-                try walk(next, m, depth: depth + 1)
+                #expect(u.paid <= 64, "a payment is captured once")
+                #expect(u.refunded <= u.paid, "\(state) on \(event)")
+                try walk(next, u, depth: depth + 1)
             }
         }
-        try walk(.awaitingPayment, Money(), depth: 0)
+        try walk(.awaitingPayment, Units(), depth: 0)
         #expect(finals > 0)
     }
 
-    @Test func finalStatesAcceptNothingButALatePayment() {
+    @Test func finalStatesAcceptNothingButALatePaymentOrAnAdminsRefund() {
         for state in S.allCases where state.isFinal {
             let accepted = E.allCases.filter { (try? OrderPaymentStateMachine.transition(from: state, on: $0)) != nil }
-            #expect(accepted == (state == .canceled ? [.paymentSucceeded] : []), "\(state)")
+            let expected: [E] = switch state {
+            case .canceled: [.paymentSucceeded]
+            case .released: [.refundPart, .refundRest]
+            default: []
+            }
+            #expect(accepted == expected, "\(state)")
         }
+    }
+}
+
+@Suite struct EscrowSplitTests {
+    @Test func theCommissionIsTheOrdersRateRoundedHalfUpAndThePartsAddUp() {
+        // 8 % of 900.00 is 72.00; of a 100.00 refund, 8.00.
+        #expect(EscrowSplit.commission(of: 90_000, amount: 90_000, commission: 7_200) == 7_200)
+        #expect(EscrowSplit.commission(of: 10_000, amount: 90_000, commission: 7_200) == 800)
+        // 7.5 % of 0.10 is 0.0075: 0.01 (a half unit goes to the marketplace), of 0.01 nothing.
+        #expect(EscrowSplit.commission(of: 10, amount: 1_000, commission: 75) == 1)
+        #expect(EscrowSplit.commission(of: 1, amount: 1_000, commission: 75) == 0)
+        #expect(EscrowSplit.commission(of: 0, amount: 1_000, commission: 75) == 0)
+        // Amounts whose product overflows 64 bits.
+        #expect(EscrowSplit.commission(of: 9_000_000_000_000, amount: 9_000_000_000_000, commission: 4_000_000_000_000) == 4_000_000_000_000)
+        for amount in [1, 7, 99, 1_000, 12_345, 90_000] as [Int64] {
+            for bps in [0, 1, 800, 1_250, 5_000, 10_000] as [Int64] {
+                let commission = (amount * bps + 5_000) / 10_000
+                for divided in Set([0, 1, amount / 3, amount / 2, amount - 1, amount].filter { $0 >= 0 }) {
+                    let (vendor, share) = EscrowSplit.split(divided, amount: amount, commission: commission, stated: nil)
+                    #expect(vendor + share == divided && vendor >= 0 && share >= 0 && share <= commission, "\(divided) of \(amount) at \(bps)")
+                }
+            }
+        }
+    }
+
+    @Test func whatOrdersStatedIsPostedWhenItAddsUpAndOtherwiseTheRate() {
+        #expect(EscrowSplit.split(60_000, amount: 90_000, commission: 7_200, stated: (55_200, 4_800)) == (55_200, 4_800))
+        // A stated split that does not add up to what leaves escrow is not trusted.
+        #expect(EscrowSplit.split(60_000, amount: 90_000, commission: 7_200, stated: (55_000, 4_800)) == (55_200, 4_800))
+        #expect(EscrowSplit.split(60_000, amount: 90_000, commission: 7_200, stated: (60_001, -1)) == (55_200, 4_800))
     }
 }

@@ -14,6 +14,11 @@ enum BillingError: Error, ProblemConvertible, Equatable {
     case providerUnavailable
     case webhookProviderUnknown
     case invalidSignature(String)
+    /// No payment intent with this id that the caller may confirm (or not the sandbox).
+    case paymentNotFound
+    case paymentNotConfirmable(String)
+    case orderPaymentNotFound
+    case payoutAccountNotFound
 
     var problem: Problem {
         switch self {
@@ -38,6 +43,14 @@ enum BillingError: Error, ProblemConvertible, Equatable {
             Problem(.serviceUnavailable, "The payment provider did not answer; try again shortly.", headers: [.retryAfter: "5"])
         case .webhookProviderUnknown:
             Problem(.notFound, "No webhook endpoint for this provider.")
+        case .paymentNotFound:
+            Problem(.notFound, "No payment with this id.")
+        case .paymentNotConfirmable(let detail):
+            Problem(.conflict, "This payment cannot be confirmed: \(detail).", typeSlug: "invalid-transition")
+        case .orderPaymentNotFound:
+            Problem(.notFound, "No payment for this order.")
+        case .payoutAccountNotFound:
+            Problem(.notFound, "You have no payout account yet; create one with POST /v1/vendor/payout-account.")
         case .invalidSignature(let detail):
             Problem(.malformedRequest, "The webhook signature is invalid: \(detail).", typeSlug: "invalid-signature")
         }

@@ -22,7 +22,9 @@ public struct BillingService: ServiceModule {
     let workflow: SubscriptionWorkflow
     let collection: PaymentCollection
     let orderPayments: OrderPayments
+    let payouts: Payouts
     let controller: BillingController
+    let marketplace: MarketplaceController
 
     public init(dependencies: ServiceDependencies) throws {
         let config = dependencies.config
@@ -31,11 +33,16 @@ public struct BillingService: ServiceModule {
         self.provider = provider
         self.sandbox = sandbox
         workflow = SubscriptionWorkflow(plans: plans, provider: provider.name, dunning: try DunningSchedule.load(config))
-        collection = PaymentCollection(provider: provider, workflow: workflow)
-        orderPayments = OrderPayments(provider: provider)
+        orderPayments = OrderPayments(provider: provider, ledger: workflow.ledger)
+        collection = PaymentCollection(provider: provider, workflow: workflow, orders: orderPayments)
+        payouts = Payouts(provider: provider, ledger: workflow.ledger, client: dependencies.postgres,
+                          onboardingReturnURL: config.string("PAYOUT_ONBOARDING_RETURN_URL", default: "http://localhost:8080/vendor/payouts"),
+                          onboardingRefreshURL: config.string("PAYOUT_ONBOARDING_REFRESH_URL", default: "http://localhost:8080/vendor/payouts/onboarding"))
         controller = BillingController(
             plans: plans, subscriptions: Subscriptions(client: dependencies.postgres, provider: provider, workflow: workflow),
             webhooks: WebhookIngestion(provider: provider, client: dependencies.postgres), bodyLimit: dependencies.settings.maxBodyBytes)
+        marketplace = MarketplaceController(client: dependencies.postgres, sandbox: sandbox, orderPayments: orderPayments, payouts: payouts,
+                                            bodyLimit: dependencies.settings.maxBodyBytes)
     }
 
     /// `PAYMENT_PROVIDER`: `sandbox` (the default: dev and tests) or `stripe`.
@@ -75,6 +82,7 @@ public struct BillingService: ServiceModule {
 
     public func addRoutes(to router: ServiceRouter) {
         controller.addRoutes(to: router)
+        marketplace.addRoutes(to: router)
     }
 
     public var eventHandlers: EventHandlers {
@@ -82,6 +90,8 @@ public struct BillingService: ServiceModule {
         UsersProjection.register(into: &handlers)
         let orderPayments = orderPayments
         handlers.on(OrderEvents.placed) { order, _, tx in try await orderPayments.placed(order, in: tx) }
+        handlers.on(OrderEvents.canceled) { order, _, tx in try await orderPayments.canceled(order, in: tx) }
+        handlers.on(OrderEvents.received) { order, _, tx in try await orderPayments.received(order, in: tx) }
         UsersProjection.participate(as: Self.name, into: &handlers)
         return handlers
     }
@@ -98,6 +108,11 @@ public struct BillingService: ServiceModule {
         }
         let orderPayments = orderPayments
         handlers.on(OrderPayments.createIntent) { intent, _, tx in try await orderPayments.createIntent(for: intent.orderId, in: tx) }
+        handlers.on(OrderPayments.cancelIntent) { intent, _, tx in try await orderPayments.cancelIntent(of: intent.orderId, in: tx) }
+        handlers.on(OrderPayments.refund) { refund, _, tx in try await orderPayments.performRefund(refund.refundId, in: tx) }
+        let payouts = payouts
+        handlers.every(Payouts.dailyRun, .daily(hour: 2, minute: 0)) { tx in try await payouts.scheduleDaily(in: tx) }
+        handlers.on(Payouts.payVendor) { job, _, tx in try await payouts.pay(job, in: tx) }
         handlers.on(SubscriptionWorkflow.trialEnding) { timer, _, tx in
             try await workflow.applyIfAllowed(.trialEnding, to: timer.subscriptionId, in: tx)
         }

@@ -7,7 +7,7 @@ import PostgresNIO
 /// known by its kind and reference (`invoice_payment` / the payment intent id), so posting the
 /// same fact twice changes nothing.
 struct Ledger: Sendable {
-    /// The accounts billing posts to so far (orders add escrow and vendor payables).
+    /// The accounts billing posts to; the marketplace's are kept per vendor (a line's `party`).
     enum Account: String, Sendable, CaseIterable {
         /// What vendors owe on open invoices (asset).
         case accountsReceivable = "accounts_receivable"
@@ -21,12 +21,29 @@ struct Ledger: Sendable {
         case badDebt = "bad_debt"
         /// Money collected for an invoice that was already closed: owed back to the vendor (liability).
         case unappliedPayments = "unapplied_payments"
+        /// Buyers' payments held for orders not yet received, per vendor (liability).
+        case orderEscrow = "order_escrow"
+        /// Escrow frozen by a dispute or a chargeback, per vendor (liability).
+        case disputedEscrow = "disputed_escrow"
+        /// What the marketplace owes a vendor for received orders, per vendor (liability; a lost
+        /// chargeback after release can make it negative, carried to the next payout).
+        case vendorPayable = "vendor_payable"
+        /// The marketplace's commission on received orders (income).
+        case commissionRevenue = "commission_revenue"
+        /// Refunds promised to buyers that the provider has not confirmed yet (liability).
+        case refundsPayable = "refunds_payable"
+        /// Payouts sent to vendors' accounts that the provider has not confirmed yet (liability).
+        case payoutsInTransit = "payouts_in_transit"
+        /// Money a provider's lost chargeback took back after the vendor was paid (expense).
+        case chargebackLosses = "chargeback_losses"
     }
 
     struct Line: Sendable, Equatable {
         var account: Account
         /// Positive debits, negative credits.
         var amount: Int64
+        /// Whose money this is (the vendor's, on the marketplace accounts); nil for the platform's own.
+        var party: UUID? = nil
     }
 
     enum LedgerError: Error, Equatable {
@@ -54,7 +71,7 @@ struct Ledger: Sendable {
     @discardableResult
     func post(_ postings: [Posting], in tx: Transaction) async throws -> Int {
         var entries: (ids: [UUID], kinds: [String], references: [String], currencies: [String], memos: [String]) = ([], [], [], [], [])
-        var lines: (entries: [UUID], positions: [Int32], accounts: [String], debits: [Int64], credits: [Int64]) = ([], [], [], [], [])
+        var lines: (entries: [UUID], positions: [Int32], accounts: [String], debits: [Int64], credits: [Int64], parties: [UUID?]) = ([], [], [], [], [], [])
         for posting in postings {
             let nonZero = posting.lines.filter { $0.amount != 0 }
             guard !nonZero.isEmpty else { continue }
@@ -72,6 +89,7 @@ struct Ledger: Sendable {
                 lines.accounts.append(line.account.rawValue)
                 lines.debits.append(max(line.amount, 0))
                 lines.credits.append(max(-line.amount, 0))
+                lines.parties.append(line.party)
             }
         }
         guard !entries.ids.isEmpty else { return 0 }
@@ -84,10 +102,10 @@ struct Ledger: Sendable {
                             \(entries.memos)::text[]) AS e (id, kind, reference, currency, memo)
                 ON CONFLICT (kind, reference) DO NOTHING
                 RETURNING id)
-            INSERT INTO ledger_lines (entry_id, position, account, debit, credit)
-            SELECT l.entry_id, l.position, l.account, l.debit, l.credit
+            INSERT INTO ledger_lines (entry_id, position, account, debit, credit, party_id)
+            SELECT l.entry_id, l.position, l.account, l.debit, l.credit, l.party_id
             FROM unnest(\(lines.entries)::uuid[], \(lines.positions)::int[], \(lines.accounts)::text[], \(lines.debits)::bigint[],
-                        \(lines.credits)::bigint[]) AS l (entry_id, position, account, debit, credit)
+                        \(lines.credits)::bigint[], \(NullableArray(lines.parties))::uuid[]) AS l (entry_id, position, account, debit, credit, party_id)
             JOIN entries ON entries.id = l.entry_id
             RETURNING entry_id
             """)

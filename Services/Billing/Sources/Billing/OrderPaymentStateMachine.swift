@@ -23,8 +23,8 @@ enum OrderPaymentStatus: String, CaseIterable, Sendable, Codable {
     var phrase: String { rawValue.replacingOccurrences(of: "_", with: " ") }
 }
 
-/// What happens to an order's payment: the provider's word on the intent, and the order's facts
-/// (`order.canceled`, `order.received`, `dispute.*`) as orders states them.
+/// What happens to an order's payment: the provider's word on the intent, the order's facts
+/// (`order.canceled`, `order.received`, disputes) as orders states them, and an admin's refunds.
 enum OrderPaymentEvent: String, CaseIterable, Sendable {
     case paymentSucceeded = "paid"
     case paymentFailed = "failed"
@@ -37,6 +37,10 @@ enum OrderPaymentEvent: String, CaseIterable, Sendable {
     case resolvedByFullRefund = "refunded by a moderator"
     /// A moderator's refund of a part, the rest released.
     case resolvedBySplit = "split by a moderator"
+    /// An admin's refund of part of what remains (`POST /v1/admin/refunds`).
+    case refundPart = "partly refunded by an admin"
+    /// An admin's refund of all that remains.
+    case refundRest = "refunded by an admin"
 }
 
 /// What a transition obliges billing to do in the same transaction: ledger movements (each a
@@ -45,9 +49,9 @@ enum OrderPaymentEvent: String, CaseIterable, Sendable {
 enum OrderPaymentEffect: Equatable, Sendable {
     /// A ledger movement of the order's money (`Ledger` accounts; see billing's README).
     case post(Movement)
-    /// The whole payment back to the buyer through the provider (a job).
+    /// What remains of the payment back to the buyer through the provider (a job).
     case refundInFull
-    /// The settlement's refund part back to the buyer (a job).
+    /// A part (a moderator's split, an admin's refund) back to the buyer (a job).
     case refundPart
     /// The unpaid intent canceled at the provider (a job), so the buyer cannot pay a dead order.
     case cancelIntent
@@ -58,17 +62,20 @@ enum OrderPaymentEffect: Equatable, Sendable {
         case captured
         /// Escrow to the vendor's payable balance and the marketplace's commission.
         case released
-        /// Escrow back to the buyer.
+        /// Escrow (what the refund takes of it) owed back to the buyer.
         case refunded
-        /// Part back to the buyer, the rest released.
+        /// Part of escrow owed back to the buyer, the rest released.
         case settled
         /// Escrow moved to disputed escrow (the vendor's `inDispute`), and back.
         case frozen, unfrozen
+        /// After release: the refund taken back from the vendor's payable and the commission.
+        case clawedBack = "clawed_back"
     }
 
-    /// The payment events of the event catalogue (`payment.<fact>`).
+    /// The payment events of the event catalogue (`payment.<fact>`). Refunds are announced when
+    /// the provider has made them (the refund job), not when they are decided.
     enum Fact: String, Sendable, CaseIterable {
-        case succeeded, failed, refunded, released
+        case succeeded
     }
 }
 
@@ -80,27 +87,32 @@ enum OrderPaymentStateMachine {
         case (.awaitingPayment, .paymentSucceeded):
             (.held, [.post(.captured), .emit(.succeeded)])
         case (.awaitingPayment, .paymentFailed):
-            (.awaitingPayment, [.emit(.failed)])
+            (.awaitingPayment, [])
         case (.awaitingPayment, .orderCanceled):
             (.canceled, [.cancelIntent])
         // A payment that lands after its order was canceled is taken in and handed back at once.
         case (.canceled, .paymentSucceeded):
-            (.refunded, [.post(.captured), .refundInFull, .post(.refunded), .emit(.refunded)])
+            (.refunded, [.post(.captured), .post(.refunded), .refundInFull])
 
-        case (.held, .orderCanceled):
-            (.refunded, [.refundInFull, .post(.refunded), .emit(.refunded)])
+        case (.held, .orderCanceled), (.held, .refundRest):
+            (.refunded, [.post(.refunded), .refundInFull])
+        case (.held, .refundPart):
+            (.held, [.post(.refunded), .refundPart])
         case (.held, .orderReceived):
-            (.released, [.post(.released), .emit(.released)])
+            (.released, [.post(.released)])
         case (.held, .disputeOpened):
             (.frozen, [.post(.frozen)])
         case (.frozen, .disputeWithdrawn):
             (.held, [.post(.unfrozen)])
         case (.frozen, .resolvedByRelease):
-            (.released, [.post(.unfrozen), .post(.released), .emit(.released)])
+            (.released, [.post(.unfrozen), .post(.released)])
         case (.frozen, .resolvedByFullRefund):
-            (.refunded, [.post(.unfrozen), .refundInFull, .post(.refunded), .emit(.refunded)])
+            (.refunded, [.post(.unfrozen), .post(.refunded), .refundInFull])
         case (.frozen, .resolvedBySplit):
-            (.settled, [.post(.unfrozen), .refundPart, .post(.settled), .emit(.refunded), .emit(.released)])
+            (.settled, [.post(.unfrozen), .post(.settled), .refundPart])
+        // After release an admin's refund comes out of the vendor's payable and the commission.
+        case (.released, .refundPart), (.released, .refundRest):
+            (.released, [.post(.clawedBack), .refundPart])
 
         default:
             throw Problem.invalidTransition(event.rawValue, from: state.phrase, resource: "order payment")

@@ -20,6 +20,8 @@ struct PaymentCollection: Sendable {
 
     let provider: any PaymentProvider
     let workflow: SubscriptionWorkflow
+    /// Intents of orders (metadata `order_id`) are theirs to apply.
+    let orders: OrderPayments
     var subscriptions: SubscriptionRepository { workflow.subscriptions }
     var invoices: InvoiceRepository { workflow.invoices }
 
@@ -221,7 +223,8 @@ struct PaymentCollection: Sendable {
             return intents
         }
         var invoiceIntents: [(intent: ProviderPaymentIntent, invoice: UUID, attempt: Int)] = []
-        for intent in intents {
+        try await orders.record(intents.filter { $0.metadata["order_id"] != nil }, in: tx)
+        for intent in intents where intent.metadata["order_id"] == nil {
             guard let invoice = intent.metadata["invoice_id"].flatMap(UUID.init(uuidString:)),
                   let attempt = intent.metadata["attempt"].flatMap(Int.init) else {
                 tx.logger.debug("payment intent is not an invoice's", metadata: ["payment_intent.id": "\(intent.id)"])
@@ -251,10 +254,14 @@ struct PaymentCollection: Sendable {
             """)
     }
 
-    /// Of these intents, those recorded with a final status: nothing the provider says can change them.
+    /// Of these intents, those recorded with a final status: nothing the provider says can change
+    /// them. (An order's intent that failed is not final: the buyer may try another card.)
     func finalPayments(_ intentIds: [String], in tx: Transaction) async throws -> Set<String> {
         let rows = try await tx.query("""
             SELECT intent_id FROM payments WHERE intent_id = ANY(\(intentIds)) AND status IN ('succeeded', 'canceled', 'requires_payment_method')
+            UNION ALL
+            SELECT intent_id FROM order_payments WHERE intent_id = ANY(\(intentIds)) AND intent_status IN ('succeeded', 'canceled')
+                AND status <> 'awaiting_payment'
             """)
         var final: Set<String> = []
         for try await id in rows.decode(String.self) { final.insert(id) }

@@ -104,10 +104,15 @@ public struct RouteTable: Sendable {
         Route(prefix: "/v1/subscriptions", upstream: "billing", access: .authenticated),
         Route(prefix: "/v1/vendor/subscription", upstream: "billing", access: .authenticated),
         Route(prefix: "/v1/invoices", upstream: "billing", access: .authenticated),
+        Route(prefix: "/v1/vendor/balance", upstream: "billing", access: .authenticated),
+        Route(prefix: "/v1/vendor/payouts", upstream: "billing", access: .authenticated),
+        Route(prefix: "/v1/vendor/payout-account", upstream: "billing", access: .authenticated),
+        Route(prefix: "/v1/payments/", upstream: "billing", access: .authenticated),
         // Providers sign their webhooks; billing checks the signature, so no token here.
         Route(prefix: "/v1/webhooks/", upstream: "billing", access: .public),
         Route(prefix: "/v1/admin/subscriptions", upstream: "billing", access: .authenticated),
         Route(prefix: "/v1/admin/ledger", upstream: "billing", access: .authenticated),
+        Route(prefix: "/v1/admin/refunds", upstream: "billing", access: .authenticated),
         Route(prefix: "/v1/orders", upstream: "orders", access: .authenticated),
         Route(prefix: "/v1/conversations", upstream: "messaging", access: .authenticated),
     ]

@@ -32,6 +32,10 @@ public protocol PaymentProvider: Sendable {
     /// confirm endpoint): `requiresPaymentMethod` with a client secret, nothing charged yet.
     func createPaymentIntent(_ request: PaymentIntentRequest, idempotencyKey: String) async throws -> ProviderPaymentIntent
 
+    /// Cancels an intent nobody has paid, so a buyer cannot pay a dead order. An intent that has
+    /// succeeded cannot be canceled (`invalidRequest`): its payment is refunded instead.
+    func cancelPaymentIntent(_ id: String, idempotencyKey: String) async throws -> ProviderPaymentIntent
+
     /// The intent as the provider holds it now: webhooks are applied from this, never from the
     /// event's own copy, so an old event arriving late cannot undo a newer state.
     func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent
@@ -41,6 +45,13 @@ public protocol PaymentProvider: Sendable {
 
     /// Moves money to a connected account (a vendor's payout account).
     func transfer(_ request: TransferRequest, idempotencyKey: String) async throws -> ProviderTransfer
+
+    /// A vendor's payout account (a connected account): active at once in the sandbox; with
+    /// Stripe pending, with an onboarding link, until the vendor has finished onboarding.
+    func createPayoutAccount(_ request: NewPayoutAccount, idempotencyKey: String) async throws -> ProviderPayoutAccount
+
+    /// The account as the provider holds it now (a fresh onboarding link while it is pending).
+    func payoutAccount(_ id: String, onboarding: NewPayoutAccount) async throws -> ProviderPayoutAccount
 
     /// Checks a webhook's signature header over the raw body (HMAC-SHA256 over `t.body`, 300 s
     /// tolerance on the wall clock, constant-time comparison) and reads the event's envelope.
@@ -232,6 +243,35 @@ public struct ProviderTransfer: Sendable, Equatable {
         self.id = id
         self.amount = amount
         self.destination = destination
+    }
+}
+
+public struct NewPayoutAccount: Sendable, Equatable {
+    public var vendorId: UUID
+    /// Where the provider's onboarding sends the vendor when done, and when its link has expired.
+    public var returnURL: String
+    public var refreshURL: String
+
+    public init(vendorId: UUID, returnURL: String, refreshURL: String) {
+        self.vendorId = vendorId
+        self.returnURL = returnURL
+        self.refreshURL = refreshURL
+    }
+}
+
+public struct ProviderPayoutAccount: Sendable, Equatable {
+    public enum Status: String, Sendable, Codable { case pending, active }
+
+    /// `acct_…`
+    public var id: String
+    public var status: Status
+    /// While pending: where the vendor completes onboarding (expires; read the account again for a new one).
+    public var onboardingURL: String?
+
+    public init(id: String, status: Status, onboardingURL: String?) {
+        self.id = id
+        self.status = status
+        self.onboardingURL = onboardingURL
     }
 }
 

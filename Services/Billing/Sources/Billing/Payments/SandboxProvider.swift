@@ -230,6 +230,80 @@ public struct SandboxProvider: PaymentProvider {
         }
     }
 
+    /// What Stripe.js does on the buyer's client: confirms a waiting intent with a test card. A
+    /// card that succeeds makes it `succeeded` (the fee known); a declining one leaves it
+    /// `requires_payment_method` with the code, for another try. Either way a signed webhook
+    /// follows. A succeeded or canceled intent cannot be confirmed (`invalidRequest`).
+    public func confirm(_ id: String, paymentMethod: String) async throws -> ProviderPaymentIntent {
+        guard let card = Card.named(paymentMethod) else { throw ProviderError.invalidRequest("No such PaymentMethod: '\(paymentMethod)'") }
+        return try await Database.transaction(client, context) { tx in
+            guard let current = try await Self.intents(tx.query("\(unescaped: Self.intentColumns) WHERE id = \(id) FOR UPDATE")).first else {
+                throw ProviderError.notFound("No such payment_intent: '\(id)'")
+            }
+            guard current.status == .requiresPaymentMethod || current.status == .requiresConfirmation else {
+                throw ProviderError.invalidRequest("This PaymentIntent's status is \(current.status.rawValue); it cannot be confirmed")
+            }
+            var intent = current
+            switch card {
+            case .succeeds:
+                intent.status = .succeeded
+                intent.fee = Money(amount: Self.fee(on: intent.amount.amount), currency: intent.amount.currency)
+                intent.failureCode = nil
+                intent.failureMessage = nil
+            case .declinedAtOnce(let code, _):
+                intent.failureCode = code
+                intent.failureMessage = "Your card was declined."
+            case .chargesFail:
+                intent.failureCode = "card_declined"
+                intent.failureMessage = "Your card was declined."
+            }
+            try await tx.query("""
+                UPDATE sandbox_payment_intents SET status = \(intent.status.rawValue), fee = \(intent.fee.amount), failure_code = \(intent.failureCode),
+                    failure_message = \(intent.failureMessage), payment_method_id = \(paymentMethod), updated_at = now()
+                WHERE id = \(id)
+                """)
+            try await emit(intent.status == .succeeded ? "payment_intent.succeeded" : "payment_intent.payment_failed", object: IntentObject(intent), in: tx)
+            return intent
+        }
+    }
+
+    public func cancelPaymentIntent(_ id: String, idempotencyKey: String) async throws -> ProviderPaymentIntent {
+        try await Database.transaction(client, context) { tx in
+            guard var intent = try await Self.intents(tx.query("\(unescaped: Self.intentColumns) WHERE id = \(id) FOR UPDATE")).first else {
+                throw ProviderError.notFound("No such payment_intent: '\(id)'")
+            }
+            if intent.status == .canceled { return intent }
+            guard intent.status != .succeeded else {
+                throw ProviderError.invalidRequest("You cannot cancel this PaymentIntent because it has a status of succeeded")
+            }
+            intent.status = .canceled
+            try await tx.query("UPDATE sandbox_payment_intents SET status = 'canceled', updated_at = now() WHERE id = \(id)")
+            try await emit("payment_intent.canceled", object: IntentObject(intent), in: tx)
+            return intent
+        }
+    }
+
+    /// A connected account that can receive transfers at once (no onboarding in the sandbox).
+    public func createPayoutAccount(_ request: NewPayoutAccount, idempotencyKey: String) async throws -> ProviderPayoutAccount {
+        try await Database.autocommit(client, context) { tx in
+            try await tx.query("""
+                INSERT INTO sandbox_accounts (id, idempotency_key, vendor_id) VALUES (\(Self.newId("acct_")), \(idempotencyKey), \(request.vendorId))
+                ON CONFLICT (idempotency_key) DO NOTHING
+                """)
+            guard let id = try await tx.first("SELECT id FROM sandbox_accounts WHERE idempotency_key = \(idempotencyKey)", as: String.self) else {
+                throw ProviderError.unavailable("the account vanished")
+            }
+            return ProviderPayoutAccount(id: id, status: .active, onboardingURL: nil)
+        }
+    }
+
+    public func payoutAccount(_ id: String, onboarding: NewPayoutAccount) async throws -> ProviderPayoutAccount {
+        guard try await client.query("SELECT true FROM sandbox_accounts WHERE id = \(id)", logger: logger).collect().first != nil else {
+            throw ProviderError.notFound("No such account: '\(id)'")
+        }
+        return ProviderPayoutAccount(id: id, status: .active, onboardingURL: nil)
+    }
+
     public func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent {
         // A read: one statement, no transaction around it.
         let rows = try await client.query("\(unescaped: Self.intentColumns) WHERE id = \(id)", logger: logger)
@@ -265,6 +339,9 @@ public struct SandboxProvider: PaymentProvider {
     public func transfer(_ request: TransferRequest, idempotencyKey: String) async throws -> ProviderTransfer {
         guard request.amount.amount > 0 else { throw ProviderError.invalidRequest("amount must be a positive integer") }
         return try await Database.transaction(client, context) { tx in
+            guard try await tx.first("SELECT true FROM sandbox_accounts WHERE id = \(request.destination)", as: Bool.self) == true else {
+                throw ProviderError.invalidRequest("No such destination: '\(request.destination)'")
+            }
             try await tx.query("""
                 INSERT INTO sandbox_transfers (id, idempotency_key, amount, currency, destination, transfer_group)
                 VALUES (\(Self.newId("tr_")), \(idempotencyKey), \(request.amount.amount), \(request.amount.currency.code), \(request.destination),

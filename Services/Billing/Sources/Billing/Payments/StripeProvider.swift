@@ -115,6 +115,41 @@ public struct StripeProvider: PaymentProvider {
         return try refund.model(paymentIntent: request.paymentIntent)
     }
 
+    public func cancelPaymentIntent(_ id: String, idempotencyKey: String) async throws -> ProviderPaymentIntent {
+        var form = FormBody()
+        form.add("cancellation_reason", "abandoned")
+        let intent: StripePaymentIntent = try await send(.post("/v1/payment_intents/\(Self.pathSegment(id))/cancel", form, idempotencyKey: idempotencyKey))
+        return try intent.model()
+    }
+
+    /// An Express connected account that receives transfers, and the link where the vendor onboards.
+    public func createPayoutAccount(_ request: NewPayoutAccount, idempotencyKey: String) async throws -> ProviderPayoutAccount {
+        var form = FormBody()
+        form.add("type", "express")
+        form.add("capabilities[transfers][requested]", "true")
+        form.addMetadata(["vendor_id": request.vendorId.lowercased])
+        let account: StripeAccount = try await send(.post("/v1/accounts", form, idempotencyKey: idempotencyKey))
+        return try await payoutAccount(account, onboarding: request)
+    }
+
+    public func payoutAccount(_ id: String, onboarding: NewPayoutAccount) async throws -> ProviderPayoutAccount {
+        let account: StripeAccount = try await send(.get("/v1/accounts/\(Self.pathSegment(id))", query: nil))
+        return try await payoutAccount(account, onboarding: onboarding)
+    }
+
+    /// Active once transfers to it are; until then pending with a new onboarding link (links are
+    /// single-use and short-lived, so one is made for each answer).
+    private func payoutAccount(_ account: StripeAccount, onboarding: NewPayoutAccount) async throws -> ProviderPayoutAccount {
+        guard account.capabilities?.transfers != "active" else { return ProviderPayoutAccount(id: account.id, status: .active, onboardingURL: nil) }
+        var form = FormBody()
+        form.add("account", account.id)
+        form.add("type", "account_onboarding")
+        form.add("return_url", onboarding.returnURL)
+        form.add("refresh_url", onboarding.refreshURL)
+        let link: StripeAccountLink = try await send(.post("/v1/account_links", form, idempotencyKey: "account-link:\(account.id):\(UUID().lowercased)"))
+        return ProviderPayoutAccount(id: account.id, status: .pending, onboardingURL: link.url)
+    }
+
     public func transfer(_ request: TransferRequest, idempotencyKey: String) async throws -> ProviderTransfer {
         var form = FormBody()
         form.add("amount", String(try StripeAmount.stripe(request.amount)))
@@ -436,3 +471,16 @@ struct StripeTransfer: Decodable {
     var destination: String?
 }
 
+
+struct StripeAccount: Decodable {
+    struct Capabilities: Decodable {
+        var transfers: String?
+    }
+
+    var id: String
+    var capabilities: Capabilities?
+}
+
+struct StripeAccountLink: Decodable {
+    var url: String
+}
