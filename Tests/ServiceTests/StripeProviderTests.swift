@@ -113,6 +113,121 @@ import Testing
         }
     }
 
+    // MARK: Cancels
+
+    @Test func anUnpaidIntentIsCanceledAsAbandoned() async throws {
+        try await withStandIn { provider, standIn in
+            let intent = try await provider.cancelPaymentIntent("pi_standin", idempotencyKey: "order:o7:cancel")
+            #expect(intent.id == "pi_standin")
+            #expect(intent.status == .canceled && intent.status.isFinal)
+            #expect(intent.amount == Money(amount: 90_000, currency: .eur) && intent.metadata == ["order_id": "o7"])
+            #expect(intent.fee == .zero(.eur), "nothing was charged")
+
+            let hit = try #require(standIn.hits.first)
+            #expect(standIn.hits.count == 1)
+            #expect(hit.method == "POST" && hit.path == "/v1/payment_intents/pi_standin/cancel")
+            #expect(hit.idempotencyKey == "order:o7:cancel")
+            #expect(hit.form == ["cancellation_reason": "abandoned"])
+        }
+    }
+
+    @Test func aPaidIntentCannotBeCanceledAndIsAskedOnlyOnce() async throws {
+        try await withStandIn { provider, standIn in
+            // Stripe's message, read past the intent its error carries: a 400, not a decline.
+            await #expect(throws: ProviderError.invalidRequest("This PaymentIntent has a status of succeeded and cannot be canceled.")) {
+                try await provider.cancelPaymentIntent("pi_succeeded", idempotencyKey: "order:o8:cancel")
+            }
+            #expect(standIn.hits.map(\.path) == ["/v1/payment_intents/pi_succeeded/cancel"], "a 400 is not retried")
+            #expect(standIn.hits.first?.idempotencyKey == "order:o8:cancel")
+        }
+    }
+
+    // MARK: Payout accounts
+
+    static let onboardingURLs = (returnURL: "https://market.example/vendor/payouts?onboarded=1", refreshURL: "https://market.example/vendor/payouts/refresh")
+
+    func onboarding(_ vendor: UUID = UUID()) -> NewPayoutAccount {
+        NewPayoutAccount(vendorId: vendor, returnURL: Self.onboardingURLs.returnURL, refreshURL: Self.onboardingURLs.refreshURL)
+    }
+
+    func expectOnboardingLink(_ hit: StripeHit, account: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(hit.method == "POST" && hit.path == "/v1/account_links", sourceLocation: sourceLocation)
+        #expect(hit.form == ["account": account, "type": "account_onboarding",
+                             "return_url": Self.onboardingURLs.returnURL, "refresh_url": Self.onboardingURLs.refreshURL], sourceLocation: sourceLocation)
+        #expect(hit.idempotencyKey?.hasPrefix("account-link:\(account):") == true, sourceLocation: sourceLocation)
+    }
+
+    @Test func aNewPayoutAccountIsPendingWithAnOnboardingLink() async throws {
+        try await withStandIn { provider, standIn in
+            let vendor = UUID()
+            let key = "vendor:\(vendor.lowercased):payout-account"
+            let account = try await provider.createPayoutAccount(onboarding(vendor), idempotencyKey: key)
+            #expect(account == ProviderPayoutAccount(id: "acct_standin", status: .pending,
+                                                     onboardingURL: "https://connect.stripe.com/setup/e/acct_standin/Lk1"))
+
+            let hits = standIn.hits
+            #expect(hits.map(\.path) == ["/v1/accounts", "/v1/account_links"])
+            #expect(hits[0].method == "POST" && hits[0].idempotencyKey == key)
+            #expect(hits[0].form == ["type": "express", "capabilities[transfers][requested]": "true",
+                                     "metadata[vendor_id]": vendor.uuidString.lowercased()])
+            #expect(hits[0].body.contains("capabilities[transfers][requested]=true"), "Stripe's bracket notation, on the wire")
+            expectOnboardingLink(hits[1], account: "acct_standin")
+            #expect(hits[1].idempotencyKey != key, "the account's key would replay the account, not make a link")
+            #expect(hits[1].body.contains("return_url=https%3A%2F%2Fmarket.example%2Fvendor%2Fpayouts%3Fonboarded%3D1"),
+                    "the URLs are percent-encoded")
+        }
+    }
+
+    @Test func anAccountWhoseTransfersAreActiveIsActiveWithNoLink() async throws {
+        let script: StripeStandIn.Script = { hit, _ in
+            hit.path == "/v1/accounts" ? StandInAnswer(status: 200, json: StripeStandIn.account(id: "acct_active", transfers: "active", metadata: [])) : nil
+        }
+        try await withStandIn(script: script) { provider, standIn in
+            let created = try await provider.createPayoutAccount(onboarding(), idempotencyKey: "vendor:1:payout-account")
+            #expect(created == ProviderPayoutAccount(id: "acct_active", status: .active, onboardingURL: nil))
+
+            let read = try await provider.payoutAccount("acct_active", onboarding: onboarding())
+            #expect(read == ProviderPayoutAccount(id: "acct_active", status: .active, onboardingURL: nil))
+
+            #expect(standIn.hits.map(\.path) == ["/v1/accounts", "/v1/accounts/acct_active"], "no account link for an onboarded account")
+            #expect(standIn.hits.map(\.method) == ["POST", "GET"])
+        }
+    }
+
+    @Test func readingAPendingAccountMakesAFreshLinkEachTime() async throws {
+        try await withStandIn { provider, standIn in
+            let first = try await provider.payoutAccount("acct_standin", onboarding: onboarding())
+            let second = try await provider.payoutAccount("acct_standin", onboarding: onboarding())
+            #expect(first == ProviderPayoutAccount(id: "acct_standin", status: .pending, onboardingURL: "https://connect.stripe.com/setup/e/acct_standin/Lk1"))
+            #expect(second == ProviderPayoutAccount(id: "acct_standin", status: .pending, onboardingURL: "https://connect.stripe.com/setup/e/acct_standin/Lk2"),
+                    "links are single-use: each read makes a new one")
+
+            let hits = standIn.hits
+            #expect(hits.map(\.path) == ["/v1/accounts/acct_standin", "/v1/account_links", "/v1/accounts/acct_standin", "/v1/account_links"])
+            for read in [hits[0], hits[2]] {
+                #expect(read.method == "GET" && read.query.isEmpty && read.idempotencyKey == nil)
+            }
+            expectOnboardingLink(hits[1], account: "acct_standin")
+            expectOnboardingLink(hits[3], account: "acct_standin")
+            #expect(hits[1].idempotencyKey != hits[3].idempotencyKey, "a second link is a new request, not a replay of the first")
+        }
+    }
+
+    @Test func aFailedLinkIsRetriedWithItsOwnKeyAndTheAccountIsMadeOnce() async throws {
+        let script: StripeStandIn.Script = { hit, count in
+            hit.path == "/v1/account_links" && count == 1 ? StandInAnswer.error(500, type: "api_error", message: "An unknown error occurred") : nil
+        }
+        try await withStandIn(script: script) { provider, standIn in
+            let account = try await provider.createPayoutAccount(onboarding(), idempotencyKey: "vendor:2:payout-account")
+            #expect(account == ProviderPayoutAccount(id: "acct_standin", status: .pending, onboardingURL: "https://connect.stripe.com/setup/e/acct_standin/Lk2"))
+
+            let hits = standIn.hits
+            #expect(hits.map(\.path) == ["/v1/accounts", "/v1/account_links", "/v1/account_links"])
+            #expect(hits[1].idempotencyKey == hits[2].idempotencyKey, "the retry is the same request")
+            expectOnboardingLink(hits[2], account: "acct_standin")
+        }
+    }
+
     // MARK: Declines
 
     @Test func aDeclinedChargeIsAnIntentNotAnError() async throws {
@@ -397,7 +512,7 @@ final class StripeStandIn: Sendable {
         }
 
         let answer = problems.isEmpty
-            ? script(hit, count) ?? Self.asStripe(hit)
+            ? script(hit, count) ?? Self.asStripe(hit, count: count)
             : StandInAnswer.error(400, type: "invalid_request_error", message: problems.joined(separator: "; "))
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
@@ -423,8 +538,8 @@ final class StripeStandIn: Sendable {
         return fields
     }
 
-    /// As Stripe answers, for the test payment methods the tests use.
-    static func asStripe(_ hit: StripeHit) -> StandInAnswer {
+    /// As Stripe answers, for the test payment methods and accounts the tests use; `count` as the script is given it.
+    static func asStripe(_ hit: StripeHit, count: Int) -> StandInAnswer {
         let form = hit.form
         switch (hit.method, hit.path) {
         case ("POST", "/v1/customers"):
@@ -472,6 +587,48 @@ final class StripeStandIn: Sendable {
             let expanded = hit.query["expand[]"] == StripeProvider.expandFee
             return StandInAnswer(status: 200, json: paymentIntent(amount: 1250, currency: "gbp", status: "succeeded", metadata: [], expanded: expanded))
 
+        case ("POST", "/v1/payment_intents/pi_standin/cancel"):
+            guard let reason = form["cancellation_reason"], ["duplicate", "fraudulent", "requested_by_customer", "abandoned"].contains(reason) else {
+                return .error(400, type: "invalid_request_error",
+                              message: "Invalid cancellation_reason: must be one of duplicate, fraudulent, requested_by_customer, or abandoned")
+            }
+            return StandInAnswer(status: 200, json: paymentIntent(amount: 90_000, currency: "eur", status: "canceled", metadata: [("order_id", "o7")],
+                                                                  expanded: false, cancellationReason: reason))
+        case ("POST", "/v1/payment_intents/pi_succeeded/cancel"):
+            // A paid intent cannot be canceled; Stripe's error carries the intent as it stands.
+            let intent = paymentIntent(id: "pi_succeeded", amount: 1250, currency: "gbp", status: "succeeded", metadata: [], expanded: false)
+            return .error(400, type: "invalid_request_error", code: "payment_intent_unexpected_state",
+                          message: "This PaymentIntent has a status of succeeded and cannot be canceled.", paymentIntent: intent)
+
+        case ("POST", "/v1/accounts"):
+            guard ["express", "standard", "custom"].contains(form["type"] ?? "") else {
+                return .error(400, type: "invalid_request_error", message: "Invalid type: must be one of standard, express, or custom")
+            }
+            let metadata = form.filter { $0.key.hasPrefix("metadata[") }
+                .map { (String($0.key.dropFirst("metadata[".count).dropLast()), $0.value) }
+            // A new Express account receives no transfers until its owner has onboarded.
+            return StandInAnswer(status: 200, json: account(id: "acct_standin", transfers: "inactive", metadata: metadata))
+        case ("GET", "/v1/accounts/acct_standin"):
+            return StandInAnswer(status: 200, json: account(id: "acct_standin", transfers: "inactive", metadata: []))
+        case ("GET", "/v1/accounts/acct_active"):
+            return StandInAnswer(status: 200, json: account(id: "acct_active", transfers: "active", metadata: []))
+
+        case ("POST", "/v1/account_links"):
+            guard let account = form["account"], account.hasPrefix("acct_") else {
+                return .error(400, type: "invalid_request_error", message: "Missing required param: account.")
+            }
+            guard ["account_onboarding", "account_update"].contains(form["type"] ?? "") else {
+                return .error(400, type: "invalid_request_error", message: "Invalid type: must be one of account_onboarding or account_update")
+            }
+            guard form["return_url"] != nil, form["refresh_url"] != nil else {
+                return .error(400, type: "invalid_request_error", message: "Missing required param: return_url and refresh_url.")
+            }
+            // Single-use: each link is a new URL.
+            return StandInAnswer(status: 200, json: #"""
+                {"object":"account_link","created":1700000000,"expires_at":1700000300,
+                 "url":"https://connect.stripe.com/setup/e/\#(account)/Lk\#(count)"}
+                """#)
+
         case ("POST", "/v1/refunds"):
             if let reason = form["reason"], !["duplicate", "fraudulent", "requested_by_customer"].contains(reason) {
                 return .error(400, type: "invalid_request_error", message: "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer")
@@ -493,15 +650,27 @@ final class StripeStandIn: Sendable {
     }
 
     /// A payment intent; its charge's balance transaction (2.9 % + 20 minor units) only when expanded, as Stripe does.
-    static func paymentIntent(amount: Int, currency: String, status: String, metadata: [(String, String)], expanded: Bool) -> String {
+    static func paymentIntent(id: String = "pi_standin", amount: Int, currency: String, status: String, metadata: [(String, String)],
+                              expanded: Bool, cancellationReason: String? = nil) -> String {
         let fee = amount * 29 / 1000 + 20
         let charge = status != "succeeded" ? "null"
             : expanded ? #"{"id":"ch_standin","object":"charge","balance_transaction":{"id":"txn_standin","object":"balance_transaction","fee":\#(fee),"currency":"\#(currency)"}}"#
             : #""ch_standin""#
         let metadataJSON = metadata.map { #""\#($0.0)":"\#($0.1)""# }.joined(separator: ",")
         return #"""
-            {"id":"pi_standin","object":"payment_intent","amount":\#(amount),"currency":"\#(currency)","status":"\#(status)",
-             "created":1700000000,"client_secret":"pi_standin_secret_x","metadata":{\#(metadataJSON)},"latest_charge":\#(charge)}
+            {"id":"\#(id)","object":"payment_intent","amount":\#(amount),"currency":"\#(currency)","status":"\#(status)",
+             "created":1700000000,"client_secret":"\#(id)_secret_x","metadata":{\#(metadataJSON)},"latest_charge":\#(charge),
+             "cancellation_reason":\#(cancellationReason.map { #""\#($0)""# } ?? "null"),"canceled_at":\#(cancellationReason == nil ? "null" : "1700000600")}
+            """#
+    }
+
+    /// A connected account; `transfers` is its transfers capability (`inactive`, `pending` or `active`).
+    static func account(id: String, transfers: String, metadata: [(String, String)]) -> String {
+        let onboarded = transfers == "active"
+        let metadataJSON = metadata.map { #""\#($0.0)":"\#($0.1)""# }.joined(separator: ",")
+        return #"""
+            {"id":"\#(id)","object":"account","type":"express","charges_enabled":\#(onboarded),"payouts_enabled":\#(onboarded),
+             "details_submitted":\#(onboarded),"capabilities":{"transfers":"\#(transfers)"},"metadata":{\#(metadataJSON)}}
             """#
     }
 }
