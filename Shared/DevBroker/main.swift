@@ -6,6 +6,10 @@
 // topic of the suite, from Shared/Contracts), writes the
 // bootstrap address to PATH (atomically, once ready), prints `broker: <address>`, and runs
 // until SIGTERM/SIGINT, when it stops the cluster, removes PATH and exits 0.
+//
+// SIGUSR1 takes the broker down (connections dropped, new ones refused) and SIGUSR2 brings it
+// back, with every record and committed offset kept: a broker outage as clients see a real
+// broker's restart, for fault-injection tests (the mock's data lives only in this process).
 
 import Dispatch
 import Contracts
@@ -120,6 +124,23 @@ let signalSources = [SIGTERM, SIGINT].map { signalNumber in
     return source
 }
 
-withExtendedLifetime(signalSources) {
+let outageSources = [(SIGUSR1, true), (SIGUSR2, false)].map { signalNumber, down in
+    #if canImport(Darwin)
+    signal(signalNumber, SIG_IGN)
+    #endif
+    let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .main)
+    source.setEventHandler {
+        do {
+            try cluster.setBrokersDown(down)
+            logger.warning(down ? "broker down (SIGUSR1): connections refused until SIGUSR2" : "broker up again (SIGUSR2)")
+        } catch {
+            logger.error("could not change the broker's state: \(error)")
+        }
+    }
+    source.resume()
+    return source
+}
+
+withExtendedLifetime((signalSources, outageSources)) {
     dispatchMain()
 }

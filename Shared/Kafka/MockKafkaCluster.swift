@@ -37,6 +37,7 @@ public final class MockKafkaCluster: Sendable {
     public let bootstrapServers: String
 
     private let host: RdKafkaHandle
+    private let brokers: Int32
     private let cluster: Mutex<MockClusterPointer?>
     /// Keeps the host handle's log context alive until the handle is destroyed.
     private let context: LibrdkafkaCallbackContext
@@ -60,6 +61,7 @@ public final class MockKafkaCluster: Sendable {
         }
         self.bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
         self.host = host
+        self.brokers = brokers
         self.cluster = Mutex(MockClusterPointer(pointer: cluster))
         self.context = context
     }
@@ -75,6 +77,19 @@ public final class MockKafkaCluster: Sendable {
             guard let cluster else { throw KafkaError.shutdown("mock cluster is shut down") }
             let err = rd_kafka_mock_topic_create(cluster.pointer, name, partitions, 1)
             guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err) }
+        }
+    }
+
+    /// Takes every broker down (`true`: connections dropped, new ones refused) or back up, keeping
+    /// every topic's records and every group's committed offsets: what clients see while a real
+    /// broker restarts with its logs on disk.
+    public func setBrokersDown(_ down: Bool) throws {
+        try cluster.withLock { cluster in
+            guard let cluster else { throw KafkaError.shutdown("mock cluster is shut down") }
+            for id in 1...brokers {
+                let err = down ? rd_kafka_mock_broker_set_down(cluster.pointer, id) : rd_kafka_mock_broker_set_up(cluster.pointer, id)
+                guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err) }
+            }
         }
     }
 

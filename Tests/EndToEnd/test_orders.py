@@ -1,16 +1,17 @@
-"""Orders through the gateway: a buyer's purchase from placing to receipt, the refusals at
-placing, the parties' actions and everything they may not do, cancellation with the stock back,
-and the 15-minute payment deadline on the test clock. Listings is real (its snapshot feeds
-orders, it reserves and releases the stock), and billing makes each order's payment intent. The
-buyer's confirmation of it is not built yet, so billing's `payment.succeeded` is produced on the
-dev broker with kcat, as billing will produce it. Every answer is checked against openapi.yaml."""
+"""Orders and their money through the gateway: a buyer's purchase from placing to receipt and
+the vendor's payout, the refusals at placing and at paying, the parties' actions and everything
+they may not do, cancellation with the stock back and the money refunded, the 15-minute payment
+deadline on the test clock and a payment that comes too late, an admin's refund. Listings, orders
+and billing are all real: listings' snapshot prices the order and it holds the stock, billing
+makes the payment intent, the buyer confirms it at the sandbox, whose signed webhook makes the
+order paid. Every answer is checked against openapi.yaml."""
 
 from __future__ import annotations
 
 import uuid
 
 from e2e_support import advance_clock, wait_until
-from test_listings import BOWL, admin, broker, entitle, moderator, now_rfc3339, produce, verified  # noqa: F401 (fixtures)
+from test_listings import BOWL, admin, broker, entitle, moderator, verified  # noqa: F401 (fixtures)
 
 ADDRESS = {"name": "Ada Buyer", "line1": "1 Farm Lane", "city": "York", "postalCode": "YO1 7HH", "country": "GB"}
 
@@ -20,14 +21,23 @@ def place(gateway, token, listing_id, quantity=1, key=None, **extra):
     return gateway.post("/v1/orders", json=body, token=token, headers={"Idempotency-Key": key or str(uuid.uuid4())})
 
 
-def pay(gateway, token, broker, order):
-    """The buyer pays: billing's intent reaches the order (within a second of placing), then
-    billing's word that it succeeded, produced by hand until billing's confirm step exists."""
+def intent_of(gateway, token, order):
+    """Billing's intent, on the order within moments of placing."""
     intent = wait_for(gateway, token, order["id"], lambda o: o["payment"] is not None, "billing's intent on the order")["payment"]
     assert intent["status"] == "requires_payment_method" and intent["clientSecret"].startswith(intent["intentId"] + "_secret_")
-    produce(broker, "billing.payments.v1", order["id"], "marketplace.billing.payment.succeeded.v1", "/marketplace/billing",
-            {"orderId": order["id"], "intentId": intent["intentId"], "clientSecret": None, "status": "succeeded",
-             "amount": order["total"]["amount"], "currency": order["total"]["currency"], "occurredAt": now_rfc3339()})
+    return intent
+
+
+def confirm(gateway, token, intent_id, card="pm_card_visa"):
+    return gateway.post(f"/v1/payments/{intent_id}/confirm", json={"paymentMethod": card}, token=token)
+
+
+def pay(gateway, token, order):
+    """The buyer pays with a card that works, as Stripe.js would; the webhook makes it paid."""
+    intent = intent_of(gateway, token, order)
+    paid = confirm(gateway, token, intent["intentId"]).expect(200).json()
+    assert paid == {"id": intent["intentId"], "orderId": order["id"], "status": "succeeded", "amount": order["total"]}
+    return wait_for(gateway, token, order["id"], lambda o: o["status"] == "paid", "the provider's webhook made it paid")
 
 
 def status_of(gateway, token, order_id):
@@ -36,6 +46,10 @@ def status_of(gateway, token, order_id):
 
 def wait_for(gateway, token, order_id, predicate, describe):
     return wait_until(lambda: (lambda o: o if predicate(o) else None)(status_of(gateway, token, order_id)), timeout=30, describe=describe)
+
+
+def balance(gateway, token):
+    return gateway.get("/v1/vendor/balance", token=token).expect(200).json()
 
 
 def orderable_listing(suite, gateway, register, broker, moderator, quantity=3):
@@ -77,15 +91,31 @@ def test_a_purchase_from_placing_to_receipt(suite, gateway, register, broker, mo
     place(gateway, vendor_token, lid).expect_problem(403, "cannot-buy-own-listing")
     place(gateway, token, str(uuid.uuid4())).expect_problem(409, "listing-unavailable")
 
-    # Listings reserves the units; billing makes the intent; the payment makes it paid.
+    # Listings reserves the units; billing makes the intent; the buyer pays it.
     oid = first["id"]
     wait_for(gateway, token, oid, lambda o: "given its stock" in [c["event"] for c in o["history"]], "listings reserved the stock")
-    pay(gateway, token, broker, first)
-    paid = wait_for(gateway, token, oid, lambda o: o["status"] == "paid", "paid")
-    assert paid["payment"]["status"] == "succeeded" and paid["payment"]["intentId"].startswith("pi_")
+    intent = intent_of(gateway, token, first)["intentId"]
+    stranger = register("buyer")
+    pay_path = f"/v1/payments/{intent}/confirm"
+    gateway.post(pay_path, json={"paymentMethod": "pm_card_visa"}).expect_problem(401, "unauthorized")
+    confirm(gateway, stranger.access_token, intent).expect_problem(404, "not-found")
+    confirm(gateway, vendor_token, intent).expect_problem(404, "not-found")
+    confirm(gateway, token, "pi_doesnotexist").expect_problem(404, "not-found")
+    gateway.post(pay_path, body=b"{", headers={"Content-Type": "application/json"}, token=token).expect_problem(400, "malformed-request")
+    gateway.post(pay_path, json={"paymentMethod": ""}, token=token).expect_problem(422, "validation-failed")
+    confirm(gateway, token, intent, card="pm_card_unheardOf").expect_problem(422, "validation-failed")
+    declined = confirm(gateway, token, intent, card="pm_card_chargeDeclined").expect_problem(402, "card-declined")
+    assert "card_declined" in declined["detail"]
+    assert status_of(gateway, token, oid)["status"] == "pending_payment"
+    paid = pay(gateway, token, first)
+    assert paid["payment"]["status"] == "succeeded" and paid["payment"]["intentId"] == intent
+    assert [c["event"] for c in paid["history"]] == ["placed", "given its stock", "paid"]
+    # The buyer pays twice: the second is refused, nothing is taken.
+    confirm(gateway, token, intent).expect_problem(409, "invalid-transition")
+    held = wait_until(lambda: (lambda b: b if b["pending"] else None)(balance(gateway, vendor_token)), timeout=30, describe="escrow in the balance")
+    assert held == {"pending": [first["total"]], "available": [], "inDispute": []}
 
     # Who may see it, and who may do what.
-    stranger = register("buyer")
     gateway.get(f"/v1/orders/{oid}").expect_problem(401, "unauthorized")
     gateway.get(f"/v1/orders/{oid}", token=stranger.access_token).expect_problem(404, "not-found")
     gateway.get(f"/v1/orders/{uuid.uuid4()}", token=token).expect_problem(404, "not-found")
@@ -136,8 +166,37 @@ def test_a_purchase_from_placing_to_receipt(suite, gateway, register, broker, mo
     assert {e["field"] for e in problem["errors"]} == {"role", "status"}
     gateway.get("/v1/orders").expect_problem(401, "unauthorized")
 
+    # The money left escrow at receipt: the vendor's less the commission, available.
+    vendor_share = {"amount": first["total"]["amount"] - first["commission"]["amount"], "currency": "GBP"}
+    wait_until(lambda: balance(gateway, vendor_token)["available"] == [vendor_share], timeout=30, describe="released to the vendor")
+    assert balance(gateway, vendor_token)["pending"] == [{"amount": 0, "currency": "GBP"}]
+    gateway.get("/v1/vendor/balance").expect_problem(401, "unauthorized")
+    gateway.get("/v1/vendor/balance", token=token).expect_problem(403, "forbidden")
 
-def test_a_cancellation_gives_the_stock_back_and_an_unpaid_order_expires(suite, gateway, register, broker, moderator):
+    # Paid out by the daily run to the vendor's payout account (none yet: nothing is paid).
+    account_path = "/v1/vendor/payout-account"
+    gateway.get(account_path, token=vendor_token).expect_problem(404, "not-found")
+    gateway.get(account_path).expect_problem(401, "unauthorized")
+    gateway.get(account_path, token=token).expect_problem(403, "forbidden")
+    gateway.post(account_path).expect_problem(401, "unauthorized")
+    gateway.post(account_path, token=token).expect_problem(403, "forbidden")
+    account = gateway.post(account_path, token=vendor_token).expect(201).json()
+    assert account["status"] == "active" and account["id"].startswith("acct_") and account["onboardingUrl"] is None
+    assert gateway.post(account_path, token=vendor_token).expect(200).json() == account
+    assert gateway.get(account_path, token=vendor_token).expect(200).json() == account
+    advance_clock(suite, days=1)
+    payouts = wait_until(lambda: (lambda p: p if p["items"] and p["items"][0]["status"] == "paid" else None)(
+        gateway.get("/v1/vendor/payouts", token=vendor_token).expect(200).json()), timeout=30, describe="the daily payout")
+    payout = payouts["items"][0]
+    assert payout["amount"] == vendor_share and payout["orders"] == [oid] and payout["orderCount"] == 1
+    assert payout["transferId"].startswith("tr_") and payouts["nextCursor"] is None
+    assert balance(gateway, vendor_token)["available"] == [{"amount": 0, "currency": "GBP"}]
+    gateway.get("/v1/vendor/payouts", query={"limit": "0"}, token=vendor_token).expect_problem(422, "validation-failed")
+    gateway.get("/v1/vendor/payouts").expect_problem(401, "unauthorized")
+    gateway.get("/v1/vendor/payouts", token=token).expect_problem(403, "forbidden")
+
+
+def test_a_cancellation_gives_the_stock_back_and_the_money_and_an_unpaid_order_expires(suite, gateway, register, broker, moderator, admin):
     vendor, vendor_token, lid = orderable_listing(suite, gateway, register, broker, moderator, quantity=2)
     buyer = register("buyer")
     token = verified(suite, buyer)
@@ -174,12 +233,45 @@ def test_a_cancellation_gives_the_stock_back_and_an_unpaid_order_expires(suite, 
     expired = wait_for(gateway, token, late["id"], lambda o: o["status"] == "canceled", "the unpaid order expired")
     assert expired["cancelReason"] == "payment_timeout"
     assert [c["event"] for c in expired["history"]][-1] == "expired unpaid"
-    # The vendor cancels a paid order before shipping.
-    paid = wait_until(lambda: (lambda r: r if r.status == 201 else None)(place(gateway, token, lid, quantity=1)), timeout=30,
-                      describe="orders sees the expired order's unit back").json()
-    pay(gateway, token, broker, paid)
-    wait_for(gateway, token, paid["id"], lambda o: o["status"] == "paid", "paid")
-    by_vendor = gateway.post(f"/v1/orders/{paid['id']}/cancel", json={"reason": "Out of stock, sorry."}, token=vendor_token).expect(200).json()
+    # Paying it now is too late: billing canceled its intent, so nothing is taken.
+    late_intent = expired["payment"]["intentId"]
+    wait_until(lambda: confirm(gateway, token, late_intent).status == 409, timeout=30, describe="the expired order's intent canceled")
+    confirm(gateway, token, late_intent).expect_problem(409, "invalid-transition")
+
+    # The vendor cancels a paid order before shipping: the buyer gets it all back.
+    order = wait_until(lambda: (lambda r: r if r.status == 201 else None)(place(gateway, token, lid, quantity=1)), timeout=30,
+                       describe="orders sees the expired order's unit back").json()
+    pay(gateway, token, order)
+    by_vendor = gateway.post(f"/v1/orders/{order['id']}/cancel", json={"reason": "Out of stock, sorry."}, token=vendor_token).expect(200).json()
     assert by_vendor["cancelReason"] == "vendor_canceled"
     assert "a full refund is due" in by_vendor["history"][-1]["note"]
-    assert by_vendor["payment"]["status"] == "succeeded"
+    refunded = wait_for(gateway, token, order["id"], lambda o: o["payment"]["status"] == "refunded", "refunded by billing")
+    assert refunded["refundedAmount"] == order["total"] and refunded["history"][-1]["event"] == "refunded"
+
+    # An admin refunds part of a paid order (a unit arrived hurt, say).
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    third = wait_until(lambda: (lambda r: r if r.status == 201 else None)(place(gateway, token, lid, quantity=2)), timeout=30,
+                       describe="orders sees the units back").json()
+    refund = {"orderId": third["id"], "amount": {"amount": 500, "currency": "GBP"}, "reason": "One bowl arrived cracked."}
+    intent_of(gateway, token, third)
+    gateway.post("/v1/admin/refunds", json=refund, token=admin, headers=key).expect_problem(409, "invalid-transition")
+    pay(gateway, token, third)
+    gateway.post("/v1/admin/refunds", json=refund, headers=key).expect_problem(401, "unauthorized")
+    gateway.post("/v1/admin/refunds", json=refund, token=token, headers=key).expect_problem(403, "forbidden")
+    gateway.post("/v1/admin/refunds", json=refund, token=admin).expect_problem(400, "idempotency-key-required")
+    gateway.post("/v1/admin/refunds", json={**refund, "orderId": str(uuid.uuid4())}, token=admin,
+                 headers={"Idempotency-Key": str(uuid.uuid4())}).expect_problem(404, "not-found")
+    bad = gateway.post("/v1/admin/refunds", json={"orderId": "x", "amount": {"amount": 0, "currency": "GBP"}, "reason": ""}, token=admin,
+                       headers={"Idempotency-Key": str(uuid.uuid4())}).expect_problem(422, "validation-failed")
+    assert {e["field"] for e in bad["errors"]} == {"orderId", "amount.amount", "reason"}
+    too_much = {**refund, "amount": {"amount": third["total"]["amount"] + 1, "currency": "GBP"}}
+    gateway.post("/v1/admin/refunds", json=too_much, token=admin, headers={"Idempotency-Key": str(uuid.uuid4())}).expect_problem(422, "validation-failed")
+    made = gateway.post("/v1/admin/refunds", json=refund, token=admin, headers=key).expect(201)
+    again = gateway.post("/v1/admin/refunds", json=refund, token=admin, headers=key).expect(201)
+    assert again.header("idempotent-replayed") == "true" and again.json() == made.json()
+    assert made.json()["amount"] == refund["amount"] and made.json()["status"] == "pending"
+    partly = wait_for(gateway, token, third["id"], lambda o: o["refundedAmount"]["amount"] == 500, "the part refunded")
+    assert partly["status"] == "paid" and partly["payment"]["status"] == "succeeded"
+    trial = gateway.get("/v1/admin/ledger/trial-balance", token=admin).expect(200).json()
+    assert all(c["debits"] == c["credits"] for c in trial["currencies"])
+    assert sum(a["balance"] for a in trial["accounts"]) == 0

@@ -233,10 +233,11 @@ def test_webhooks_are_signed_and_stored_once(suite, gateway):
     gateway.post("/v1/webhooks/stripe", body=body, headers={**headers, "Stripe-Signature": sign(body)}).expect_problem(404, "not-found")
 
 
-def test_a_billing_configured_for_stripe_verifies_stripe_signatures(suite, contracts):
+def test_a_billing_configured_for_stripe_verifies_stripe_signatures(suite, contracts, register):
     """A second billing process with PAYMENT_PROVIDER=stripe, on a database of its own (its job
-    runner must not take the suite's billing jobs), Stripe's API never reached: the events are
-    about charges, which need no re-reading. It serves the webhook requests below and stops."""
+    runner must not take the suite's billing jobs), Stripe's API never reachable: the events are
+    about charges, which need no re-reading; a payout account cannot be made (503); the sandbox's
+    confirm endpoint is not there (404). It serves the requests below and stops."""
     database = f"billing_stripe_{uuid.uuid4().hex[:8]}"
     psql(suite.superuser_dsn, f"CREATE DATABASE {database} OWNER billing")
     own_dsn = suite.superuser_dsn.rsplit("/", 1)[0] + f"/{database}"
@@ -245,7 +246,8 @@ def test_a_billing_configured_for_stripe_verifies_stripe_signatures(suite, contr
     (port,) = free_ports(1)
     env = service_env("billing", port, database_url=database_url, kafka=suite.suite.kafka_bootstrap_servers, jwks_url=suite.jwks_url)
     env.update({"PAYMENT_PROVIDER": "stripe", "STRIPE_SECRET_KEY": "sk_test_e2e", "STRIPE_WEBHOOK_SECRET": "whsec_e2e",
-                "STRIPE_API_BASE": "http://127.0.0.1:9", "DATABASE_POOL_SIZE": "6", "TEST_CLOCK": "on"})
+                "STRIPE_API_BASE": "http://127.0.0.1:9", "STRIPE_TIMEOUT_MS": "1000", "DATABASE_POOL_SIZE": "6",
+                "TEST_CLOCK": "on"})
     log = open(suite.work_dir / "logs" / "billing-stripe.log", "wb")
     migrated = subprocess.run([suite.binary("billing"), "migrate"], env={**base_env(), **env}, capture_output=True, text=True, timeout=60)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
@@ -265,6 +267,10 @@ def test_a_billing_configured_for_stripe_verifies_stripe_signatures(suite, contr
         garbage = b'{"id": 1}'
         api.post(hook, body=garbage, headers={**headers, "Stripe-Signature": sign(garbage, "whsec_e2e")}).expect_problem(422)
         api.post("/v1/webhooks/sandbox", body=body, headers={**headers, "Sandbox-Signature": sign(body)}).expect_problem(404, "not-found")
+        vendor = register("vendor").access_token
+        unavailable = api.post("/v1/vendor/payout-account", token=vendor).expect_problem(503, "service-unavailable")
+        assert unavailable["detail"].startswith("The payment provider did not answer")
+        api.post("/v1/payments/pi_standin/confirm", json={"paymentMethod": "pm_card_visa"}, token=vendor).expect_problem(404, "not-found")
     finally:
         process.terminate()
         try:

@@ -63,9 +63,12 @@ public struct BillingService: ServiceModule {
             guard let baseURL = URL(string: base), baseURL.scheme == "https" || baseURL.host == "127.0.0.1" || baseURL.host == "localhost" else {
                 throw ConfigError.invalidValue(key: "STRIPE_API_BASE", expected: "an https URL (http only to a local stand-in)")
             }
+            // Each attempt's bound: an unreachable Stripe keeps a request (and a job) waiting this
+            // long per attempt, as the client retries connecting until then.
+            let timeout = try config.int("STRIPE_TIMEOUT_MS", default: 30_000, range: 100...120_000)
             let stripe = StripeProvider(secretKey: try config.required("STRIPE_SECRET_KEY"),
                                         webhookSecret: try config.required("STRIPE_WEBHOOK_SECRET"),
-                                        baseURL: baseURL, httpClient: dependencies.httpClient)
+                                        baseURL: baseURL, httpClient: dependencies.httpClient, timeout: .milliseconds(Int64(timeout)))
             return (stripe, nil)
         default:
             throw ConfigError.invalidValue(key: "PAYMENT_PROVIDER", expected: "sandbox or stripe")
