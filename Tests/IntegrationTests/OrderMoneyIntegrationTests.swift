@@ -283,4 +283,100 @@ struct OrderMoneyIntegrationTests {
             try await expectBalancedBooks(h)
         }
     }
+
+    func payOut(_ h: BillingHarness) async throws {
+        try await Database.transaction(h.client, h.context) { tx in try await h.service.payouts.scheduleDaily(in: tx) }
+        try await h.drain()
+    }
+
+    func count(_ h: BillingHarness, _ kind: String) async throws -> Int64 {
+        try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM ledger_entries WHERE kind = \(kind)")
+    }
+
+    @Test func aChargebackFreezesHeldMoneyAndOnceWonTheReceiptThatWaitedReleasesIt() async throws {
+        try await BillingHarness.run { h in
+            let order = Order()
+            let sandbox = try #require(h.service.sandbox)
+            try await deliver(h, OrderEvents.placed, order.placed)
+            _ = try await pay(h, order, card: "pm_card_createDispute")
+            #expect(try await payment(h, order)?.status == .contested)
+            #expect(try await balance(h, order.vendor) == Payouts.Balance(pending: [gbp(0)], available: [], inDispute: [gbp(90_000)]))
+            #expect(try await h.balance(.chargebacksWithheld) == 90_000)
+
+            // The buyer confirms receipt while the bank decides: nothing leaves the frozen money.
+            try await deliver(h, OrderEvents.received, order.received())
+            #expect(try await payment(h, order)?.status == .contested)
+            #expect(try await balance(h, order.vendor).available == [])
+
+            let dispute = try #require(try await strings(h, "SELECT id FROM sandbox_disputes").first)
+            try await sandbox.closeDispute(dispute, won: true)
+            try await feedWebhooks(h)
+            #expect(try await payment(h, order)?.status == .released, "won: held again, and the receipt that waited applied")
+            #expect(try await balance(h, order.vendor) == Payouts.Balance(pending: [gbp(0)], available: [gbp(82_800)], inDispute: [gbp(0)]))
+            #expect(try await h.balance(.chargebacksWithheld) == 0)
+            #expect(try await count(h, "order_chargeback_frozen") == 1)
+            #expect(try await count(h, "order_chargeback_returned") == 1)
+            try await expectBalancedBooks(h)
+        }
+    }
+
+    @Test func aChargebackLostAfterPayoutIsTakenFromTheVendorAndTheNegativeBalanceCarriedToTheNextPayout() async throws {
+        try await BillingHarness.run { h in
+            let first = Order()
+            let sandbox = try #require(h.service.sandbox)
+            _ = try await h.service.payouts.registerAccount(vendor: first.vendor, context: h.context)
+            try await deliver(h, OrderEvents.placed, first.placed)
+            _ = try await pay(h, first)
+            try await deliver(h, OrderEvents.received, first.received())
+            try await payOut(h)
+            #expect(try await balance(h, first.vendor).available == [gbp(0)], "paid out")
+
+            let dispute = try await sandbox.openDispute(on: try await intent(h, first))
+            try await feedWebhooks(h)
+            #expect(try await payment(h, first)?.status == .contestedAfterRelease)
+            #expect(try await balance(h, first.vendor) == Payouts.Balance(pending: [gbp(0)], available: [gbp(-82_800)], inDispute: [gbp(90_000)]))
+            try await sandbox.closeDispute(dispute.id, won: false)
+            try await feedWebhooks(h)
+            #expect(try await payment(h, first)?.status == .chargedBack)
+            #expect(try await balance(h, first.vendor) == Payouts.Balance(pending: [gbp(0)], available: [gbp(-82_800)], inDispute: [gbp(0)]))
+            #expect(try await h.balance(.commissionRevenue) == 0, "the commission on a sale the bank undid is given up")
+            try await payOut(h)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM payouts") == 1, "nothing paid while the balance is negative")
+
+            // The vendor's next sale pays off what it owes first.
+            var second = Order()
+            second.vendor = first.vendor
+            second.total = 180_000
+            second.commission = 14_400
+            try await deliver(h, OrderEvents.placed, second.placed)
+            _ = try await pay(h, second)
+            try await deliver(h, OrderEvents.received, second.received())
+            try await payOut(h)
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT amount FROM payouts ORDER BY created_at DESC, id DESC LIMIT 1") == 82_800)
+            #expect(try await balance(h, first.vendor).available == [gbp(0)])
+            try await expectBalancedBooks(h)
+        }
+    }
+
+    @Test func aDisputeReadAfterItClosedOpensAndClosesOnceWhateverTheEventsOrder() async throws {
+        try await BillingHarness.run { h in
+            let order = Order()
+            let sandbox = try #require(h.service.sandbox)
+            try await deliver(h, OrderEvents.placed, order.placed)
+            _ = try await pay(h, order)
+            let dispute = try await sandbox.openDispute(on: try await intent(h, order))
+            try await sandbox.closeDispute(dispute.id, won: false)
+            // Both events delivered (each twice) after the bank decided: the first re-read finds it lost.
+            try await feedWebhooks(h)
+            #expect(try await payment(h, order)?.status == .chargedBack)
+            #expect(try await count(h, "order_chargeback_frozen") == 1)
+            #expect(try await count(h, "order_chargeback_lost") == 1)
+            #expect(try await balance(h, order.vendor) == Payouts.Balance(pending: [gbp(0)], available: [], inDispute: [gbp(0)]))
+            #expect(try await h.balance(.chargebacksWithheld) == 0)
+            // The order's later facts change nothing: the money is gone to the buyer's bank.
+            try await deliver(h, OrderEvents.received, order.received())
+            #expect(try await payment(h, order)?.status == .chargedBack)
+            try await expectBalancedBooks(h)
+        }
+    }
 }

@@ -235,15 +235,18 @@ import Testing
     static let allowed: [S: [E: S]] = [
         .awaitingPayment: [.paymentSucceeded: .held, .paymentFailed: .awaitingPayment, .orderCanceled: .canceled],
         .canceled: [.paymentSucceeded: .refunded],
-        .held: [.orderCanceled: .refunded, .orderReceived: .released, .disputeOpened: .frozen, .refundPart: .held, .refundRest: .refunded],
+        .held: [.orderCanceled: .refunded, .orderReceived: .released, .disputeOpened: .frozen, .refundPart: .held, .refundRest: .refunded,
+                .chargebackOpened: .contested],
         .frozen: [.disputeWithdrawn: .held, .resolvedByRelease: .released, .resolvedByFullRefund: .refunded, .resolvedBySplit: .settled],
-        .released: [.refundPart: .released, .refundRest: .released],
+        .released: [.refundPart: .released, .refundRest: .released, .chargebackOpened: .contestedAfterRelease],
+        .contested: [.orderReceived: .contested, .orderCanceled: .contested, .chargebackWon: .held, .chargebackLost: .chargedBack],
+        .contestedAfterRelease: [.chargebackWon: .released, .chargebackLost: .chargedBack],
     ]
 
     @Test func theTransitionTableIsExactlyThis() throws {
         let (permitted, refused) = try expectTransitionTable(Self.allowed) { try OrderPaymentStateMachine.transition(from: $0, on: $1).0 }
-        #expect(permitted == 15)
-        #expect(refused == S.allCases.count * E.allCases.count - 15)
+        #expect(permitted == 23)
+        #expect(refused == S.allCases.count * E.allCases.count - 23)
     }
 
     /// Walks every sequence of events from a new payment (up to eight steps) and follows a
@@ -276,7 +279,13 @@ import Testing
                     case .post(.frozen): u.disputed += u.escrow; u.escrow = 0
                     case .post(.unfrozen): u.escrow += u.disputed; u.disputed = 0
                     case .post(.clawedBack): u.released -= refund; u.refunded += refund
-                    case .refundInFull, .refundPart, .cancelIntent, .emit: break
+                    // A chargeback takes what has not been refunded; lost, the buyer's bank has it.
+                    case .post(.chargebackFrozen): u.escrow -= remaining; u.disputed += remaining
+                    case .post(.chargebackReturned): u.disputed -= remaining; u.escrow += remaining
+                    case .post(.chargebackRecalled): u.released -= remaining; u.disputed += remaining
+                    case .post(.chargebackRestored): u.disputed -= remaining; u.released += remaining
+                    case .post(.chargebackLost): u.disputed -= remaining; u.refunded += remaining
+                    case .refundInFull, .refundPart, .cancelIntent, .emit, .deferFact, .replayDeferred: break
                     }
                     #expect(u.escrow >= 0 && u.disputed >= 0 && u.released >= 0, "\(state) on \(event)")
                 }
@@ -289,12 +298,12 @@ import Testing
         #expect(finals > 0)
     }
 
-    @Test func finalStatesAcceptNothingButALatePaymentOrAnAdminsRefund() {
+    @Test func finalStatesAcceptNothingButALatePaymentAnAdminsRefundOrAChargeback() {
         for state in S.allCases where state.isFinal {
             let accepted = E.allCases.filter { (try? OrderPaymentStateMachine.transition(from: state, on: $0)) != nil }
             let expected: [E] = switch state {
             case .canceled: [.paymentSucceeded]
-            case .released: [.refundPart, .refundRest]
+            case .released: [.refundPart, .refundRest, .chargebackOpened]
             default: []
             }
             #expect(accepted == expected, "\(state)")

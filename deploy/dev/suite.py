@@ -60,7 +60,13 @@ Python API
       service_dsn(name)                 postgres://<svc>:<svc>@127.0.0.1:<pg>/marketplace
       psql(sql=None, *, file=None, user="postgres", password=None, database="marketplace") -> str
                                         runs SQL with psql (-At output), raises SuiteError
+      restart_postgres()                `pg_ctl stop -m fast` (connections dropped), then
+                                        start_postgres() again on the same data dir and port;
+                                        the running services are left to reconnect by themselves
       start_broker() / kafka_bootstrap_servers
+      broker_outage(down)               SIGUSR1 (down=True) / SIGUSR2 (False) to the devbroker it
+                                        started: the broker refuses connections / is back with
+                                        every record and committed offset kept (fault tests)
       migrate(name) / migrate_all()     output in <log_dir>/<name>.migrate.log
       start_service(name) / start_all() each waits for GET /health/ready == 200
       wait_ready(name, timeout=None)
@@ -682,6 +688,16 @@ class Suite:
             time.sleep(0.2)
         self.bootstrap_database()
 
+    def restart_postgres(self) -> None:
+        """Restarts the suite's own Postgres in place (fault-injection tests): `pg_ctl stop -m
+        fast`, which drops every open connection, then start_postgres() on the same data dir and
+        port. The services keep running; their pooled connections must reconnect by themselves."""
+        if not self._pg_started:
+            raise SuiteError("postgres was not started by this suite; nothing to restart")
+        self._stop_postgres()
+        self._pg_started = False
+        self.start_postgres()
+
     def bootstrap_database(self) -> None:
         """Runs deploy/postgres/bootstrap.sql as superuser (idempotent)."""
         sql_file = self.root / "deploy" / "postgres" / "bootstrap.sql"
@@ -885,6 +901,15 @@ class Suite:
                 raise SuiteError(f"devbroker wrote no address to {self.broker_address_file} "
                                  f"within {timeout:.0f}s; last lines:\n{tail(self.log_path(BROKER))}")
             time.sleep(0.1)
+
+    def broker_outage(self, down: bool) -> None:
+        """Takes the dev broker this suite started down (SIGUSR1: connections dropped and
+        refused) or brings it back (SIGUSR2: every record and committed offset kept), as a real
+        broker's restart looks to clients (Shared/DevBroker/main.swift). Its log says when it has."""
+        pid = self.pid(BROKER)
+        if self._external_kafka or pid is None:
+            raise SuiteError("no dev broker started by this suite is running")
+        os.kill(pid, signal.SIGUSR1 if down else signal.SIGUSR2)
 
     # ------------------------------------------------------------------ services
     def env_for(self, name: str) -> dict[str, str]:

@@ -113,6 +113,7 @@ public struct BillingService: ServiceModule {
         handlers.on(OrderPayments.createIntent) { intent, _, tx in try await orderPayments.createIntent(for: intent.orderId, in: tx) }
         handlers.on(OrderPayments.cancelIntent) { intent, _, tx in try await orderPayments.cancelIntent(of: intent.orderId, in: tx) }
         handlers.on(OrderPayments.refund) { refund, _, tx in try await orderPayments.performRefund(refund.refundId, in: tx) }
+        handlers.on(OrderPayments.reconcileChargeback) { dispute, _, tx in try await orderPayments.reconcileChargeback(dispute.disputeId, in: tx) }
         let payouts = payouts
         handlers.every(Payouts.dailyRun, .daily(hour: 2, minute: 0)) { tx in try await payouts.scheduleDaily(in: tx) }
         handlers.on(Payouts.payVendor) { job, _, tx in try await payouts.pay(job, in: tx) }

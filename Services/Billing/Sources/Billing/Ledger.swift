@@ -34,8 +34,10 @@ struct Ledger: Sendable {
         case refundsPayable = "refunds_payable"
         /// Payouts sent to vendors' accounts that the provider has not confirmed yet (liability).
         case payoutsInTransit = "payouts_in_transit"
-        /// Money a provider's lost chargeback took back after the vendor was paid (expense).
+        /// What a lost chargeback took beyond what the order's payment still held (expense).
         case chargebackLosses = "chargeback_losses"
+        /// Money the provider withholds while a chargeback is open (asset).
+        case chargebacksWithheld = "chargebacks_withheld"
     }
 
     struct Line: Sendable, Equatable {

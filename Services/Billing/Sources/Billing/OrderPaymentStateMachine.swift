@@ -18,8 +18,16 @@ enum OrderPaymentStatus: String, CaseIterable, Sendable, Codable {
     case settled
     /// The order ended before anything was paid; the intent is canceled. Final.
     case canceled
+    /// Held, and frozen by the buyer's chargeback at the provider until the bank decides; the
+    /// order's facts meanwhile wait (a receipt is applied if the chargeback is won).
+    case contested
+    /// Released, and taken back from the vendor's payable (and the commission) by a chargeback
+    /// until the bank decides.
+    case contestedAfterRelease = "contested_after_release"
+    /// The chargeback was lost: the buyer's bank took the money back. Final.
+    case chargedBack = "charged_back"
 
-    var isFinal: Bool { self == .released || self == .refunded || self == .settled || self == .canceled }
+    var isFinal: Bool { [.released, .refunded, .settled, .canceled, .chargedBack].contains(self) }
     var phrase: String { rawValue.replacingOccurrences(of: "_", with: " ") }
 }
 
@@ -41,6 +49,12 @@ enum OrderPaymentEvent: String, CaseIterable, Sendable {
     case refundPart = "partly refunded by an admin"
     /// An admin's refund of all that remains.
     case refundRest = "refunded by an admin"
+    /// The provider's `charge.dispute.created`: the buyer's bank disputes the payment.
+    case chargebackOpened = "charged back"
+    /// `charge.dispute.closed`, won: the money comes back.
+    case chargebackWon = "cleared of its chargeback"
+    /// `charge.dispute.closed`, lost: the money went to the buyer's bank.
+    case chargebackLost = "lost to a chargeback"
 }
 
 /// What a transition obliges billing to do in the same transaction: ledger movements (each a
@@ -56,6 +70,10 @@ enum OrderPaymentEffect: Equatable, Sendable {
     /// The unpaid intent canceled at the provider (a job), so the buyer cannot pay a dead order.
     case cancelIntent
     case emit(Fact)
+    /// An order fact that arrived while a chargeback froze the money: kept, and applied if the
+    /// chargeback is won (`replayDeferred`).
+    case deferFact
+    case replayDeferred
 
     enum Movement: String, Sendable, CaseIterable {
         /// Money in: the provider holds the payment (less its fee); the order's escrow owes it.
@@ -70,6 +88,17 @@ enum OrderPaymentEffect: Equatable, Sendable {
         case frozen, unfrozen
         /// After release: the refund taken back from the vendor's payable and the commission.
         case clawedBack = "clawed_back"
+        /// A chargeback opened: escrow frozen in disputed escrow, the provider's withholding noted.
+        case chargebackFrozen = "chargeback_frozen"
+        /// A chargeback opened after release: taken back from the vendor's payable and the
+        /// commission into disputed escrow (the payable may go negative: carried to later payouts).
+        case chargebackRecalled = "chargeback_recalled"
+        /// Won: disputed escrow back to escrow, the withheld money back at the provider.
+        case chargebackReturned = "chargeback_returned"
+        /// Won after release: back to the vendor's payable and the commission.
+        case chargebackRestored = "chargeback_restored"
+        /// Lost: the disputed money and the withholding are gone to the buyer's bank.
+        case chargebackLost = "chargeback_lost"
     }
 
     /// The payment events of the event catalogue (`payment.<fact>`). Refunds are announced when
@@ -113,6 +142,22 @@ enum OrderPaymentStateMachine {
         // After release an admin's refund comes out of the vendor's payable and the commission.
         case (.released, .refundPart), (.released, .refundRest):
             (.released, [.post(.clawedBack), .refundPart])
+
+        // Chargebacks: the bank's dispute freezes what the marketplace holds or paid the vendor.
+        case (.held, .chargebackOpened):
+            (.contested, [.post(.chargebackFrozen)])
+        case (.contested, .orderReceived), (.contested, .orderCanceled):
+            (.contested, [.deferFact])
+        case (.contested, .chargebackWon):
+            (.held, [.post(.chargebackReturned), .replayDeferred])
+        case (.contested, .chargebackLost):
+            (.chargedBack, [.post(.chargebackLost)])
+        case (.released, .chargebackOpened):
+            (.contestedAfterRelease, [.post(.chargebackRecalled)])
+        case (.contestedAfterRelease, .chargebackWon):
+            (.released, [.post(.chargebackRestored)])
+        case (.contestedAfterRelease, .chargebackLost):
+            (.chargedBack, [.post(.chargebackLost)])
 
         default:
             throw Problem.invalidTransition(event.rawValue, from: state.phrase, resource: "order payment")

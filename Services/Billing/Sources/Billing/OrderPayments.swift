@@ -12,6 +12,10 @@ struct OrderRefundJob: Codable, Sendable {
     var refundId: UUID
 }
 
+struct ChargebackReconciliation: Codable, Sendable {
+    var disputeId: String
+}
+
 /// A buyer's payment for an order as billing holds it (a row of `order_payments`).
 struct OrderPayment: Sendable, Equatable {
     var orderId: UUID
@@ -84,6 +88,9 @@ struct OrderPayments: Sendable {
     static let cancelIntent = JobKind<OrderIntent>("billing.cancel-order-intent", maxAttempts: 12, backoff: .seconds(5), maximumBackoff: .seconds(900))
     /// Asks the provider for one refund; key: the refund's id (and the provider's idempotency key).
     static let refund = JobKind<OrderRefundJob>("billing.refund-order-payment", maxAttempts: 20, backoff: .seconds(5), maximumBackoff: .seconds(3600))
+    /// Re-reads a dispute after a webhook; key: the dispute id.
+    static let reconcileChargeback = JobKind<ChargebackReconciliation>("billing.reconcile-chargeback", maxAttempts: 12, backoff: .seconds(1),
+                                                                       maximumBackoff: .seconds(900))
 
     let provider: any PaymentProvider
     let ledger: Ledger
@@ -195,6 +202,18 @@ struct OrderPayments: Sendable {
         var requestedBy: UUID? = nil
         /// The refund's id, when the caller needs to know it (an admin's refund answers with it).
         var refundId: UUID? = nil
+        /// The chargeback a chargeback event moves money for.
+        var chargeback: ChargebackAmounts? = nil
+    }
+
+    /// What a chargeback moves: the provider withholds `amount`; `frozen` of it (at most what was
+    /// not refunded) is the vendor's money frozen, `commissionPart` of that from the commission
+    /// when it had been released.
+    struct ChargebackAmounts: Sendable, Equatable {
+        var disputeId: String
+        var amount: Int64
+        var frozen: Int64
+        var commissionPart: Int64
     }
 
     /// A stale or redelivered fact the table refuses changes nothing.
@@ -221,10 +240,11 @@ struct OrderPayments: Sendable {
         guard refund >= 0, refund <= current.remaining else { throw Problem.validation([FieldError("amount", "is more than remains of the payment")]) }
         let refundId = input.refundId ?? UUID.v7(now: tx.now)
         var postings: [Ledger.Posting] = []
+        var replay = false
         for effect in effects {
             switch effect {
             case .post(let movement):
-                if let posting = try posting(movement, of: current, refund: refund, refundId: refundId, stated: input.stated, at: tx) {
+                if let posting = try posting(movement, of: current, refund: refund, refundId: refundId, input: input) {
                     postings.append(posting)
                 }
                 if movement == .released || movement == .settled { p.releasedAt = tx.now }
@@ -243,6 +263,14 @@ struct OrderPayments: Sendable {
                 try await Outbox.emit(PaymentEvents.succeeded, PaymentIntentV1(
                     orderId: p.orderId, intentId: p.intentId ?? "", clientSecret: nil, status: "succeeded", amount: p.amount.amount,
                     currency: p.amount.currency.code, occurredAt: tx.now), in: tx)
+            case .deferFact:
+                try await tx.query("""
+                    UPDATE order_payments SET deferred_event = \(event.rawValue), deferred_vendor = \(input.stated?.vendor),
+                        deferred_commission = \(input.stated?.commission)
+                    WHERE order_id = \(p.orderId)
+                    """)
+            case .replayDeferred:
+                replay = true
             }
         }
         try await ledger.post(postings, in: tx)
@@ -253,13 +281,30 @@ struct OrderPayments: Sendable {
             WHERE order_id = \(p.orderId)
             """)
         tx.logger.info("order payment \(event.rawValue)", metadata: ["order.id": "\(p.orderId.lowercased)", "status": "\(p.status.rawValue)"])
+        if replay { return try await replayDeferred(p, in: tx) }
         return p
+    }
+
+    /// The order fact that waited for a chargeback to be won, applied now.
+    private func replayDeferred(_ p: OrderPayment, in tx: Transaction) async throws -> OrderPayment {
+        var deferred: (String?, Int64?, Int64?) = (nil, nil, nil)
+        for try await row in try await tx.query("""
+            SELECT deferred_event, deferred_vendor, deferred_commission FROM order_payments WHERE order_id = \(p.orderId)
+            """).decode((String?, Int64?, Int64?).self) {
+            deferred = row
+        }
+        try await tx.query("""
+            UPDATE order_payments SET deferred_event = NULL, deferred_vendor = NULL, deferred_commission = NULL WHERE order_id = \(p.orderId)
+            """)
+        guard let name = deferred.0, let event = OrderPaymentEvent(rawValue: name) else { return p }
+        let stated = deferred.1.flatMap { vendor in deferred.2.map { (vendor, $0) } }
+        return try await applyIfAllowed(event, to: p, input: Input(stated: stated), in: tx) ?? p
     }
 
     /// The balanced entry of a movement (billing's README lists each with an example). Escrow,
     /// disputed escrow and vendor payable lines carry the vendor as their party.
-    func posting(_ movement: OrderPaymentEffect.Movement, of p: OrderPayment, refund: Int64, refundId: UUID,
-                 stated: (vendor: Int64, commission: Int64)?, at tx: Transaction) throws -> Ledger.Posting? {
+    func posting(_ movement: OrderPaymentEffect.Movement, of p: OrderPayment, refund: Int64, refundId: UUID, input: Input) throws -> Ledger.Posting? {
+        let stated = input.stated
         let vendor = p.vendorId
         let order = p.orderId.lowercased
         func entry(_ kind: String, _ reference: String, _ lines: [Ledger.Line]) -> Ledger.Posting {
@@ -292,6 +337,30 @@ struct OrderPayments: Sendable {
             return entry("clawed_back", refundId.lowercased, [
                 .init(account: .vendorPayable, amount: refund - commission, party: vendor), .init(account: .commissionRevenue, amount: commission),
                 .init(account: .refundsPayable, amount: -refund)])
+        case .chargebackFrozen, .chargebackRecalled, .chargebackReturned, .chargebackRestored, .chargebackLost:
+            guard let cb = input.chargeback else { throw OrderPaymentError.noChargeback(p.orderId) }
+            // The provider's withholding: taken at opening, given back if won, gone if lost.
+            let withheld: [Ledger.Line] = switch movement {
+            case .chargebackFrozen, .chargebackRecalled: [.init(account: .chargebacksWithheld, amount: cb.amount), .init(account: .providerBalance, amount: -cb.amount)]
+            case .chargebackReturned, .chargebackRestored: [.init(account: .providerBalance, amount: cb.amount), .init(account: .chargebacksWithheld, amount: -cb.amount)]
+            default: [.init(account: .chargebackLosses, amount: cb.amount - cb.frozen), .init(account: .chargebacksWithheld, amount: -cb.amount)]
+            }
+            let vendorPart = cb.frozen - cb.commissionPart
+            let frozen: [Ledger.Line] = switch movement {
+            case .chargebackFrozen:
+                [.init(account: .orderEscrow, amount: cb.frozen, party: vendor), .init(account: .disputedEscrow, amount: -cb.frozen, party: vendor)]
+            case .chargebackReturned:
+                [.init(account: .disputedEscrow, amount: cb.frozen, party: vendor), .init(account: .orderEscrow, amount: -cb.frozen, party: vendor)]
+            case .chargebackRecalled:
+                [.init(account: .vendorPayable, amount: vendorPart, party: vendor), .init(account: .commissionRevenue, amount: cb.commissionPart),
+                 .init(account: .disputedEscrow, amount: -cb.frozen, party: vendor)]
+            case .chargebackRestored:
+                [.init(account: .disputedEscrow, amount: cb.frozen, party: vendor), .init(account: .vendorPayable, amount: -vendorPart, party: vendor),
+                 .init(account: .commissionRevenue, amount: -cb.commissionPart)]
+            default:
+                [.init(account: .disputedEscrow, amount: cb.frozen, party: vendor)]
+            }
+            return entry(movement.rawValue, cb.disputeId, frozen + withheld)
         }
     }
 
@@ -353,6 +422,55 @@ struct OrderPayments: Sendable {
             orderId: orderId, intentId: intentId, refundId: refund.id, amount: amount, refundedTotal: total, currency: code, refundedAt: tx.now), in: tx)
     }
 
+    /// The chargeback job: the dispute as the provider holds it now, applied to its order's payment
+    /// once. Opening freezes the money (escrow, or the vendor's payable and the commission after
+    /// release); closing gives it back (won) or lets it go (lost). Events in any order end in the
+    /// dispute's current state: a `closed` read first opens and closes in one go.
+    func reconcileChargeback(_ disputeId: String, in tx: Transaction) async throws {
+        try await applyChargeback(disputeId, in: tx)
+        try await tx.query("""
+            UPDATE webhook_events SET applied_at = \(tx.now) WHERE provider = \(provider.name) AND object_id = \(disputeId) AND applied_at IS NULL
+            """)
+    }
+
+    private func applyChargeback(_ disputeId: String, in tx: Transaction) async throws {
+        let dispute = try await provider.dispute(disputeId)
+        guard let orderId = try await tx.first("SELECT order_id FROM order_payments WHERE intent_id = \(dispute.paymentIntent)", as: UUID.self),
+              var payment = try await lock(orderId, in: tx) else {
+            tx.logger.warning("dispute of a payment that is not an order's", metadata: ["dispute.id": "\(disputeId)"])
+            return
+        }
+        var status: String?
+        var amounts: ChargebackAmounts?
+        for try await (state, frozen, commission) in try await tx.query("""
+            SELECT status, frozen, commission_part FROM chargebacks WHERE dispute_id = \(disputeId) FOR UPDATE
+            """).decode((String, Int64, Int64).self) {
+            status = state
+            amounts = ChargebackAmounts(disputeId: disputeId, amount: dispute.amount.amount, frozen: frozen, commissionPart: commission)
+        }
+        if status == nil {
+            let frozen = min(dispute.amount.amount, payment.remaining)
+            let opened = ChargebackAmounts(disputeId: disputeId, amount: dispute.amount.amount, frozen: frozen,
+                                           commissionPart: payment.status == .released
+                                               ? EscrowSplit.commission(of: frozen, amount: payment.amount.amount, commission: payment.commission) : 0)
+            let moved = try await applyIfAllowed(.chargebackOpened, to: payment, input: Input(chargeback: opened), in: tx)
+            status = moved == nil ? "ignored" : "open"
+            payment = moved ?? payment
+            amounts = opened
+            try await tx.query("""
+                INSERT INTO chargebacks (dispute_id, order_id, amount, currency, frozen, commission_part, status, reason, opened_at)
+                VALUES (\(disputeId), \(orderId), \(dispute.amount.amount), \(dispute.amount.currency.code), \(opened.frozen), \(opened.commissionPart),
+                        \(status!), \(dispute.reason), \(tx.now))
+                """)
+        }
+        guard status == "open", dispute.outcome != .open, let amounts else { return }
+        let won = dispute.outcome == .won
+        try await applyIfAllowed(won ? .chargebackWon : .chargebackLost, to: payment, input: Input(chargeback: amounts), in: tx)
+        try await tx.query("""
+            UPDATE chargebacks SET status = \(won ? "won" : "lost"), closed_at = \(tx.now) WHERE dispute_id = \(disputeId)
+            """)
+    }
+
     /// The cancel job: the dead order's intent can no longer be paid. One the buyer paid just
     /// before is not canceled: its success arrives as a webhook and is refunded.
     func cancelIntent(of orderId: UUID, in tx: Transaction) async throws {
@@ -377,4 +495,6 @@ struct OrderPayments: Sendable {
 enum OrderPaymentError: Error, Equatable {
     /// A refund of a payment whose intent billing never recorded (cannot happen once paid).
     case noIntent(UUID)
+    /// A chargeback movement without its chargeback's amounts (a programming error).
+    case noChargeback(UUID)
 }

@@ -59,6 +59,10 @@ struct WebhookIngestion: Sendable {
                 try await tx.schedule(PaymentCollection.reconcileIntent, key: event.objectId,
                                       payload: IntentReconciliation(intentId: event.objectId), at: tx.now)
             }
+            if !settled, event.objectType == "dispute" {
+                try await tx.schedule(OrderPayments.reconcileChargeback, key: event.objectId,
+                                      payload: ChargebackReconciliation(disputeId: event.objectId), at: tx.now)
+            }
             return inserted
         }
         if stored {

@@ -40,6 +40,9 @@ public protocol PaymentProvider: Sendable {
     /// event's own copy, so an old event arriving late cannot undo a newer state.
     func paymentIntent(_ id: String) async throws -> ProviderPaymentIntent
 
+    /// A dispute (chargeback) as the provider holds it now: webhooks about disputes are applied from this.
+    func dispute(_ id: String) async throws -> ProviderDispute
+
     /// Refunds all of a succeeded intent, or `amount` of it.
     func refund(_ request: RefundRequest, idempotencyKey: String) async throws -> ProviderRefund
 
@@ -272,6 +275,38 @@ public struct ProviderPayoutAccount: Sendable, Equatable {
         self.id = id
         self.status = status
         self.onboardingURL = onboardingURL
+    }
+}
+
+/// A buyer's bank disputing a payment (Stripe's `dispute`): the provider withholds `amount` until
+/// the bank decides.
+public struct ProviderDispute: Sendable, Equatable {
+    public enum Outcome: Sendable, Equatable { case open, won, lost }
+
+    /// `dp_…`
+    public var id: String
+    public var paymentIntent: String
+    public var amount: Money
+    /// Stripe's: `warning_needs_response`, `warning_under_review`, `warning_closed`,
+    /// `needs_response`, `under_review`, `won`, `lost`.
+    public var status: String
+    public var reason: String?
+
+    public init(id: String, paymentIntent: String, amount: Money, status: String, reason: String?) {
+        self.id = id
+        self.paymentIntent = paymentIntent
+        self.amount = amount
+        self.status = status
+        self.reason = reason
+    }
+
+    /// An inquiry closed without a chargeback (`warning_closed`) took nothing: as good as won.
+    public var outcome: Outcome {
+        switch status {
+        case "won", "warning_closed": .won
+        case "lost": .lost
+        default: .open
+        }
     }
 }
 

@@ -28,6 +28,8 @@ public struct SandboxProvider: PaymentProvider {
         case declinedAtOnce(code: String, last4: String)
         /// Saved, but every charge fails.
         case chargesFail(last4: String)
+        /// Succeeds, then the buyer's bank disputes the payment (a chargeback).
+        case succeedsThenDisputed(last4: String)
 
         static func named(_ name: String) -> Card? {
             switch name {
@@ -37,6 +39,7 @@ public struct SandboxProvider: PaymentProvider {
             case "pm_card_chargeDeclined": .declinedAtOnce(code: "card_declined", last4: "0002")
             case "pm_card_insufficientFunds", "pm_card_visa_chargeDeclinedInsufficientFunds": .declinedAtOnce(code: "insufficient_funds", last4: "9995")
             case "pm_card_chargeCustomerFail": .chargesFail(last4: "0341")
+            case "pm_card_createDispute": .succeedsThenDisputed(last4: "0259")
             default: nil
             }
         }
@@ -92,7 +95,7 @@ public struct SandboxProvider: PaymentProvider {
         let (brand, last4): (String, String)
         switch card {
         case .succeeds(let b, let l): (brand, last4) = (b, l)
-        case .chargesFail(let l): (brand, last4) = ("visa", l)
+        case .chargesFail(let l), .succeedsThenDisputed(let l): (brand, last4) = ("visa", l)
         case .declinedAtOnce(let code, _): throw ProviderError.cardDeclined(code: code, message: "Your card was declined.")
         }
         return try await Database.transaction(client, context) { tx in
@@ -143,6 +146,7 @@ public struct SandboxProvider: PaymentProvider {
             }
             var succeeded = false
             if case .succeeds = card { succeeded = true }
+            if case .succeedsThenDisputed = card { succeeded = true }
             let id = Self.newId("pi_")
             fresh.append((index, ProviderPaymentIntent(
                 id: id, status: succeeded ? .succeeded : .requiresPaymentMethod, amount: request.amount,
@@ -245,7 +249,7 @@ public struct SandboxProvider: PaymentProvider {
             }
             var intent = current
             switch card {
-            case .succeeds:
+            case .succeeds, .succeedsThenDisputed:
                 intent.status = .succeeded
                 intent.fee = Money(amount: Self.fee(on: intent.amount.amount), currency: intent.amount.currency)
                 intent.failureCode = nil
@@ -263,8 +267,64 @@ public struct SandboxProvider: PaymentProvider {
                 WHERE id = \(id)
                 """)
             try await emit(intent.status == .succeeded ? "payment_intent.succeeded" : "payment_intent.payment_failed", object: IntentObject(intent), in: tx)
+            if case .succeedsThenDisputed = card { try await openDispute(on: intent, in: tx) }
             return intent
         }
+    }
+
+    /// The buyer's bank disputes a succeeded payment (what `pm_card_createDispute` does at once):
+    /// the whole amount, `charge.dispute.created` sent. Tests use it to open one later.
+    public func openDispute(on intentId: String) async throws -> ProviderDispute {
+        try await Database.transaction(client, context) { tx in
+            guard let intent = try await Self.intents(tx.query("\(unescaped: Self.intentColumns) WHERE id = \(intentId) FOR UPDATE")).first else {
+                throw ProviderError.notFound("No such payment_intent: '\(intentId)'")
+            }
+            guard intent.status == .succeeded else { throw ProviderError.invalidRequest("Only a succeeded payment can be disputed") }
+            return try await openDispute(on: intent, in: tx)
+        }
+    }
+
+    @discardableResult
+    private func openDispute(on intent: ProviderPaymentIntent, in tx: Transaction) async throws -> ProviderDispute {
+        let dispute = ProviderDispute(id: Self.newId("dp_"), paymentIntent: intent.id, amount: intent.amount, status: "needs_response", reason: "fraudulent")
+        try await tx.query("""
+            INSERT INTO sandbox_disputes (id, payment_intent_id, amount, currency, status, reason)
+            VALUES (\(dispute.id), \(intent.id), \(dispute.amount.amount), \(dispute.amount.currency.code), \(dispute.status), \(dispute.reason ?? ""))
+            """)
+        try await emit("charge.dispute.created", object: DisputeObject(dispute), in: tx)
+        return dispute
+    }
+
+    /// Decides a dispute as the buyer's bank would (tests and demos: Stripe's test mode decides by
+    /// the evidence submitted), and sends `charge.dispute.closed`.
+    public func closeDispute(_ id: String, won: Bool) async throws {
+        try await Database.transaction(client, context) { tx in
+            guard var dispute = try await disputes(tx.query("\(unescaped: Self.disputeColumns) WHERE id = \(id) FOR UPDATE")).first else {
+                throw ProviderError.notFound("No such dispute: '\(id)'")
+            }
+            guard dispute.outcome == .open else { throw ProviderError.invalidRequest("This dispute is already closed") }
+            dispute.status = won ? "won" : "lost"
+            try await tx.query("UPDATE sandbox_disputes SET status = \(dispute.status), updated_at = now() WHERE id = \(id)")
+            try await emit("charge.dispute.closed", object: DisputeObject(dispute), in: tx)
+        }
+    }
+
+    public func dispute(_ id: String) async throws -> ProviderDispute {
+        guard let dispute = try await disputes(client.query("\(unescaped: Self.disputeColumns) WHERE id = \(id)", logger: logger)).first else {
+            throw ProviderError.notFound("No such dispute: '\(id)'")
+        }
+        return dispute
+    }
+
+    static let disputeColumns = "SELECT id, payment_intent_id, amount, currency::text, status, reason FROM sandbox_disputes"
+
+    private func disputes(_ rows: PostgresRowSequence) async throws -> [ProviderDispute] {
+        var result: [ProviderDispute] = []
+        for try await (id, intent, amount, currency, status, reason) in rows.decode((String, String, Int64, String, String, String).self) {
+            result.append(ProviderDispute(id: id, paymentIntent: intent, amount: try Money(amount: amount, currencyCode: currency), status: status,
+                                          reason: reason))
+        }
+        return result
     }
 
     public func cancelPaymentIntent(_ id: String, idempotencyKey: String) async throws -> ProviderPaymentIntent {
@@ -533,6 +593,27 @@ public struct SandboxProvider: PaymentProvider {
             currency = refund.amount.currency.code.lowercased()
             payment_intent = refund.paymentIntent
             status = refund.status.rawValue
+        }
+    }
+}
+
+extension SandboxProvider {
+    struct DisputeObject: Encodable, Sendable {
+        var id: String
+        var object = "dispute"
+        var amount: Int64
+        var currency: String
+        var payment_intent: String
+        var status: String
+        var reason: String?
+
+        init(_ dispute: ProviderDispute) {
+            id = dispute.id
+            amount = dispute.amount.amount
+            currency = dispute.amount.currency.code.lowercased()
+            payment_intent = dispute.paymentIntent
+            status = dispute.status
+            reason = dispute.reason
         }
     }
 }

@@ -150,6 +150,12 @@ public struct StripeProvider: PaymentProvider {
         return ProviderPayoutAccount(id: account.id, status: .pending, onboardingURL: link.url)
     }
 
+    public func dispute(_ id: String) async throws -> ProviderDispute {
+        let dispute: StripeDispute = try await send(.get("/v1/disputes/\(Self.pathSegment(id))", query: nil))
+        return ProviderDispute(id: dispute.id, paymentIntent: dispute.paymentIntent ?? "", amount: try StripeAmount.money(dispute.amount, dispute.currency),
+                               status: dispute.status, reason: dispute.reason)
+    }
+
     public func transfer(_ request: TransferRequest, idempotencyKey: String) async throws -> ProviderTransfer {
         var form = FormBody()
         form.add("amount", String(try StripeAmount.stripe(request.amount)))
@@ -483,4 +489,13 @@ struct StripeAccount: Decodable {
 
 struct StripeAccountLink: Decodable {
     var url: String
+}
+
+struct StripeDispute: Decodable {
+    var id: String
+    var amount: Int64
+    var currency: String
+    var paymentIntent: String?
+    var status: String
+    var reason: String?
 }
