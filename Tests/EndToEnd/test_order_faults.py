@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from e2e_http import NoResponse, Response
 from e2e_support import advance_clock, http_ok, kcat, psql, wait_until
-from test_listings import BOWL, admin, broker, moderator  # noqa: F401 (fixtures)
+from test_listings import BOWL, admin, broker, moderator, verified  # noqa: F401 (fixtures)
 from test_orders import ADDRESS, orderable_listing
 
 ORDERS = 50
@@ -329,7 +329,7 @@ def dead_letters(kafka: str, keys: set[str]) -> list[str]:
 # --------------------------------------------------------------------------- the test
 
 
-def add_listing(gateway, moderator, vendor_token: str, price: int, quantity: int) -> str:  # noqa: F811
+def add_listing(gateway, moderator, vendor_token: str, price: int, quantity: int) -> str:  # noqa: F811 (fixture name)
     body = {**BOWL, "title": f"Stoneware bowl at {price}", "price": {"amount": price, "currency": "GBP"}, "quantity": quantity}
     lid = gateway.post("/v1/listings", json=body, token=vendor_token).expect(201).json()["id"]
     if gateway.post(f"/v1/listings/{lid}/publish", token=vendor_token).expect(200).json()["status"] == "pending_review":
@@ -354,7 +354,7 @@ def test_fifty_orders_survive_killed_services_a_broker_outage_and_a_postgres_res
     buyers = []
     for n in range(WORKERS):
         buyer = register("buyer", display_name=f"Faulty Buyer {n}")
-        buyers.append((buyer.id, __import__("test_listings").verified(suite, buyer)))
+        buyers.append((buyer.id, verified(suite, buyer)))
     lids, vendors = id_list(l.id for l in listings), id_list({l.vendor_id for l in listings})
     wait_until(lambda: rows(dsn, f"SELECT count(*) FROM orders.listing_snapshots WHERE id = ANY({lids}) AND orderable "
                                  f"AND quantity_available = {stock}")[0][0] == str(len(listings))
@@ -399,8 +399,9 @@ def test_fifty_orders_survive_killed_services_a_broker_outage_and_a_postgres_res
     assert released == ORDERS
     for _ in threads:
         tickets.put(None)
+    deadline = time.monotonic() + 2 * STATE_WAIT + RETRY_BUDGET
     for thread in threads:
-        thread.join(timeout=2 * STATE_WAIT + RETRY_BUDGET)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     stuck = [f"order {o.index} ({o.plan}) at {o.step}" for o in orders if not o.done]
     assert not stuck, f"workers still busy: {stuck}"
     failed = [f"order {o.index} ({o.plan}, {o.id}) failed at {o.step}: {o.error}" for o in orders if o.error]
@@ -535,5 +536,7 @@ def test_fifty_orders_survive_killed_services_a_broker_outage_and_a_postgres_res
     assert not s.exited(), s.exited()
 
     transients = ", ".join(f"{what} x{n} ({fault})" for (what, fault), n in sorted(run.transients.items(), key=str))
-    print(f"\n{ORDERS} orders in {flow_done - started:.0f}s, settled and paid out by {time.monotonic() - started:.0f}s\n"
-          + "\n".join(report) + f"\nretried: {transients or 'nothing'}")
+    summary = (f"{ORDERS} orders in {flow_done - started:.0f}s, settled and paid out by {time.monotonic() - started:.0f}s\n"
+               + "\n".join(report) + f"\nretried: {transients or 'nothing'}\n")
+    (suite.log_dir / "order-faults.txt").write_text(summary)
+    print("\n" + summary)
