@@ -322,4 +322,28 @@ struct KafkaClientTests {
             }
         }
     }
+
+    @Test("a broker taken down and brought back keeps its records, and a send made meanwhile is delivered after")
+    func brokerOutageKeepsRecords() async throws {
+        try await withTimeout {
+            let cluster = try MockKafkaCluster(logger: testLogger)
+            try cluster.createTopic("outage.v1", partitions: 1)
+            let producer = try KafkaProducer(configuration: configuration(cluster, clientId: "outage-producer"), logger: testLogger)
+            try await withServices([producer]) {
+                let before = try await producer.send(topic: "outage.v1", key: "k".bytes, value: "before".bytes)
+                try cluster.setBrokersDown(true)
+                let during = Task { try await producer.send(topic: "outage.v1", key: "k".bytes, value: "during".bytes) }
+                try await Task.sleep(for: .seconds(1))
+                try cluster.setBrokersDown(false)
+                let delivered = try await during.value
+                #expect(delivered.offset == before.offset + 1, "the record sent before the outage is still there")
+            }
+            let consumer = try KafkaConsumer(configuration: configuration(cluster, clientId: "outage-consumer"), groupId: "outage",
+                                             topics: ["outage.v1"], logger: testLogger)
+            try await withServices([consumer]) {
+                let values = try await take(2, from: consumer).map { String(decoding: $0.value, as: UTF8.self) }
+                #expect(values == ["before", "during"])
+            }
+        }
+    }
 }
