@@ -39,10 +39,26 @@ public enum Database {
         _ body: (PostgresConnection) async throws -> sending Result
     ) async throws -> sending Result {
         do {
-            return try await client.withTransaction(logger: logger, isolation: isolation, body)
+            return try await client.withConnection(isolation: isolation) { connection in
+                try checkOpen(connection)
+                return try await connection.withTransaction(logger: logger, isolation: isolation, body)
+            }
         } catch let error as PostgresTransactionError {
             throw error.closureError ?? error.commitError ?? error.beginError ?? error
         }
+    }
+
+    /// A pooled connection Postgres closed a moment ago (a restart, a failover) can still be handed
+    /// out; PostgresNIO never answers a statement written to it, so the caller would wait forever.
+    /// Checked before the first statement: the caller gets `ConnectionClosed`, which
+    /// `transaction(_:_:body)` retries on a fresh connection.
+    public static func checkOpen(_ connection: PostgresConnection) throws {
+        if connection.isClosed { throw ConnectionClosed() }
+    }
+
+    /// The pool handed out a connection that was already closed; nothing was sent on it.
+    public struct ConnectionClosed: Error, CustomStringConvertible {
+        public var description: String { "the pooled connection was already closed" }
     }
 
     /// How often a transaction that lost a serialization conflict or a deadlock is run again.
@@ -64,8 +80,8 @@ public enum Database {
                 return try await transaction(client, logger: context.logger, isolation: isolation) { connection in
                     try await body(Transaction(connection: connection, context: context))
                 }
-            } catch where attempt < attempts && SQLState(of: error)?.isTransient == true {
-                context.logger.debug("transaction retried", metadata: ["attempt": "\(attempt)", "db.sqlstate": "\(SQLState(of: error)!.rawValue)"])
+            } catch where attempt < attempts && (SQLState(of: error)?.isTransient == true || error is ConnectionClosed) {
+                context.logger.debug("transaction retried", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 try await Task.sleep(for: retryPause(after: attempt))
                 attempt += 1
             }
@@ -82,7 +98,8 @@ public enum Database {
         _ body: (Transaction) async throws -> sending Result
     ) async throws -> sending Result {
         try await client.withConnection { connection in
-            try await body(Transaction(connection: connection, context: context))
+            try checkOpen(connection)
+            return try await body(Transaction(connection: connection, context: context))
         }
     }
 

@@ -469,7 +469,8 @@ public struct JobRunner: Service {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
-                    try await connection.listen(on: "jobs_\(service)") { notifications in
+                    try Database.checkOpen(connection)
+                    return try await connection.listen(on: "jobs_\(service)") { notifications in
                         signal.fire()  // anything scheduled while (re)connecting
                         for try await _ in notifications { signal.fireOne() }
                     }

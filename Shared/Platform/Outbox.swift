@@ -93,6 +93,7 @@ public struct OutboxRelay: Service {
     func runWhileLeader() async throws {
         let lockKey = Database.advisoryLockKey("\(schema).outbox_relay")
         try await client.withConnection { connection in
+            try Database.checkOpen(connection)
             var leader = false
             while !leader {
                 let rows = try await connection.query("SELECT pg_try_advisory_lock(\(lockKey))", logger: logger)
@@ -114,11 +115,15 @@ public struct OutboxRelay: Service {
 
     /// Gives up leadership. The lock is per session and the connection goes back to the pool, so it
     /// must be released explicitly; if that fails the connection is closed, which releases it too.
+    /// A connection Postgres already closed (a restart) took the lock with it, and is not asked:
+    /// PostgresNIO never answers a statement written to a closed connection (the relay would hang).
     func release(_ lockKey: Int64, on connection: PostgresConnection) async {
-        do {
-            try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
-        } catch {
-            try? await connection.close()
+        if !connection.isClosed {
+            do {
+                try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
+            } catch {
+                try? await connection.close()
+            }
         }
         logger.info("outbox relay stopped", metadata: ["db.schema": "\(schema)"])
     }

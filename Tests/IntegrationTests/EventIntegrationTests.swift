@@ -97,6 +97,41 @@ struct EventIntegrationTests {
         }
     }
 
+    /// Postgres ends the relay's session (as a restart or a failover does, with 57P01): the relay must
+    /// not wait on the dead connection (PostgresNIO never answers a statement written to one), but
+    /// take a fresh one, lead again, and publish what was written meanwhile.
+    @Test func aRelayWhoseSessionPostgresEndedLeadsAgainOnAFreshConnection() async throws {
+        try await withSchema { client, schema async throws in
+            let topic = "\(schema).things.v1"
+            let type = "marketplace.tests.thing.happened.v1"
+            try await enqueue(10, topic: topic, type: type, client: client)
+            let producer = try KafkaProducer(configuration: TestInfrastructure.kafkaConfiguration("\(schema)-producer"), logger: logger)
+            let relay = OutboxRelay(client: client, publisher: producer, schema: schema, pollInterval: .milliseconds(200), batchSize: 25, logger: logger)
+            let consumer = try consumerService(client: client, producer: producer, topic: topic, service: schema,
+                                               handlers: Self.recordingHandlers(type: type, poisoned: .init([])))
+            try await withThrowingTaskGroup(of: Void.self) { group async throws in
+                group.addTask { try await producer.run() }
+                group.addTask { try await relay.run() }
+                group.addTask { try await consumer.run() }
+                #expect(try await TestInfrastructure.eventually(timeout: .seconds(45)) {
+                    try await TestInfrastructure.scalar(client, "SELECT count(*) FROM effects") >= 10
+                })
+                let listening: PostgresQuery = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE \("LISTEN%outbox_\(schema)%")"
+                #expect(try await TestInfrastructure.scalar(client, listening) == 1)
+                #expect(try await TestInfrastructure.scalar(client, """
+                    SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE \("LISTEN%outbox_\(schema)%")) t
+                    """) == 1)
+                try await enqueue(5, from: 10, topic: topic, type: type, client: client)
+                #expect(try await TestInfrastructure.eventually(timeout: .seconds(20)) {
+                    try await TestInfrastructure.scalar(client, "SELECT count(*) FROM effects") >= 15
+                }, "the relay published again after losing its session")
+                #expect(try await TestInfrastructure.scalar(client, listening) == 1, "leading again, on a new session")
+                try await expectAppliedOnceInOrder(client, count: 15)
+                group.cancelAll()
+            }
+        }
+    }
+
     /// A publisher standing in for a relay that crashes mid-batch: the first `acknowledged` records
     /// reach the broker normally; the next `lost` reach the broker but their acknowledgements never
     /// arrive (the process died before it could mark them); after that it hangs until cancelled.

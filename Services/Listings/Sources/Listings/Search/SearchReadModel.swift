@@ -98,7 +98,8 @@ final class SearchReadModel: Service, @unchecked Sendable {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
-                    try await connection.listen(on: ListingChanges.channel) { notifications in
+                    try Database.checkOpen(connection)
+                    return try await connection.listen(on: ListingChanges.channel) { notifications in
                         self.note(everything: true)
                         for try await notification in notifications { self.note(notification.payload) }
                     }
