@@ -78,9 +78,17 @@ public struct ListingsService: ServiceModule {
             tx.logger.info("entitlement applied", metadata: ["vendor.id": "\(payload.vendorId)", "entitlement.version": "\(payload.version)"])
             try await visibility.refresh(vendor: payload.vendorId, in: tx)
         }
-        handlers.on(OrderEvents.placed) { [stock] payload, _, tx in try await stock.reserve(payload, in: tx) }
+        // A run of orders is answered with its listings locked first, in id order: two partitions'
+        // runs that touch the same listings then wait for each other instead of deadlocking.
+        handlers.onBatch(OrderEvents.placed) { [stock] orders, tx in
+            try await stock.lockListings(orders.map(\.payload.listingId), in: tx)
+            for order in orders { try await stock.reserve(order.payload, in: tx) }
+        }
         handlers.on(OrderEvents.paid) { [stock] payload, _, tx in try await stock.commit(payload, in: tx) }
-        handlers.on(OrderEvents.canceled) { [stock] payload, _, tx in try await stock.release(payload, in: tx) }
+        handlers.onBatch(OrderEvents.canceled) { [stock] orders, tx in
+            try await stock.lockListings(ofOrders: orders.map(\.payload.orderId), in: tx)
+            for order in orders { try await stock.release(order.payload, in: tx) }
+        }
         // A vendor's listings, decisions and reservations keep their ids (orders refer to them); the name goes.
         PrivacyParticipant.register(
             service: Self.name,

@@ -42,6 +42,19 @@ struct StockReservations: Sendable {
         tx.logger.info("stock reserved", metadata: ["order.id": "\(order.orderId)", "listing.id": "\(listing.id)"])
     }
 
+    /// Locks these listings in id order (a run of orders locks all its listings before it answers any).
+    func lockListings(_ ids: [UUID], in tx: Transaction) async throws {
+        try await tx.query("SELECT id FROM listings WHERE id = ANY(\(Array(Set(ids)))) ORDER BY id FOR UPDATE")
+    }
+
+    /// Locks the listings these orders hold stock of, in id order.
+    func lockListings(ofOrders orders: [UUID], in tx: Transaction) async throws {
+        try await tx.query("""
+            SELECT l.id FROM listings l WHERE l.id IN (SELECT listing_id FROM stock_reservations WHERE order_id = ANY(\(orders)))
+            ORDER BY l.id FOR UPDATE OF l
+            """)
+    }
+
     /// The order was paid: its units are sold for good.
     func commit(_ order: OrderPaidV1, in tx: Transaction) async throws {
         try await tx.query("""
