@@ -6,7 +6,7 @@ SUITE    := $(PYTHON) deploy/dev/suite.py
 DATA_DIR ?= .data
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint-deploy build build-release bench bench-billing bench-search seed migrate stop clean-data harness-selftest openapi
+.PHONY: help run test lint-deploy build build-release bench bench-billing bench-orders bench-search seed migrate stop clean-data harness-selftest openapi
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -33,14 +33,20 @@ build-release: ## swift build -c release
 	$(SUITE) ensure
 	$(SUITE) build --release
 
-bench: ## release build; wrk: gateway vs direct, identity login/refresh, token verification, outbox latency (deploy/bench/results.md); then bench-billing
+bench: ## release build; wrk: gateway vs direct, identity login/refresh, token verification, outbox latency (deploy/bench/results.md); then bench-billing, bench-orders
 	deploy/bench/run.sh
 	deploy/bench/billing/run.sh
+	deploy/bench/orders/run.sh
 
 bench-billing: ## release build; billing: webhook ingestion (wrk) and 100,000 renewals due at once; deploy/bench/billing-results.md
 	$(SUITE) ensure
 	$(SUITE) build --release
 	deploy/bench/billing/run.sh
+
+bench-orders: ## release build; the purchase end to end through the gateway: orders/s to paid, webhook-to-paid latency; deploy/bench/orders-results.md
+	$(SUITE) ensure
+	$(SUITE) build --release
+	deploy/bench/orders/run.sh
 
 bench-search: ## release build; 1,000,000 generated listings: the Swift search vs a Django REST Framework twin (wrk); deploy/bench/search-results.md
 	$(SUITE) ensure

@@ -16,9 +16,9 @@ marks the order `paid`: the client does not wait for that, the databases say whe
    `billing.webhook_events.received_at`, to the order `paid`, its `orders.order_history` row),
    per order from the databases after the run; also each step before it and place -> paid as the
    client sees it (its own clock: client and suite share the machine's). Reported for the
-   throughput run (every client busy: queues as full as they get) and for a paced run, --paced
-   orders arriving at a steady rate (the goal's 200/s, or 80 % of the measured throughput when
-   that is lower).
+   throughput run (every client busy: queues as full as they get) and for steady runs of --paced
+   orders each, arriving at a fixed rate whatever the ones before are doing: --loads fractions
+   (half and 80 %) of the measured throughput, at most --rate (the goal's 200/s).
 
 The client is one Python process: asyncio and a minimal keep-alive HTTP/1.1 client, so its CPU is
 a small share of the machine's; the report says how much it used, with every other process's
@@ -32,14 +32,20 @@ LISTINGS_REVIEW_FIRST_LISTINGS=0 so no moderator is needed), and --buyers verifi
 signed in; orders learns of listings and rates from the events, and the run starts once it has.
 The gateway's per-subject rate limits are lifted as in `make bench`: a few buyers place many orders.
 
-    deploy/bench/orders/run.sh [--orders 5000] [--concurrency 128] [--paced 3000] [--rate 200]
+    deploy/bench/orders/run.sh [--orders 5000] [--concurrency 128] [--paced 1500] [--loads 0.5,0.8] [--rate 200]
                                [--warmup 200] [--buyers 50] [--vendors 4] [--listings 5] [--poll-ms 100]
-                               [--env SERVICE:KEY=VALUE ...] [--profile] [--bin-dir DIR]
+                               [--env SERVICE:KEY=VALUE ...] [--no-profile] [--bin-dir DIR]
                                [--output FILE] [--keep]
 
---profile adds pg_stat_statements: the statements by total time and per order over the throughput
-run (a section of the report). Postgres runs with the suite's throwaway settings (fsync and
-synchronous_commit off), as every `make bench` figure does; the report says so.
+Listings' answer for each order's stock (`order.placed` -> `stock.reserved`) is not on the way to
+`paid`; after each run the bench waits for all of them, so that the next run starts without a
+backlog, and the report says how long they took and what the suite spent meanwhile.
+
+The report's profile of the throughput run (--no-profile leaves it out, and what it costs):
+pg_stat_statements (the services' statements by total time, per order) and `perf record` samples
+of orders, billing, listings, the gateway and the services' Postgres connections. Postgres runs
+with the suite's throwaway settings (fsync and synchronous_commit off), as every `make bench`
+figure does; the report says so.
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -265,6 +272,7 @@ class ClientRun:
     requests: int = 0
     wall: float = 0.0
     cpu: float = 0.0  # the client process's own CPU seconds
+    stale: int = 0  # requests sent again: their kept-alive connection had been closed by the server
 
     @property
     def first(self) -> float:
@@ -283,18 +291,33 @@ class Shoppers:
         self.available = asyncio.Semaphore(connections)
         self.errors: Counter = Counter()
         self.requests = 0
+        self.stale = 0  # kept-alive connections found closed by the server, the request sent again
 
     async def send(self, method: str, path: str, token: str, body: dict | None = None, extra: str = "") -> tuple[int, bytes]:
+        """One request on an idle connection (a new one if none is); 0 and no body when it failed. A kept-alive
+        connection the server closed while it was idle fails before any answer: the request is sent again once on a
+        new connection (safe: the server never saw it, and a placing keeps its Idempotency-Key)."""
+        data = json.dumps(body).encode() if body is not None else b""
         async with self.available:
-            conn = self.idle.pop() if self.idle else HttpConnection(self.host, self.port)
-            try:
-                self.requests += 1
-                result = await conn.request(method, path, token, json.dumps(body).encode() if body is not None else b"", extra)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
-                self.errors[f"{method} {path.split('/')[2]}: {type(e).__name__}"] += 1
+            reused = bool(self.idle)
+            conn = self.idle.pop() if reused else HttpConnection(self.host, self.port)
+            self.requests += 1
+            for attempt in (1, 2):
+                try:
+                    result = await conn.request(method, path, token, data, extra)
+                    self.idle.append(conn)
+                    return result
+                except asyncio.IncompleteReadError as e:
+                    if attempt == 1 and reused and not e.partial:
+                        self.stale += 1
+                        conn = HttpConnection(self.host, self.port)
+                        continue
+                    error = e
+                except (OSError, asyncio.LimitOverrunError, ValueError) as e:
+                    error = e
+                self.errors[f"{method} {path.split('/')[2]}: {type(error).__name__}"] += 1
                 return 0, b""
-            self.idle.append(conn)
-            return result
+            raise AssertionError("unreachable")
 
     async def buy(self, t: Trace) -> None:
         token = self.buyers[t.n % len(self.buyers)]["token"]
@@ -372,7 +395,7 @@ def drive(url: str, buyers: list[dict], listings: list[str], *, first: int, coun
 
     cpu0, wall0 = cpu_self(), time.monotonic()
     traces = asyncio.run(main())
-    return ClientRun(traces, shoppers.errors, shoppers.requests, time.monotonic() - wall0, cpu_self() - cpu0)
+    return ClientRun(traces, shoppers.errors, shoppers.requests, time.monotonic() - wall0, cpu_self() - cpu0, shoppers.stale)
 
 
 def cpu_self() -> float:
@@ -388,15 +411,21 @@ def fresh_tokens(suite: Suite, buyers: list[dict]) -> None:
         sign_in(suite, buyers)
 
 
-def wait_paid(suite: Suite, since: float, count: int, timeout: float) -> dict[str, int]:
+def wait_orders(suite: Suite, since: float, count: int, timeout: float, *, stock: bool) -> dict[str, int]:
     """Polls until the `count` orders placed since `since` (epoch seconds; the phases before have all
-    finished) are no longer waiting for their payment; their statuses."""
+    settled) are no longer waiting for their payment and, with `stock`, listings has answered for
+    their stock too (no phase starts with the last one's backlog). Their statuses (and how many
+    still lack their stock, if any)."""
     deadline = time.monotonic() + timeout
-    sql = f"SELECT status, count(*) FROM orders.orders WHERE created_at >= to_timestamp({since}) GROUP BY 1"
+    sql = f"""SELECT status, count(*), count(*) FILTER (WHERE NOT stock_confirmed) FROM orders.orders
+              WHERE created_at >= to_timestamp({since}) GROUP BY 1"""
     while True:
-        statuses = {s: int(c) for s, c in (line.split("|") for line in suite.psql(sql).split())}
-        if (sum(statuses.values()) >= count and statuses.get("pending_payment", 0) == 0) or time.monotonic() > deadline:
-            return statuses
+        rows = [line.split("|") for line in suite.psql(sql).split()]
+        statuses = {s: int(c) for s, c, _ in rows}
+        unconfirmed = sum(int(u) for s, _, u in rows if s != "canceled")
+        done = sum(statuses.values()) >= count and statuses.get("pending_payment", 0) == 0 and (unconfirmed == 0 or not stock)
+        if done or time.monotonic() > deadline:
+            return {**statuses, "stock not confirmed": unconfirmed} if unconfirmed else statuses
         time.sleep(0.5)
 
 
@@ -404,20 +433,22 @@ def timelines(suite: Suite, since: float) -> dict[str, dict]:
     """Per order placed since `since` (epoch seconds): each step's time from the databases."""
     out = suite.psql(f"""
 WITH o AS (SELECT id, status, created_at, payment_intent_id FROM orders.orders WHERE created_at >= to_timestamp({since - 1})),
-     h AS (SELECT order_id, min(at) AS paid FROM orders.order_history WHERE event = 'paid' AND order_id IN (SELECT id FROM o) GROUP BY 1),
+     h AS (SELECT order_id, min(at) FILTER (WHERE event = 'paid') AS paid, min(at) FILTER (WHERE event = 'given its stock') AS stock
+           FROM orders.order_history WHERE event IN ('paid', 'given its stock') AND order_id IN (SELECT id FROM o) GROUP BY 1),
      w AS (SELECT object_id, min(received_at) AS received, min(applied_at) AS applied FROM billing.webhook_events
            WHERE provider = 'sandbox' AND type = 'payment_intent.succeeded' AND received_at >= to_timestamp({since - 1}) GROUP BY 1),
      s AS (SELECT body::jsonb #>> '{{data,object,id}}' AS intent, min(created_at) AS confirmed FROM billing.sandbox_events
            WHERE type = 'payment_intent.succeeded' AND created_at >= to_timestamp({since - 1}) GROUP BY 1),
      i AS (SELECT id, created_at FROM billing.sandbox_payment_intents WHERE created_at >= to_timestamp({since - 1}))
 SELECT o.id, o.status, extract(epoch FROM o.created_at), extract(epoch FROM i.created_at), extract(epoch FROM s.confirmed),
-       extract(epoch FROM w.received), extract(epoch FROM w.applied), extract(epoch FROM p.paid_at), extract(epoch FROM h.paid)
+       extract(epoch FROM w.received), extract(epoch FROM w.applied), extract(epoch FROM p.paid_at), extract(epoch FROM h.paid),
+       extract(epoch FROM h.stock)
 FROM o LEFT JOIN h ON h.order_id = o.id LEFT JOIN w ON w.object_id = o.payment_intent_id LEFT JOIN s ON s.intent = o.payment_intent_id
        LEFT JOIN i ON i.id = o.payment_intent_id LEFT JOIN billing.order_payments p ON p.order_id = o.id""", timeout=300)
     rows = {}
     for line in out.splitlines():
         oid, status, *times = line.split("|")
-        rows[oid] = {"status": status, **dict(zip(("placed", "intent", "confirmed", "webhook", "applied", "held", "paid"),
+        rows[oid] = {"status": status, **dict(zip(("placed", "intent", "confirmed", "webhook", "applied", "held", "paid", "stock"),
                                                   (float(t) if t else None for t in times)))}
     return rows
 
@@ -451,8 +482,10 @@ STEPS = [  # (what, from, to): "client." is the client's clock, the rest the dat
     ("order placed → provider's intent created", "placed", "intent"),
     ("confirmed at the provider → webhook arrived", "confirmed", "webhook"),
     ("webhook arrived → intent re-read, payment held", "webhook", "held"),
+    ("payment held → order `paid` (billing's outbox, the broker, orders' consumer)", "held", "paid"),
     ("**webhook arrived → order `paid`**", "webhook", "paid"),
     ("placed (client sent) → order `paid`", "client.placed", "paid"),
+    ("order placed → stock held (listings' answer applied)", "placed", "stock"),
 ]
 
 
@@ -477,12 +510,20 @@ def analyse(run: ClientRun, db: dict[str, dict]) -> dict:
     times = sorted(r["paid"] for r in paid)
     low, high = times[len(times) // 10] if times else 0, times[(len(times) * 9) // 10] if times else 0
     middle = ((len(times) * 9) // 10 - len(times) // 10) / (high - low) if high > low else 0.0
+    stocked = [r["stock"] for r in rows if r["stock"] is not None]
+    # webhook -> paid p99 per 10 s of the run (by the webhook's arrival): do the slow ones come together?
+    windows: dict[int, list[float]] = {}
+    for r in rows:
+        if r["webhook"] is not None and r["paid"] is not None:
+            windows.setdefault(int((r["webhook"] - first) // 10), []).append((r["paid"] - r["webhook"]) * 1000)
+    series = [percentiles(windows[k]).get("p99") for k in sorted(windows)]
     return {"orders": len(run.traces), "confirmed": len(ok), "paid": len(paid), "statuses": dict(statuses),
+            "lastStock": max(stocked) - first if stocked else None, "stocked": len(stocked),
             "seconds": last - first, "rate": len(paid) / (last - first) if last > first else 0.0, "middleRate": middle,
             "first": first, "last": last,
             "clientSeconds": run.wall, "clientCpu": run.cpu, "requests": run.requests,
             "pollsPerOrder": sum(t.polls for t in run.traces) / max(1, len(run.traces)),
-            "errors": dict(run.errors), "steps": steps, "webhookToPaid": dict(steps)["**webhook arrived → order `paid`**"]}
+            "errors": dict(run.errors), "stale": run.stale, "steps": steps, "series": series, "webhookToPaid": dict(steps)["**webhook arrived → order `paid`**"]}
 
 
 # ----------------------------------------------------------------------------- CPU
@@ -503,18 +544,36 @@ def machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary and involuntary context switches of all of a process's threads so far."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    total += int(line.split(":")[1])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 class CpuMeter:
-    """CPU per suite process (and per service's Postgres connections) between start() and stop()."""
+    """CPU and context switches per suite process (and per service's Postgres connections) between
+    start() and stop()."""
 
     def __init__(self, suite: Suite):
         self.suite = suite
 
-    def sample(self) -> dict[str, float]:
-        counts: dict[str, float] = {}
+    def sample(self) -> dict[str, tuple[float, int]]:
+        counts: dict[str, tuple[float, int]] = {}
         for name in PROCESSES:
             pid = self.suite.pid(name)
             if pid:
-                counts[name] = cpu_seconds(pid) or 0.0
+                counts[name] = (cpu_seconds(pid) or 0.0, context_switches(pid))
         roles = dict(line.split("|") for line in self.suite.psql(
             "SELECT pid, coalesce(nullif(usename, ''), backend_type) FROM pg_stat_activity").split("\n") if line)
         postmaster = self.suite.postgres_pid()
@@ -528,11 +587,11 @@ class CpuMeter:
             if ppid == postmaster or int(entry.name) == postmaster:
                 who = roles.get(entry.name, "other")
                 key = f"postgres: {who}" if who in SERVICES else "postgres: other"
-                counts[f"pid:{entry.name}:{key}"] = cpu_seconds(int(entry.name)) or 0.0
-        counts["machine"] = machine_busy()
-        counts["client"] = cpu_self()
+                counts[f"pid:{entry.name}:{key}"] = (cpu_seconds(int(entry.name)) or 0.0, context_switches(int(entry.name)))
+        counts["machine"] = (machine_busy(), 0)
+        counts["client"] = (cpu_self(), 0)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        counts["client's psql and kcat"] = children.ru_utime + children.ru_stime
+        counts["client's psql and kcat"] = (children.ru_utime + children.ru_stime, 0)
         return counts
 
     def start(self) -> None:
@@ -541,12 +600,15 @@ class CpuMeter:
     def stop(self) -> dict:
         after, wall = self.sample(), time.monotonic() - self.started
         used: Counter = Counter()
-        for key, value in after.items():
-            delta = value - self.before.get(key, 0.0)
-            used[key.split(":", 2)[2] if key.startswith("pid:") else key] += delta
+        switches: Counter = Counter()
+        for key, (cpu, ctx) in after.items():
+            cpu0, ctx0 = self.before.get(key, (0.0, 0))
+            name = key.split(":", 2)[2] if key.startswith("pid:") else key
+            used[name] += cpu - cpu0
+            switches[name] += ctx - ctx0
         ours = sum(v for k, v in used.items() if k != "machine")
         used["outside the suite and the client"] = max(0.0, used.pop("machine") - ours)
-        return {"wall": wall, "cores": os.cpu_count() or 1, "used": dict(used)}
+        return {"wall": wall, "cores": os.cpu_count() or 1, "used": dict(used), "switches": dict(switches)}
 
 
 # ----------------------------------------------------------------------------- profile
@@ -566,8 +628,8 @@ SELECT r.rolname, round(s.calls::numeric / {orders}, 2), round(s.total_exec_time
        left(regexp_replace(s.query, '\\s+', ' ', 'g'), 120)
 FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE s.userid IN ({services})
 ORDER BY s.total_exec_time DESC LIMIT {top}""")
-    lines = [f"The services' statements over the throughput run (pg_stat_statements): {total[0]} per order, "
-             f"{total[1]} s executing in all.", "",
+    lines = [f"The services' statements from the throughput run's first order until every order's stock was confirmed "
+             f"(pg_stat_statements): {total[0]} per order, {total[1]} s executing in all (lock waits included).", "",
              "| role | statements per order | executing |", "|---|---:|---:|"]
     lines += [f"| {r} | {c} | {s} s |" for r, c, s in (line.split("|") for line in by_role.splitlines())]
     lines += ["", f"The {top} that took longest in all:", "",
@@ -578,6 +640,68 @@ ORDER BY s.total_exec_time DESC LIMIT {top}""")
     return "\n".join(lines)
 
 
+class Sampler:
+    """`perf record` (cpu-clock samples at 499 Hz, no call graphs) of the busiest
+    processes and of the services' Postgres connections, one recording each, over the throughput run."""
+
+    NAMES = ("orders", "billing", "listings", "gateway")
+
+    def __init__(self, suite: Suite):
+        self.suite = suite
+        self.dir = Path(suite.data_dir) / "perf"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        self.dir.mkdir(exist_ok=True)
+        targets = {name: [str(self.suite.pid(name))] for name in self.NAMES if self.suite.pid(name)}
+        roles = ", ".join(f"'{s}'" for s in SERVICES)
+        targets["postgres"] = self.suite.psql(f"SELECT pid FROM pg_stat_activity WHERE usename IN ({roles})").split()
+        for name, pids in targets.items():
+            if pids:
+                self.procs[name] = subprocess.Popen(
+                    ["perf", "record", "-q", "-F", "499", "-o", str(self.dir / f"{name}.data"), "-p", ",".join(pids)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(self.dir / f"{name}.log", "wb"))
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(2)  # SIGINT: perf writes its file and exits
+        for proc in self.procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def report(self, cpu: dict, top: int = 8) -> list[str]:
+        lines = ["Where each process spent its CPU from the first order placed to the last paid (`perf record -F 499`, share of "
+                 "its samples; Swift names demangled):", ""]
+        for name in self.procs:
+            data = self.dir / f"{name}.data"
+            if not data.exists():
+                continue
+            seconds = sum(v for k, v in cpu["used"].items() if k == name or (name == "postgres" and k.startswith("postgres: ")
+                                                                               and k != "postgres: other"))
+            by_dso = self._perf(data, "dso", 3.0)
+            by_sym = self._perf(data, "sym", 0.0)[:top]
+            lines.append(f"- **{name}** ({seconds:.1f} s of CPU): " + ", ".join(f"{what} {share:.0f} %" for share, what in by_dso))
+            for share, what in by_sym:
+                what = what.removeprefix("[.] ").removeprefix("[k] ")
+                lines.append(f"  - {share:.1f} % `{what[:110].replace('`', chr(39))}`")
+        return lines
+
+    @staticmethod
+    def _perf(data: Path, key: str, limit: float) -> list[tuple[float, str]]:
+        out = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", key, "--percent-limit", str(limit)],
+                             capture_output=True, text=True, timeout=300).stdout
+        if shutil.which("swift"):
+            out = subprocess.run(["swift", "demangle", "--simplified"], input=out, capture_output=True, text=True, timeout=120).stdout or out
+        rows = []
+        for line in out.splitlines():
+            m = re.match(r"^\s*([\d.]+)%\s+(.+?)\s*$", line)
+            if m:
+                rows.append((float(m.group(1)), m.group(2)))
+        return rows
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -585,11 +709,18 @@ def ms(value: float | None) -> str:
     return "–" if value is None else (f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms")
 
 
-def verdict(met: bool, value: float, goal: float, higher_is_better: bool) -> str:
-    gap = (value / goal - 1) * 100
-    if met:
-        return f"**met** ({abs(gap):.0f} % {'above' if higher_is_better else 'below'} the goal)"
-    return f"**missed** by {abs(gap):.0f} %"
+def rate_verdict(rate: float, complete: bool) -> str:
+    if rate >= GOAL_RATE and complete:
+        return f"**met**, {rate / GOAL_RATE - 1:.0%} over"
+    return f"**missed** by {max(0.0, 1 - rate / GOAL_RATE):.0%}" + ("" if complete else " (not every order was paid)")
+
+
+def latency_verdict(p99: float | None) -> str:
+    if p99 is None:
+        return "not measured"
+    if p99 <= GOAL_P99_MS:
+        return f"**met**, {1 - p99 / GOAL_P99_MS:.0%} under"
+    return f"**missed** by {p99 - GOAL_P99_MS:,.0f} ms, {p99 / GOAL_P99_MS:.1f}× the goal"
 
 
 def step_table(result: dict) -> list[str]:
@@ -605,20 +736,50 @@ def step_table(result: dict) -> list[str]:
 def problems(result: dict) -> str:
     notes = []
     if result["errors"]:
-        notes.append("client errors: " + "; ".join(f"{k} ×{v}" for k, v in result["errors"].items()))
+        notes.append("Client errors: " + "; ".join(f"{k} ×{v}" for k, v in result["errors"].items()) + ".")
     others = {k: v for k, v in result["statuses"].items() if k != "paid"}
     if others:
-        notes.append("not paid at the end: " + ", ".join(f"{v} {k}" for k, v in others.items()))
+        notes.append("Not paid at the end: " + ", ".join(f"{v} {k}" for k, v in others.items()) + ".")
+    if result["stale"]:
+        notes.append(f"{result['stale']} requests were sent again on a new connection: the server had closed the kept-alive "
+                     "one while it was idle.")
     return " ".join(notes) or "Every order placed was confirmed and paid; no request failed."
 
 
-def render(main: dict, paced: dict | None, cpu: dict, prof: str | None, *, args, m: dict, when: dt.datetime, env: dict) -> str:
+def series(result: dict) -> str:
+    values = ", ".join("–" if v is None else f"{v:,.0f}" for v in result["series"])
+    return f"Webhook arrived → `paid`, p99 of each 10 s of the run (ms): {values}."
+
+
+def suite_cpu(cpu: dict) -> float:
+    """The suite's CPU seconds in a window: services, their Postgres connections, the broker."""
+    return sum(v for k, v in cpu["used"].items() if k not in ("client", "client's psql and kcat", "outside the suite and the client"))
+
+
+def stock_note(result: dict) -> str:
+    """Listings' side of each order (`order.placed` -> `stock.reserved` -> orders) does not hold up `paid`."""
+    if result["lastStock"] is None:
+        return "Listings confirmed no order's stock."
+    lag = result["lastStock"] - result["seconds"]
+    drain = result["drain"]
+    note = (f"Listings' answers for the stock (`order.placed` → `stock.reserved` → the order's stock confirmed) are not on "
+            f"the way to `paid`: {result['stocked']:,} orders' stock confirmed, the last {result['lastStock']:.1f} s after the "
+            "first order was placed")
+    deadlocks = (f" Postgres detected {result['deadlocks']:,} deadlocks from the first order until then (each holds its "
+                 "transactions for `deadlock_timeout`, 1 s, before one is rolled back and retried)." if result["deadlocks"] else "")
+    if lag <= 1:
+        return note + "." + deadlocks
+    busy = {k: v for k, v in drain["used"].items() if k in ("listings", "postgres: listings")}
+    return (note + f", {lag:.1f} s after the last was paid ({result['stocked'] / result['lastStock']:.0f} orders/s on average)."
+            + deadlocks + f" In the {drain['wall']:.1f} s after the last payment the suite used {suite_cpu(drain):.1f} s of "
+            f"CPU (listings {busy.get('listings', 0):.1f} s, its Postgres connections {busy.get('postgres: listings', 0):.1f} s) "
+            f"of the {drain['wall'] * drain['cores']:.1f} s the cores had: listings waits, it does not compute (see the profile).")
+
+
+def render(main: dict, paced: list[dict], cpu: dict, prof: str | None, *, args, m: dict, when: dt.datetime, env: str) -> str:
     rate, p99 = main["rate"], main["webhookToPaid"].get("p99")
-    latency_run = paced or main
-    lat = latency_run["webhookToPaid"]
     cores = cpu["cores"]
-    rate_verdict = verdict(rate >= GOAL_RATE and main["paid"] == main["orders"], rate, GOAL_RATE, True)
-    lat_verdict = "not measured" if lat.get("p99") is None else verdict(lat["p99"] <= GOAL_P99_MS, lat["p99"], GOAL_P99_MS, False)
+    throughput_verdict = rate_verdict(rate, main["paid"] == main["orders"])
     used = cpu["used"]
     other = used.get("outside the suite and the client", 0.0)
     lines = [
@@ -628,7 +789,8 @@ def render(main: dict, paced: dict | None, cpu: dict, prof: str | None, *, args,
         f"Linux {m['kernel']}; release build. Postgres: the suite's throwaway settings (fsync, synchronous_commit and "
         "full_page_writes off; shared_buffers 2GB). Every service with the defaults k8s/ sets (DATABASE_POOL_SIZE 10, "
         f"JOBS_CONCURRENCY 4, LOG_LEVEL info), the sandbox payment provider; changed for the bench: {env}. "
-        f"During the throughput run, processes outside the suite and the client used {other:.1f} s of CPU "
+        + ("Profiled: pg_stat_statements loaded, `perf record` sampling the busiest processes at 499 Hz during the throughput run. " if prof else "")
+        + f"During the throughput run, processes outside the suite and the client used {other:.1f} s of CPU "
         f"({other / (cpu['wall'] * cores):.0%} of the machine's {cores} cores).",
         "",
         "Each order is what a buyer's client does, through the gateway: `POST /v1/orders` (Idempotency-Key, a verified "
@@ -651,9 +813,11 @@ def render(main: dict, paced: dict | None, cpu: dict, prof: str | None, *, args,
         "| orders paid | clients | first placed → last paid | orders/s | middle 80 % paid at | requests | GETs per order (intent polls) | goal |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
         f"| {main['paid']:,} of {main['orders']:,} | {args.concurrency} | {main['seconds']:.1f} s | **{rate:,.0f}** | "
-        f"{main['middleRate']:,.0f}/s | {main['requests']:,} | {main['pollsPerOrder']:.1f} | {rate_verdict} |",
+        f"{main['middleRate']:,.0f}/s | {main['requests']:,} | {main['pollsPerOrder']:.1f} | {throughput_verdict} |",
         "",
         problems(main),
+        "",
+        stock_note(main),
         "",
         f"The client (one Python process, asyncio) used {main['clientCpu']:.1f} s of CPU in {main['clientSeconds']:.1f} s "
         f"({main['clientCpu'] / main['clientSeconds']:.0%} of one core; its request loop is never the bottleneck while that "
@@ -661,22 +825,27 @@ def render(main: dict, paced: dict | None, cpu: dict, prof: str | None, *, args,
         "",
         "### Where the CPU went during the throughput run",
         "",
-        f"{cpu['wall']:.1f} s of wall time, {cpu['wall'] * cores:.1f} s of CPU on {cores} cores.",
+        f"From the first order placed to the last paid: {cpu['wall']:.1f} s of wall time, {cpu['wall'] * cores:.1f} s of CPU "
+        f"on {cores} cores (per process from /proc; Postgres per service by its connections' roles).",
         "",
-        "| process | CPU | share of the machine |",
-        "|---|---:|---:|",
+        "| process | CPU | share of the machine | CPU per order | context switches per order |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {name} | {seconds:.1f} s | {seconds / (cpu['wall'] * cores):.0%} |")
+        ctx = cpu["switches"].get(name)
+        per_order = "" if name == "outside the suite and the client" else f"{seconds / main['paid'] * 1000:.2f} ms"
+        lines.append(f"| {name} | {seconds:.1f} s | {seconds / (cpu['wall'] * cores):.0%} | {per_order} | "
+                     + (f"{ctx / main['paid']:.1f} |" if ctx else "|"))
     idle = cpu["wall"] * cores - sum(used.values())
-    lines.append(f"| idle | {max(idle, 0):.1f} s | {max(idle, 0) / (cpu['wall'] * cores):.0%} |")
-    suite_cpu = sum(v for k, v in used.items() if k not in ("client", "client's psql and kcat", "outside the suite and the client"))
+    lines.append(f"| idle | {max(idle, 0):.1f} s | {max(idle, 0) / (cpu['wall'] * cores):.0%} | | |")
+    spent = suite_cpu(cpu)
     lines += [
         "",
-        f"The suite (services, their Postgres connections, the broker) used {suite_cpu:.1f} s: "
-        f"**{suite_cpu / main['paid'] * 1000:.1f} ms of CPU per order** (the goal's 200/s on 2 cores leaves "
-        f"{cores / GOAL_RATE * 1000:.0f} ms). Events per order in the same window (written to the service's outbox, applied "
-        "from the broker through its inbox):",
+        f"The suite (services, their Postgres connections, the broker) used {spent:.1f} s: "
+        f"**{spent / main['paid'] * 1000:.1f} ms of CPU per order** placed to `paid` (the goal's 200/s on {cores} cores "
+        f"leaves {cores / GOAL_RATE * 1000:.0f} ms), {suite_cpu(main['drain']) / main['paid'] * 1000:.1f} ms more per order "
+        "while listings caught up. Events per order until every order's stock was confirmed (written to the service's "
+        "outbox; applied from the broker through its inbox):",
         "",
         "| service | events written per order | events applied per order |",
         "|---|---:|---:|",
@@ -692,21 +861,26 @@ def render(main: dict, paced: dict | None, cpu: dict, prof: str | None, *, args,
         "(`paid_at`: held in escrow); the client's steps from its own clock (the same machine's).",
         "",
     ]
-    if paced:
+    for run in paced:
         lines += [
-            f"### At a steady {args.rate_used:,.0f} orders/s ({paced['orders']:,} orders arriving at that rate; "
-            f"{lat_verdict})",
+            f"### At a steady {run['offered']:,.0f} orders/s ({run['load']:.0%} of the measured throughput; "
+            f"{latency_verdict(run['webhookToPaid'].get('p99'))})",
             "",
-            *step_table(paced),
+            f"{run['orders']:,} orders arriving at that rate, whatever the ones before were doing (the suite had settled "
+            f"after the run before). They were paid at {run['rate']:,.0f}/s over {run['seconds']:.1f} s; the client used "
+            f"{run['clientCpu'] / run['clientSeconds']:.0%} of one core.",
             "",
-            problems(paced) + f" They were paid at {paced['rate']:,.0f}/s over {paced['seconds']:.1f} s; the client used "
-            f"{paced['clientCpu'] / paced['clientSeconds']:.0%} of one core.",
+            *step_table(run),
+            "",
+            problems(run) + " " + series(run),
             "",
         ]
     lines += [
-        f"### At full load (the throughput run: every client busy{'' if paced else '; ' + lat_verdict})",
+        f"### At full load (the throughput run: every client busy; {latency_verdict(p99)})",
         "",
         *step_table(main),
+        "",
+        series(main),
         "",
     ]
     if prof:
@@ -714,14 +888,15 @@ def render(main: dict, paced: dict | None, cpu: dict, prof: str | None, *, args,
     lines += [
         "## Verdict",
         "",
-        f"- Throughput: **{rate:,.0f} orders/s** placed to `paid` with {args.concurrency} clients: "
-        f"{rate_verdict.replace('**', '')} of {GOAL_RATE:.0f}/s.",
-        f"- Webhook arrived → `paid`, p99: **{ms(lat.get('p99'))}** "
-        f"({'at a steady ' + format(args.rate_used, ',.0f') + ' orders/s' if paced else 'at full load'}): "
-        f"{lat_verdict.replace('**', '')} of {GOAL_P99_MS:.0f} ms; at full load {ms(p99)}.",
+        f"- Throughput: **{rate:,.0f} orders/s** placed to `paid` with {args.concurrency} clients, goal {GOAL_RATE:.0f}/s: "
+        f"{throughput_verdict.replace('**', '')}.",
+        f"- Webhook arrived → `paid`, p99, goal {GOAL_P99_MS:.0f} ms: "
+        + "; ".join([f"**{ms(r['webhookToPaid'].get('p99'))}** at a steady {r['offered']:,.0f} orders/s "
+                     f"— {latency_verdict(r['webhookToPaid'].get('p99')).replace('**', '')}" for r in paced]
+                    + [f"**{ms(p99)}** at full load — {latency_verdict(p99).replace('**', '')}"]) + ".",
         "",
-        "Regenerate: `make bench-orders` (or `deploy/bench/orders/run.sh --orders N --output FILE`; `--profile` adds the "
-        "statements' profile).",
+        "Regenerate: `make bench-orders` (or `deploy/bench/orders/run.sh --orders N --output FILE`; `--no-profile` leaves out "
+        "the profile and its overhead).",
         "",
     ]
     return "\n".join(lines)
@@ -745,22 +920,26 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--orders", type=int, default=int(os.environ.get("BENCH_ORDERS", "5000")))
     p.add_argument("--concurrency", type=int, default=128, help="clients in the throughput run")
-    p.add_argument("--paced", type=int, default=3000, help="orders in the steady-rate run (0: none)")
-    p.add_argument("--rate", type=float, default=GOAL_RATE, help="the steady run's rate, at most 80 %% of the measured throughput")
+    p.add_argument("--paced", type=int, default=1500, help="orders in each steady-rate run (0: none)")
+    p.add_argument("--loads", default="0.5,0.8", help="the steady runs' rates, as fractions of the measured throughput")
+    p.add_argument("--rate", type=float, default=GOAL_RATE, help="the most a steady run offers (orders/s)")
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--buyers", type=int, default=50)
     p.add_argument("--vendors", type=int, default=4)
     p.add_argument("--listings", type=int, default=5, help="per vendor")
     p.add_argument("--poll-ms", type=int, default=100, help="the client's wait between reads of the order, for the intent")
     p.add_argument("--env", action="append", default=[], metavar="SERVICE:KEY=VALUE", help="extra service env (experiments)")
-    p.add_argument("--profile", action="store_true", help="pg_stat_statements over the throughput run, in the report")
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="without the profile of the throughput run (pg_stat_statements, perf samples) and its cost")
     p.add_argument("--bin-dir", type=Path, default=None, help="default .build/release")
     p.add_argument("--output", type=Path, default=ROOT / "deploy" / "bench" / "orders-results.md")
     p.add_argument("--keep", action="store_true")
     args = p.parse_args()
+    args.loads = [float(x) for x in args.loads.split(",") if x.strip()] if args.paced else []
     units = args.vendors * args.listings * UNITS
-    if args.warmup + args.orders + args.paced > units:
-        raise SystemExit(f"{args.warmup + args.orders + args.paced} orders need more than the {units} units of "
+    total = args.warmup + args.orders + args.paced * len(args.loads)
+    if total > units:
+        raise SystemExit(f"{total} orders need more than the {units} units of "
                          f"{args.vendors} × {args.listings} listings: raise --vendors or --listings")
     for tool in ("kcat",):
         if shutil.which(tool) is None:
@@ -776,7 +955,8 @@ def main() -> int:
     suite = Suite.throwaway(ROOT, build_config="release", bin_dir=args.bin_dir, keep=args.keep, pg_settings=settings,
                             service_env=service_env)
     poll = args.poll_ms / 1000
-    paced = prof = None
+    paced: list[dict] = []
+    prof = None
     try:
         with suite:
             suite.start_postgres()
@@ -789,41 +969,62 @@ def main() -> int:
 
             say(f"warm-up: {args.warmup} orders")
             warm = drive(suite.gateway_url, buyers, listings, first=0, count=args.warmup, poll=poll, concurrency=args.concurrency)
-            wait_paid(suite, warm.first, sum(t.ok for t in warm.traces), 120)
+            wait_orders(suite, warm.first, sum(t.ok for t in warm.traces), 300, stock=True)
 
             fresh_tokens(suite, buyers)
             say(f"throughput: {args.orders} orders, {args.concurrency} clients")
+            sampler = Sampler(suite) if args.profile and shutil.which("perf") else None
+            if args.profile and not sampler:
+                say("perf is not installed: the profile has no CPU samples (apt-get install linux-perf)")
             if args.profile:
                 suite.psql("SELECT pg_stat_statements_reset()")
+            deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+            deadlocks_before = int(suite.psql(deadlocks).strip())
             meter = CpuMeter(suite)
             meter.start()
+            if sampler:
+                sampler.start()
             run = drive(suite.gateway_url, buyers, listings, first=args.warmup, count=args.orders, poll=poll,
                         concurrency=args.concurrency)
-            statuses = wait_paid(suite, run.first, sum(t.ok for t in run.traces), 600)
+            ok = sum(t.ok for t in run.traces)
+            statuses = wait_orders(suite, run.first, ok, 600, stock=False)
             cpu = meter.stop()
+            meter.start()
+            if sampler:
+                sampler.stop()
+            say("waiting for listings' stock answers")
+            statuses = wait_orders(suite, run.first, ok, 3600, stock=True)
+            drain = meter.stop()
             if args.profile:
-                prof = profile(suite, args.orders)
+                prof = profile(suite, args.orders) + "\n"
+                if sampler:
+                    prof += "\n" + "\n".join(sampler.report(cpu)) + "\n"
             result = analyse(run, timelines(suite, run.first))
-            result["events"] = events(suite, result["first"], result["last"])
+            result["events"] = events(suite, result["first"], result["first"] + cpu["wall"] + drain["wall"])
+            result["drain"] = drain
+            result["deadlocks"] = int(suite.psql(deadlocks).strip()) - deadlocks_before
             say(f"throughput: {result['paid']} paid at {result['rate']:.1f}/s in {result['seconds']:.1f} s; statuses {statuses}; "
                 f"errors {result['errors']}; webhook -> paid {result['webhookToPaid']}")
 
-            if args.paced:
-                args.rate_used = min(args.rate, 0.8 * result["rate"]) if result["rate"] else args.rate
+            first = args.warmup + args.orders
+            for load in args.loads:
+                rate = min(args.rate, load * result["rate"])
                 fresh_tokens(suite, buyers)
-                say(f"paced: {args.paced} orders at {args.rate_used:.0f}/s")
-                steady = drive(suite.gateway_url, buyers, listings, first=args.warmup + args.orders, count=args.paced, poll=poll,
-                               rate=args.rate_used)
-                wait_paid(suite, steady.first, sum(t.ok for t in steady.traces), 600)
-                paced = analyse(steady, timelines(suite, steady.first))
-                say(f"paced: {paced['paid']} paid; errors {paced['errors']}; webhook -> paid {paced['webhookToPaid']}")
+                say(f"paced: {args.paced} orders at {rate:.0f}/s")
+                steady = drive(suite.gateway_url, buyers, listings, first=first, count=args.paced, poll=poll, rate=rate)
+                first += args.paced
+                wait_orders(suite, steady.first, sum(t.ok for t in steady.traces), 3600, stock=True)
+                run_result = analyse(steady, timelines(suite, steady.first))
+                run_result.update(offered=rate, load=load)
+                paced.append(run_result)
+                say(f"paced: {run_result['paid']} paid; errors {run_result['errors']}; webhook -> paid {run_result['webhookToPaid']}")
             exited = suite.exited()
             if exited:
                 raise SuiteError(f"services exited during the run: {exited}")
     except SuiteError as e:
         say(f"error: {e}")
         return 1
-    env = {s: v for s, v in service_env.items()}
+    env = "; ".join(f"{svc} " + ", ".join(f"`{k}={v}`" for k, v in values.items()) for svc, values in service_env.items())
     report = render(result, paced, cpu, prof, args=args, m=machine(suite.bin_dir), when=dt.datetime.now(dt.timezone.utc), env=env)
     args.output.write_text(report)
     print(report, end="")
