@@ -128,6 +128,8 @@ public struct OutboxRelay: Service {
         logger.info("outbox relay stopped", metadata: ["db.schema": "\(schema)"])
     }
 
+    static let metricsInterval: Duration = .seconds(1)
+
     func drainWhileListening(_ connection: PostgresConnection) async throws {
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         try await connection.listen(on: "outbox_\(schema)") { notifications in
@@ -144,9 +146,15 @@ public struct OutboxRelay: Service {
                 }
                 group.addTask {
                     wake.yield()
+                    // The backlog gauges cost a scan of the unsent rows, as much as a drain's read:
+                    // sampled at most once a second, not after every wake-up (one per event under load).
+                    var sampled = ContinuousClock.now - Self.metricsInterval
                     for await _ in wakeups {
                         while try await drainBatch() == batchSize {}
-                        try await updateBacklogMetrics()
+                        if ContinuousClock.now - sampled >= Self.metricsInterval {
+                            try await updateBacklogMetrics()
+                            sampled = ContinuousClock.now
+                        }
                     }
                 }
                 _ = try await group.next()
