@@ -49,8 +49,9 @@ public struct TestClock: Sendable {
 
     /// Loads the persisted offset into the clock (at start).
     public func load(logger: Logger) async throws {
-        let rows = try await client.query("SELECT offset_ms FROM business_clock", logger: logger)
-        for try await offset in rows.decode(Int64.self) { clock.set(offsetMilliseconds: offset) }
+        try await Database.query(client, "SELECT offset_ms FROM business_clock", logger: logger) { rows in
+            for try await offset in rows.decode(Int64.self) { clock.set(offsetMilliseconds: offset) }
+        }
         if clock.offsetMilliseconds != 0 {
             logger.warning("test clock is ahead of the wall clock", metadata: ["clock.offset_seconds": "\(clock.offsetMilliseconds / 1000)"])
         }
@@ -58,12 +59,13 @@ public struct TestClock: Sendable {
 
     /// Moves the clock forward by `seconds` and persists the new offset.
     public func advance(seconds: Int64, logger: Logger) async throws -> State {
-        let rows = try await client.query("""
+        try await Database.query(client, """
             INSERT INTO business_clock (singleton, offset_ms, updated_at) VALUES (true, \(seconds * 1000), now())
             ON CONFLICT (singleton) DO UPDATE SET offset_ms = business_clock.offset_ms + EXCLUDED.offset_ms, updated_at = now()
             RETURNING offset_ms
-            """, logger: logger)
-        for try await offset in rows.decode(Int64.self) { clock.set(offsetMilliseconds: offset) }
+            """, logger: logger) { rows in
+            for try await offset in rows.decode(Int64.self) { clock.set(offsetMilliseconds: offset) }
+        }
         logger.info("test clock advanced", metadata: ["clock.advance_seconds": "\(seconds)", "clock.offset_seconds": "\(clock.offsetMilliseconds / 1000)"])
         return state
     }

@@ -38,13 +38,22 @@ public enum Database {
         isolation: isolated (any Actor)? = #isolation,
         _ body: (PostgresConnection) async throws -> sending Result
     ) async throws -> sending Result {
-        do {
-            return try await client.withConnection(isolation: isolation) { connection in
-                try checkOpen(connection)
-                return try await connection.withTransaction(logger: logger, isolation: isolation, body)
+        try await client.withConnection(isolation: isolation) { connection in
+            // BEGIN, COMMIT and ROLLBACK are sent here rather than by PostgresNIO's withTransaction,
+            // so that none is written to a connection Postgres has closed (it would never be
+            // answered): a closed connection's transaction was rolled back by the server already.
+            try checkOpen(connection)
+            try await connection.query("BEGIN", logger: logger)
+            let result: Result
+            do {
+                result = try await body(connection)
+            } catch {
+                if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: logger) }
+                throw error
             }
-        } catch let error as PostgresTransactionError {
-            throw error.closureError ?? error.commitError ?? error.beginError ?? error
+            try checkOpen(connection)
+            try await connection.query("COMMIT", logger: logger)
+            return result
         }
     }
 
@@ -54,6 +63,39 @@ public enum Database {
     /// `transaction(_:_:body)` retries on a fresh connection.
     public static func checkOpen(_ connection: PostgresConnection) throws {
         if connection.isClosed { throw ConnectionClosed() }
+    }
+
+    /// One statement on a pooled connection checked open (see `checkOpen`), its rows read by `read`
+    /// before the connection goes back. The background loops (the outbox relay, the job runner) use
+    /// it rather than `client.query`, whose connection cannot be checked: a loop stuck on a
+    /// connection Postgres closed would stop for good.
+    public static func query<Result>(
+        _ client: PostgresClient, _ query: PostgresQuery, logger: Logger,
+        isolation: isolated (any Actor)? = #isolation,
+        _ read: (PostgresRowSequence) async throws -> sending Result
+    ) async throws -> sending Result {
+        try await client.withConnection(isolation: isolation) { connection in
+            try checkOpen(connection)
+            return try await read(try await connection.query(query, logger: logger))
+        }
+    }
+
+    /// True when the error is the connection going away under the work (Postgres restarting or
+    /// shutting down: SQLSTATE class 57 or 08, a closed or broken connection, `ConnectionClosed`):
+    /// nothing was committed, and the same work on a fresh connection may succeed.
+    public static func isConnectionLoss(_ error: any Error) -> Bool {
+        switch error {
+        case is ConnectionClosed:
+            return true
+        case let psql as PSQLError:
+            if let state = psql.serverInfo?[.sqlState], state.hasPrefix("57P") || state.hasPrefix("08") { return true }
+            if psql.code == .clientClosedConnection || psql.code == .serverClosedConnection || psql.code == .connectionError { return true }
+            return psql.underlying.map(isConnectionLoss) ?? false
+        case let wrapped as PostgresTransactionError:
+            return [wrapped.closureError, wrapped.beginError, wrapped.commitError].compactMap { $0 }.contains(where: isConnectionLoss)
+        default:
+            return false
+        }
     }
 
     /// The pool handed out a connection that was already closed; nothing was sent on it.
@@ -80,7 +122,7 @@ public enum Database {
                 return try await transaction(client, logger: context.logger, isolation: isolation) { connection in
                     try await body(Transaction(connection: connection, context: context))
                 }
-            } catch where attempt < attempts && (SQLState(of: error)?.isTransient == true || error is ConnectionClosed) {
+            } catch where attempt < attempts && (SQLState(of: error)?.isTransient == true || isConnectionLoss(error)) {
                 context.logger.debug("transaction retried", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 try await Task.sleep(for: retryPause(after: attempt))
                 attempt += 1
@@ -125,6 +167,17 @@ public enum Database {
     }
 }
 
+extension PostgresConnection {
+    /// `query`, unless Postgres has closed the connection (a restart): then `Database.ConnectionClosed`
+    /// rather than a statement PostgresNIO would never answer. Platform code that holds a
+    /// connection uses it; services use `Transaction.query`, which does the same.
+    @discardableResult
+    public func checkedQuery(_ query: PostgresQuery, logger: Logger) async throws -> PostgresRowSequence {
+        try Database.checkOpen(self)
+        return try await self.query(query, logger: logger)
+    }
+}
+
 /// A transaction in progress and the operation it serves: what handlers, repositories, the outbox
 /// and the job scheduler are given, so a state change, its events and its timers commit together.
 public struct Transaction: Sendable {
@@ -140,14 +193,17 @@ public struct Transaction: Sendable {
     /// Business time now.
     public var now: Date { context.now }
 
+    /// Runs a statement in the transaction; on a connection Postgres has closed (its transaction
+    /// rolled back there) it throws `Database.ConnectionClosed` instead of writing what would never be answered.
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRowSequence {
-        try await connection.query(query, logger: context.logger)
+        try Database.checkOpen(connection)
+        return try await connection.query(query, logger: context.logger)
     }
 
     /// The first row decoded as `T`, or nil.
     public func first<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
-        for try await value in try await connection.query(query, logger: context.logger).decode(T.self) { return value }
+        for try await value in try await self.query(query).decode(T.self) { return value }
         return nil
     }
 }

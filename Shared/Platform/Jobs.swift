@@ -439,10 +439,10 @@ public struct JobRunner: Service {
         let now = clock.now()
         for (kind, entry) in handlers.entries {
             guard let schedule = entry.schedule else { continue }
-            try await client.query("""
+            try await Database.query(client, """
                 INSERT INTO jobs (id, kind, key, payload, due_at) VALUES (\(UUID.v7()), \(kind), '', '{}'::jsonb, \(schedule.next(after: now)))
                 ON CONFLICT (kind, key) DO UPDATE SET due_at = least(jobs.due_at, EXCLUDED.due_at), failed_at = NULL
-                """, logger: logger)
+                """, logger: logger) { _ in }
         }
     }
 
@@ -450,13 +450,14 @@ public struct JobRunner: Service {
     func sampleBacklog() async {
         while !Task.isCancelled {
             do {
-                let rows = try await client.query("""
+                try await Database.query(client, """
                     SELECT count(*) FILTER (WHERE failed_at IS NULL AND due_at <= \(clock.now())), count(*) FILTER (WHERE failed_at IS NOT NULL)
                     FROM jobs
-                    """, logger: logger)
-                for try await (due, parked) in rows.decode((Int64, Int64).self) {
-                    metrics.due.record(due)
-                    metrics.parkedNow.record(parked)
+                    """, logger: logger) { rows in
+                    for try await (due, parked) in rows.decode((Int64, Int64).self) {
+                        metrics.due.record(due)
+                        metrics.parkedNow.record(parked)
+                    }
                 }
             } catch {
                 logger.debug("jobs backlog sample failed", metadata: ["error": "\(error)"])
@@ -515,10 +516,12 @@ public struct JobRunner: Service {
     /// How long until the earliest job is due, at most the poll interval (jobs scheduled by other
     /// replicas without a NOTIFY are found by the next poll).
     func timeUntilNextDue() async throws -> Duration {
-        let rows = try await client.query(
-            "SELECT min(due_at) FROM jobs WHERE failed_at IS NULL AND kind = ANY(\(kinds))", logger: logger)
-        var next: Date?
-        for try await due in rows.decode(Date?.self) { next = due }
+        let next: Date? = try await Database.query(client, "SELECT min(due_at) FROM jobs WHERE failed_at IS NULL AND kind = ANY(\(kinds))",
+                                                   logger: logger) { rows in
+            var next: Date?
+            for try await due in rows.decode(Date?.self) { next = due }
+            return next
+        }
         guard let next else { return pollInterval }
         let seconds = next.timeIntervalSince(clock.now())
         if seconds <= 0 { return .zero }
@@ -535,7 +538,7 @@ public struct JobRunner: Service {
     func runBatch() async throws -> Int {
         do {
             return try await runClaimed { connection in
-                try await connection.query("""
+                try await connection.checkedQuery("""
                     SELECT id, kind, key, payload::text, due_at, attempts, traceparent FROM jobs
                     WHERE failed_at IS NULL AND due_at <= \(clock.now()) AND kind = ANY(\(kinds))
                     ORDER BY due_at LIMIT \(batchSize)
@@ -547,7 +550,7 @@ public struct JobRunner: Service {
             // own, where a failure is recorded against that job alone.
             for id in failure.jobs {
                 _ = try await runClaimed { connection in
-                    try await connection.query("""
+                    try await connection.checkedQuery("""
                         SELECT id, kind, key, payload::text, due_at, attempts, traceparent FROM jobs
                         WHERE id = \(id) AND failed_at IS NULL AND kind = ANY(\(kinds))
                         FOR UPDATE SKIP LOCKED
@@ -598,7 +601,7 @@ public struct JobRunner: Service {
             }
             // The batch's finished one-off jobs go in one statement, committing with their effects.
             if !finished.isEmpty {
-                try await connection.query("DELETE FROM jobs WHERE id = ANY(\(finished))", logger: logger)
+                try await connection.checkedQuery("DELETE FROM jobs WHERE id = ANY(\(finished))", logger: logger)
             }
             return claimed.count
         }
@@ -617,16 +620,16 @@ public struct JobRunner: Service {
         let context = OperationContext(service: service, trace: trace, logger: logger, clock: clock)
         let startedAt = clock.now()
         metrics.lateness.recordNanoseconds(max(0, Int64(startedAt.timeIntervalSince(job.dueAt) * 1e9)))
-        if guarded { try await connection.query("SAVEPOINT job", logger: logger) }
+        if guarded { try await connection.checkedQuery("SAVEPOINT job", logger: logger) }
         do {
             try await entry.run(job, item.payload, Transaction(connection: connection, context: context))
             if let schedule = entry.schedule {
-                try await connection.query("""
+                try await connection.checkedQuery("""
                     UPDATE jobs SET due_at = \(schedule.next(after: max(startedAt, job.dueAt))), attempts = 0, last_error = NULL
                     WHERE id = \(job.id)
                     """, logger: logger)
             }
-            if guarded { try await connection.query("RELEASE SAVEPOINT job", logger: logger) }
+            if guarded { try await connection.checkedQuery("RELEASE SAVEPOINT job", logger: logger) }
             metrics.completed.increment()
             logger.debug("job completed")
             return entry.schedule == nil
@@ -636,7 +639,7 @@ public struct JobRunner: Service {
                 logger.debug("job failed in a batch; the batch runs again one job at a time", metadata: ["error": "\(String(reflecting: error))"])
                 throw BatchFailure(jobs: batch.map(\.job.id))
             }
-            try await connection.query("ROLLBACK TO SAVEPOINT job", logger: logger)
+            try await connection.checkedQuery("ROLLBACK TO SAVEPOINT job", logger: logger)
             try await recordFailure(of: job, entry: entry, error: error, on: connection, logger: logger)
             return false
         }
@@ -672,19 +675,19 @@ public struct JobRunner: Service {
         let message = String(String(reflecting: error).prefix(2000))
         if attempts < entry.maxAttempts {
             let retryAt = clock.now().addingTimeInterval(Self.backoff(after: attempts, first: entry.backoff, maximum: entry.maximumBackoff))
-            try await connection.query("""
+            try await connection.checkedQuery("""
                 UPDATE jobs SET attempts = \(attempts), last_error = \(message), due_at = \(retryAt) WHERE id = \(job.id)
                 """, logger: logger)
             logger.warning("job failed; will retry", metadata: ["attempt": "\(attempts)", "error": "\(message)"])
         } else if let schedule = entry.schedule {
             // A recurring job is never parked: this occurrence is given up, the next one stands.
-            try await connection.query("""
+            try await connection.checkedQuery("""
                 UPDATE jobs SET attempts = 0, last_error = \(message), due_at = \(schedule.next(after: clock.now())) WHERE id = \(job.id)
                 """, logger: logger)
             metrics.skipped.increment()
             logger.error("recurring job failed every attempt; skipped to its next occurrence", metadata: ["error": "\(message)"])
         } else {
-            try await connection.query("""
+            try await connection.checkedQuery("""
                 UPDATE jobs SET attempts = \(attempts), last_error = \(message), failed_at = now() WHERE id = \(job.id)
                 """, logger: logger)
             metrics.parked.increment()

@@ -56,8 +56,9 @@ public struct ReadinessCheck: Sendable {
     public static func postgres(_ client: PostgresClient, logger: Logger) -> ReadinessCheck {
         ReadinessCheck(name: "postgres") {
             await withTimeout(.seconds(2)) {
-                let rows = try await client.query("SELECT 1", logger: logger)
-                for try await _ in rows.decode(Int.self) {}
+                try await Database.query(client, "SELECT 1", logger: logger) { rows in
+                    for try await _ in rows.decode(Int.self) {}
+                }
                 return true
             } ?? false
         }
@@ -88,15 +89,22 @@ public struct ReadinessCheck: Sendable {
 
 /// Runs `operation`, giving up with nil after `timeout` or on error.
 public func withTimeout<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async -> T? {
-    await withTaskGroup(of: T?.self) { group in
-        group.addTask { try? await operation() }
-        group.addTask {
-            try? await Task.sleep(for: timeout)
-            return nil
+    // Not a task group: a group waits for all its children, so an operation that never returns
+    // (a statement written to a connection Postgres closed) would hold the caller with it. The
+    // first of the answer and the deadline resumes the caller; a stuck operation is left behind.
+    let once = NIOLockedValueBox<CheckedContinuation<T?, Never>?>(nil)
+    return await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+        once.withLockedValue { $0 = continuation }
+        let work = Task { try? await operation() }
+        Task {
+            let value = await work.value
+            once.withLockedValue { pending in pending?.resume(returning: value); pending = nil }
         }
-        let first = await group.next() ?? nil
-        group.cancelAll()
-        return first
+        Task {
+            try? await Task.sleep(for: timeout)
+            work.cancel()
+            once.withLockedValue { pending in pending?.resume(returning: nil); pending = nil }
+        }
     }
 }
 

@@ -21,12 +21,12 @@ public enum Outbox {
     public static func enqueue(_ event: CloudEvent, topic: String, key: String, on connection: PostgresConnection, logger: Logger) async throws {
         // The outbox keys events by UUID; every CloudEvent this suite creates has one.
         guard let eventId = UUID(uuidString: event.id) else { throw OutboxError.eventIdNotAUUID(event.id) }
-        try await connection.query("""
+        try await connection.checkedQuery("""
             INSERT INTO outbox (event_id, topic, key, type, source, subject, time, traceparent, data)
             VALUES (\(eventId), \(topic), \(key), \(event.type), \(event.source), \(event.subject), \(event.time), \(event.traceparent), \(ByteBuffer(bytes: event.data)))
             """, logger: logger)
         // Wakes the relay at commit; the poll interval covers a missed notification.
-        try await connection.query("SELECT pg_notify('outbox_' || current_schema(), '')", logger: logger)
+        try await connection.checkedQuery("SELECT pg_notify('outbox_' || current_schema(), '')", logger: logger)
     }
 }
 
@@ -96,7 +96,7 @@ public struct OutboxRelay: Service {
             try Database.checkOpen(connection)
             var leader = false
             while !leader {
-                let rows = try await connection.query("SELECT pg_try_advisory_lock(\(lockKey))", logger: logger)
+                let rows = try await connection.checkedQuery("SELECT pg_try_advisory_lock(\(lockKey))", logger: logger)
                 for try await acquired in rows.decode(Bool.self) { leader = acquired }
                 if !leader {
                     try await Task.sleep(for: pollInterval)
@@ -120,7 +120,7 @@ public struct OutboxRelay: Service {
     func release(_ lockKey: Int64, on connection: PostgresConnection) async {
         if !connection.isClosed {
             do {
-                try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
+                try await connection.checkedQuery("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
             } catch {
                 try? await connection.close()
             }
@@ -172,16 +172,18 @@ public struct OutboxRelay: Service {
 
     /// Publishes the oldest unsent rows; returns how many were read.
     func drainBatch() async throws -> Int {
-        var batch: [Row] = []
-        let rows = try await client.query("""
+        let batch: [Row] = try await Database.query(client, """
             SELECT seq, event_id, topic, key, type, source, subject, time, traceparent, data
             FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT \(batchSize)
-            """, logger: logger)
-        for try await (seq, eventId, topic, key, type, source, subject, time, traceparent, data)
-            in rows.decode((Int64, UUID, String, String, String, String, String?, Date, String?, ByteBuffer).self) {
-            let event = CloudEvent(id: eventId.uuidString.lowercased(), type: type, source: source, time: time,
-                                   subject: subject, traceparent: traceparent, data: Array(buffer: data))
-            batch.append(Row(seq: seq, event: event, topic: topic, key: key))
+            """, logger: logger) { rows in
+            var batch: [Row] = []
+            for try await (seq, eventId, topic, key, type, source, subject, time, traceparent, data)
+                in rows.decode((Int64, UUID, String, String, String, String, String?, Date, String?, ByteBuffer).self) {
+                let event = CloudEvent(id: eventId.uuidString.lowercased(), type: type, source: source, time: time,
+                                       subject: subject, traceparent: traceparent, data: Array(buffer: data))
+                batch.append(Row(seq: seq, event: event, topic: topic, key: key))
+            }
+            return batch
         }
         guard !batch.isEmpty else { return 0 }
         // Aggregates are published concurrently, each aggregate's rows strictly in `seq` order; after a
@@ -215,7 +217,7 @@ public struct OutboxRelay: Service {
         }
         let acknowledged = results.filter { $0.1 == nil }.map(\.0)
         if !acknowledged.isEmpty {
-            try await client.query("UPDATE outbox SET sent_at = now() WHERE seq = ANY(\(acknowledged))", logger: logger)
+            try await Database.query(client, "UPDATE outbox SET sent_at = now() WHERE seq = ANY(\(acknowledged))", logger: logger) { _ in }
             publishedCounter.increment(by: acknowledged.count)
         }
         if let failure = results.first(where: { $0.1 != nil }) {
@@ -227,12 +229,13 @@ public struct OutboxRelay: Service {
     }
 
     func updateBacklogMetrics() async throws {
-        let rows = try await client.query(
+        try await Database.query(client,
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM outbox WHERE sent_at IS NULL",
-            logger: logger)
-        for try await (count, age) in rows.decode((Int64, Double).self) {
-            backlogGauge.record(count)
-            ageGauge.record(age)
+            logger: logger) { rows in
+            for try await (count, age) in rows.decode((Int64, Double).self) {
+                backlogGauge.record(count)
+                ageGauge.record(age)
+            }
         }
     }
 }

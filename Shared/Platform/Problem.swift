@@ -187,6 +187,9 @@ public struct ProblemMiddleware<Context: ServiceRequestContext>: RouterMiddlewar
             return convertible.problem
         case is NIOTooManyBytesError:
             return Problem(.payloadTooLarge, "The request body exceeds the limit.")
+        case _ where Database.isConnectionLoss(error):
+            // Postgres restarting or failing over under the request: nothing was committed.
+            return Problem(.serviceUnavailable, "The database is briefly unavailable; try again shortly.", headers: [.retryAfter: "1"])
         case let psql as PSQLError:
             if let state = SQLState(of: psql), let problem = state.problem {
                 return problem
