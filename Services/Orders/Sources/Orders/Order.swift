@@ -143,6 +143,12 @@ struct OrderRepository: Sendable {
         try await Self.decode(tx.query("SELECT \(unescaped: Self.columns) FROM orders WHERE id = \(id) FOR UPDATE")).first
     }
 
+    /// Locks these orders in id order (the order every run of answers takes them in).
+    func lockInOrder(_ ids: [UUID], in tx: Transaction) async throws {
+        guard ids.count > 1 else { return }
+        try await tx.query("SELECT id FROM orders WHERE id = ANY(\(Array(Set(ids)))) ORDER BY id FOR UPDATE")
+    }
+
     func load(_ id: UUID, in tx: Transaction) async throws -> OrderRecord? {
         try await Self.decode(tx.query("SELECT \(unescaped: Self.columns) FROM orders WHERE id = \(id)")).first
     }

@@ -36,11 +36,28 @@ public struct OrdersService: ServiceModule {
         ListingSnapshots.register(into: &handlers)
         VendorCommissions.register(into: &handlers)
         // The saga: listings' answers about stock, billing's about the payment.
-        handlers.on(StockEvents.reserved) { reserved, _, tx in try await workflow.stockReserved(reserved, in: tx) }
-        handlers.on(StockEvents.rejected) { rejected, _, tx in try await workflow.stockRejected(rejected, in: tx) }
-        handlers.on(PaymentEvents.intentCreated) { intent, _, tx in try await workflow.intentCreated(intent, in: tx) }
-        handlers.on(PaymentEvents.succeeded) { intent, _, tx in try await workflow.paymentSucceeded(intent, in: tx) }
-        handlers.on(PaymentEvents.refunded) { refund, _, tx in try await workflow.paymentRefunded(refund, in: tx) }
+        // A run of answers locks its orders first, in id order: one order's stock and payment answers
+        // come on two topics, so two partitions' runs would otherwise lock the same orders crosswise.
+        handlers.onBatch(StockEvents.reserved) { run, tx in
+            try await workflow.orders.lockInOrder(run.map(\.payload.orderId), in: tx)
+            for reserved in run { try await workflow.stockReserved(reserved.payload, in: tx) }
+        }
+        handlers.onBatch(StockEvents.rejected) { run, tx in
+            try await workflow.orders.lockInOrder(run.map(\.payload.orderId), in: tx)
+            for rejected in run { try await workflow.stockRejected(rejected.payload, in: tx) }
+        }
+        handlers.onBatch(PaymentEvents.intentCreated) { run, tx in
+            try await workflow.orders.lockInOrder(run.map(\.payload.orderId), in: tx)
+            for intent in run { try await workflow.intentCreated(intent.payload, in: tx) }
+        }
+        handlers.onBatch(PaymentEvents.succeeded) { run, tx in
+            try await workflow.orders.lockInOrder(run.map(\.payload.orderId), in: tx)
+            for intent in run { try await workflow.paymentSucceeded(intent.payload, in: tx) }
+        }
+        handlers.onBatch(PaymentEvents.refunded) { run, tx in
+            try await workflow.orders.lockInOrder(run.map(\.payload.orderId), in: tx)
+            for refund in run { try await workflow.paymentRefunded(refund.payload, in: tx) }
+        }
         // Orders keep the buyer's and vendor's ids (money records must stay); the projected name goes.
         PrivacyParticipant.register(
             service: Self.name,
