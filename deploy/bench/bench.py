@@ -123,17 +123,25 @@ ARGON2 = "Argon2id m=19 MiB, t=2, p=1"
 REFRESH_TOKENS_LINE = r"^refresh tokens: sent (\d+), rotated (\d+), resent (\d+), starved (\d+)$"
 
 
-def _post_json(url: str, body: dict, expect: int = 200) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
+def call_json(url: str, body: dict | None = None, *, token: str | None = None, expect: int = 200, method: str | None = None) -> dict:
+    """One JSON request for a bench's setup (POST when there is a body); anything but `expect` stops the bench."""
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method or ("POST" if data is not None else "GET"))
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
             status, payload = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, payload = e.code, e.read()
     if status != expect:
-        raise SuiteError(f"POST {url} answered {status}, not {expect}: {payload[:300]!r}")
+        raise SuiteError(f"{request.method} {url} answered {status}, not {expect}: {payload[:300]!r}")
     return json.loads(payload) if payload else {}
+
+
+def _post_json(url: str, body: dict, expect: int = 200) -> dict:
+    return call_json(url, body, expect=expect)
 
 
 def _expect_200(url: str, token: str | None = None) -> None:

@@ -60,8 +60,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -72,7 +70,7 @@ ROOT = HERE.parents[2]
 sys.path[:0] = [str(ROOT / "deploy" / "dev"), str(ROOT / "deploy" / "bench")]
 
 from suite import FAST_PG_SETTINGS, SERVICES, Suite, SuiteError, say  # noqa: E402
-from bench import GATEWAY_BENCH_ENV, machine  # noqa: E402
+from bench import GATEWAY_BENCH_ENV, call_json, machine  # noqa: E402
 
 # The billing bench's settings: room for the run's tables in memory, no checkpoint in the middle.
 PG_SETTINGS = {**FAST_PG_SETTINGS, "shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
@@ -98,19 +96,7 @@ PROCESSES = SERVICES + ("gateway", "devbroker")
 
 def call(url: str, body: dict | None = None, *, token: str | None = None, expect: int = 200, method: str | None = None) -> dict:
     """One JSON request (setup only; the measured requests use HttpConnection)."""
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=headers, method=method or ("POST" if data is not None else "GET"))
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            status, payload = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, payload = e.code, e.read()
-    if status != expect:
-        raise SuiteError(f"{request.method} {url} answered {status}, not {expect}: {payload[:300]!r}")
-    return json.loads(payload) if payload else {}
+    return call_json(url, body, token=token, expect=expect, method=method)
 
 
 def now_rfc3339() -> str:
