@@ -229,12 +229,13 @@ def test_a_cancellation_gives_the_stock_back_and_the_money_and_an_unpaid_order_e
     # Placed and never paid: canceled when its 15 minutes pass on the business clock.
     late = wait_until(lambda: (lambda r: r if r.status == 201 else None)(place(gateway, token, lid, quantity=1)), timeout=30,
                       describe="orders sees the units back").json()
+    # Its intent exists (an order that ends before billing made one never gets one).
+    late_intent = intent_of(gateway, token, late)["intentId"]
     advance_clock(suite, minutes=16)
     expired = wait_for(gateway, token, late["id"], lambda o: o["status"] == "canceled", "the unpaid order expired")
     assert expired["cancelReason"] == "payment_timeout"
     assert [c["event"] for c in expired["history"]][-1] == "expired unpaid"
     # Paying it now is too late: billing canceled its intent, so nothing is taken.
-    late_intent = expired["payment"]["intentId"]
     wait_until(lambda: confirm(gateway, token, late_intent).status == 409, timeout=30, describe="the expired order's intent canceled")
     confirm(gateway, token, late_intent).expect_problem(409, "invalid-transition")
 
