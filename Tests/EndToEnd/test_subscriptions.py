@@ -23,6 +23,12 @@ from test_listings import BOWL, admin, found, moderator, verified  # noqa: F401 
 SANDBOX_SECRET = "whsec_sandbox_development_only"
 
 
+# How long billing's entitlement may take to reach listings. Seconds normally; longer right after
+# the fault-injection test, whose restarts leave consumers rejoining their groups (a killed
+# member's session must expire on the broker first).
+ENTITLEMENT_WAIT = 60
+
+
 def key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
 
@@ -79,7 +85,7 @@ def test_a_vendors_subscription_from_trial_through_dunning_to_suspension_and_bac
     listing = gateway.post("/v1/listings", json=BOWL, token=token).expect(201).json()
     publish = f"/v1/listings/{listing['id']}/publish"
     submitted = wait_until(lambda: (lambda r: r.json() if r.status == 200 else None)(gateway.post(publish, token=token)),
-                           timeout=20, describe="publishing once billing's entitlement arrived")
+                           timeout=ENTITLEMENT_WAIT, describe="publishing once billing's entitlement arrived")
     if submitted["status"] == "pending_review":
         gateway.post(f"/v1/moderation/listings/{listing['id']}/approve", token=moderator).expect(200)
     wait_until(lambda: found(gateway, listing["id"], vendor=vendor.id), timeout=10, describe="the listing in search")
@@ -140,7 +146,7 @@ def test_a_vendors_subscription_from_trial_through_dunning_to_suspension_and_bac
     assert past_due["latestInvoice"]["status"] == "open" and past_due["latestInvoice"]["attemptCount"] == 1
     assert past_due["latestInvoice"]["nextAttemptAt"] is not None
     second = gateway.post("/v1/listings", json={**BOWL, "title": "Second bowl"}, token=token).expect(201).json()
-    wait_until(lambda: gateway.post(f"/v1/listings/{second['id']}/publish", token=token).status == 403, timeout=20,
+    wait_until(lambda: gateway.post(f"/v1/listings/{second['id']}/publish", token=token).status == 403, timeout=ENTITLEMENT_WAIT,
                describe="publishing refused while past due")
     assert found(gateway, listing["id"], vendor=vendor.id), "listings stay during the grace period"
 
@@ -150,14 +156,14 @@ def test_a_vendors_subscription_from_trial_through_dunning_to_suspension_and_bac
         time.sleep(0.3)
     suspended = wait_for_status(gateway, token, "suspended")
     assert suspended["latestInvoice"]["attemptCount"] == 8
-    wait_until(lambda: not found(gateway, listing["id"], vendor=vendor.id), timeout=20, describe="the listing hidden from search")
+    wait_until(lambda: not found(gateway, listing["id"], vendor=vendor.id), timeout=ENTITLEMENT_WAIT, describe="the listing hidden from search")
     gateway.get(f"/v1/listings/{listing['id']}").expect_problem(404, "not-found")
 
     # A working card: the open invoice is paid at once, the subscription and the listing are back.
     gateway.put(card, json={"paymentMethod": "pm_card_visa"}, token=token).expect(200)
     back = wait_for_status(gateway, token, "active")
     assert back["latestInvoice"]["status"] == "paid"
-    wait_until(lambda: found(gateway, listing["id"], vendor=vendor.id), timeout=20, describe="the listing back in search")
+    wait_until(lambda: found(gateway, listing["id"], vendor=vendor.id), timeout=ENTITLEMENT_WAIT, describe="the listing back in search")
     history = [c["event"] for c in gateway.get(path, token=token).expect(200).json()["history"]]
     assert history[-1] == "paid" and "suspended" in history and history.count("charged after a failed payment") >= 1
 
@@ -205,7 +211,7 @@ def test_a_vendors_subscription_from_trial_through_dunning_to_suspension_and_bac
     gateway.post(f"{path}/cancel", json={"atPeriodEnd": False}, token=token).expect_problem(409, "invalid-transition")
     gateway.put(card, json={"paymentMethod": "pm_card_visa"}, token=token).expect_problem(409, "invalid-transition")
     gateway.post(comp, json={"days": 30, "reason": "too late"}, token=admin).expect_problem(409, "invalid-transition")
-    wait_until(lambda: not found(gateway, listing["id"], vendor=vendor.id), timeout=20, describe="the listing hidden once canceled")
+    wait_until(lambda: not found(gateway, listing["id"], vendor=vendor.id), timeout=ENTITLEMENT_WAIT, describe="the listing hidden once canceled")
 
     # The sandbox's webhooks came over HTTP, every one stored once and applied.
     rows = psql(suite.superuser_dsn, f"""
