@@ -306,12 +306,16 @@ struct KafkaClientTests {
         try await withTimeout {
             let cluster = try MockKafkaCluster(logger: testLogger)
             try cluster.createTopic("batch.v1", partitions: 1)
+            // Every record is on the broker before the consumer starts, so its first fetch brings
+            // several: a consumer running alongside the sends could fetch them one at a time.
             let producer = try KafkaProducer(configuration: configuration(cluster, clientId: "batch-producer"), logger: testLogger)
-            let consumer = try KafkaConsumer(configuration: configuration(cluster, clientId: "batch-consumer"), groupId: "batch", topics: ["batch.v1"], logger: testLogger)
-            try await withServices([producer, consumer]) {
+            try await withServices([producer]) {
                 for index in 0..<10 {
                     _ = try await producer.send(topic: "batch.v1", key: "k".bytes, value: "\(index)".bytes)
                 }
+            }
+            let consumer = try KafkaConsumer(configuration: configuration(cluster, clientId: "batch-consumer"), groupId: "batch", topics: ["batch.v1"], logger: testLogger)
+            try await withServices([consumer]) {
                 var values: [String] = []
                 var largest = 0
                 while values.count < 10 {
