@@ -489,13 +489,13 @@ public struct JobRunner: Service {
             let generation = signal.generation
             do {
                 signal.claiming()
-                let ran = try await runBatch()
-                if ran == batchSize {
+                let batch = try await runNextBatch()
+                if batch.claimed == batchSize {
                     // A full batch: more may be due, so another worker is woken to share it.
                     signal.fireOne()
                     continue
                 }
-                let wait = try await timeUntilNextDue()
+                let wait = if let next = batch.nextDue { time(until: next) } else { try await timeUntilNextDue() }
                 if wait == .zero {
                     // A partial batch, and more due already (a trickle, or jobs other workers are
                     // running): a moment's pause lets the next ones gather into one batch.
@@ -522,7 +522,12 @@ public struct JobRunner: Service {
             for try await due in rows.decode(Date?.self) { next = due }
             return next
         }
-        guard let next else { return pollInterval }
+        return time(until: .init(next))
+    }
+
+    /// How long until `next`, at most the poll interval.
+    func time(until next: NextDue) -> Duration {
+        guard case .at(let next) = next else { return pollInterval }
         let seconds = next.timeIntervalSince(clock.now())
         if seconds <= 0 { return .zero }
         return min(pollInterval, .milliseconds(Int64((seconds * 1000).rounded(.up))))
@@ -534,10 +539,24 @@ public struct JobRunner: Service {
         var traceparent: String?
     }
 
+    /// When the earliest waiting job is due, as the end of a batch's transaction saw it.
+    enum NextDue: Equatable {
+        case none
+        case at(Date)
+
+        init(_ date: Date?) { self = date.map(NextDue.at) ?? .none }
+    }
+
     /// Claims up to a batch of due jobs and runs them in one transaction. Returns how many it claimed.
     func runBatch() async throws -> Int {
+        try await runNextBatch().claimed
+    }
+
+    /// `runBatch`, and, after a partial batch, when the next job is due (read by the batch's last
+    /// statement, saving the runner a round trip of its own; nil when not read).
+    func runNextBatch() async throws -> (claimed: Int, nextDue: NextDue?) {
         do {
-            return try await runClaimed { connection in
+            return try await runClaimed(readingNextDue: true) { connection in
                 try await connection.checkedQuery("""
                     SELECT id, kind, key, payload::text, due_at, attempts, traceparent FROM jobs
                     WHERE failed_at IS NULL AND due_at <= \(clock.now()) AND kind = ANY(\(kinds))
@@ -549,7 +568,7 @@ public struct JobRunner: Service {
             // Nothing of the batch committed. Each of its jobs runs again in a transaction of its
             // own, where a failure is recorded against that job alone.
             for id in failure.jobs {
-                _ = try await runClaimed { connection in
+                _ = try await runClaimed(readingNextDue: false) { connection in
                     try await connection.checkedQuery("""
                         SELECT id, kind, key, payload::text, due_at, attempts, traceparent FROM jobs
                         WHERE id = \(id) AND failed_at IS NULL AND kind = ANY(\(kinds))
@@ -557,7 +576,7 @@ public struct JobRunner: Service {
                         """, logger: logger)
                 }
             }
-            return failure.jobs.count
+            return (failure.jobs.count, nil)
         }
     }
 
@@ -569,8 +588,10 @@ public struct JobRunner: Service {
     /// Claims with `claim` and runs what it claimed in one transaction. A batch of several jobs runs
     /// without a savepoint per job (two round trips each); if one fails, `BatchFailure` rolls the
     /// batch back for `runBatch` to run each job alone. A job alone runs in a savepoint, so its
-    /// failure is recorded in the same transaction.
-    func runClaimed(_ claim: (PostgresConnection) async throws -> PostgresRowSequence) async throws -> Int {
+    /// failure is recorded in the same transaction. With `readingNextDue`, a partial batch's last
+    /// statement also reads when the earliest job left waiting is due.
+    func runClaimed(readingNextDue: Bool, _ claim: (PostgresConnection) async throws -> PostgresRowSequence) async throws
+        -> (claimed: Int, nextDue: NextDue?) {
         try await Database.transaction(client, logger: logger) { connection in
             var claimed: [Claimed] = []
             for try await (id, kind, key, payload, due, attempts, traceparent)
@@ -600,10 +621,20 @@ public struct JobRunner: Service {
                 if try await run(item, on: connection, guarded: batch.count == 1, batch: batch) { finished.append(item.job.id) }
             }
             // The batch's finished one-off jobs go in one statement, committing with their effects.
+            if readingNextDue && claimed.count < batchSize {
+                // The statement's snapshot is from before its DELETE: the finished ones are left out by id.
+                let rows = try await connection.checkedQuery("""
+                    WITH finished AS (DELETE FROM jobs WHERE id = ANY(\(finished)))
+                    SELECT min(due_at) FROM jobs WHERE failed_at IS NULL AND kind = ANY(\(kinds)) AND id <> ALL(\(finished))
+                    """, logger: logger)
+                var next: Date?
+                for try await due in rows.decode(Date?.self) { next = due }
+                return (claimed.count, NextDue(next))
+            }
             if !finished.isEmpty {
                 try await connection.checkedQuery("DELETE FROM jobs WHERE id = ANY(\(finished))", logger: logger)
             }
-            return claimed.count
+            return (claimed.count, nil)
         }
     }
 

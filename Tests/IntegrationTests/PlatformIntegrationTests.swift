@@ -129,6 +129,33 @@ struct JobIntegrationTests {
         }
     }
 
+    /// After a partial batch the runner knows when to look again from the batch's own last statement:
+    /// the earliest job still waiting, not one the batch just finished.
+    @Test func aPartialBatchTellsWhenTheNextJobIsDue() async throws {
+        try await withPlatformSchema { client, schema async throws in
+            var handlers = JobHandlers()
+            handlers.on(Self.record) { payload, job, transaction in
+                try await transaction.query("INSERT INTO effects (event_id, aggregate) VALUES (\(job.id.uuidString), \(payload.note))")
+            }
+            try await schedule(client, schema, note: "now", key: "a", in: 0)
+            try await schedule(client, schema, note: "later", key: "b", in: 600)
+            let later = try await Database.query(client, "SELECT due_at FROM jobs WHERE key = 'b'", logger: TestInfrastructure.logger) { rows in
+                var due: Date?
+                for try await value in rows.decode(Date.self) { due = value }
+                return due
+            }
+            let runner = runner(client, schema, handlers)
+            let first = try await runner.runNextBatch()
+            #expect(first.claimed == 1)
+            #expect(first.nextDue == later.map(JobRunner.NextDue.at), "the finished job is left out; the waiting one is next")
+            #expect(try await effects(client, "now") == 1)
+            let idle = try await runner.runNextBatch()
+            #expect(idle.claimed == 0 && idle.nextDue == later.map(JobRunner.NextDue.at))
+            try await client.query("DELETE FROM jobs", logger: TestInfrastructure.logger)
+            #expect(try await runner.runNextBatch().nextDue == JobRunner.NextDue.none, "nothing waits")
+        }
+    }
+
     static let alone = JobKind<Payload>("test.alone", runsAlone: true)
 
     /// A set of jobs scheduled and cancelled with one statement each, and a kind that runs in a
