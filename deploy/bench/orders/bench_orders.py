@@ -854,7 +854,13 @@ def render(main: dict, paced: list[dict], cpu: dict, prof: str | None, *, args, 
             "",
             f"{run['orders']:,} orders arriving at that rate, whatever the ones before were doing (the suite had settled "
             f"after the run before). They were paid at {run['rate']:,.0f}/s over {run['seconds']:.1f} s; the client used "
-            f"{run['clientCpu'] / run['clientSeconds']:.0%} of one core.",
+            f"{run['clientCpu'] / run['clientSeconds']:.0%} of one core. The suite used "
+            f"{run['suiteCpu'] / max(run['paid'], 1) * 1000:.1f} ms of CPU per order, placed until its stock was held "
+            f"(the client read each order {run['pollsPerOrder']:.1f} times for its intent): "
+            + ", ".join(f"{name} {seconds / max(run['paid'], 1) * 1000:.1f} ms" for name, seconds in
+                        sorted(run["cpuBy"].items(), key=lambda kv: -kv[1])
+                        if name not in ("machine", "client", "client's psql and kcat", "outside the suite and the client")
+                        and seconds / max(run["paid"], 1) >= 0.0005) + ".",
             "",
             *step_table(run),
             "",
@@ -997,11 +1003,13 @@ def main() -> int:
                 rate = min(args.rate, load * result["rate"])
                 fresh_tokens(suite, buyers)
                 say(f"paced: {args.paced} orders at {rate:.0f}/s")
+                meter.start()
                 steady = drive(suite.gateway_url, buyers, listings, first=first, count=args.paced, poll=poll, rate=rate)
                 first += args.paced
                 wait_orders(suite, steady.first, sum(t.ok for t in steady.traces), 3600, stock=True)
+                steady_cpu = meter.stop()
                 run_result = analyse(steady, timelines(suite, steady.first))
-                run_result.update(offered=rate, load=load)
+                run_result.update(offered=rate, load=load, suiteCpu=suite_cpu(steady_cpu), cpuBy=steady_cpu["used"])
                 paced.append(run_result)
                 say(f"paced: {run_result['paid']} paid; errors {run_result['errors']}; webhook -> paid {run_result['webhookToPaid']}")
             exited = suite.exited()
