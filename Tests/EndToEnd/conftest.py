@@ -93,6 +93,11 @@ class SuiteHandle:
     def binary(self, name: str) -> str:
         return str(self.bin_dir / name)
 
+    @property
+    def mail_url(self) -> str:
+        """The dev mail catcher's HTTP API (Mailpit's: /api/v1/messages ...)."""
+        return self.suite.mail_url
+
 
 def _resolve_bin_dir() -> Path:
     configured = os.environ.get("MARKETPLACE_BIN_DIR")
@@ -155,6 +160,7 @@ def suite(work_dir, request) -> SuiteHandle:
         gateway_port=gateway_port,
         service_ports={name: ports[name] for name in SERVICES},
         log_dir=log_dir,
+        mail_ports={"smtp": 0, "http": 0},  # the mail catcher picks free ports
         # The whole suite runs from one address; the auth-route limit itself is tested on a
         # gateway of its own (test_upstream_failures.py), with the defaults.
         service_env={
@@ -171,7 +177,7 @@ def suite(work_dir, request) -> SuiteHandle:
     )
     handle = None
     try:
-        for step in ("start_postgres", "start_broker", "migrate_all", "start_all"):
+        for step in ("start_postgres", "start_broker", "start_mail", "migrate_all", "start_all"):
             try:
                 getattr(suite, step)()
             except Exception as error:  # noqa: BLE001

@@ -64,6 +64,10 @@ Python API
                                         start_postgres() again on the same data dir and port;
                                         the running services are left to reconnect by themselves
       start_broker() / kafka_bootstrap_servers
+      start_mail() / mail_url / smtp_address
+                                        the dev mail catcher (deploy/dev/mailcatcher.py): SMTP
+                                        sink, Mailpit's HTTP API at mail_url; `run` uses ports
+                                        1025 and 8025 (mail_ports=), a throwaway free ones
       broker_outage(down)               SIGUSR1 (down=True) / SIGUSR2 (False) to the devbroker it
                                         started: the broker refuses connections / is back with
                                         every record and committed offset kept (fault tests)
@@ -92,14 +96,16 @@ Python API
 
 CLI
 ---
-    suite.py run [--data-dir .data] [--pg-port 55432] [--gateway-port 8080] [--release]
+    suite.py run [--data-dir .data] [--pg-port 55432] [--gateway-port 8080] [--mail-port 8025]
+                 [--smtp-port 1025] [--release]
                  [--no-build] [--no-install] [--bin-dir DIR] [--service-port NAME=PORT ...]
-        what `make run` does; prints `gateway: http://127.0.0.1:8080` and the log directory,
+        what `make run` does; prints `gateway: http://127.0.0.1:8080`, `mail: http://127.0.0.1:8025`
+        (the mail catcher) and the log directory,
         then waits; SIGINT/SIGTERM stops everything and exits 0. Env: MARKETPLACE_PG_PORT,
-        MARKETPLACE_GATEWAY_PORT, LOG_LEVEL.
+        MARKETPLACE_GATEWAY_PORT, MARKETPLACE_MAIL_PORT, MARKETPLACE_SMTP_PORT, LOG_LEVEL.
     suite.py infra --data-dir DIR --env-file FILE [--pg-port N] [--bin-dir DIR] [--log-dir DIR]
-                   [--no-broker]
-        throwaway Postgres + dev broker for integration tests; writes `export KEY='value'`
+                   [--no-broker] [--no-mail]
+        throwaway Postgres + dev broker + mail catcher for integration tests; writes `export KEY='value'`
         lines (see INFRA_ENV_KEYS below), then waits until SIGINT/SIGTERM.
     suite.py clock advance DURATION [--data-dir .data] | clock show [--data-dir .data]
         the business test clock of the `run` on that data dir (its ports from run/ports.json):
@@ -116,7 +122,9 @@ the business test clock is for local runs and tests; k8s/ never sets it.
 Infra env file keys: TEST_DATABASE_URL (superuser, database marketplace),
 TEST_DATABASE_ADMIN_URL (superuser, database postgres), TEST_DATABASE_URL_<SERVICE> (the
 service's own role, e.g. TEST_DATABASE_URL_LISTINGS), TEST_POSTGRES_HOST, TEST_POSTGRES_PORT,
-KAFKA_BOOTSTRAP_SERVERS and TEST_KAFKA_BOOTSTRAP_SERVERS (absent with --no-broker).
+KAFKA_BOOTSTRAP_SERVERS and TEST_KAFKA_BOOTSTRAP_SERVERS (absent with --no-broker),
+TEST_SMTP_HOST, TEST_SMTP_PORT and TEST_MAIL_URL: the mail catcher's SMTP and HTTP API (absent
+with --no-mail).
 """
 
 from __future__ import annotations
@@ -148,6 +156,9 @@ GATEWAY = "gateway"
 ALL_SERVICES = SERVICES + (GATEWAY,)
 BROKER = "devbroker"
 EXECUTABLES = ALL_SERVICES + (BROKER,)
+# The dev mail catcher (deploy/dev/mailcatcher.py): an SMTP sink with Mailpit's HTTP API.
+MAILCATCHER = "mailcatcher"
+DEFAULT_MAIL_PORTS = {"smtp": 1025, "http": 8025}
 DEFAULT_PORTS = {"gateway": 8080, "identity": 8081, "listings": 8082, "billing": 8083,
                  "orders": 8084, "messaging": 8085}
 DEFAULT_PG_PORT = 55432
@@ -165,9 +176,11 @@ JWT_AUDIENCE = "marketplace"
 
 DEBIAN_PACKAGES = ("librdkafka-dev", "libargon2-dev", "postgresql", "postgresql-contrib",
                    "wrk", "kcat", "nginx-light")
+# What the launcher itself runs: the mail catcher's SMTP server.
+RUN_PIP_PACKAGES = ("aiosmtpd",)
 # What Tests/EndToEnd and Tests/Contract import (`suite.py ensure --test`).
-TEST_PIP_PACKAGES = ("pytest", "jsonschema", "pyyaml", "openapi-schema-validator",
-                     "openapi-spec-validator", "cryptography")
+TEST_PIP_PACKAGES = RUN_PIP_PACKAGES + ("pytest", "jsonschema", "pyyaml", "openapi-schema-validator",
+                                        "openapi-spec-validator", "cryptography")
 # For throwaway clusters only: data that a crash may lose is data nobody keeps.
 FAST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -196,7 +209,7 @@ CONFIG_PREFIXES = ("UPSTREAM_",)
 
 INFRA_ENV_KEYS = ("TEST_DATABASE_URL", "TEST_DATABASE_ADMIN_URL", "TEST_POSTGRES_HOST",
                   "TEST_POSTGRES_PORT", "KAFKA_BOOTSTRAP_SERVERS",
-                  "TEST_KAFKA_BOOTSTRAP_SERVERS") + tuple(
+                  "TEST_KAFKA_BOOTSTRAP_SERVERS", "TEST_SMTP_HOST", "TEST_SMTP_PORT", "TEST_MAIL_URL") + tuple(
                       f"TEST_DATABASE_URL_{s.upper()}" for s in SERVICES)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -501,7 +514,7 @@ class Suite:
                  pg_settings: dict | None = None, extra_env: dict | None = None,
                  service_env: dict | None = None, kafka_bootstrap_servers: str | None = None,
                  ready_timeout: float = 90.0, stop_timeout: float = 15.0,
-                 remove_data_dir_on_stop: bool = False):
+                 remove_data_dir_on_stop: bool = False, mail_ports: dict | None = None):
         if build_config not in ("debug", "release"):
             raise ValueError(f"build_config must be debug or release, not {build_config!r}")
         self.root = Path(root).resolve()
@@ -533,6 +546,8 @@ class Suite:
         self._lock_fd: int | None = None
         self._pg_started = False
         self._broker_address: str | None = None
+        self.mail_ports = dict(mail_ports or DEFAULT_MAIL_PORTS)
+        self._mail: dict[str, int] | None = None
 
     @classmethod
     def throwaway(cls, root: Path, *, build_config: str = "debug", bin_dir: Path | None = None,
@@ -546,6 +561,7 @@ class Suite:
         ports = free_ports(len(ALL_SERVICES) + 1)
         keep = keep or os.environ.get("MARKETPLACE_KEEP_DATA") == "1"
         kwargs.setdefault("pg_settings", FAST_PG_SETTINGS)
+        kwargs.setdefault("mail_ports", {"smtp": 0, "http": 0})  # the catcher picks free ones
         return cls(root, data_dir, pg_port=ports[0], gateway_port=ports[1],
                    service_ports=dict(zip(SERVICES, ports[2:])), build_config=build_config,
                    bin_dir=bin_dir, log_dir=log_dir, remove_data_dir_on_stop=not keep, **kwargs)
@@ -902,6 +918,51 @@ class Suite:
                                  f"within {timeout:.0f}s; last lines:\n{tail(self.log_path(BROKER))}")
             time.sleep(0.1)
 
+    def start_mail(self, timeout: float = 30) -> None:
+        """Runs the dev mail catcher (deploy/dev/mailcatcher.py); waits for its address file."""
+        if self._mail:
+            return
+        self._acquire()
+        address_file = self.run_dir / "mail.address"
+        address_file.unlink(missing_ok=True)
+        argv = [sys.executable, str(self.root / "deploy" / "dev" / "mailcatcher.py"), "--host", HOST,
+                "--smtp-port", str(self.mail_ports["smtp"]), "--http-port", str(self.mail_ports["http"]),
+                "--address-file", str(address_file)]
+        proc = self._spawn(MAILCATCHER, argv, filtered_environ())
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ports = json.loads(address_file.read_text())
+            except (FileNotFoundError, ValueError):
+                ports = None
+            if ports:
+                self._mail = {"smtp": int(ports["smtp"]), "http": int(ports["http"])}
+                # A catcher stopped and started again (an SMTP outage in a test) takes the same ports.
+                self.mail_ports = dict(self._mail)
+                return
+            if proc.poll() is not None:
+                self._forget(MAILCATCHER)
+                raise SuiteError(f"the mail catcher exited with code {proc.returncode}; last lines of "
+                                 f"{self.log_path(MAILCATCHER)}:\n{tail(self.log_path(MAILCATCHER))}")
+            if time.monotonic() > deadline:
+                raise SuiteError(f"the mail catcher wrote no address within {timeout:.0f}s; last lines:\n"
+                                 f"{tail(self.log_path(MAILCATCHER))}")
+            time.sleep(0.1)
+
+    @property
+    def mail_url(self) -> str:
+        """The catcher's HTTP API and page (Mailpit's API: /api/v1/messages ...)."""
+        if not self._mail:
+            raise SuiteError("the mail catcher is not running (start_mail())")
+        return f"http://{HOST}:{self._mail['http']}"
+
+    @property
+    def smtp_address(self) -> tuple[str, int]:
+        """Where the catcher takes mail over SMTP (plaintext, no AUTH)."""
+        if not self._mail:
+            raise SuiteError("the mail catcher is not running (start_mail())")
+        return HOST, self._mail["smtp"]
+
     def broker_outage(self, down: bool) -> None:
         """Takes the dev broker this suite started down (SIGUSR1: connections dropped and
         refused) or brings it back (SIGUSR2: every record and committed offset kept), as a real
@@ -1060,6 +1121,8 @@ class Suite:
         """SIGTERM to its process group, SIGKILL after timeout; returns the exit code."""
         timeout = self.stop_timeout if timeout is None else timeout
         proc = self._procs.pop(name, None)
+        if name == MAILCATCHER:
+            self._mail = None
         if proc is None:
             return self.exit_codes.get(name)
         if proc.poll() is None:
@@ -1074,7 +1137,7 @@ class Suite:
     def stop(self) -> bool:
         """Stops everything it started, in reverse order; True if all went cleanly."""
         ok = True
-        order = [GATEWAY] + [s for s in reversed(SERVICES)] + [BROKER]
+        order = [GATEWAY] + [s for s in reversed(SERVICES)] + [BROKER, MAILCATCHER]
         for name in order + [n for n in list(self._procs) if n not in order]:
             try:
                 self.stop_service(name)
@@ -1082,6 +1145,7 @@ class Suite:
                 ok = False
                 say(f"error stopping {name}: {e}")
         self._broker_address = None
+        self._mail = None
         if self._pg_started:
             try:
                 self._stop_postgres()
@@ -1309,20 +1373,23 @@ def cmd_run(args) -> int:
     suite = Suite(args.root, args.data_dir, pg_port=args.pg_port, gateway_port=args.gateway_port,
                   service_ports=_parse_service_ports(args.service_port),
                   build_config="release" if args.release else "debug", bin_dir=args.bin_dir,
+                  mail_ports={"smtp": args.smtp_port, "http": args.mail_port},
                   extra_env={"LOG_LEVEL": os.environ["LOG_LEVEL"]}
                   if os.environ.get("LOG_LEVEL") else None)
     _install_stop_signals()
     rc = 0
     try:
         if not args.no_install:
-            suite.ensure_packages()
+            suite.ensure_packages(RUN_PIP_PACKAGES)
         if not args.no_build:
             suite.build()
         suite.start_postgres()
         suite.start_broker()
+        suite.start_mail()
         suite.migrate_all()
         suite.start_all()
         print(f"gateway: {suite.gateway_url}", flush=True)
+        print(f"mail: {suite.mail_url}", flush=True)
         print(f"logs: {suite.log_dir}/<service>.log (postgres: {suite.log_path('postgres')}); "
               f"Ctrl-C stops everything", flush=True)
         reported: set[str] = set()
@@ -1370,11 +1437,17 @@ def cmd_infra(args) -> int:
             suite.start_broker()
             values["KAFKA_BOOTSTRAP_SERVERS"] = suite.kafka_bootstrap_servers
             values["TEST_KAFKA_BOOTSTRAP_SERVERS"] = suite.kafka_bootstrap_servers
+        if not args.no_mail:
+            suite.start_mail()
+            values["TEST_SMTP_HOST"], smtp_port = suite.smtp_address
+            values["TEST_SMTP_PORT"] = str(smtp_port)
+            values["TEST_MAIL_URL"] = suite.mail_url
         tmp = env_file.with_name(env_file.name + ".tmp")
         tmp.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
         tmp.replace(env_file)
         say(f"infra ready: postgres {HOST}:{pg_port}"
             + ("" if args.no_broker else f", broker {suite.kafka_bootstrap_servers}")
+            + ("" if args.no_mail else f", mail {suite.mail_url}")
             + f"; env in {env_file}")
         while True:
             if suite.exited():
@@ -1519,6 +1592,10 @@ def main(argv=None) -> int:
     sp.add_argument("--gateway-port", type=int,
                     default=int(os.environ.get("MARKETPLACE_GATEWAY_PORT", DEFAULT_PORTS[GATEWAY])))
     sp.add_argument("--service-port", action="append", metavar="NAME=PORT")
+    sp.add_argument("--mail-port", type=int, help="the mail catcher's web page and API",
+                    default=int(os.environ.get("MARKETPLACE_MAIL_PORT", DEFAULT_MAIL_PORTS["http"])))
+    sp.add_argument("--smtp-port", type=int, help="the mail catcher's SMTP port",
+                    default=int(os.environ.get("MARKETPLACE_SMTP_PORT", DEFAULT_MAIL_PORTS["smtp"])))
     sp.add_argument("--release", action="store_true")
     sp.add_argument("--no-build", action="store_true")
     sp.add_argument("--no-install", action="store_true")
@@ -1529,6 +1606,7 @@ def main(argv=None) -> int:
     sp.add_argument("--env-file", type=Path, required=True)
     sp.add_argument("--log-dir", type=Path, default=None, help="default: DATA_DIR/logs")
     sp.add_argument("--no-broker", action="store_true")
+    sp.add_argument("--no-mail", action="store_true", help="without the mail catcher")
     sp.set_defaults(fn=cmd_infra)
 
     sp = sub.add_parser("ensure", help="install missing Debian (and pip) packages")

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -401,9 +402,10 @@ class CliTests(Base):
         return proc.stderr.read()
 
     def run_args(self, data):
-        ports = S.free_ports(7)
+        ports = S.free_ports(9)
         return ["run", "--no-build", "--no-install", "--bin-dir", str(self.bin), "--data-dir",
-                str(data), "--pg-port", str(ports[0]), "--gateway-port", str(ports[1])] + [
+                str(data), "--pg-port", str(ports[0]), "--gateway-port", str(ports[1]),
+                "--smtp-port", str(ports[7]), "--mail-port", str(ports[8])] + [
                     a for n, p in zip(S.SERVICES, ports[2:]) for a in ("--service-port", f"{n}={p}")]
 
     def test_run_prints_gateway_and_stops_cleanly_on_sigterm_and_reuses_data(self):
@@ -416,7 +418,10 @@ class CliTests(Base):
             self.assertEqual(len(gw), 1, lines)
             self.assertRegex(gw[0], r"^gateway: http://127\.0\.0\.1:\d+\n$")
             urllib.request.urlopen(gw[0].split(": ", 1)[1].strip() + "/health/ready", timeout=5)
-            pids = [S._read_pid(data / "run" / f"{n}.pid") for n in S.EXECUTABLES]
+            mail = [l for l in lines if l.startswith("mail: ")]
+            self.assertEqual(mail, [f"mail: http://127.0.0.1:{args[args.index('--mail-port') + 1]}\n"], lines)
+            urllib.request.urlopen(mail[0].split(": ", 1)[1].strip() + "/api/v1/messages", timeout=5)
+            pids = [S._read_pid(data / "run" / f"{n}.pid") for n in (*S.EXECUTABLES, S.MAILCATCHER)]
             pg = int((data / "postgres" / "postmaster.pid").read_text().split()[0])
             pids += [pg] + children_of(pg)
             self.assertTrue(all(pids))
@@ -486,7 +491,10 @@ class CliTests(Base):
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.stdout, "billing\npostgres\n", r.stderr)
         pg = int((data / "postgres" / "postmaster.pid").read_text().split()[0])
-        pids = [pg, S._read_pid(data / "run" / "devbroker.pid")] + children_of(pg)
+        with urllib.request.urlopen(env["TEST_MAIL_URL"].strip("'") + "/api/v1/messages", timeout=5) as answer:
+            self.assertEqual(json.load(answer)["total"], 0)
+        pids = [pg, S._read_pid(data / "run" / "devbroker.pid"), S._read_pid(data / "run" / "mailcatcher.pid")] + children_of(pg)
+        self.assertTrue(all(pids))
         os.kill(proc.pid, signal.SIGTERM)
         self.assertEqual(proc.wait(60), 0)
         self.assertEqual(wait_gone(pids), [])
@@ -556,6 +564,125 @@ class DurationTests(unittest.TestCase):
 
 
 @AS_ROOT
+class MailCatcherTests(unittest.TestCase):
+    """deploy/dev/mailcatcher.py: mails taken over SMTP, shown through Mailpit's API, faults on demand."""
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="catcher-"))
+        self.start()
+
+    def start(self, *extra):
+        address = self.tmp / "mail.address"
+        address.unlink(missing_ok=True)
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "deploy" / "dev" / "mailcatcher.py"), "--smtp-port", "0",
+                                      "--http-port", "0", "--address-file", str(address), *extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not address.exists():
+            self.assertIsNone(self.proc.poll(), "the catcher exited")
+            self.assertLess(time.monotonic(), deadline, "no address file")
+            time.sleep(0.05)
+        ports = json.loads(address.read_text())
+        self.smtp_port, self.url = ports["smtp"], f"http://127.0.0.1:{ports['http']}"
+
+    def tearDown(self):
+        self.proc.terminate()
+        self.assertEqual(self.proc.wait(10), 0, "stops cleanly on SIGTERM")
+        self.proc.stderr.close()
+        for entry in self.tmp.iterdir():
+            entry.unlink()
+        self.tmp.rmdir()
+
+    def api(self, path, method="GET", body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            raw = answer.read()
+            return json.loads(raw) if answer.headers.get_content_type() == "application/json" else raw.decode()
+
+    def send(self, to, subject, text="Hello", html=None, headers=None, bcc=()):
+        import smtplib
+        from email.message import EmailMessage
+        message = EmailMessage()
+        message["From"] = "Marketplace <no-reply@marketplace.test>"
+        message["To"] = to
+        message["Subject"] = subject
+        for name, value in (headers or {}).items():
+            message[name] = value
+        message.set_content(text)
+        if html:
+            message.add_alternative(html, subtype="html")
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=5) as smtp:
+            smtp.send_message(message, to_addrs=[to, *bcc])
+
+    def test_mails_are_listed_newest_first_with_mailpits_fields(self):
+        self.send("Ada <ada@example.com>", "First", text="one")
+        self.send("bob@example.com", "Second: café", text="two", html="<p>two</p>",
+                  headers={"List-Unsubscribe": "<https://marketplace.test/u/1>"}, bcc=["audit@example.com"])
+        listed = self.api("/api/v1/messages")
+        self.assertEqual(listed["total"], 2)
+        self.assertEqual([m["Subject"] for m in listed["messages"]], ["Second: café", "First"])
+        first = listed["messages"][1]
+        self.assertEqual(first["From"], {"Name": "Marketplace", "Address": "no-reply@marketplace.test"})
+        self.assertEqual(first["To"], [{"Name": "Ada", "Address": "ada@example.com"}])
+        self.assertRegex(first["Created"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        second = self.api(f"/api/v1/message/{listed['messages'][0]['ID']}")
+        self.assertEqual((second["Text"].strip(), second["HTML"].strip()), ("two", "<p>two</p>"))
+        self.assertEqual(second["Bcc"], [{"Name": "", "Address": "audit@example.com"}], "envelope-only recipients")
+        self.assertEqual(self.api("/api/v1/message/latest")["ID"], second["ID"])
+        headers = self.api(f"/api/v1/message/{second['ID']}/headers")
+        self.assertEqual(headers["List-Unsubscribe"], ["<https://marketplace.test/u/1>"])
+        self.assertIn("Subject: Second", self.api(f"/api/v1/message/{second['ID']}/raw"))
+        found = self.api("/api/v1/search?query=" + urllib.request.quote("to:ada@example.com"))
+        self.assertEqual([m["Subject"] for m in found["messages"]], ["First"])
+        self.assertEqual(self.api("/api/v1/search?query=" + urllib.request.quote('subject:"second: caf"'))["total"], 1)
+        self.assertEqual(self.api("/api/v1/messages?start=1&limit=1")["messages"][0]["Subject"], "First")
+
+    def test_delete_some_or_all(self):
+        for n in range(3):
+            self.send("a@example.com", f"mail {n}")
+        ids = [m["ID"] for m in self.api("/api/v1/messages")["messages"]]
+        self.api("/api/v1/messages", "DELETE", {"IDs": ids[:1]})
+        self.assertEqual([m["ID"] for m in self.api("/api/v1/messages")["messages"]], ids[1:])
+        self.api("/api/v1/messages", "DELETE")
+        self.assertEqual(self.api("/api/v1/messages")["total"], 0)
+        with self.assertRaises(urllib.error.HTTPError) as missing:
+            self.api(f"/api/v1/message/{ids[0]}")
+        self.assertEqual(missing.exception.code, 404)
+
+    def test_faults_answer_a_code_at_their_stage_for_the_times_asked(self):
+        import smtplib
+        self.api("/api/dev/faults", "PUT", {"faults": [{"stage": "rcpt", "code": 451, "match": "slow@", "times": 1},
+                                                     {"stage": "data", "code": 554, "match": "gone@"}]})
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as refused:
+            self.send("slow@example.com", "temporary")
+        self.assertEqual(refused.exception.recipients["slow@example.com"][0], 451)
+        self.send("slow@example.com", "temporary", text="the second try")  # times: 1
+        with self.assertRaises(smtplib.SMTPDataError) as rejected:
+            self.send("gone@example.com", "permanent")
+        self.assertEqual(rejected.exception.smtp_code, 554)
+        self.send("other@example.com", "unaffected")
+        self.assertEqual([m["Subject"] for m in self.api("/api/v1/messages")["messages"]], ["unaffected", "temporary"])
+        self.api("/api/dev/faults", "PUT", {"faults": []})
+        self.send("gone@example.com", "now taken")
+        self.assertEqual(self.api("/api/v1/messages")["total"], 3)
+        with self.assertRaises(urllib.error.HTTPError) as bad:
+            self.api("/api/dev/faults", "PUT", {"faults": [{"stage": "helo", "code": 200}]})
+        self.assertEqual(bad.exception.code, 400)
+
+    def test_memory_is_bounded_and_the_page_escapes_what_mails_say(self):
+        self.tearDown()
+        self.tmp.mkdir()
+        self.start("--max-messages", "3")
+        for n in range(5):
+            self.send("a@example.com", f"<script>alert({n})</script>")
+        listed = self.api("/api/v1/messages")
+        self.assertEqual(listed["total"], 3, "the oldest go first")
+        page = self.api("/")
+        self.assertIn("&lt;script&gt;alert(4)&lt;/script&gt;", page)
+        self.assertNotIn("<script>", page)
+
+
 class PackageLockTests(Base):
     """ensure_packages while another install holds Debian's package locks: lock files of our own,
     held (fcntl, as apt holds them) by another process, and a stand-in apt-get that fails as apt
