@@ -28,6 +28,12 @@ Memory is bounded: at most --max-messages mails (the oldest go first), each at m
 
 Port 0 picks a free port; with --address-file the ports chosen are written there as JSON
 ({"smtp": n, "http": n}) once both are listening.
+
+To stand in for a real relay (the SMTP client's TLS and AUTH tests): --tls-cert/--tls-key offer
+STARTTLS and require it before mail (or, with --implicit-tls, speak TLS from the first byte);
+--auth USER:PASSWORD requires AUTH (PLAIN or LOGIN) over TLS with those credentials.
+--tls-self-signed DIR makes a throwaway certificate for `localhost` (DIR/cert.pem, the one a
+client must trust; DIR/key.pem) and uses it as --tls-cert/--tls-key would.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import sys
 import threading
 from http import HTTPStatus
@@ -51,7 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -361,14 +368,56 @@ def make_http_handler(store: Store):
     return HTTPHandler
 
 
+def authenticator(credentials: str | None):
+    """aiosmtpd's check of AUTH: the one user and password given, nothing else."""
+    user, _, password = (credentials or "").partition(":")
+
+    def check(server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user
+              and auth_data.password.decode() == password)
+        return AuthResult(success=ok, handled=False)
+    return check
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """A certificate for localhost, valid for a day, and its key, written to directory."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                               x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return str(cert_path), str(key_path)
+
+
 async def serve(args) -> None:
     store = Store(args.max_messages)
     loop = asyncio.get_running_loop()
     handler = Handler(store)
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    starttls = context if context and not args.implicit_tls else None
     smtp = await loop.create_server(
         lambda: SMTP(handler, hostname="mailcatcher", ident="mailcatcher (dev)", data_size_limit=args.max_bytes,
-                     decode_data=False, enable_SMTPUTF8=True),
-        host=args.host, port=args.smtp_port)
+                     decode_data=False, enable_SMTPUTF8=True, tls_context=starttls, require_starttls=starttls is not None,
+                     auth_required=bool(args.auth), auth_require_tls=not args.implicit_tls, authenticator=authenticator(args.auth)),
+        host=args.host, port=args.smtp_port, ssl=context if args.implicit_tls else None)
     smtp_port = smtp.sockets[0].getsockname()[1]
     http = ThreadingHTTPServer((args.host, args.http_port), make_http_handler(store))
     http.daemon_threads = True
@@ -385,9 +434,16 @@ async def serve(args) -> None:
     await stop.wait()
     smtp.close()
     http.shutdown()
+    # Nothing is kept on disk, so nothing is lost by going now; waiting for open SMTP sessions
+    # to end would let a client that never says QUIT hold the catcher up.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def main() -> int:
+    # A parent may have spawned this with signals blocked (a Swift test process's threads block
+    # them): SIGTERM must stop the catcher whoever started it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--smtp-port", type=int, default=1025)
@@ -395,7 +451,16 @@ def main() -> int:
     p.add_argument("--address-file", type=Path)
     p.add_argument("--max-messages", type=int, default=5000)
     p.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024)
+    p.add_argument("--tls-cert", help="PEM certificate chain: offer STARTTLS (and require it)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte instead of STARTTLS")
+    p.add_argument("--auth", metavar="USER:PASSWORD", help="require AUTH with these credentials")
+    p.add_argument("--tls-self-signed", type=Path, metavar="DIR", help="a throwaway certificate for localhost, written to DIR")
     args = p.parse_args()
+    if args.tls_self_signed:
+        args.tls_cert, args.tls_key = self_signed(args.tls_self_signed)
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.implicit_tls and not args.tls_cert):
+        p.error("--tls-cert and --tls-key go together, and --implicit-tls needs them")
     try:
         asyncio.run(serve(args))
     except OSError as e:

@@ -1419,7 +1419,7 @@ def cmd_infra(args) -> int:
     pg_port = args.pg_port or ports[0]
     suite = Suite(args.root, args.data_dir, pg_port=pg_port, bin_dir=args.bin_dir,
                   log_dir=args.log_dir, pg_settings=FAST_PG_SETTINGS, gateway_port=ports[1],
-                  service_ports=dict(zip(SERVICES, ports[2:])))
+                  service_ports=dict(zip(SERVICES, ports[2:])), mail_ports={"smtp": 0, "http": 0})
     _install_stop_signals()
     rc = 0
     env_file = Path(args.env_file)
