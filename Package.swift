@@ -54,6 +54,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // librdkafka (Debian librdkafka-dev) and the thin Swift wrapper over it.
@@ -105,7 +106,7 @@ let package = Package(
         + service("Billing", executable: "billing", extra: [.product(name: "Crypto", package: "swift-crypto"),
                                                             .product(name: "AsyncHTTPClient", package: "async-http-client")])
         + service("Orders", executable: "orders")
-        + service("Messaging", executable: "messaging")
+        + service("Messaging", executable: "messaging", extra: [.product(name: "NIOSSL", package: "swift-nio-ssl")])
         + [
             .target(
                 name: "Gateway",
@@ -138,7 +139,7 @@ let package = Package(
                 path: "Tests/PlatformTests"),
             .testTarget(
                 name: "ServiceTests",
-                dependencies: ["Identity", "Gateway", "Billing", "Listings", "Orders", "Platform", "Contracts", "Kafka",
+                dependencies: ["Identity", "Gateway", "Billing", "Listings", "Orders", "Messaging", "Platform", "Contracts", "Kafka",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "HTTPTypes", package: "swift-http-types"),
                                .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -148,7 +149,9 @@ let package = Package(
                 path: "Tests/ServiceTests"),
             .testTarget(
                 name: "IntegrationTests",
-                dependencies: ["Platform", "Kafka", "Orders", "Identity", "Listings", "Billing", "Contracts", .product(name: "Crypto", package: "swift-crypto"),
+                dependencies: ["Platform", "Kafka", "Orders", "Identity", "Listings", "Billing", "Messaging", "Contracts", .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                               .product(name: "NIOHTTP1", package: "swift-nio"),
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "HummingbirdTesting", package: "hummingbird"),
                                .product(name: "HTTPTypes", package: "swift-http-types"),

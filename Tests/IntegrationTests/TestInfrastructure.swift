@@ -12,6 +12,12 @@ enum TestInfrastructure {
     static var databaseURL: String? { environment["TEST_DATABASE_URL"] }
     static var kafka: String? { environment["TEST_KAFKA_BOOTSTRAP_SERVERS"] ?? environment["KAFKA_BOOTSTRAP_SERVERS"] }
     static var available: Bool { databaseURL != nil && kafka != nil }
+    /// The dev mail catcher: its SMTP port and its HTTP API (Mailpit's).
+    static var smtpURL: String? {
+        environment["TEST_SMTP_PORT"].map { "smtp://\(environment["TEST_SMTP_HOST"] ?? "127.0.0.1"):\($0)" }
+    }
+    static var mailURL: String? { environment["TEST_MAIL_URL"] }
+    static var mailAvailable: Bool { smtpURL != nil && mailURL != nil }
 
     static let logger: Logger = {
         var logger = Logger(label: "integration")
