@@ -111,3 +111,67 @@ struct MailTests {
         #expect(SMTPError.from(refused, at: "rcpt").description == "permanent SMTP failure at rcpt (550): 5.1.1 no such user")
     }
 }
+
+@Suite("notification templates")
+struct MailTemplateTests {
+    static let hostile = "<script>alert('x')</script> & \"friends\""
+
+    /// Every placeholder of a kind filled, values with markup in them.
+    static func sample(_ kind: NotificationKind) -> (values: [String: String], links: [String: String]) {
+        let (values, links) = kind.template.placeholders
+        return (Dictionary(uniqueKeysWithValues: values.map { ($0, "\($0) \(hostile)") }),
+                Dictionary(uniqueKeysWithValues: links.map { ($0, "https://marketplace.example.com/\($0)?a=1&b=2") }))
+    }
+
+    @Test("every kind renders with its placeholders filled; what users typed is escaped in HTML and kept in text")
+    func everyKindRenders() throws {
+        #expect(Set(NotificationKind.all.map(\.id)).count == NotificationKind.all.count, "ids are unique")
+        for kind in NotificationKind.all {
+            let (values, links) = Self.sample(kind)
+            let mail = try kind.template.render(displayName: "Ann \(Self.hostile)", values: values, links: links,
+                                                unsubscribe: kind.canTurnOff ? "https://marketplace.example.com/unsubscribe/t" : nil)
+            #expect(!mail.subject.isEmpty && !mail.subject.contains("{{"), "\(kind.id)")
+            #expect(!mail.text.contains("{{") && !mail.html.contains("{{"), "\(kind.id)")
+            #expect(!mail.html.contains("<script>"), "\(kind.id): no markup from values")
+            #expect(mail.html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;friends&quot;"), "\(kind.id)")
+            #expect(mail.text.contains("Hello Ann \(Self.hostile),"), "\(kind.id): the text part is plain text")
+            for link in links.values {
+                #expect(mail.html.contains("href=\"\(link.replacingOccurrences(of: "&", with: "&amp;"))\""), "\(kind.id)")
+                #expect(mail.text.contains(link), "\(kind.id)")
+            }
+            #expect(mail.text.contains("turn these mails off") == kind.canTurnOff, "\(kind.id): the footer only where it may be turned off")
+            // The rendered parts make a valid message (the subject stays one header line).
+            _ = try MailMessage(from: MailAddress("no-reply@marketplace.test"), to: MailAddress("ann@example.com"), subject: mail.subject,
+                                text: mail.text, html: mail.html, messageId: "m@marketplace.test", date: Date()).rendered()
+        }
+    }
+
+    @Test("security mails cannot be turned off; the others can")
+    func securityMails() {
+        let alwaysOn = Set(NotificationKind.all.filter { !$0.canTurnOff }.map(\.id))
+        #expect(alwaysOn == ["account.email_verification", "account.password_reset", "account.password_changed"])
+    }
+
+    @Test("a value's line breaks stay out of the subject; a missing value or link, a link in a subject or a non-web link is refused")
+    func refusals() throws {
+        let template = MailTemplate(subject: "Message from {{name}}", paragraphs: ["{{link:go|Open}}"])
+        let mail = try template.render(displayName: "Ann", values: ["name": "Bob\r\nBcc: all@example.com"], links: ["go": "https://x.example.com/"],
+                                       unsubscribe: nil)
+        #expect(mail.subject == "Message from Bob  Bcc: all@example.com")
+        #expect(throws: MailTemplate.Invalid.missingValue("name")) {
+            try template.render(displayName: "Ann", values: [:], links: ["go": "https://x.example.com/"], unsubscribe: nil)
+        }
+        #expect(throws: MailTemplate.Invalid.missingLink("go")) {
+            try template.render(displayName: "Ann", values: ["name": "Bob"], links: [:], unsubscribe: nil)
+        }
+        for bad in ["javascript:alert(1)", "/relative/path", "https://", "https://x.example.com/a b", "data:text/html,<b>x</b>"] {
+            #expect(throws: MailTemplate.Invalid.badLink("go")) {
+                try template.render(displayName: "Ann", values: ["name": "Bob"], links: ["go": bad], unsubscribe: nil)
+            }
+        }
+        #expect(throws: MailTemplate.Invalid.linkInSubject("go")) {
+            try MailTemplate(subject: "{{link:go}}", paragraphs: []).render(displayName: "A", values: [:], links: ["go": "https://x.example.com"],
+                                                                             unsubscribe: nil)
+        }
+    }
+}
