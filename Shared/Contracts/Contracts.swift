@@ -48,6 +48,7 @@ public enum EventTypes {
     public static let userErased = "marketplace.identity.user.erased.v1"
     public static let sessionsRevoked = "marketplace.identity.user.sessions_revoked.v1"
     public static let notificationRequested = "marketplace.identity.notification.requested.v1"
+    public static let userEmailChanged = "marketplace.identity.user.email_changed.v1"
     public static let userExportRequested = "marketplace.identity.user.export_requested.v1"
     public static let entitlementChanged = "marketplace.billing.entitlement.changed.v1"
     public static let subscriptionTrialEnding = "marketplace.billing.subscription.trial_ending.v1"
@@ -242,5 +243,22 @@ public struct NotificationRequestedV1: Codable, Sendable, Equatable {
         self.to = to
         self.template = template
         self.data = data
+    }
+}
+
+/// `marketplace.identity.user.email_changed.v1` on `identity.notifications.v1`: a user's address
+/// and whether they proved it is theirs, sent when they register and when they verify it.
+/// Messaging mails only verified addresses (security mails go to the address identity names).
+public struct UserEmailChangedV1: Codable, Sendable, Equatable {
+    public var userId: UUID
+    public var email: String
+    public var verified: Bool
+    public var changedAt: Date
+
+    public init(userId: UUID, email: String, verified: Bool, changedAt: Date) {
+        self.userId = userId
+        self.email = email
+        self.verified = verified
+        self.changedAt = changedAt
     }
 }

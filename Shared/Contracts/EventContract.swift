@@ -57,6 +57,9 @@ public enum SessionEvents {
 /// Messages for users that messaging delivers, on `identity.notifications.v1` (key: user id).
 public enum NotificationEvents {
     public static let requested = EventContract<NotificationRequestedV1>(EventTypes.notificationRequested, topic: Topics.identityNotifications, aggregate: "users") { $0.userId }
+    /// Where a user's mail goes. On this topic, not `identity.users.v1`, so that addresses reach
+    /// only the service that sends mail.
+    public static let emailChanged = EventContract<UserEmailChangedV1>(EventTypes.userEmailChanged, topic: Topics.identityNotifications, aggregate: "users") { $0.userId }
 }
 
 /// Each privacy participant's answers to identity, on `<service>.privacy.v1` (key: user id).
@@ -75,7 +78,7 @@ public enum EventCatalog {
     public static let all: [any AnyEventContract] = [
         UserEvents.registered, UserEvents.roleChanged, UserEvents.suspended, UserEvents.reinstated,
         UserEvents.exportRequested, UserEvents.erasureRequested, UserEvents.erased,
-        SessionEvents.revoked, NotificationEvents.requested,
+        SessionEvents.revoked, NotificationEvents.requested, NotificationEvents.emailChanged,
         BillingEvents.entitlementChanged, BillingEvents.trialEnding, BillingEvents.paymentFailed,
         BillingEvents.suspended, BillingEvents.reactivated, BillingEvents.canceled,
         OrderEvents.placed, OrderEvents.paid, OrderEvents.canceled, OrderEvents.shipped, OrderEvents.delivered,

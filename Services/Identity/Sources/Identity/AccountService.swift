@@ -43,6 +43,7 @@ struct AccountService: Sendable {
                 let payload = UserRegisteredV1(userId: id, displayName: registration.displayName, roles: roles, status: "active",
                                                registeredAt: transaction.now, businessName: registration.businessProfile?.businessName)
                 try await Outbox.emit(UserEvents.registered, payload, in: transaction)
+                try await Notifications.address(of: id, is: registration.email, verified: false, in: transaction)
                 transaction.logger.info("user registered", metadata: ["user.id": "\(id)"])
                 return UserView(id: id, email: registration.email, displayName: registration.displayName, roles: roles, status: "active",
                                 emailVerified: false, mfaEnabled: false, businessProfile: registration.businessProfile, createdAt: createdAt)

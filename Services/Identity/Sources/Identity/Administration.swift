@@ -174,6 +174,7 @@ struct Administration: Sendable {
             try await transaction.query("INSERT INTO credentials (user_id, password_hash) VALUES (\(id), \(hash))")
             let payload = UserRegisteredV1(userId: id, displayName: displayName, roles: roles, status: "active", registeredAt: transaction.now)
             try await Outbox.emit(UserEvents.registered, payload, in: transaction)
+            try await Notifications.address(of: id, is: email, verified: true, in: transaction)
             try await AuditLog.record(.adminBootstrapped, actor: nil, target: id, reason: "identity create-admin", in: transaction)
             return (id, true)
         }

@@ -40,6 +40,7 @@ extension AccountService {
                 WHERE id = \(user) AND email = \(email) AND status = 'active' RETURNING 1
                 """, as: Int.self)
             guard updated != nil else { throw IdentityError.invalidEmailToken }
+            try await Notifications.address(of: user, is: email, verified: true, in: transaction)
             try await AuditLog.record(.emailVerified, actor: user, target: user, in: transaction)
             transaction.logger.info("email verified", metadata: ["user.id": "\(user)"])
         }
@@ -92,6 +93,8 @@ extension AccountService {
             try await transaction.query("UPDATE credentials SET password_hash = \(hash), updated_at = now() WHERE user_id = \(user)")
             try await transaction.query(
                 "UPDATE users SET email_verified = true, updated_at = now(), version = version + 1 WHERE id = \(user)")
+            // The reset link reached this address: it is proven.
+            try await Notifications.address(of: user, is: email, verified: true, in: transaction)
             try await transaction.query("DELETE FROM login_throttles WHERE key = \(LoginThrottle.accountKey(normalized))")
             try await SessionStore.revokeAll(of: user, except: nil, reason: "password-reset", in: transaction)
             try await Notifications.request(user: user, to: email, template: "password-changed", data: ["displayName": name], in: transaction)
