@@ -77,8 +77,21 @@ extension Request {
         return value
     }
 
+    /// The query parameter as text, decoded as HTML forms and every client library encode it:
+    /// `+` is a space and `%2B` a plus (`?q=collie+pups`, `?reason=late%20delivery`). Nil when
+    /// absent; the first one when repeated.
     public func queryString(_ name: String) -> String? {
-        uri.queryParameters[name[...]].map(String.init)
+        guard let query = uri.query, !query.isEmpty else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard Self.formDecoded(parts[0]) == name else { continue }
+            return parts.count > 1 ? Self.formDecoded(parts[1]) ?? String(parts[1]) : ""
+        }
+        return nil
+    }
+
+    static func formDecoded(_ text: Substring) -> String? {
+        String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 }
 
