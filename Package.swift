@@ -106,7 +106,8 @@ let package = Package(
         + service("Billing", executable: "billing", extra: [.product(name: "Crypto", package: "swift-crypto"),
                                                             .product(name: "AsyncHTTPClient", package: "async-http-client")])
         + service("Orders", executable: "orders")
-        + service("Messaging", executable: "messaging", extra: [.product(name: "NIOSSL", package: "swift-nio-ssl")])
+        + service("Messaging", executable: "messaging", extra: [.product(name: "NIOSSL", package: "swift-nio-ssl"),
+                                                                .product(name: "Crypto", package: "swift-crypto")])
         + [
             .target(
                 name: "Gateway",

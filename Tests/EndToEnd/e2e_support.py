@@ -418,14 +418,17 @@ def kcat(*args: str, stdin: bytes | None = None, timeout: float = 20) -> str:
 
 
 def notifications(broker: str, user_id: str) -> list[dict]:
-    """Every `notification.requested` payload for `user_id` on identity.notifications.v1, oldest first."""
+    """Every `notification.requested` payload for `user_id` on identity.notifications.v1, oldest
+    first (the topic also carries the user's `email_changed` events, which are left out)."""
     dump = kcat("-b", broker, "-C", "-t", "identity.notifications.v1", "-o", "beginning", "-e", "-q",
                 "-f", "%k\t%s\n")
     found = []
     for line in dump.splitlines():
         key, _, value = line.partition("\t")
         if key == user_id and value:
-            found.append(json.loads(value))
+            payload = json.loads(value)
+            if "template" in payload:
+                found.append(payload)
     return found
 
 

@@ -5,6 +5,14 @@ import Platform
 enum MessagingError: Error, ProblemConvertible, Equatable {
     /// No such conversation, or not the caller's to see (never 403: nothing leaks).
     case conversationNotFound
+    case messageNotFound
+    /// No listing buyers can see with this id (or messaging has not heard of it yet).
+    case listingNotFound
+    /// No order of the caller's with this id.
+    case orderNotFound
+    case userNotFound
+    case reportNotFound
+    case notBlocked
     /// Either party blocked the other. The same answer whichever did, so it tells no one who.
     case blocked
     case notYours(String)
@@ -15,6 +23,18 @@ enum MessagingError: Error, ProblemConvertible, Equatable {
         switch self {
         case .conversationNotFound:
             Problem(.notFound, "No conversation with this id.")
+        case .messageNotFound:
+            Problem(.notFound, "No message with this id in this conversation.")
+        case .listingNotFound:
+            Problem(.notFound, "No listing with this id.", typeSlug: "listing-not-found")
+        case .orderNotFound:
+            Problem(.notFound, "No order of yours with this id.", typeSlug: "order-not-found")
+        case .userNotFound:
+            Problem(.notFound, "No user with this id.", typeSlug: "user-not-found")
+        case .reportNotFound:
+            Problem(.notFound, "No report with this id.")
+        case .notBlocked:
+            Problem(.notFound, "You have not blocked this user.")
         case .blocked:
             Problem(.forbidden, "You cannot write to this conversation.", typeSlug: "blocked")
         case .notYours(let detail):

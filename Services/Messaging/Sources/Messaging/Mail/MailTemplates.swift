@@ -108,6 +108,21 @@ struct MailTemplate: Sendable, Equatable {
         return Rendered(subject: subjectText, text: textParagraphs.joined(separator: "\n\n") + "\n", html: html)
     }
 
+    /// The in-app notification's line: the first paragraph as text, links by their label only.
+    func summary(values: [String: String]) throws -> String {
+        var line = ""
+        for piece in Self.pieces(paragraphs.first ?? "") {
+            switch piece {
+            case .literal(let text): line += text
+            case .value(let name):
+                guard let value = values[name] else { throw Invalid.missingValue(name) }
+                line += value
+            case .link(_, let label): line += label
+            }
+        }
+        return line
+    }
+
     static func isWebLink(_ url: String) -> Bool {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
               scheme == "https" || scheme == "http", let host = components.host, !host.isEmpty else { return false }
@@ -143,6 +158,10 @@ struct NotificationKind: Sendable, Equatable {
     var canTurnOff: Bool
     var template: MailTemplate
 
+    /// The kind named `id`.
+    static func named(_ id: String) -> NotificationKind? { byId[id] }
+    private static let byId = Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0) })
+
     static let all: [NotificationKind] = [
         NotificationKind(id: "account.email_verification", trigger: "marketplace.identity.notification.requested.v1 (verification)",
                          recipient: "the user", canTurnOff: false, template: MailTemplate(
@@ -173,6 +192,11 @@ struct NotificationKind: Sendable, Equatable {
                             subject: "Your listing \"{{listingTitle}}\" needs changes",
                             paragraphs: ["Our moderators could not publish \"{{listingTitle}}\": {{reason}}",
                                          "Edit it and send it again: {{link:listing|Edit the listing}}"])),
+        NotificationKind(id: "listing.removed", trigger: "marketplace.listings.listing.moderated.v1 (removed)",
+                         recipient: "the vendor", canTurnOff: true, template: MailTemplate(
+                            subject: "Your listing \"{{listingTitle}}\" was removed",
+                            paragraphs: ["Our moderators removed \"{{listingTitle}}\": {{reason}}",
+                                         "If you think this is a mistake, reply through the help centre: {{link:listing|See the listing}}"])),
         NotificationKind(id: "subscription.trial_ending", trigger: "marketplace.billing.subscription.trial_ending.v1",
                          recipient: "the vendor", canTurnOff: true, template: MailTemplate(
                             subject: "Your trial ends on {{endsOn}}",
@@ -192,6 +216,11 @@ struct NotificationKind: Sendable, Equatable {
                          recipient: "the vendor", canTurnOff: true, template: MailTemplate(
                             subject: "Your listings are back",
                             paragraphs: ["Thank you: your {{planName}} subscription is active again and your listings are visible."])),
+        NotificationKind(id: "subscription.canceled", trigger: "marketplace.billing.subscription.canceled.v1",
+                         recipient: "the vendor", canTurnOff: true, template: MailTemplate(
+                            subject: "Your {{planName}} subscription has ended",
+                            paragraphs: ["Your {{planName}} subscription has ended and your listings are no longer shown.",
+                                         "You can subscribe again at any time: {{link:billing|See the plans}}"])),
         NotificationKind(id: "order.placed", trigger: "marketplace.orders.order.placed.v1",
                          recipient: "the vendor", canTurnOff: true, template: MailTemplate(
                             subject: "New order for {{listingTitle}}",

@@ -97,8 +97,8 @@ public struct SMTPReply: Sendable, Equatable {
     var isPositive: Bool { (200..<400).contains(code) }
 }
 
-/// Sends mail to one relay over SMTP (RFC 5321), a connection per mail: connect, EHLO, STARTTLS
-/// and EHLO again when asked, AUTH PLAIN when credentials are set, MAIL, RCPT, DATA, QUIT. The
+/// Sends mail to one relay over SMTP (RFC 5321): connect, EHLO, STARTTLS and EHLO again when
+/// asked, AUTH PLAIN when credentials are set, then MAIL, RCPT, DATA per mail, and QUIT. The
 /// socket's I/O runs on the event loops; nothing blocks.
 public struct SMTPClient: Sendable {
     public let settings: SMTPSettings
@@ -119,18 +119,71 @@ public struct SMTPClient: Sendable {
 
     /// Delivers `message` (already rendered) from `sender` to `recipients`; throws `SMTPError`.
     public func send(_ message: [UInt8], from sender: String, to recipients: [String], logger: Logger) async throws {
-        for address in [sender] + recipients where !MailMessage.isPlainAddress(address) {
-            throw SMTPError(kind: .permanent, code: nil, stage: "message", message: "not a plain address: \(address)")
+        if let failure = try await send([Envelope(message: message, sender: sender, recipients: recipients)], logger: logger).first ?? nil {
+            throw failure
         }
-        let session = try await connect()
+    }
+
+    /// One mail for `send(_:logger:)`.
+    public struct Envelope: Sendable {
+        public var message: [UInt8]
+        public var sender: String
+        public var recipients: [String]
+
+        public init(message: [UInt8], sender: String, recipients: [String]) {
+            self.message = message
+            self.sender = sender
+            self.recipients = recipients
+        }
+    }
+
+    /// Delivers several mails over one connection, one SMTP transaction each (RSET after a mail
+    /// the relay refused), and answers each mail's failure (nil: the relay took it). When the
+    /// session itself fails (no connection, TLS, credentials, a dropped line), that failure is
+    /// every remaining mail's.
+    public func send(_ mails: [Envelope], logger: Logger) async throws -> [SMTPError?] {
+        var outcomes = [SMTPError?](repeating: nil, count: mails.count)
+        var pending: [Int] = []
+        for (index, mail) in mails.enumerated() {
+            if let bad = ([mail.sender] + mail.recipients).first(where: { !MailMessage.isPlainAddress($0) }) {
+                outcomes[index] = SMTPError(kind: .permanent, code: nil, stage: "message", message: "not a plain address: \(bad)")
+            } else {
+                pending.append(index)
+            }
+        }
+        guard !pending.isEmpty else { return outcomes }
+        let session: SMTPSession
         do {
-            try await session.transact(message, from: sender, to: recipients)
-            await session.quit()
+            session = try await connect()
+            try await session.open()
         } catch {
-            await session.close()
-            throw error
+            let failure = error as? SMTPError ?? SMTPError(kind: .transient, code: nil, stage: "connect", message: "\(error)")
+            for index in pending { outcomes[index] = failure }
+            return outcomes
         }
-        logger.debug("mail handed to the relay", metadata: ["smtp.host": "\(settings.host)", "smtp.recipients": "\(recipients.count)"])
+        var sessionFailure: SMTPError?
+        for index in pending {
+            if let sessionFailure {
+                outcomes[index] = sessionFailure
+                continue
+            }
+            do {
+                try await session.transact(mails[index].message, from: mails[index].sender, to: mails[index].recipients)
+            } catch let failure as SMTPError {
+                outcomes[index] = failure
+                // A reply to this mail (4xx, 5xx) leaves the session usable after RSET; a lost
+                // connection, a timeout or a 421 (the relay closing) ends it for the rest.
+                if failure.code == nil || failure.code == 421 {
+                    sessionFailure = failure
+                } else if (try? await session.command("RSET", at: "rset"))?.isPositive != true {
+                    sessionFailure = SMTPError(kind: .transient, code: nil, stage: "rset", message: "the relay did not accept RSET")
+                }
+            }
+        }
+        if sessionFailure == nil { await session.quit() } else { await session.close() }
+        logger.debug("mail handed to the relay", metadata: ["smtp.host": "\(settings.host)", "smtp.mails": "\(pending.count)",
+                                                           "smtp.failed": "\(outcomes.compactMap { $0 }.count)"])
+        return outcomes
     }
 
     func connect() async throws -> SMTPSession {
@@ -165,7 +218,8 @@ struct SMTPSession: Sendable {
     let settings: SMTPSettings
     let tls: NIOSSLContext?
 
-    func transact(_ message: [UInt8], from sender: String, to recipients: [String]) async throws {
+    /// The greeting, EHLO, STARTTLS and EHLO again when asked, AUTH when credentials are set.
+    func open() async throws {
         try expect(await reply(at: "greeting"), at: "greeting", relayWide: true)
         var features = try await hello()
         if settings.security == .startTLS {
@@ -200,6 +254,10 @@ struct SMTPSession: Sendable {
             let token = Data(Array("\0\(user)\0\(password)".utf8)).base64EncodedString()
             try expect(await command("AUTH PLAIN \(token)", at: "auth"), at: "auth", relayWide: true)
         }
+    }
+
+    /// One mail: MAIL, RCPT, DATA.
+    func transact(_ message: [UInt8], from sender: String, to recipients: [String]) async throws {
         try expect(await command("MAIL FROM:<\(sender)>", at: "mail"), at: "mail")
         for recipient in recipients {
             try expect(await command("RCPT TO:<\(recipient)>", at: "rcpt"), at: "rcpt")
