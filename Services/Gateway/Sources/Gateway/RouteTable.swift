@@ -115,6 +115,15 @@ public struct RouteTable: Sendable {
         Route(prefix: "/v1/admin/refunds", upstream: "billing", access: .authenticated),
         Route(prefix: "/v1/orders", upstream: "orders", access: .authenticated),
         Route(prefix: "/v1/conversations", upstream: "messaging", access: .authenticated),
+        Route(prefix: "/v1/blocks", upstream: "messaging", access: .authenticated),
+        Route(prefix: "/v1/moderation/reports", upstream: "messaging", access: .authenticated),
+        Route(prefix: "/v1/moderation/conversations", upstream: "messaging", access: .authenticated),
+        Route(prefix: "/v1/moderation/audit-log", upstream: "messaging", access: .authenticated),
+        Route(prefix: "/v1/notifications", upstream: "messaging", access: .authenticated),
+        // Unsubscribe links in mails carry a signed token instead of a bearer token.
+        Route(prefix: "/v1/notifications/unsubscribe", upstream: "messaging", access: .public),
+        // Server-Sent Events: the answer streams through as it comes (no upstream timeout once it starts).
+        Route(prefix: "/v1/events/stream", upstream: "messaging", access: .authenticated),
     ]
 
     public static let upstreamNames = ["identity", "listings", "billing", "orders", "messaging"]
