@@ -1,12 +1,17 @@
 """Email verification, password reset and change, signing out everywhere: the links arrive as
-`notification.requested` events (read here from Kafka, as messaging reads them), are single use,
-and every revocation reaches the refresh tokens at once."""
+`notification.requested` events (read here from Kafka, as messaging reads them) and as mails in
+the dev mail catcher (messaging sends them), are single use, and every revocation reaches the
+refresh tokens at once."""
 
 from __future__ import annotations
 
+import json
+import re
+import urllib.parse
+import urllib.request
 import uuid
 
-from e2e_support import jwt_parts, notifications, wait_for_notification
+from e2e_support import jwt_parts, notifications, wait_for_notification, wait_until
 
 NEW_PASSWORD = "a brand new e2e pass phrase"
 
@@ -30,6 +35,34 @@ def test_registration_mails_a_verification_link_that_works_once(suite, gateway, 
     refreshed = gateway.post("/v1/auth/refresh", json={"refreshToken": tokens["refreshToken"]}).expect(200).json()
     assert jwt_parts(refreshed["accessToken"])[1]["email_verified"] is True, "the next token carries the proof"
     gateway.post("/v1/auth/verify-email/resend", token=refreshed["accessToken"]).expect_problem(409, "email-already-verified")
+
+
+def catcher_mails(suite, address: str) -> list[dict]:
+    """The dev mail catcher's mails to `address` (its Mailpit-shaped API), newest first."""
+    query = urllib.parse.quote(f"to:{address}")
+    with urllib.request.urlopen(f"{suite.mail_url}/api/v1/search?query={query}", timeout=5) as answer:
+        return json.load(answer)["messages"]
+
+
+def catcher_mail(suite, mail_id: str) -> dict:
+    with urllib.request.urlopen(f"{suite.mail_url}/api/v1/message/{mail_id}", timeout=5) as answer:
+        return json.load(answer)
+
+
+def test_the_verification_mail_arrives_and_its_link_verifies_the_address(suite, gateway, register):
+    account = register("buyer", display_name="Mail Reader")
+    mails = wait_until(lambda: catcher_mails(suite, account.email), timeout=30, describe="the verification mail in the catcher")
+    assert [m["Subject"] for m in mails] == ["Confirm your email address"]
+    assert mails[0]["To"] == [{"Name": "Mail Reader", "Address": account.email}]
+    mail = catcher_mail(suite, mails[0]["ID"])
+    assert "Hello Mail Reader," in mail["Text"] and "<a href=" in mail["HTML"]
+    link = re.search(r"Confirm my address: (\S+)", mail["Text"]).group(1)
+    token = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
+    # The link opens the client, which posts its token: what a browser following it does.
+    gateway.post("/v1/auth/verify-email", json={"token": token}).expect(204)
+    assert gateway.get("/v1/users/me", token=account.login()["accessToken"]).expect(200).json()["emailVerified"] is True
+    # Sent once, however the event travelled.
+    assert len(catcher_mails(suite, account.email)) == 1
 
 
 def test_a_new_link_replaces_the_old_and_resends_are_limited(suite, gateway, direct, register):
