@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Platform
 import Testing
@@ -115,5 +116,47 @@ struct ContactDetectorTests {
         #expect(Self.outcome(.staffRead, facts(), moderator, reason: "dispute 42: the buyer says the puppy was not as described") == .allowed(.staff))
         #expect(Self.outcome(.staffRead, facts(), moderator, reason: "   ") == .reasonRequired)
         #expect(Self.outcome(.staffRead, facts(), stranger, reason: "curious") == .forbidden)
+    }
+}
+
+struct ModerationAndLinkTests {
+    @Test func aReportIsResolvedOnceWhicheverWay() throws {
+        let allowed: [ReportStatus: [ReportAction: ReportStatus]] = [.open: [.dismiss: .resolved, .removeMessage: .resolved]]
+        for status in ReportStatus.allCases {
+            for action in ReportAction.allCases {
+                if let next = allowed[status]?[action] {
+                    #expect(try ReportStateMachine.transition(from: status, on: action) == next, "\(status) on \(action)")
+                } else {
+                    #expect(throws: Problem.self, "\(status) on \(action)") { try ReportStateMachine.transition(from: status, on: action) }
+                }
+            }
+        }
+    }
+
+    @Test func anUnsubscribeLinkNamesItsUserAndKindAndCannotBeAltered() throws {
+        let links = UnsubscribeLinks(key: .init(size: .bits256))
+        let user = UUID()
+        let token = links.token(user: user, kind: "order.shipped")
+        #expect(links.verify(token)?.user == user && links.verify(token)?.kind == "order.shipped")
+        let other = UUID().uuidString.lowercased()
+        let forgeries = [
+            token.replacingOccurrences(of: "order.shipped", with: "order.paid"),          // another kind, same signature
+            other + token.dropFirst(36),                                                    // another user
+            String(token.dropLast(2)),                                                      // a cut signature
+            "\(user.uuidString.lowercased()).order.shipped.",                               // none
+            "\(user.uuidString.lowercased()).no.such.kind." + token.split(separator: ".").last!,
+            "", ".", "..",
+        ]
+        for forged in forgeries { #expect(links.verify(forged) == nil, "\(forged)") }
+        #expect(UnsubscribeLinks(key: .init(size: .bits256)).verify(token) == nil, "another key")
+    }
+
+    @Test func amountsAndDaysReadAsPeopleWriteThem() {
+        #expect(MailFormat.money(125_000, "GBP") == "£1250.00")
+        #expect(MailFormat.money(5, "EUR") == "€0.05")
+        #expect(MailFormat.money(1250, "JPY") == "1250 JPY")
+        #expect(MailFormat.money(nil, "GBP") == "the amount due")
+        #expect(MailFormat.day(Date(timeIntervalSince1970: 1_796_342_400)) == "4 December 2026")
+        #expect(MailFormat.duration(1800) == "30 minutes" && MailFormat.duration(86_400) == "24 hours" && MailFormat.duration(3 * 86_400) == "3 days")
     }
 }

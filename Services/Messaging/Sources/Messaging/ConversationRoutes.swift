@@ -125,8 +125,9 @@ struct ConversationRoutes: Sendable {
             let messageId = try context.uuidParameter("messageId", notFound: MessagingError.messageNotFound)
             try await Database.transaction(client, context.operation) { tx in
                 guard let conversation = try await conversations.load(id, in: tx) else { throw MessagingError.conversationNotFound }
-                // Visibility first: a stranger learns nothing about the message.
-                try ConversationPolicy.authorize(.read, conversation.facts, by: caller)
+                // Visibility first: a stranger learns nothing about the message. (Its author may
+                // delete it even after a block, so this is the check reports make, not reading's.)
+                try ConversationPolicy.authorize(.report, conversation.facts, by: caller)
                 guard let (author, deleted) = try await conversations.author(of: messageId, in: id, tx: tx),
                       !(deleted && author == caller.userId) else { throw MessagingError.messageNotFound }
                 var facts = conversation.facts
