@@ -6,7 +6,7 @@ public struct ConfigReader: Sendable {
     private let values: [String: String]
 
     /// Keys whose values are never logged or echoed in error messages.
-    public static let secretMarkers = ["PASSWORD", "SECRET", "KEY", "TOKEN", "DATABASE_URL"]
+    public static let secretMarkers = ["PASSWORD", "SECRET", "KEY", "TOKEN", "DATABASE_URL", "SMTP_URL"]
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         var merged: [String: String] = [:]

@@ -172,8 +172,10 @@ def test_pages(registry):
     page = {"items": [], "nextCursor": None}
     registry.check("gateway", "GET", "/v1/orders", 200, JSON, body(page))
     registry.check("gateway", "GET", "/v1/conversations", 200, JSON, body({"items": [], "nextCursor": "abc"}))
-    conversation = {"id": USER_ID, "buyerId": USER_ID, "vendorId": USER_ID, "listingId": None, "orderId": None,
-                    "lastMessageAt": None, "createdAt": "2025-01-02T03:04:05+02:00"}
+    conversation = {"id": USER_ID, "buyerId": USER_ID, "vendorId": USER_ID, "listingId": None, "orderId": None, "title": "Collie pups",
+                    "orderStatus": None, "otherParty": {"id": USER_ID, "displayName": "Ann"}, "unreadCount": 2,
+                    "contactDetailsShared": False, "lastMessageAt": None, "lastActivityAt": "2025-01-02T03:04:05+02:00",
+                    "createdAt": "2025-01-02T03:04:05+02:00"}
     registry.check("gateway", "GET", "/v1/conversations", 200, JSON, body({"items": [conversation], "nextCursor": None}))
     with pytest.raises(ContractViolation, match="'nextCursor' is a required property"):
         registry.check("gateway", "GET", "/v1/orders", 200, JSON, body({"items": []}))

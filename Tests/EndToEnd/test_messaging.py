@@ -168,9 +168,9 @@ def test_a_conversation_from_masked_to_paid_with_the_desk_and_its_audit_log(suit
     queue = gateway.get("/v1/moderation/reports", query={"status": "open", "limit": 100}, token=moderator).expect(200).json()["items"]
     assert report["id"] in [r["id"] for r in queue]
     desk = gateway.get(f"/v1/moderation/conversations/{conversation}", token=moderator).expect(200).json()
-    original = next(m for m in desk["messages"] if m["id"] == rude["id"])
+    original = next(m for m in desk["items"] if m["id"] == rude["id"])
     assert original["body"] == "You are a crook" and original["deletedAt"] is not None
-    assert next(m for m in desk["messages"] if m["body"] == PHONE)["maskedBody"] == MASKED
+    assert next(m for m in desk["items"] if m["body"] == PHONE)["maskedBody"] == MASKED
     problem(gateway.get(f"/v1/moderation/conversations/{conversation}", token=buyer_token), 403, "forbidden")
     problem(gateway.get(f"/v1/moderation/conversations/{uuid.uuid4()}", token=moderator), 404, "not-found")
     problem(gateway.get(f"/v1/moderation/conversations/{conversation}", query={"reason": "x"}, token=moderator), 422, "validation-failed")
@@ -261,10 +261,10 @@ def test_notifications_preferences_and_the_unsubscribe_link(suite, gateway, regi
     for method, kind in (("get", "listing.approved"), ("post", "order.paid")):
         signed = f"{vendor.id}.{kind}"
         token = signed + "." + base64.urlsafe_b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()).decode().rstrip("=")
-        answer = getattr(gateway, method)("/v1/notifications/unsubscribe", query={"token": token}).expect(200).json()
+        answer = getattr(gateway, method)(f"/v1/notifications/unsubscribe/{token}").expect(200).json()
         assert answer == {"kind": kind, "email": False}
-    problem(gateway.get("/v1/notifications/unsubscribe", query={"token": f"{vendor.id}.order.shipped.AAAA"}), 422, "validation-failed")
-    problem(gateway.post("/v1/notifications/unsubscribe", query={"token": "x"}), 422, "validation-failed")
+    problem(gateway.get(f"/v1/notifications/unsubscribe/{vendor.id}.order.shipped.AAAA"), 422, "validation-failed")
+    problem(gateway.post("/v1/notifications/unsubscribe/x"), 422, "validation-failed")
     now = {p["kind"]: p["email"] for p in gateway.get("/v1/notifications/preferences", token=vendor_token).expect(200).json()["items"]}
     assert now["listing.approved"] is False and now["order.paid"] is False and now["order.shipped"] is True
 
@@ -274,3 +274,17 @@ def test_the_event_stream_needs_a_token_and_a_numeric_last_event_id(gateway, reg
     token = user.login()["accessToken"]
     problem(gateway.get("/v1/events/stream", headers={"Last-Event-ID": "yesterday"}, token=token), 422, "validation-failed")
     problem(gateway.get("/v1/events/stream"), 401, "unauthorized")
+
+
+def test_every_messaging_endpoint_but_the_unsubscribe_link_needs_a_token(gateway):
+    some = str(uuid.uuid4())
+    for method, path in [("GET", "/v1/conversations"), ("POST", "/v1/conversations"), ("GET", f"/v1/conversations/{some}"),
+                         ("GET", f"/v1/conversations/{some}/messages"), ("POST", f"/v1/conversations/{some}/messages"),
+                         ("POST", f"/v1/conversations/{some}/read"), ("DELETE", f"/v1/conversations/{some}/messages/{some}"),
+                         ("POST", f"/v1/conversations/{some}/reports"), ("GET", "/v1/blocks"), ("POST", "/v1/blocks"),
+                         ("DELETE", f"/v1/blocks/{some}"), ("GET", "/v1/moderation/reports"), ("POST", f"/v1/moderation/reports/{some}/resolve"),
+                         ("GET", f"/v1/moderation/conversations/{some}"), ("GET", "/v1/moderation/audit-log"), ("GET", "/v1/notifications"),
+                         ("POST", "/v1/notifications/read"), ("GET", "/v1/notifications/preferences"), ("PUT", "/v1/notifications/preferences"),
+                         ("GET", "/v1/events/stream")]:
+        body = {"json": {}} if method in ("POST", "PUT") else {}
+        problem(gateway.request(method, path, **body), 401, "unauthorized")

@@ -148,7 +148,7 @@ struct StreamRoutes: Sendable {
     func addRoutes(to router: ServiceRouter) {
         router.group().add(middleware: RequireSignedIn()).get("/v1/events/stream") { request, context -> Response in
             let caller = try context.requirePrincipal()
-            let resume = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.queryString("lastEventId")
+            let resume = request.headers[HTTPField.Name("Last-Event-ID")!]
             var start: Int64?
             if let resume {
                 guard let id = Int64(resume), id >= 0 else {

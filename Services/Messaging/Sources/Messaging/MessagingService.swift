@@ -12,8 +12,7 @@ import ServiceLifecycle
 public struct MessagingService: ServiceModule {
     public static let name = "messaging"
     public static let defaultPort = 8085
-    public static let consumedTopics = [Topics.identityUsers, Topics.identityNotifications, Topics.listingsListings, Topics.ordersOrders,
-                                        Topics.billingSubscriptions, Topics.billingPayments]
+    public static let consumedTopics = [Topics.identityUsers, Topics.identityNotifications, Topics.listingsListings, Topics.ordersOrders, Topics.billingSubscriptions, Topics.billingPayments]
     /// The most conversations, messages and notifications one data export lists (the newest).
     static let exportLimit = 1000
 
@@ -77,7 +76,8 @@ public struct MessagingService: ServiceModule {
                         'blocks', (SELECT coalesce(json_agg(b.blocked_id), '[]'::json) FROM blocks b WHERE b.blocker_id = \(user))
                     )::text
                     """, as: String.self) ?? "{}"
-                return "{\"profile\":\(profile),\"messaging\":\(exported)}"
+                // One object: the profile, then the lists (json_build_object always writes `{…}`).
+                return "{\"profile\":\(profile)," + exported.dropFirst()
             },
             erase: { user, transaction in
                 try await UsersProjection.erase(user, in: transaction)

@@ -151,7 +151,8 @@ struct ModerationRoutes: Sendable {
     /// A desk read: the conversation, its messages as written (a page, newest first), its reports.
     struct DeskView: Codable, Sendable {
         var conversation: DeskConversation
-        var messages: [DeskMessageView]
+        /// The messages, a page of them.
+        var items: [DeskMessageView]
         var nextCursor: String?
         var reports: [ReportView]
     }
@@ -255,7 +256,7 @@ struct ModerationRoutes: Sendable {
                 let reportViews = try await Reports.about(id, in: tx)
                 return DeskView(conversation: DeskConversation(id: conversation.id, buyerId: conversation.buyerId, vendorId: conversation.vendorId,
                                                                listingId: conversation.listingId, orderId: conversation.orderId),
-                                messages: messages.items, nextCursor: messages.nextCursor, reports: reportViews)
+                                items: messages.items, nextCursor: messages.nextCursor, reports: reportViews)
             }
             return try JSONResponse.make(view, cacheControl: "private, no-store")
         }

@@ -147,9 +147,9 @@ struct NotificationRoutes: Sendable {
         // The link in every mail that may be turned off (and its `List-Unsubscribe` header): no
         // sign-in, the signed token names the user and the kind. POST is RFC 8058's one click.
         for method in [HTTPRequest.Method.get, .post] {
-            router.on("/v1/notifications/unsubscribe", method: method) { request, context -> Response in
+            router.on("/v1/notifications/unsubscribe/{token}", method: method) { request, context -> Response in
                 var v = Validator()
-                let token = v.text(request.queryString("token"), "token", length: 1...300)
+                let token = v.text(context.parameters.get("token"), "token", length: 1...300)
                 try v.check()
                 let done = try await Database.transaction(client, context.operation) { tx -> Unsubscribed in
                     guard let token, let (user, kind) = try await notifier.links(tx).verify(token),
@@ -164,7 +164,11 @@ struct NotificationRoutes: Sendable {
         }
     }
 
-    private func set(_ changes: [(String, Bool)], for user: UUID, in tx: Transaction) async throws {
+    private func set(_ given: [(String, Bool)], for user: UUID, in tx: Transaction) async throws {
+        // A kind named twice: the last one counts (one row per kind in the statement).
+        var latest: [String: Bool] = [:]
+        for (kind, email) in given { latest[kind] = email }
+        let changes = latest.sorted { $0.key < $1.key }
         guard !changes.isEmpty else { return }
         try await tx.query("""
             INSERT INTO notification_preferences (user_id, kind, email, updated_at)

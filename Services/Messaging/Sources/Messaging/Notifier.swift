@@ -141,7 +141,7 @@ struct Notifier: Sendable {
         }
         let address = delivery.address ?? (facts.verified ? facts.email : nil)
         guard let address, !kind.canTurnOff || facts.wantsMail else { return }
-        let unsubscribe = kind.canTurnOff ? settings.apiURL + "/v1/notifications/unsubscribe?token=" + (try await links(tx).token(user: user, kind: kind.id)) : nil
+        let unsubscribe = kind.canTurnOff ? settings.apiURL + "/v1/notifications/unsubscribe/" + (try await links(tx).token(user: user, kind: kind.id)) : nil
         let mail = try kind.template.render(displayName: name, values: delivery.values, links: delivery.links, unsubscribe: unsubscribe)
         try await MailQueue.enqueue(MailQueue.Outgoing(kind: kind.id, user: user, to: MailAddress(address, name: name), rendered: mail,
                                                        unsubscribe: unsubscribe), cause: cause, in: tx)
