@@ -6,7 +6,7 @@ SUITE    := $(PYTHON) deploy/dev/suite.py
 DATA_DIR ?= .data
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint-deploy build build-release bench bench-billing bench-orders bench-search seed migrate stop clean-data harness-selftest openapi
+.PHONY: help run test lint-deploy build build-release bench bench-billing bench-orders bench-messaging bench-search seed migrate stop clean-data harness-selftest openapi
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -33,10 +33,11 @@ build-release: ## swift build -c release
 	$(SUITE) ensure
 	$(SUITE) build --release
 
-bench: ## release build; wrk: gateway vs direct, identity login/refresh, token verification, outbox latency (deploy/bench/results.md); then bench-billing, bench-orders
+bench: ## release build; wrk: gateway vs direct, identity login/refresh, token verification, outbox latency (deploy/bench/results.md); then bench-billing, bench-orders, bench-messaging
 	deploy/bench/run.sh
 	deploy/bench/billing/run.sh
 	deploy/bench/orders/run.sh
+	deploy/bench/messaging/run.sh
 
 bench-billing: ## release build; billing: webhook ingestion (wrk) and 100,000 renewals due at once; deploy/bench/billing-results.md
 	$(SUITE) ensure
@@ -47,6 +48,11 @@ bench-orders: ## release build; the purchase end to end through the gateway: ord
 	$(SUITE) ensure
 	$(SUITE) build --release
 	deploy/bench/orders/run.sh
+
+bench-messaging: ## release build; messages posted/s through the gateway, mails sent/s to the catcher, 5,000 open event streams; deploy/bench/messaging-results.md
+	$(SUITE) ensure
+	$(SUITE) build --release
+	deploy/bench/messaging/run.sh
 
 bench-search: ## release build; 1,000,000 generated listings: the Swift search vs a Django REST Framework twin (wrk); deploy/bench/search-results.md
 	$(SUITE) ensure
