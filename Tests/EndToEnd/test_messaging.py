@@ -61,7 +61,7 @@ class EventStream:
         deadline = time.monotonic() + timeout
         fields: dict = {}
         while time.monotonic() < deadline:
-            line = self.response.fp.readline()
+            line = self.response.readline()
             self.seen += line
             text = line.decode().rstrip("\n")
             if text == "":
