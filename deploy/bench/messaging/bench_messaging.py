@@ -33,12 +33,14 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -48,11 +50,12 @@ sys.path[:0] = [str(ROOT / "deploy" / "dev"), str(ROOT / "deploy" / "bench"), st
 
 from suite import FAST_PG_SETTINGS, Suite, SuiteError, say  # noqa: E402
 from bench import GATEWAY_BENCH_ENV, call_json, machine, wrk  # noqa: E402
-from bench_orders import HttpConnection, percentiles, produce, register, sign_in, verify_emails  # noqa: E402
+from bench_orders import CpuMeter, HttpConnection, percentiles, produce, register, sign_in, verify_emails  # noqa: E402
 
 GOAL_MESSAGES = 1500.0
 GOAL_MAILS = 200.0
 PHONE = "Call me on 07700 900123 after six"
+MAIL_DOMAIN = "mail-bench.example"
 
 
 def rss_kib(pid: int | None) -> int:
@@ -100,18 +103,23 @@ def prepare(suite: Suite, args) -> tuple[list[dict], list[dict], list[dict]]:
     return buyers, vendors, conversations
 
 
-def post_messages(suite: Suite, args, conversations: list[dict]) -> dict:
-    """wrk posting messages, each connection cycling over (token, conversation) pairs."""
+def post_messages(suite: Suite, args, conversations: list[dict], *, direct: bool = False) -> dict:
+    """wrk posting messages, each connection cycling over (token, conversation) pairs, through the
+    gateway (or straight at messaging's port, `direct`), with each process's CPU over the run."""
     pairs = Path(tempfile.mkstemp(prefix="bench-messaging-", suffix=".txt")[1])
     pairs.write_text("".join(f"{c['buyer']['token']} {c['id']}\n" for c in conversations))
     before = count(suite, "SELECT count(*) FROM messaging.messages")
+    meter = CpuMeter(suite)
+    meter.start()
     try:
-        result = wrk(suite.gateway_url + "/", threads=2, connections=args.connections, duration=args.duration,
-                     script="messaging/post_message.lua", env={"BENCH_PAIRS_FILE": str(pairs), "BENCH_PHONE": PHONE}, timeout="10s")
+        result = wrk((suite.url("messaging") if direct else suite.gateway_url) + "/", threads=2, connections=args.connections,
+                     duration=args.duration, script="messaging/post_message.lua",
+                     env={"BENCH_PAIRS_FILE": str(pairs), "BENCH_PHONE": PHONE}, timeout="10s")
     finally:
         pairs.unlink(missing_ok=True)
+    cpu = meter.stop()
     stored = count(suite, "SELECT count(*) FROM messaging.messages") - before
-    return {"wrk": result, "stored": stored}
+    return {"wrk": result, "stored": stored, "cpu": cpu}
 
 
 def send_mails(suite: Suite, args) -> dict:
@@ -119,32 +127,26 @@ def send_mails(suite: Suite, args) -> dict:
     suite.stop_service("messaging")
     say(f"mails: {args.mails} notification.requested events while messaging is stopped")
     user = str(uuid.uuid4())
-    lines = []
-    for i in range(args.mails):
-        payload = {"notificationId": str(uuid.uuid4()), "userId": user, "channel": "email", "to": f"bench-{i}@example.com",
-                   "template": "password-changed", "data": {"displayName": f"Bench {i}"}}
-        lines.append(json.dumps(payload))
     # One kcat per event: each needs its own ce_id header (the inbox keeps one per id).
-    for line in lines:
+    for i in range(args.mails):
         produce(suite.kafka_bootstrap_servers, "identity.notifications.v1", user, "marketplace.identity.notification.requested.v1",
-                "/marketplace/identity", json.loads(line))
-    caught_before = catcher_total(suite)
+                "/marketplace/identity", {"notificationId": str(uuid.uuid4()), "userId": user, "channel": "email",
+                                          "to": f"bench-{i}@{MAIL_DOMAIN}", "template": "password-changed",
+                                          "data": {"displayName": f"Bench {i}"}})
     started = time.time()
     suite.start_service("messaging")
-    wait_for(suite, "SELECT count(*) FROM messaging.mails WHERE status <> 'queued'", args.mails, 600, "every mail sent")
-    row = suite.psql("""SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'failed'),
-                               extract(epoch FROM min(created_at)), extract(epoch FROM max(created_at)), extract(epoch FROM max(sent_at)),
-                               sum(attempts) FROM messaging.mails""").strip().split("|")
-    sent, failed = int(row[0]), int(row[1])
-    first_queued, last_queued, last_sent = float(row[2]), float(row[3]), float(row[4])
-    caught = catcher_total(suite) - caught_before
-    return {"sent": sent, "failed": failed, "attempts": int(row[5]), "caught": caught,
-            "queueSeconds": last_queued - first_queued, "sendSeconds": last_sent - first_queued,
-            "startToSent": last_sent - started, "rate": sent / max(last_sent - first_queued, 1e-9)}
-
-
-def catcher_total(suite: Suite) -> int:
-    return int(call_json(suite.mail_url + "/api/v1/messages?limit=1")["total"])
+    phase = f"messaging.mails WHERE to_address LIKE '%@{MAIL_DOMAIN}'"
+    wait_for(suite, f"SELECT count(*) FROM {phase} AND status <> 'queued'", args.mails, 600, "every mail sent")
+    row = suite.psql(f"""SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'failed'), sum(attempts),
+                               extract(epoch FROM min(created_at)), extract(epoch FROM max(created_at)),
+                               extract(epoch FROM min(sent_at)), extract(epoch FROM max(sent_at)) FROM {phase}""").strip().split("|")
+    sent, failed, attempts = int(row[0]), int(row[1]), int(row[2])
+    first_queued, last_queued, first_sent, last_sent = (float(v) for v in row[3:7])
+    found = call_json(suite.mail_url + f"/api/v1/search?query=to:%40{MAIL_DOMAIN}&limit=1")["total"]
+    return {"sent": sent, "failed": failed, "attempts": attempts, "caught": int(found),
+            "queueSeconds": last_queued - first_queued, "sendSeconds": last_sent - first_sent,
+            "startToSent": last_sent - started, "rate": sent / max(last_sent - first_queued, 1e-9),
+            "sendRate": sent / max(last_sent - first_sent, 1e-9)}
 
 
 async def open_streams(url: str, tokens: list[str], count_: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter, int]]:
@@ -207,15 +209,34 @@ async def stream_latency(suite: Suite, args, conversations: list[dict]) -> dict:
         deadline = time.monotonic() + 30
         while received < target and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+    open_in_messaging = streams_open(suite)
     for task in readers:
         task.cancel()
     for _, writer, _ in streams:
         writer.close()
     for connection in connections.values():
         connection.close()
-    return {"streams": len(streams), "openSeconds": open_seconds, "messagingRss": (messaging_before, messaging_after),
+    # A stream learns its client left when a write fails: a heartbeat's, within two of them (30 s).
+    await asyncio.sleep(32)
+    left_open = streams_open(suite)
+    return {"openInMessaging": open_in_messaging, "leftOpen": left_open,"streams": len(streams), "openSeconds": open_seconds, "messagingRss": (messaging_before, messaging_after),
             "gatewayRss": (gateway_before, gateway_after), "delivered": received, "expected": expected_per_round * args.rounds,
             "latency": percentiles(delays)}
+
+
+def streams_open(suite: Suite) -> int | None:
+    text = urllib.request.urlopen(suite.url("messaging") + "/metrics", timeout=10).read().decode()
+    match = re.search(r"^messaging_event_streams_open(?:\{[^}]*\})? ([0-9.]+)$", text, re.MULTILINE)
+    return int(float(match.group(1))) if match else None
+
+
+def cpu_table(cpu: dict, posts: int) -> list[str]:
+    """Each process's CPU over the run: cores busy, and milliseconds per post."""
+    rows = ["| process | cores busy | CPU per post |", "|---|---|---|"]
+    for name, seconds in sorted(cpu["used"].items(), key=lambda item: -item[1]):
+        if seconds >= 0.05:
+            rows.append(f"| {name} | {seconds / cpu['wall']:.2f} | {seconds * 1000 / max(posts, 1):.2f} ms |")
+    return rows
 
 
 def ms(seconds: float | None) -> str:
@@ -226,9 +247,10 @@ def verdict(value: float, goal: float) -> str:
     return "met" if value >= goal else f"missed by {100 * (1 - value / goal):.0f} %"
 
 
-def render(posts: dict, mails: dict, streams: dict, *, args, m: dict, when: dt.datetime) -> str:
+def render(posts: dict, direct: dict, mails: dict, streams: dict, *, args, m: dict, when: dt.datetime) -> str:
     w = posts["wrk"]
     rate = w.requests_per_s
+    d = direct["wrk"]
     lines = [
         "# Messaging benchmark",
         "",
@@ -246,15 +268,22 @@ def render(posts: dict, mails: dict, streams: dict, *, args, m: dict, when: dt.d
         "|---|---|---|---|---|---|",
         f"| **{rate:,.0f}** | ≥ {GOAL_MESSAGES:,.0f} ({verdict(rate, GOAL_MESSAGES)}) "
         f"| {w.p50_ms:.1f} ms | {w.p99_ms:.1f} ms | {w.non_2xx + w.socket_errors} | {posts['stored']:,} |",
+        f"| {d.requests_per_s:,.0f} straight to messaging (no gateway) | | {d.p50_ms:.1f} ms | {d.p99_ms:.1f} ms "
+        f"| {d.non_2xx + d.socket_errors} | {direct['stored']:,} |",
+        "",
+        f"CPU over the run through the gateway ({posts['cpu']['wall']:.1f} s, {posts['cpu']['cores']} cores; wrk is among "
+        "\"client's psql and kcat\"):",
+        "",
+        *cpu_table(posts["cpu"], posts["stored"]),
         "",
         "## Mails sent to the catcher",
         "",
         f"{args.mails:,} `notification.requested` events put on the broker while messaging was stopped; messaging started,",
         "consumed and queued them, and its job runner sent them over SMTP (one connection per claimed set).",
         "",
-        "| mails/s (first queued → last sent) | goal | sent | failed | attempts | in the catcher | queueing took | start → last sent |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| **{mails['rate']:,.0f}** | ≥ {GOAL_MAILS:,.0f} ({verdict(mails['rate'], GOAL_MAILS)}) "
+        "| mails/s (first queued → last sent) | goal | sending alone (first → last sent) | sent | failed | attempts | in the catcher | queueing took | start → last sent |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| **{mails['rate']:,.0f}** | ≥ {GOAL_MAILS:,.0f} ({verdict(mails['rate'], GOAL_MAILS)}) | {mails['sendRate']:,.0f}/s "
         f"| {mails['sent']:,} | {mails['failed']} | {mails['attempts']:,} | {mails['caught']:,} | {mails['queueSeconds']:.1f} s | {mails['startToSent']:.1f} s |",
         "",
         "## Open event streams",
@@ -271,7 +300,8 @@ def render(posts: dict, mails: dict, streams: dict, *, args, m: dict, when: dt.d
     lines += [
         "",
         f"Delivery (POST sent → event read on each of the buyer's streams): {streams['delivered']:,} of {streams['expected']:,} delivered; "
-        f"p50 {ms(lat.get('p50'))}, p99 {ms(lat.get('p99'))}, max {ms(lat.get('max'))}.",
+        f"p50 {ms(lat.get('p50'))}, p99 {ms(lat.get('p99'))}, max {ms(lat.get('max'))}. Messaging counted "
+        f"{streams['openInMessaging']} streams open (`messaging_event_streams_open`); 32 s after the clients left, {streams['leftOpen']}.",
         "",
     ]
     return "\n".join(lines)
@@ -313,6 +343,8 @@ def main() -> int:
             say(f"posting: {args.connections} connections for {args.duration}")
             posts = post_messages(suite, args, conversations)
             say(f"posting: {posts['wrk'].requests_per_s:,.0f}/s, {posts['stored']:,} stored")
+            direct = post_messages(suite, args, conversations, direct=True)
+            say(f"posting straight to messaging: {direct['wrk'].requests_per_s:,.0f}/s")
             mails = send_mails(suite, args)
             say(f"mails: {mails['rate']:,.0f}/s, {mails['sent']} sent, {mails['caught']} caught")
             sign_in(suite, vendors + buyers)
@@ -324,7 +356,7 @@ def main() -> int:
     except SuiteError as e:
         say(f"error: {e}")
         return 1
-    report = render(posts, mails, streams, args=args, m=machine(suite.bin_dir), when=dt.datetime.now(dt.timezone.utc))
+    report = render(posts, direct, mails, streams, args=args, m=machine(suite.bin_dir), when=dt.datetime.now(dt.timezone.utc))
     args.output.write_text(report)
     print(report, end="")
     say(f"written to {args.output}")

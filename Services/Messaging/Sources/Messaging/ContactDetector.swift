@@ -35,14 +35,28 @@ public struct ContactDetector: Sendable {
     }
 
     /// The contact details' ranges, in order, overlaps merged.
-    public func ranges(in text: String) -> [Range<String.Index>] {
+    public func ranges(in text: String) -> [Range<String.Index>] { ranges(in: text, hints: Hints(text)) }
+
+    /// `hints` only skip patterns that cannot match (`Hints.everything` runs them all: the tests
+    /// compare the two over the corpus).
+    func ranges(in text: String, hints: Hints) -> [Range<String.Index>] {
+        // Most messages hold none: a pattern runs only when the text has what any match of it needs.
         var found: [Range<String.Index>] = []
-        for match in text.matches(of: Self.email) { found.append(match.range) }
-        for match in text.matches(of: Self.spelledEmail) where !isAllowed(Self.spelledDomain(String(text[match.range]))) {
-            found.append(match.range)
+        if hints.at {
+            for match in text.matches(of: Self.email) { found.append(match.range) }
         }
-        for match in text.matches(of: Self.link) where !isAllowed(String(text[match.range])) { found.append(match.range) }
-        for match in text.matches(of: Self.handle) where Self.standsAlone(text, at: match.range.lowerBound) { found.append(match.range) }
+        if hints.spelledAt && (hints.dot || hints.spelledDot) {
+            for match in text.matches(of: Self.spelledEmail) where !isAllowed(Self.spelledDomain(String(text[match.range]))) {
+                found.append(match.range)
+            }
+        }
+        if hints.dot || hints.scheme {
+            for match in text.matches(of: Self.link) where !isAllowed(String(text[match.range])) { found.append(match.range) }
+        }
+        if hints.at {
+            for match in text.matches(of: Self.handle) where Self.standsAlone(text, at: match.range.lowerBound) { found.append(match.range) }
+        }
+        guard hints.numbers >= Self.fewestDigits else { return Self.merged(found) }
         for match in text.matches(of: Self.phone) where Self.standsAlone(text, at: match.range.lowerBound) {
             // A bracket after the number is often a note, not part of it: `01632 960 456 (9-5)`.
             let candidate = String(text[match.range])
@@ -55,6 +69,42 @@ public struct ContactDetector: Sendable {
         }
         return Self.merged(found)
     }
+
+    /// What a text holds that each pattern needs, found in one pass: an email address and a
+    /// handle need `@`; a spelled-out address `at` and `dot` or `.`; a link `.` or `://`; a phone
+    /// number at least `fewestDigits` numerals (`isPhone` counts them the same way).
+    struct Hints {
+        var at = false, dot = false, scheme = false, spelledAt = false, spelledDot = false
+        var numbers = 0
+
+        /// As if the text held everything: every pattern runs.
+        static let everything: Hints = {
+            var hints = Hints("")
+            (hints.at, hints.dot, hints.scheme, hints.spelledAt, hints.spelledDot, hints.numbers) = (true, true, true, true, true, .max)
+            return hints
+        }()
+
+        init(_ text: String) {
+            var previous: (UInt8, UInt8) = (0, 0)
+            for byte in text.utf8 {
+                let lower = byte | 0x20  // ASCII letters to lower case; other bytes only compared below
+                switch byte {
+                case UInt8(ascii: "@"): at = true
+                case UInt8(ascii: "."): dot = true
+                case UInt8(ascii: "/") where previous.1 == UInt8(ascii: "/") && previous.0 == UInt8(ascii: ":"): scheme = true
+                default: break
+                }
+                if lower == UInt8(ascii: "t") && previous.1 | 0x20 == UInt8(ascii: "a") { spelledAt = true }
+                if lower == UInt8(ascii: "t") && previous.1 | 0x20 == UInt8(ascii: "o") && previous.0 | 0x20 == UInt8(ascii: "d") { spelledDot = true }
+                previous = (previous.1, byte)
+            }
+            // Digits of any script count, as they do for `\d` and `isPhone`.
+            for character in text where character.isNumber { numbers += 1 }
+        }
+    }
+
+    /// The fewest numerals a phone number has (`isPhone`: 8 after `+` or `00`).
+    static let fewestDigits = 8
 
     // MARK: Patterns
     // `nonisolated(unsafe)`: `Regex` is not declared Sendable, but matching never changes a regex

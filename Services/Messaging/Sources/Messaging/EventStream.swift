@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import Platform
@@ -37,6 +38,8 @@ final class StreamHub: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    /// `messaging_event_streams_open`: the streams this replica holds now.
+    private let gauge = Gauge(label: "messaging_event_streams_open")
 
     var openStreams: Int { state.withLockedValue { $0.count } }
 
@@ -48,6 +51,7 @@ final class StreamHub: Sendable {
             state.next += 1
             state.streams[user, default: [:]][state.next] = continuation
             state.count += 1
+            gauge.record(state.count)
             return state.next
         }
         guard let id else { return nil }
@@ -59,6 +63,7 @@ final class StreamHub: Sendable {
             let removed = state.streams[user]?.removeValue(forKey: id)
             if state.streams[user]?.isEmpty == true { state.streams[user] = nil }
             if removed != nil { state.count -= 1 }
+            gauge.record(state.count)
             return removed
         }
         continuation?.finish()
@@ -81,7 +86,7 @@ final class StreamHub: Sendable {
     func closeAll() {
         let all = state.withLockedValue { state in
             state.closed = true
-            defer { state.streams = [:]; state.count = 0 }
+            defer { state.streams = [:]; state.count = 0; gauge.record(0) }
             return state.streams.values.flatMap(\.values)
         }
         for continuation in all { continuation.finish() }
