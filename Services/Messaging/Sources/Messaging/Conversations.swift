@@ -138,23 +138,9 @@ struct ConversationRepository: Sendable {
     }
 
     /// The conversation with its blocks, open reports and paid-order fact; `lock` takes its row
-    /// (posting and reading update its counters).
+    /// (posting and reading update its counters). A prepared statement: every request runs it.
     func load(_ id: UUID, lock: Bool = false, in tx: Transaction) async throws -> ConversationRow? {
-        let rows = try await tx.query("""
-            SELECT c.id, c.buyer_id, c.vendor_id, c.listing_id, c.order_id,
-                   ARRAY(SELECT b.blocker_id FROM blocks b
-                         WHERE (b.blocker_id = c.buyer_id AND b.blocked_id = c.vendor_id)
-                            OR (b.blocker_id = c.vendor_id AND b.blocked_id = c.buyer_id)),
-                   EXISTS (SELECT 1 FROM reports r WHERE r.conversation_id = c.id AND r.status = 'open'),
-                   EXISTS (SELECT 1 FROM paid_pairs p WHERE p.buyer_id = c.buyer_id AND p.vendor_id = c.vendor_id)
-            FROM conversations c WHERE c.id = \(id) \(unescaped: lock ? "FOR UPDATE OF c" : "")
-            """)
-        for try await (id, buyer, vendor, listing, order, blockers, reported, paid)
-            in rows.decode((UUID, UUID, UUID, UUID?, UUID?, [UUID], Bool, Bool).self) {
-            return ConversationRow(id: id, buyerId: buyer, vendorId: vendor, listingId: listing, orderId: order,
-                                   blockers: Set(blockers), reported: reported, paid: paid)
-        }
-        return nil
+        lock ? try await tx.execute(LoadConversationForUpdate(id: id)).first : try await tx.execute(LoadConversation(id: id)).first
     }
 
     /// Opens the buyer's conversation about a listing or an order, or finds the one there is.
@@ -192,30 +178,10 @@ struct ConversationRepository: Sendable {
         let hidden = masked != nil && !conversation.paid
         let seen = MessageView(id: id, conversationId: conversation.id, authorId: author, body: hidden ? masked : body, masked: hidden,
                                state: .sent, createdAt: now)
-        let mailNow = try await tx.first("""
-            WITH message AS (
-                INSERT INTO messages (id, conversation_id, author_id, body, masked_body, created_at)
-                VALUES (\(id), \(conversation.id), \(author), \(body), \(masked), \(now))
-            ), touched AS (
-                UPDATE conversations SET last_message_at = \(now), last_activity_at = \(now), last_message_id = \(id),
-                       buyer_unread = buyer_unread + \(authorIsBuyer ? 0 : 1), vendor_unread = vendor_unread + \(authorIsBuyer ? 1 : 0)
-                WHERE id = \(conversation.id)
-            ), streamed AS (
-                INSERT INTO stream_events (user_id, type, data, created_at)
-                VALUES (\(author), 'message.created', \(try JSONWriter.string(own)), \(now)),
-                       (\(recipient), 'message.created', \(try JSONWriter.string(seen)), \(now))
-                RETURNING user_id, id
-            ), notified AS (
-                SELECT pg_notify(\(EventStream.channel), string_agg(user_id::text || ':' || id::text, ',')) FROM streamed
-            ), mark AS (
-                INSERT INTO message_mail_marks AS m (conversation_id, user_id, last_mailed_at)
-                VALUES (\(conversation.id), \(recipient), \(now))
-                ON CONFLICT (conversation_id, user_id) DO UPDATE SET last_mailed_at = EXCLUDED.last_mailed_at
-                WHERE m.last_mailed_at <= \(now.addingTimeInterval(-MessageMail.interval))
-                RETURNING 1
-            )
-            SELECT EXISTS (SELECT 1 FROM mark) FROM notified
-            """, as: Bool.self) ?? false
+        let mailNow = try await tx.execute(PostMessage(
+            id: id, conversation: conversation.id, author: author, body: body, masked: masked, now: now,
+            buyerIncrement: authorIsBuyer ? 0 : 1, vendorIncrement: authorIsBuyer ? 1 : 0, recipient: recipient,
+            own: try JSONWriter.string(own), seen: try JSONWriter.string(seen), mailedBefore: now.addingTimeInterval(-MessageMail.interval))).first ?? false
         return (own, mailNow)
     }
 
@@ -285,4 +251,112 @@ struct ConversationRepository: Sendable {
     func softDelete(_ message: UUID, in tx: Transaction) async throws {
         try await tx.query("UPDATE messages SET deleted_at = \(tx.now) WHERE id = \(message) AND deleted_at IS NULL")
     }
+}
+
+// MARK: The prepared statements of every post
+
+/// The conversation and what the policy needs (see `ConversationRepository.load`).
+protocol ConversationLoading: PostgresPreparedStatement where Row == ConversationRow {
+    var id: UUID { get }
+}
+
+extension ConversationLoading {
+    static var select: String {
+        """
+        SELECT c.id, c.buyer_id, c.vendor_id, c.listing_id, c.order_id,
+               ARRAY(SELECT b.blocker_id FROM blocks b
+                     WHERE (b.blocker_id = c.buyer_id AND b.blocked_id = c.vendor_id)
+                        OR (b.blocker_id = c.vendor_id AND b.blocked_id = c.buyer_id)),
+               EXISTS (SELECT 1 FROM reports r WHERE r.conversation_id = c.id AND r.status = 'open'),
+               EXISTS (SELECT 1 FROM paid_pairs p WHERE p.buyer_id = c.buyer_id AND p.vendor_id = c.vendor_id)
+        FROM conversations c WHERE c.id = $1
+        """
+    }
+    static var bindingDataTypes: [PostgresDataType] { [.uuid] }
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(id)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> ConversationRow {
+        let (id, buyer, vendor, listing, order, blockers, reported, paid) = try row.decode((UUID, UUID, UUID, UUID?, UUID?, [UUID], Bool, Bool).self)
+        return ConversationRow(id: id, buyerId: buyer, vendorId: vendor, listingId: listing, orderId: order,
+                               blockers: Set(blockers), reported: reported, paid: paid)
+    }
+}
+
+struct LoadConversation: ConversationLoading {
+    static let sql = select
+    var id: UUID
+}
+
+struct LoadConversationForUpdate: ConversationLoading {
+    static let sql = select + " FOR UPDATE OF c"
+    var id: UUID
+}
+
+/// A post in one statement (see `ConversationRepository.post`): the message, the conversation's
+/// activity and the recipient's unread count, both participants' stream rows and their NOTIFY,
+/// and the recipient's mail mark, taken when the last mail is older than `mailedBefore`.
+/// Answers whether the recipient is to be mailed now.
+struct PostMessage: PostgresPreparedStatement {
+    static let sql = """
+        WITH message AS (
+            INSERT INTO messages (id, conversation_id, author_id, body, masked_body, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+        ), touched AS (
+            UPDATE conversations SET last_message_at = $6, last_activity_at = $6, last_message_id = $1,
+                   buyer_unread = buyer_unread + $7, vendor_unread = vendor_unread + $8
+            WHERE id = $2
+        ), streamed AS (
+            INSERT INTO stream_events (user_id, type, data, created_at)
+            VALUES ($3, 'message.created', $10, $6), ($9, 'message.created', $11, $6)
+            RETURNING user_id, id
+        ), notified AS (
+            SELECT pg_notify($13, string_agg(user_id::text || ':' || id::text, ',')) FROM streamed
+        ), mark AS (
+            INSERT INTO message_mail_marks AS m (conversation_id, user_id, last_mailed_at) VALUES ($2, $9, $6)
+            ON CONFLICT (conversation_id, user_id) DO UPDATE SET last_mailed_at = EXCLUDED.last_mailed_at
+            WHERE m.last_mailed_at <= $12
+            RETURNING 1
+        )
+        SELECT EXISTS (SELECT 1 FROM mark) FROM notified
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.uuid, .uuid, .uuid, .text, .text, .timestamptz, .int4, .int4, .uuid,
+                                                       .text, .text, .timestamptz, .text]
+    typealias Row = Bool
+
+    var id: UUID
+    var conversation: UUID
+    var author: UUID
+    var body: String
+    var masked: String?
+    var now: Date
+    var buyerIncrement: Int32
+    var vendorIncrement: Int32
+    var recipient: UUID
+    var own: String
+    var seen: String
+    var mailedBefore: Date
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 13)
+        bindings.append(id)
+        bindings.append(conversation)
+        bindings.append(author)
+        bindings.append(body)
+        bindings.append(masked)
+        bindings.append(now)
+        bindings.append(buyerIncrement)
+        bindings.append(vendorIncrement)
+        bindings.append(recipient)
+        bindings.append(own)
+        bindings.append(seen)
+        bindings.append(mailedBefore)
+        bindings.append(EventStream.channel)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Bool { try row.decode(Bool.self) }
 }
