@@ -197,6 +197,42 @@ struct MessagingIntegrationTests {
         }
     }
 
+    @Test func newMessagesMailAtOnceThenAtMostOncePerTenMinutesWhileUnread() async throws {
+        try await withMessaging { client, postgres, inbox, service async throws in
+            let people = People(), listing = UUID.v7()
+            try await seed(inbox, people, listing: listing)
+            let opened = try await call(client, .post, "/v1/conversations", as: people.buyer, body: ["listingId": listing.lowercased, "body": "First"],
+                                        expect: .created)
+            let id = try #require(opened["id"] as? String)
+            for text in ["Second", "Third"] {
+                try await call(client, .post, "/v1/conversations/\(id)/messages", as: people.buyer, body: ["body": text], expect: .created)
+            }
+            let mails: PostgresQuery = "SELECT count(*) FROM mails WHERE kind = 'message.received'"
+            #expect(try await TestInfrastructure.scalar(postgres, mails) == 1, "the first message mails the vendor; the next two wait")
+            let due = try await TestInfrastructure.scalar(postgres, "SELECT count(*) FROM jobs WHERE kind = 'messaging.message-mail-check' AND due_at > now() + interval '9 minutes'")
+            #expect(due == 1, "a durable check 10 minutes on")
+
+            // The check falls due (run here as the job runner would): two unread messages came after the mail.
+            let check = MessageMail.Check(conversationId: try #require(UUID(uuidString: id)), userId: people.vendor)
+            let context = OperationContext.background(service: "messaging", logger: logger, clock: BusinessClock())
+            func runCheck() async throws {
+                try await Database.transaction(postgres, context) { tx in
+                    try await MessageMail.run(check, notifier: service.notifier, repository: service.conversations, in: tx)
+                }
+            }
+            try await runCheck()
+            #expect(try await TestInfrastructure.scalar(postgres, mails) == 2)
+            try await runCheck()
+            #expect(try await TestInfrastructure.scalar(postgres, mails) == 2, "nothing new since that mail: no mail")
+
+            // Read, then a new message: the check finds nothing unread and sends nothing.
+            try await call(client, .post, "/v1/conversations/\(id)/messages", as: people.buyer, body: ["body": "Fourth"], expect: .created)
+            try await call(client, .post, "/v1/conversations/\(id)/read", as: people.vendor, ["vendor"], expect: .ok)
+            try await runCheck()
+            #expect(try await TestInfrastructure.scalar(postgres, mails) == 2, "read already: no mail")
+        }
+    }
+
     @Test func notificationPreferencesAndOneClickUnsubscribe() async throws {
         try await withMessaging { client, postgres, inbox, service async throws in
             let people = People(), listing = UUID.v7()
