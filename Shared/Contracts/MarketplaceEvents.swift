@@ -93,6 +93,90 @@ public enum OrderEvents {
     public static let completed = EventContract<OrderCompletedV1>(EventTypes.orderCompleted, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
 }
 
+/// A buyer's dispute of a delivered order, on `orders.orders.v1` (key: order id, so it stays in
+/// order with the order's own facts). Billing freezes the vendor's money on `opened`, unfreezes it
+/// on `withdrawn`, and moves it as `resolved` says; messaging tells the parties (and, on
+/// `escalated`, the admins).
+public enum DisputeEvents {
+    public static let opened = EventContract<DisputeOpenedV1>(EventTypes.disputeOpened, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let withdrawn = EventContract<DisputeChangedV1>(EventTypes.disputeWithdrawn, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let escalated = EventContract<DisputeChangedV1>(EventTypes.disputeEscalated, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let resolved = EventContract<DisputeResolvedV1>(EventTypes.disputeResolved, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+}
+
+/// `marketplace.orders.dispute.opened.v1`: the order is `disputed`; `reason` is one of the API's
+/// dispute reasons (`not_as_described`, `damaged`, `not_received`, `health`, `other`).
+public struct DisputeOpenedV1: Codable, Sendable, Equatable {
+    public var disputeId: UUID
+    public var orderId: UUID
+    public var listingId: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    public var reason: String
+    public var openedAt: Date
+
+    public init(disputeId: UUID, orderId: UUID, listingId: UUID, buyerId: UUID, vendorId: UUID, reason: String, openedAt: Date) {
+        self.disputeId = disputeId
+        self.orderId = orderId
+        self.listingId = listingId
+        self.buyerId = buyerId
+        self.vendorId = vendorId
+        self.reason = reason
+        self.openedAt = openedAt
+    }
+}
+
+/// `marketplace.orders.dispute.withdrawn.v1` (the buyer took it back: the order is `delivered`
+/// again) and `…dispute.escalated.v1` (14 days unresolved: now the admins' to decide).
+public struct DisputeChangedV1: Codable, Sendable, Equatable {
+    public var disputeId: UUID
+    public var orderId: UUID
+    public var listingId: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    public var at: Date
+
+    public init(disputeId: UUID, orderId: UUID, listingId: UUID, buyerId: UUID, vendorId: UUID, at: Date) {
+        self.disputeId = disputeId
+        self.orderId = orderId
+        self.listingId = listingId
+        self.buyerId = buyerId
+        self.vendorId = vendorId
+        self.at = at
+    }
+}
+
+/// `marketplace.orders.dispute.resolved.v1`: a moderator's decision. `release`: the money goes to
+/// the vendor (`refundAmount` 0; the order is `received`). `refund`: `refundAmount` back to the
+/// buyer and the rest, if any, released (the order is `refunded`).
+public struct DisputeResolvedV1: Codable, Sendable, Equatable {
+    public var disputeId: UUID
+    public var orderId: UUID
+    public var listingId: UUID
+    public var buyerId: UUID
+    public var vendorId: UUID
+    /// `release` or `refund`.
+    public var outcome: String
+    public var refundAmount: Int64
+    public var totalAmount: Int64
+    public var currency: String
+    public var resolvedAt: Date
+
+    public init(disputeId: UUID, orderId: UUID, listingId: UUID, buyerId: UUID, vendorId: UUID, outcome: String, refundAmount: Int64,
+                totalAmount: Int64, currency: String, resolvedAt: Date) {
+        self.disputeId = disputeId
+        self.orderId = orderId
+        self.listingId = listingId
+        self.buyerId = buyerId
+        self.vendorId = vendorId
+        self.outcome = outcome
+        self.refundAmount = refundAmount
+        self.totalAmount = totalAmount
+        self.currency = currency
+        self.resolvedAt = resolvedAt
+    }
+}
+
 /// `marketplace.orders.order.placed.v1`: a buyer asks for `quantity` units of a listing; listings
 /// answers with `stock.reserved` (and the snapshot to price from) or `stock.rejected`.
 ///
@@ -270,6 +354,32 @@ public enum PaymentEvents {
     public static let intentCreated = EventContract<PaymentIntentV1>(EventTypes.paymentIntentCreated, topic: Topics.billingPayments, aggregate: "orders") { $0.orderId }
     public static let succeeded = EventContract<PaymentIntentV1>(EventTypes.paymentSucceeded, topic: Topics.billingPayments, aggregate: "orders") { $0.orderId }
     public static let refunded = EventContract<PaymentRefundedV1>(EventTypes.paymentRefunded, topic: Topics.billingPayments, aggregate: "orders") { $0.orderId }
+    public static let chargebackOpened = EventContract<ChargebackV1>(EventTypes.chargebackOpened, topic: Topics.billingPayments, aggregate: "orders") { $0.orderId }
+    public static let chargebackClosed = EventContract<ChargebackV1>(EventTypes.chargebackClosed, topic: Topics.billingPayments, aggregate: "orders") { $0.orderId }
+}
+
+/// `marketplace.billing.payment.chargeback_opened.v1` and `…chargeback_closed.v1`: the buyer's
+/// bank disputes an order's payment (`status` `open`), and later decides it (`won`: the money came
+/// back; `lost`: it went to the buyer). Orders joins it to the order's open dispute, if any.
+public struct ChargebackV1: Codable, Sendable, Equatable {
+    public var orderId: UUID
+    public var chargebackId: String
+    public var amount: Int64
+    public var currency: String
+    public var reason: String
+    /// `open`, `won` or `lost`.
+    public var status: String
+    public var occurredAt: Date
+
+    public init(orderId: UUID, chargebackId: String, amount: Int64, currency: String, reason: String, status: String, occurredAt: Date) {
+        self.orderId = orderId
+        self.chargebackId = chargebackId
+        self.amount = amount
+        self.currency = currency
+        self.reason = reason
+        self.status = status
+        self.occurredAt = occurredAt
+    }
 }
 
 /// `marketplace.billing.payment.intent_created.v1` and `…payment.succeeded.v1`: the order's

@@ -315,6 +315,16 @@ struct MessagingIntegrationTests {
             try await twice(OrderEvents.canceled, OrderCanceledV1(orderId: second, listingId: listing, reason: "payment_timeout", canceledAt: Date(),
                                                                   buyerId: people.buyer, vendorId: people.vendor, wasPaid: false))
 
+            let dispute = UUID.v7()
+            try await twice(DisputeEvents.opened, DisputeOpenedV1(disputeId: dispute, orderId: order, listingId: listing, buyerId: people.buyer,
+                                                                 vendorId: people.vendor, reason: "damaged", openedAt: Date()))
+            let changed = DisputeChangedV1(disputeId: dispute, orderId: order, listingId: listing, buyerId: people.buyer, vendorId: people.vendor, at: Date())
+            try await twice(DisputeEvents.escalated, changed)
+            try await twice(DisputeEvents.withdrawn, changed)
+            try await twice(DisputeEvents.resolved, DisputeResolvedV1(disputeId: dispute, orderId: order, listingId: listing, buyerId: people.buyer,
+                                                                     vendorId: people.vendor, outcome: "refund", refundAmount: 10_000, totalAmount: 50_000,
+                                                                     currency: "GBP", resolvedAt: Date()))
+
             var kinds: [String: Int] = [:]
             for try await (kind, count) in try await postgres.query("SELECT kind, count(*) FROM mails GROUP BY kind").decode((String, Int64).self) {
                 kinds[kind] = Int(count)
@@ -322,7 +332,8 @@ struct MessagingIntegrationTests {
             let expected = ["account.email_verification": 1, "account.password_reset": 1, "account.password_changed": 1, "listing.approved": 1,
                             "listing.rejected": 1, "listing.removed": 1, "subscription.trial_ending": 1, "subscription.payment_failed": 1,
                             "subscription.suspended": 1, "subscription.reactivated": 1, "subscription.canceled": 1, "order.placed": 2, "order.paid": 1,
-                            "order.shipped": 1, "order.delivered": 1, "payment.refunded": 1, "order.received": 1, "order.canceled": 2]
+                            "order.shipped": 1, "order.delivered": 1, "payment.refunded": 1, "order.received": 1, "order.canceled": 2,
+                            "dispute.opened": 1, "dispute.escalated": 1, "dispute.withdrawn": 1, "dispute.resolved": 2]
             #expect(kinds == expected, "one mail per event and recipient, whatever the redeliveries")
 
             // The relay is down: every attempt defers; nothing is lost or given up.
@@ -347,12 +358,14 @@ struct MessagingIntegrationTests {
             #expect(try await TestInfrastructure.scalar(postgres, "SELECT count(*) FROM mails WHERE status = 'sent'") == Int64(ids.count))
             let catcher = try MailDeliveryIntegrationTests()
             let toBuyer = try await catcher.mails(to: buyerAddress)
-            #expect(toBuyer.count == 7, "3 account mails, shipped, delivered, refunded, canceled, and nothing twice")
+            #expect(toBuyer.count == 8, "3 account mails, shipped, delivered, refunded, canceled, the dispute's decision, and nothing twice")
             let verification = try #require(toBuyer.first { ($0["Subject"] as? String) == "Confirm your email address" })
             let detail = try await catcher.detail(try #require(verification["ID"] as? String))
             #expect((detail["Text"] as? String)?.contains("/verify-email?token=tok-email-verification") == true)
             let vendorMails = try await catcher.mails(to: "\(people.vendor.lowercased.suffix(12))@example.com")
-            #expect(vendorMails.count == 13, "3 moderation decisions, 5 subscription notices, 2 placed, paid, received, canceled")
+            #expect(vendorMails.count == 16, "3 moderation decisions, 5 subscription notices, 2 placed, paid, received, canceled, 3 about the dispute")
+            let adminMails = try await catcher.mails(to: "\(people.admin.lowercased.suffix(12))@example.com")
+            #expect(adminMails.map { $0["Subject"] as? String } == ["Dispute about Collie pups unresolved for 14 days"], "the escalation, to the admin")
         }
     }
 }

@@ -30,6 +30,21 @@ struct OrderMoneyIntegrationTests {
             OrderCanceledV1(orderId: id, listingId: listing, reason: reason, canceledAt: Date(), buyerId: buyer, vendorId: vendor, wasPaid: wasPaid)
         }
 
+        var dispute = UUID.v7()
+
+        var disputeOpened: DisputeOpenedV1 {
+            DisputeOpenedV1(disputeId: dispute, orderId: id, listingId: listing, buyerId: buyer, vendorId: vendor, reason: "damaged", openedAt: Date())
+        }
+
+        var disputeWithdrawn: DisputeChangedV1 {
+            DisputeChangedV1(disputeId: dispute, orderId: id, listingId: listing, buyerId: buyer, vendorId: vendor, at: Date())
+        }
+
+        func disputeResolved(_ outcome: String, refund: Int64) -> DisputeResolvedV1 {
+            DisputeResolvedV1(disputeId: dispute, orderId: id, listingId: listing, buyerId: buyer, vendorId: vendor, outcome: outcome,
+                              refundAmount: refund, totalAmount: total, currency: "GBP", resolvedAt: Date())
+        }
+
         func received(refunded: Int64 = 0, commission: Int64? = nil) -> OrderReceivedV1 {
             let share = commission ?? self.commission
             return OrderReceivedV1(orderId: id, listingId: listing, buyerId: buyer, vendorId: vendor, totalAmount: total, refundedAmount: refunded,
@@ -291,6 +306,82 @@ struct OrderMoneyIntegrationTests {
 
     func count(_ h: BillingHarness, _ kind: String) async throws -> Int64 {
         try await TestInfrastructure.scalar(h.client, "SELECT count(*) FROM ledger_entries WHERE kind = \(kind)")
+    }
+
+    @Test func aBuyersDisputeFreezesTheMoneyAndASplitRefundsAPartAndReleasesTheRest() async throws {
+        try await BillingHarness.run { h in
+            let order = Order()
+            try await deliver(h, OrderEvents.placed, order.placed)
+            _ = try await pay(h, order)
+            // Opened (delivered twice: frozen once), then withdrawn: held again.
+            try await deliver(h, DisputeEvents.opened, order.disputeOpened)
+            try await deliver(h, DisputeEvents.opened, order.disputeOpened)
+            #expect(try await payment(h, order)?.status == .frozen)
+            #expect(try await balance(h, order.vendor) == Payouts.Balance(pending: [gbp(0)], available: [], inDispute: [gbp(90_000)]))
+            #expect(try await count(h, "order_frozen") == 1)
+            try await deliver(h, DisputeEvents.withdrawn, order.disputeWithdrawn)
+            #expect(try await payment(h, order)?.status == .held)
+            #expect(try await balance(h, order.vendor) == Payouts.Balance(pending: [gbp(90_000)], available: [], inDispute: [gbp(0)]))
+
+            // Disputed again and decided: 300.00 back to the buyer, 600.00 released (8 % of it, 48.00, is the commission).
+            var again = order
+            again.dispute = UUID.v7()
+            try await deliver(h, DisputeEvents.opened, again.disputeOpened)
+            try await deliver(h, DisputeEvents.resolved, again.disputeResolved("refund", refund: 30_000))
+            try await deliver(h, DisputeEvents.resolved, again.disputeResolved("refund", refund: 30_000))
+            try await feedWebhooks(h)
+            #expect(try await payment(h, order)?.status == .settled)
+            #expect(try await payment(h, order)?.refunded == 30_000)
+            #expect(try await balance(h, order.vendor) == Payouts.Balance(pending: [gbp(0)], available: [gbp(55_200)], inDispute: [gbp(0)]))
+            #expect(try await outbox(h, PaymentEvents.refunded).map(\.refundedTotal) == [30_000])
+            #expect(try await TestInfrastructure.scalar(h.client, "SELECT amount_refunded FROM sandbox_payment_intents") == 30_000)
+            try await expectBalancedBooks(h)
+        }
+    }
+
+    @Test func aDisputeResolvedByReleasePaysTheVendorAndAFullRefundPaysTheBuyer() async throws {
+        try await BillingHarness.run { h in
+            let released = Order(), refunded = Order()
+            for order in [released, refunded] {
+                try await deliver(h, OrderEvents.placed, order.placed)
+                _ = try await pay(h, order)
+                try await deliver(h, DisputeEvents.opened, order.disputeOpened)
+            }
+            try await deliver(h, DisputeEvents.resolved, released.disputeResolved("release", refund: 0))
+            // Orders states the receipt right after the release: already applied, it changes nothing.
+            try await deliver(h, OrderEvents.received, released.received())
+            try await deliver(h, DisputeEvents.resolved, refunded.disputeResolved("refund", refund: 90_000))
+            try await feedWebhooks(h)
+            #expect(try await payment(h, released)?.status == .released)
+            #expect(try await balance(h, released.vendor).available == [gbp(82_800)])
+            #expect(try await payment(h, refunded)?.status == .refunded)
+            #expect(try await balance(h, refunded.vendor) == Payouts.Balance(pending: [gbp(0)], available: [], inDispute: [gbp(0)]))
+            #expect(try await outbox(h, PaymentEvents.refunded).map(\.refundedTotal) == [90_000])
+            try await expectBalancedBooks(h)
+        }
+    }
+
+    @Test func aChargebackOnADisputedPaymentJoinsTheDisputeAndOnceWonTheMoneyIsFrozenForItAgain() async throws {
+        try await BillingHarness.run { h in
+            let order = Order()
+            let sandbox = try #require(h.service.sandbox)
+            try await deliver(h, OrderEvents.placed, order.placed)
+            _ = try await pay(h, order)
+            try await deliver(h, DisputeEvents.opened, order.disputeOpened)
+            let chargeback = try await sandbox.openDispute(on: try await intent(h, order))
+            try await feedWebhooks(h)
+            #expect(try await payment(h, order)?.status == .contested)
+            #expect(try await balance(h, order.vendor) == Payouts.Balance(pending: [gbp(0)], available: [], inDispute: [gbp(90_000)]))
+            #expect(try await outbox(h, PaymentEvents.chargebackOpened).map(\.status) == ["open"], "orders is told, to join it to the dispute")
+            try await sandbox.closeDispute(chargeback.id, won: true)
+            try await feedWebhooks(h)
+            #expect(try await payment(h, order)?.status == .frozen, "won: the buyer's dispute still holds the money")
+            #expect(try await outbox(h, PaymentEvents.chargebackClosed).map(\.status) == ["won"])
+            #expect(try await balance(h, order.vendor) == Payouts.Balance(pending: [gbp(0)], available: [], inDispute: [gbp(90_000)]))
+            try await deliver(h, DisputeEvents.resolved, order.disputeResolved("release", refund: 0))
+            #expect(try await balance(h, order.vendor).available == [gbp(82_800)])
+            try await expectBalancedBooks(h)
+        }
     }
 
     @Test func aChargebackFreezesHeldMoneyAndOnceWonTheReceiptThatWaitedReleasesIt() async throws {

@@ -237,7 +237,8 @@ import Testing
         .canceled: [.paymentSucceeded: .refunded],
         .held: [.orderCanceled: .refunded, .orderReceived: .released, .disputeOpened: .frozen, .refundPart: .held, .refundRest: .refunded,
                 .chargebackOpened: .contested],
-        .frozen: [.disputeWithdrawn: .held, .resolvedByRelease: .released, .resolvedByFullRefund: .refunded, .resolvedBySplit: .settled],
+        .frozen: [.disputeWithdrawn: .held, .resolvedByRelease: .released, .resolvedByFullRefund: .refunded, .resolvedBySplit: .settled,
+                  .chargebackOpened: .contested],
         .released: [.refundPart: .released, .refundRest: .released, .chargebackOpened: .contestedAfterRelease],
         .contested: [.orderReceived: .contested, .orderCanceled: .contested, .chargebackWon: .held, .chargebackLost: .chargedBack],
         .contestedAfterRelease: [.chargebackWon: .released, .chargebackLost: .chargedBack],
@@ -245,8 +246,8 @@ import Testing
 
     @Test func theTransitionTableIsExactlyThis() throws {
         let (permitted, refused) = try expectTransitionTable(Self.allowed) { try OrderPaymentStateMachine.transition(from: $0, on: $1).0 }
-        #expect(permitted == 23)
-        #expect(refused == S.allCases.count * E.allCases.count - 23)
+        #expect(permitted == 24)
+        #expect(refused == S.allCases.count * E.allCases.count - 24)
     }
 
     /// Walks every sequence of events from a new payment (up to eight steps) and follows a
@@ -285,7 +286,7 @@ import Testing
                     case .post(.chargebackRecalled): u.released -= remaining; u.disputed += remaining
                     case .post(.chargebackRestored): u.disputed -= remaining; u.released += remaining
                     case .post(.chargebackLost): u.disputed -= remaining; u.refunded += remaining
-                    case .refundInFull, .refundPart, .cancelIntent, .emit, .deferFact, .replayDeferred: break
+                    case .refundInFull, .refundPart, .cancelIntent, .emit, .deferFact, .deferDispute, .replayDeferred: break
                     }
                     #expect(u.escrow >= 0 && u.disputed >= 0 && u.released >= 0, "\(state) on \(event)")
                 }

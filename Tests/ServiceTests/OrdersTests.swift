@@ -166,3 +166,87 @@ import Testing
         }
     }
 }
+
+@Suite struct DisputeStateMachineTests {
+    typealias S = DisputeStatus
+    typealias E = DisputeEvent
+
+    static let allowed: [S: [E: S]] = [
+        .open: [.addEvidence: .open, .withdraw: .withdrawn, .escalate: .escalated, .resolve: .resolved],
+        .escalated: [.addEvidence: .escalated, .withdraw: .withdrawn, .resolve: .resolved],
+    ]
+
+    @Test func theTransitionTableIsExactlyThis() throws {
+        let (permitted, refused) = try expectTransitionTable(Self.allowed) { try DisputeStateMachine.transition(from: $0, on: $1) }
+        #expect(permitted == 7)
+        #expect(refused == S.allCases.count * E.allCases.count - 7)
+    }
+
+    @Test func onlyLiveDisputesAcceptAnythingAndEscalationHappensOnce() throws {
+        for state in S.allCases {
+            let accepted = E.allCases.filter { (try? DisputeStateMachine.transition(from: state, on: $0)) != nil }
+            #expect(accepted.isEmpty == !state.isLive, "\(state)")
+        }
+        #expect(throws: Problem.self) { try DisputeStateMachine.transition(from: .escalated, on: .escalate) }
+        let refusal = try #require(throws: Problem.self) { try DisputeStateMachine.transition(from: .resolved, on: .withdraw) }
+        #expect(refusal.detail == "A dispute that is resolved cannot be withdrawn.")
+    }
+
+    /// The order's table agrees: a dispute opens only on a delivered order, and each way out of
+    /// it lands the order where the contract says (withdrawn: delivered with its receipt timer
+    /// again; released: received with the review window; refunded: final).
+    @Test func theOrderFollowsItsDispute() throws {
+        for state in OrderStatus.allCases {
+            let opens = (try? OrderStateMachine.transition(from: state, on: .openDispute)) != nil
+            #expect(opens == (state == .delivered), "\(state)")
+        }
+        let (withdrawn, withdrawEffects) = try OrderStateMachine.transition(from: .disputed, on: .withdrawDispute)
+        #expect(withdrawn == .delivered && withdrawEffects.contains(.schedule(.assumedReceipt)))
+        let (released, releaseEffects) = try OrderStateMachine.transition(from: .disputed, on: .resolveByRelease)
+        #expect(released == .received && releaseEffects.contains(.emit(.disputeResolved)) && releaseEffects.contains(.emit(.received)))
+        let (refunded, _) = try OrderStateMachine.transition(from: .disputed, on: .resolveByRefund)
+        #expect(refunded == .refunded && refunded.isFinal)
+    }
+}
+
+@Suite struct DisputePolicyTests {
+    @Test func whoMayDoWhatToADispute() {
+        let buyer = UUID()
+        let vendor = UUID()
+        typealias A = DisputePolicy.Action
+        enum Outcome: Equatable { case allowed(DisputePolicy.Party), notFound, forbidden }
+        let stranger: [A: Outcome] = [.read: .notFound, .addEvidence: .notFound, .withdraw: .notFound, .resolve: .notFound]
+        func moderator(resolves: Bool) -> [A: Outcome] {
+            [.read: .allowed(.moderator), .addEvidence: .allowed(.moderator), .withdraw: .forbidden, .resolve: resolves ? .allowed(.moderator) : .forbidden]
+        }
+        let admin: [A: Outcome] = [.read: .allowed(.admin), .addEvidence: .allowed(.admin), .withdraw: .forbidden, .resolve: .allowed(.admin)]
+        for status in [DisputeStatus.open, .escalated] {
+            let callers: [(String, Principal?, [A: Outcome])] = [
+                ("anonymous", nil, stranger),
+                ("the buyer", Principal(userId: buyer, roles: ["buyer"]),
+                 [.read: .allowed(.buyer), .addEvidence: .allowed(.buyer), .withdraw: .allowed(.buyer), .resolve: .forbidden]),
+                ("the vendor", Principal(userId: vendor, roles: ["vendor"]),
+                 [.read: .allowed(.vendor), .addEvidence: .allowed(.vendor), .withdraw: .forbidden, .resolve: .forbidden]),
+                ("another buyer", Principal(userId: UUID(), roles: ["buyer"]), stranger),
+                ("another vendor", Principal(userId: UUID(), roles: ["vendor", "buyer"]), stranger),
+                ("a moderator", Principal(userId: UUID(), roles: ["moderator"], authenticationMethods: ["pwd", "otp"]),
+                 moderator(resolves: status == .open)),
+                ("an admin", Principal(userId: UUID(), roles: ["admin"], authenticationMethods: ["pwd", "otp"]), admin),
+                ("a moderator without a second factor", Principal(userId: UUID(), roles: ["moderator"], authenticationMethods: ["pwd"]), stranger),
+            ]
+            for (name, caller, expected) in callers {
+                for action in A.allCases {
+                    let outcome: Outcome
+                    do {
+                        outcome = .allowed(try DisputePolicy.authorize(action, buyerId: buyer, vendorId: vendor, status: status, by: caller))
+                    } catch DisputesError.disputeNotFound {
+                        outcome = .notFound
+                    } catch {
+                        outcome = .forbidden
+                    }
+                    #expect(outcome == expected[action], "\(name) → \(action) (\(status))")
+                }
+            }
+        }
+    }
+}

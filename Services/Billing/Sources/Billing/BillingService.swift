@@ -95,6 +95,9 @@ public struct BillingService: ServiceModule {
         handlers.on(OrderEvents.placed) { order, _, tx in try await orderPayments.placed(order, in: tx) }
         handlers.on(OrderEvents.canceled) { order, _, tx in try await orderPayments.canceled(order, in: tx) }
         handlers.on(OrderEvents.received) { order, _, tx in try await orderPayments.received(order, in: tx) }
+        handlers.on(DisputeEvents.opened) { dispute, _, tx in try await orderPayments.disputeOpened(dispute, in: tx) }
+        handlers.on(DisputeEvents.withdrawn) { dispute, _, tx in try await orderPayments.disputeWithdrawn(dispute, in: tx) }
+        handlers.on(DisputeEvents.resolved) { dispute, _, tx in try await orderPayments.disputeResolved(dispute, in: tx) }
         UsersProjection.participate(as: Self.name, into: &handlers)
         return handlers
     }

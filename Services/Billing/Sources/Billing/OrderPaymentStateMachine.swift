@@ -73,6 +73,9 @@ enum OrderPaymentEffect: Equatable, Sendable {
     /// An order fact that arrived while a chargeback froze the money: kept, and applied if the
     /// chargeback is won (`replayDeferred`).
     case deferFact
+    /// A chargeback on a payment a buyer's dispute froze: the dispute's freeze is kept aside and
+    /// applied again if the chargeback is won (the order is still disputed).
+    case deferDispute
     case replayDeferred
 
     enum Movement: String, Sendable, CaseIterable {
@@ -152,6 +155,8 @@ enum OrderPaymentStateMachine {
             (.held, [.post(.chargebackReturned), .replayDeferred])
         case (.contested, .chargebackLost):
             (.chargedBack, [.post(.chargebackLost)])
+        case (.frozen, .chargebackOpened):
+            (.contested, [.post(.unfrozen), .post(.chargebackFrozen), .deferDispute])
         case (.released, .chargebackOpened):
             (.contestedAfterRelease, [.post(.chargebackRecalled)])
         case (.contestedAfterRelease, .chargebackWon):

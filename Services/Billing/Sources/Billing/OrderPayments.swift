@@ -192,6 +192,28 @@ struct OrderPayments: Sendable {
                                  input: Input(stated: (order.vendorAmount, order.commissionAmount)), in: tx)
     }
 
+    /// A buyer's dispute freezes what escrow holds for the vendor (their `inDispute`).
+    func disputeOpened(_ dispute: DisputeOpenedV1, in tx: Transaction) async throws {
+        guard let payment = try await lock(dispute.orderId, in: tx) else { return }
+        try await applyIfAllowed(.disputeOpened, to: payment, in: tx)
+    }
+
+    func disputeWithdrawn(_ dispute: DisputeChangedV1, in tx: Transaction) async throws {
+        guard let payment = try await lock(dispute.orderId, in: tx) else { return }
+        try await applyIfAllowed(.disputeWithdrawn, to: payment, in: tx)
+    }
+
+    /// The desk's decision: released, refunded in full (all that remains), or split.
+    func disputeResolved(_ dispute: DisputeResolvedV1, in tx: Transaction) async throws {
+        guard let payment = try await lock(dispute.orderId, in: tx) else { return }
+        let event: OrderPaymentEvent = switch dispute.outcome {
+        case "refund" where dispute.refundAmount >= payment.remaining: .resolvedByFullRefund
+        case "refund": .resolvedBySplit
+        default: .resolvedByRelease
+        }
+        try await applyIfAllowed(event, to: payment, input: Input(refund: dispute.refundAmount, reason: "dispute \(dispute.disputeId.lowercased)"), in: tx)
+    }
+
     // MARK: Transitions
 
     /// What a transition needs beyond the event: the refund a part-refund takes, the split orders stated.
@@ -263,9 +285,10 @@ struct OrderPayments: Sendable {
                 try await Outbox.emit(PaymentEvents.succeeded, PaymentIntentV1(
                     orderId: p.orderId, intentId: p.intentId ?? "", clientSecret: nil, status: "succeeded", amount: p.amount.amount,
                     currency: p.amount.currency.code, occurredAt: tx.now), in: tx)
-            case .deferFact:
+            case .deferFact, .deferDispute:
+                let deferred = effect == .deferDispute ? OrderPaymentEvent.disputeOpened : event
                 try await tx.query("""
-                    UPDATE order_payments SET deferred_event = \(event.rawValue), deferred_vendor = \(input.stated?.vendor),
+                    UPDATE order_payments SET deferred_event = \(deferred.rawValue), deferred_vendor = \(input.stated?.vendor),
                         deferred_commission = \(input.stated?.commission)
                     WHERE order_id = \(p.orderId)
                     """)
@@ -457,6 +480,11 @@ struct OrderPayments: Sendable {
             status = moved == nil ? "ignored" : "open"
             payment = moved ?? payment
             amounts = opened
+            if moved != nil {
+                try await Outbox.emit(PaymentEvents.chargebackOpened, ChargebackV1(
+                    orderId: orderId, chargebackId: disputeId, amount: dispute.amount.amount, currency: dispute.amount.currency.code,
+                    reason: dispute.reason ?? "unknown", status: "open", occurredAt: tx.now), in: tx)
+            }
             try await tx.query("""
                 INSERT INTO chargebacks (dispute_id, order_id, amount, currency, frozen, commission_part, status, reason, opened_at)
                 VALUES (\(disputeId), \(orderId), \(dispute.amount.amount), \(dispute.amount.currency.code), \(opened.frozen), \(opened.commissionPart),
@@ -469,6 +497,9 @@ struct OrderPayments: Sendable {
         try await tx.query("""
             UPDATE chargebacks SET status = \(won ? "won" : "lost"), closed_at = \(tx.now) WHERE dispute_id = \(disputeId)
             """)
+        try await Outbox.emit(PaymentEvents.chargebackClosed, ChargebackV1(
+            orderId: orderId, chargebackId: disputeId, amount: dispute.amount.amount, currency: dispute.amount.currency.code,
+            reason: dispute.reason ?? "unknown", status: won ? "won" : "lost", occurredAt: tx.now), in: tx)
     }
 
     /// The cancel job: the dead order's intent can no longer be paid. One the buyer paid just

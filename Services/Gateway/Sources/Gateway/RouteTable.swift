@@ -116,6 +116,8 @@ public struct RouteTable: Sendable {
         Route(prefix: "/v1/orders", upstream: "orders", access: .authenticated),
         Route(prefix: "/v1/conversations", upstream: "messaging", access: .authenticated),
         Route(prefix: "/v1/blocks", upstream: "messaging", access: .authenticated),
+        Route(prefix: "/v1/disputes", upstream: "orders", access: .authenticated),
+        Route(prefix: "/v1/moderation/disputes", upstream: "orders", access: .authenticated),
         Route(prefix: "/v1/moderation/reports", upstream: "messaging", access: .authenticated),
         Route(prefix: "/v1/moderation/conversations", upstream: "messaging", access: .authenticated),
         Route(prefix: "/v1/moderation/audit-log", upstream: "messaging", access: .authenticated),

@@ -94,6 +94,38 @@ enum NotificationTriggers {
                          "commission": MailFormat.money(received.commissionAmount, received.currency)],
                 links: ["balance": notifier.link("/vendor/balance")]), in: tx)
         }
+        handlers.on(DisputeEvents.opened) { dispute, event, tx in
+            guard let order = try await OrderFacts.load(dispute.orderId, in: tx) else { return }
+            try await notifier.notify("dispute.opened", to: dispute.vendorId, cause: event.id, .init(
+                values: ["listingTitle": order.title, "buyerName": order.buyerName, "reason": dispute.reason.replacingOccurrences(of: "_", with: " ")],
+                links: ["dispute": notifier.link("/disputes/\(dispute.disputeId.lowercased)")]), in: tx)
+        }
+        handlers.on(DisputeEvents.withdrawn) { dispute, event, tx in
+            guard let order = try await OrderFacts.load(dispute.orderId, in: tx) else { return }
+            try await notifier.notify("dispute.withdrawn", to: dispute.vendorId, cause: event.id, .init(
+                values: ["listingTitle": order.title], links: ["order": notifier.link("/orders/\(order.id.lowercased)")]), in: tx)
+        }
+        handlers.on(DisputeEvents.escalated) { dispute, event, tx in
+            guard let order = try await OrderFacts.load(dispute.orderId, in: tx) else { return }
+            let values = ["listingTitle": order.title, "openedOn": MailFormat.day(dispute.at.addingTimeInterval(-14 * 86_400))]
+            for admin in try await Recipients.admins(in: tx) {
+                try await notifier.notify("dispute.escalated", to: admin, cause: event.id, .init(
+                    values: values, links: ["desk": notifier.link("/moderation/disputes/\(dispute.disputeId.lowercased)")]), in: tx)
+            }
+        }
+        handlers.on(DisputeEvents.resolved) { dispute, event, tx in
+            guard let order = try await OrderFacts.load(dispute.orderId, in: tx) else { return }
+            let decision = switch (dispute.outcome, dispute.refundAmount) {
+            case ("release", _): "the payment is released to the vendor."
+            case (_, let refund) where refund >= dispute.totalAmount: "\(MailFormat.money(refund, dispute.currency)), all of it, goes back to the buyer."
+            case (_, let refund): "\(MailFormat.money(refund, dispute.currency)) goes back to the buyer and the rest is released to the vendor."
+            }
+            for party in [dispute.buyerId, dispute.vendorId] {
+                try await notifier.notify("dispute.resolved", to: party, cause: event.id, .init(
+                    values: ["listingTitle": order.title, "decision": decision],
+                    links: ["dispute": notifier.link("/disputes/\(dispute.disputeId.lowercased)")]), in: tx)
+            }
+        }
         handlers.on(PaymentEvents.refunded) { refund, event, tx in
             guard let order = try await OrderFacts.load(refund.orderId, in: tx) else { return }
             try await notifier.notify("payment.refunded", to: order.buyerId, cause: event.id, .init(
@@ -184,5 +216,22 @@ enum MessageMail {
         try await tx.query("UPDATE message_mail_marks SET last_mailed_at = \(tx.now) WHERE conversation_id = \(check.conversationId) AND user_id = \(check.userId)")
         try await mail(conversation, to: check.userId, from: conversation.other(than: check.userId), notifier: notifier,
                        cause: "messages:\(check.conversationId.lowercased):\(check.userId.lowercased):\(SortKeyValue.microseconds(lastMailed))", in: tx)
+    }
+}
+
+/// Who receives what is addressed to a role rather than a person.
+enum Recipients {
+    /// The most admins one notice goes to.
+    static let maximumAdmins = 100
+
+    /// The active admins, as the users projection knows them (`users_active_admins`).
+    static func admins(in tx: Transaction) async throws -> [UUID] {
+        var ids: [UUID] = []
+        for try await id in try await tx.query("""
+            SELECT id FROM users WHERE roles @> ARRAY['admin']::text[] AND status = 'active' ORDER BY id LIMIT \(Self.maximumAdmins)
+            """).decode(UUID.self) {
+            ids.append(id)
+        }
+        return ids
     }
 }

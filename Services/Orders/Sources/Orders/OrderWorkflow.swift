@@ -13,13 +13,17 @@ struct OrderInput: Sendable {
     var trackingNumber: String?
     /// Why a cancellation happened (`payment_timeout`, `stock_rejected`, …); the default is the event's.
     var reason: String?
+    /// The dispute a dispute's transition is about (its events carry it).
+    var dispute: DisputeRecord?
 
-    init(actorId: UUID? = nil, note: String? = nil, carrier: String? = nil, trackingNumber: String? = nil, reason: String? = nil) {
+    init(actorId: UUID? = nil, note: String? = nil, carrier: String? = nil, trackingNumber: String? = nil, reason: String? = nil,
+         dispute: DisputeRecord? = nil) {
         self.actorId = actorId
         self.note = note
         self.carrier = carrier
         self.trackingNumber = trackingNumber
         self.reason = reason
+        self.dispute = dispute
     }
 }
 
@@ -138,7 +142,7 @@ struct OrderWorkflow: Sendable {
         let saved = try await orders.update(o, from: current, in: tx)
         try await orders.record(OrderChange(status: next.rawValue, at: now, event: event.rawValue, actorId: input.actorId,
                                             note: notes.isEmpty ? nil : notes.joined(separator: "; ")), of: saved.id, in: tx)
-        for fact in facts { try await emit(fact, saved, previous: current, event: event, in: tx) }
+        for fact in facts { try await emit(fact, saved, previous: current, event: event, dispute: input.dispute, in: tx) }
         return saved
     }
 
@@ -155,7 +159,7 @@ struct OrderWorkflow: Sendable {
 
     // MARK: Events out
 
-    func emit(_ fact: OrderFact, _ o: OrderRecord, previous: OrderRecord, event: OrderEvent, in tx: Transaction) async throws {
+    func emit(_ fact: OrderFact, _ o: OrderRecord, previous: OrderRecord, event: OrderEvent, dispute: DisputeRecord?, in tx: Transaction) async throws {
         let now = tx.now
         switch fact {
         case .paid:
@@ -183,8 +187,21 @@ struct OrderWorkflow: Sendable {
             try await Outbox.emit(OrderEvents.completed, OrderCompletedV1(
                 orderId: o.id, listingId: o.listingId, buyerId: o.buyerId, vendorId: o.vendorId, completedAt: now), in: tx)
         case .disputeOpened, .disputeWithdrawn, .disputeResolved:
-            // Disputes and their events arrive with the dispute desk; nothing leads here before it.
-            tx.logger.error("dispute fact without a dispute contract", metadata: ["order.id": "\(o.id.lowercased)", "fact": "\(fact.rawValue)"])
+            guard let d = dispute else { throw OrderWorkflowError.disputeMissing(o.id) }
+            switch fact {
+            case .disputeOpened:
+                try await Outbox.emit(DisputeEvents.opened, DisputeOpenedV1(
+                    disputeId: d.id, orderId: o.id, listingId: o.listingId, buyerId: o.buyerId, vendorId: o.vendorId, reason: d.reason.rawValue,
+                    openedAt: now), in: tx)
+            case .disputeWithdrawn:
+                try await Outbox.emit(DisputeEvents.withdrawn, DisputeChangedV1(
+                    disputeId: d.id, orderId: o.id, listingId: o.listingId, buyerId: o.buyerId, vendorId: o.vendorId, at: now), in: tx)
+            default:
+                try await Outbox.emit(DisputeEvents.resolved, DisputeResolvedV1(
+                    disputeId: d.id, orderId: o.id, listingId: o.listingId, buyerId: o.buyerId, vendorId: o.vendorId,
+                    outcome: d.resolution?.outcome.rawValue ?? DisputeOutcome.release.rawValue, refundAmount: d.resolution?.refundAmount ?? 0,
+                    totalAmount: o.total.amount, currency: o.total.currency.code, resolvedAt: now), in: tx)
+            }
         }
     }
 
@@ -241,7 +258,7 @@ struct OrderWorkflow: Sendable {
                                             note: "\(Money(amount: refund.amount, currency: current.total.currency)) back to the buyer"), of: saved.id, in: tx)
     }
 
-    private func unknown(_ order: UUID, _ what: String, _ tx: Transaction) {
+    func unknown(_ order: UUID, _ what: String, _ tx: Transaction) {
         // Another service's answer about an order this one never placed: not ours to act on.
         tx.logger.warning("answer about an unknown order", metadata: ["order.id": "\(order.lowercased)", "event": "\(what)"])
     }
@@ -257,4 +274,9 @@ struct OrderWorkflow: Sendable {
         }
         try await applyIfAllowed(event, to: current, in: tx)
     }
+}
+
+enum OrderWorkflowError: Error, Equatable {
+    /// A dispute transition applied without its dispute (a programming error).
+    case disputeMissing(UUID)
 }

@@ -19,14 +19,19 @@ public struct OrdersService: ServiceModule {
     }
 
     let workflow = OrderWorkflow()
+    let disputes: DisputeWorkflow
     let controller: OrdersController
+    let disputesController: DisputesController
 
     public init(dependencies: ServiceDependencies) throws {
+        disputes = DisputeWorkflow(orders: workflow)
         controller = OrdersController(client: dependencies.postgres, workflow: workflow, bodyLimit: dependencies.settings.maxBodyBytes)
+        disputesController = DisputesController(client: dependencies.postgres, workflow: disputes, bodyLimit: dependencies.settings.maxBodyBytes)
     }
 
     public func addRoutes(to router: ServiceRouter) {
         controller.addRoutes(to: router)
+        disputesController.addRoutes(to: router)
     }
 
     public var eventHandlers: EventHandlers {
@@ -58,6 +63,10 @@ public struct OrdersService: ServiceModule {
             try await workflow.orders.lockInOrder(run.map(\.payload.orderId), in: tx)
             for refund in run { try await workflow.paymentRefunded(refund.payload, in: tx) }
         }
+        // The buyer's bank: a chargeback joins the order's dispute.
+        let disputes = disputes
+        handlers.on(PaymentEvents.chargebackOpened) { chargeback, _, tx in try await disputes.chargebackOpened(chargeback, in: tx) }
+        handlers.on(PaymentEvents.chargebackClosed) { chargeback, _, tx in try await disputes.chargebackClosed(chargeback, in: tx) }
         // Orders keep the buyer's and vendor's ids (money records must stay); the projected name goes.
         PrivacyParticipant.register(
             service: Self.name,
@@ -83,6 +92,8 @@ public struct OrdersService: ServiceModule {
         for timer in OrderTimer.allCases {
             handlers.on(OrderWorkflow.kind(of: timer)) { payload, _, tx in try await workflow.timerFired(timer, payload, in: tx) }
         }
+        let disputes = disputes
+        handlers.on(DisputeWorkflow.escalation) { payload, _, tx in try await disputes.escalate(payload, in: tx) }
         return handlers
     }
 }

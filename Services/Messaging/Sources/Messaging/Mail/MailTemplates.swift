@@ -255,5 +255,24 @@ struct NotificationKind: Sendable, Equatable {
                             subject: "{{amount}} refunded for {{listingTitle}}",
                             paragraphs: ["We refunded {{amount}} to your card for {{listingTitle}}. Banks take 5 to 10 days to show it.",
                                          "{{link:order|See the order}}"])),
+        NotificationKind(id: "dispute.opened", trigger: "marketplace.orders.dispute.opened.v1",
+                         recipient: "the vendor", canTurnOff: false, template: MailTemplate(
+                            subject: "The buyer disputes the order for {{listingTitle}}",
+                            paragraphs: ["{{buyerName}} opened a dispute ({{reason}}). The payment is held until a moderator decides; please add your evidence.",
+                                         "{{link:dispute|See the dispute}}"])),
+        NotificationKind(id: "dispute.withdrawn", trigger: "marketplace.orders.dispute.withdrawn.v1",
+                         recipient: "the vendor", canTurnOff: true, template: MailTemplate(
+                            subject: "Dispute about {{listingTitle}} withdrawn",
+                            paragraphs: ["The buyer withdrew the dispute; the order is delivered again and the payment no longer held for it.",
+                                         "{{link:order|See the order}}"])),
+        NotificationKind(id: "dispute.escalated", trigger: "marketplace.orders.dispute.escalated.v1",
+                         recipient: "the admins", canTurnOff: true, template: MailTemplate(
+                            subject: "Dispute about {{listingTitle}} unresolved for 14 days",
+                            paragraphs: ["A dispute opened on {{openedOn}} has had no decision; it is now for an admin to decide.",
+                                         "{{link:desk|Open the dispute desk}}"])),
+        NotificationKind(id: "dispute.resolved", trigger: "marketplace.orders.dispute.resolved.v1",
+                         recipient: "the buyer and the vendor", canTurnOff: false, template: MailTemplate(
+                            subject: "Dispute about {{listingTitle}} decided",
+                            paragraphs: ["The dispute is decided: {{decision}}", "{{link:dispute|See the decision}}"])),
     ]
 }
