@@ -5,7 +5,8 @@ Measures billing `GET /v1/plans` straight to billing and through the gateway (re
 p99, errors); identity (see measure_identity): Argon2id logins, refresh-token rotation, and token
 verification at the gateway vs. straight to identity and orders (wrk scripts: deploy/bench/*.lua);
 the event path outbox -> consumers and the job runner (deploy/bench/events_jobs.py). Writes Markdown tables to stdout
-and to deploy/bench/results.md.
+and to deploy/bench/results.md, and the headline figures to deploy/bench/results.json (deploy/bench/report.py
+puts them in the README's table).
 
     deploy/bench/run.sh [--duration 15s] [--connections 32] [--threads 2] [--no-build]
                         [--bin-dir DIR] [--output FILE]
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "dev"))
 from suite import Suite, SuiteError, say  # noqa: E402
 from front_door import measure_front_door, render_front_door  # noqa: E402
 from events_jobs import measure_events, measure_jobs, render_events, render_jobs  # noqa: E402
+from report import figure, write_results_json  # noqa: E402
 
 # Extra env for the gateway during the benchmark (e.g. a knob that lifts per-IP rate limits, so
 # wrk's single client address measures proxying rather than 429s). Empty until the gateway has one.
@@ -329,6 +331,26 @@ def render(rows, identity, outbox, jobs, *, m, args, bin_dir, when) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline(identity: dict, front: dict, outbox: list[dict], jobs: dict) -> list[dict]:
+    """The figures of this run the README's table shows (deploy/bench/report.py), for results.json."""
+    heavy, moderate = front["results"]["heavy"], front["results"]["moderate"]
+    jwt, nginx = heavy["gateway, JWT verified"], heavy["nginx reverse proxy"]
+    added = sorted(moderate["gateway, JWT verified"][3])  # the median round, as render_front_door
+    (_, login_connections, _), (_, refresh_connections, refresh) = identity["rows"][:2]
+    ten = next(run for run in outbox if run["consumers"] > 1 and "fetch wait 10 ms" in run["label"])
+    return [
+        figure("front-door.jwt-vs-nginx", 100 * jwt[1].requests_per_s / nginx[1].requests_per_s, connections=jwt[0]),
+        figure("front-door.jwt-p99-added", added[len(added) // 2]),
+        figure("identity.logins-per-core", identity["logins_per_core"], clients=login_connections,
+               note=f"{identity['logins_per_s']:,.1f} logins/s on {identity['cores']} cores"),
+        figure("identity.refresh", refresh.requests_per_s, connections=refresh_connections),
+        figure("events.steady-p99", ten["steady"]["p99_ms"]),
+        figure("events.burst", ten["burst_events"] / ten["burst"]["seconds"], events=ten["burst_events"]),
+        figure("jobs.drain", jobs["jobsPerSecond"], jobs=jobs["jobs"]),
+        figure("jobs.lateness-p99", jobs["latenessP99Ms"], rate=jobs["rate"]),
+    ]
+
+
 def _bench_token(suite: Suite) -> str:
     """An access token of a fresh buyer account (registered and logged in straight at identity)."""
     identity = suite.url("identity")
@@ -400,12 +422,13 @@ def main() -> int:
         return 130
 
     when = dt.datetime.now(dt.timezone.utc)
-    table = render(rows, identity, outbox, jobs, m=machine(suite.bin_dir), args=args, bin_dir=suite.bin_dir,
-                   when=when)
+    m = machine(suite.bin_dir)
+    table = render(rows, identity, outbox, jobs, m=m, args=args, bin_dir=suite.bin_dir, when=when)
     table += "\n".join(render_front_door(front, args)) + "\n"
     args.output.write_text(table)
+    figures = write_results_json(args.output, "core", when=when, machine=m, figures=headline(identity, front, outbox, jobs))
     print(table, end="")
-    say(f"written to {args.output}")
+    say(f"written to {args.output} and {figures}")
     bad = [name for name, r in rows + [(n, r) for n, _, r in identity["rows"]]
            if r.non_2xx or r.socket_errors]
     if bad:

@@ -164,6 +164,7 @@ PY_TEST_DIRS=(Tests/EndToEnd)
 [[ -d Tests/Contract ]] && PY_TEST_DIRS=(Tests/Contract Tests/EndToEnd)  # static, fast, same run
 # The launcher's own tests (real Postgres, stand-in executables): make run and these tests rely on it.
 PY_TEST_DIRS+=(deploy/test/selftest_suite.py)
+PY_TEST_DIRS+=(deploy/test/test_bench_report.py)  # the README benchmark table generator
 if [[ ! -d Tests/EndToEnd ]]; then
   E2E_RC=1
   echo "Tests/EndToEnd does not exist" | tee "$LOGS/e2e.log"

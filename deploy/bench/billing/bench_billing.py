@@ -16,7 +16,8 @@
                                 [--connections 8] [--threads 1] [--bin-dir DIR] [--output FILE] [--keep]
 
 Postgres runs with the suite's throwaway settings (fsync and synchronous_commit off), as every
-`make bench` figure does; the report says so.
+`make bench` figure does; the report says so. The headline figures also go to the report's JSON twin
+(billing-results.json; deploy/bench/report.py puts them in the README's table).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ sys.path[:0] = [str(ROOT / "deploy" / "dev"), str(ROOT / "deploy" / "bench")]
 
 from suite import FAST_PG_SETTINGS, Suite, SuiteError, say  # noqa: E402
 from bench import machine  # noqa: E402
+from report import figure, write_results_json  # noqa: E402
 
 SECRET = "whsec_bench_billing"
 PG_SETTINGS = {**FAST_PG_SETTINGS, "shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
@@ -191,6 +193,26 @@ def measure_renewals(suite: Suite, args) -> dict:
     return {"seconds": renewed, "echoSeconds": echoed, "startSeconds": ready, **checks}
 
 
+def no_double_charge(renewals: dict, args) -> bool:
+    """One intent per subscription and per invoice, one new invoice per subscription, one posting per
+    payment, balanced entries, and as many new invoice numbers as the counter moved."""
+    return (renewals["intents"] == args.subscriptions and renewals["invoicesPerSubscriptionMax"] == 1
+            and renewals["intentsPerInvoiceMax"] == 1 and renewals["paymentPostings"] == args.subscriptions
+            and renewals["unbalancedEntries"] == 0 and renewals["numbers"] == renewals["maxNumber"])
+
+
+def headline(hooks: dict, renewals: dict, args) -> list[dict]:
+    """The figures of this run the README's table shows (deploy/bench/report.py); the renewal figure
+    only for a run of the goal's 100,000."""
+    figures = [figure("billing.webhooks", hooks["rps"], connections=args.connections, note=f"p99 {hooks['p99Ms']:.1f} ms",
+                      check=("no non-2xx answer", hooks["non2xx"] == 0))]
+    if args.subscriptions >= 100_000:
+        figures.insert(0, figure("billing.renewals", renewals["seconds"], count=args.subscriptions,
+                                 note=f"{args.subscriptions / renewals['seconds']:,.0f}/s",
+                                 check=("no double charge", no_double_charge(renewals, args))))
+    return figures
+
+
 def render(hooks: dict, renewals: dict, *, args, env: dict, m: dict, when: dt.datetime) -> str:
     goal_hooks = "met" if hooks["rps"] >= 1000 and hooks["non2xx"] == 0 else "missed"
     # The goal is for 100,000; a smaller run only projects its rate.
@@ -199,9 +221,6 @@ def render(hooks: dict, renewals: dict, *, args, env: dict, m: dict, when: dt.da
         goal_renew = "met" if renewals["seconds"] < 120 else "missed"
     else:
         goal_renew = f"not measured at 100,000 (its rate would take {projected:.0f} s)"
-    no_double = (renewals["intents"] == args.subscriptions and renewals["invoicesPerSubscriptionMax"] == 1
-                 and renewals["intentsPerInvoiceMax"] == 1 and renewals["paymentPostings"] == args.subscriptions
-                 and renewals["unbalancedEntries"] == 0)
     lines = [
         "# Billing benchmarks",
         "",
@@ -243,7 +262,7 @@ def render(hooks: dict, renewals: dict, *, args, env: dict, m: dict, when: dt.da
         f"at most {renewals['invoicesPerSubscriptionMax']} new invoice per subscription and {renewals['intentsPerInvoiceMax']} intent "
         f"per invoice; {renewals['paymentPostings']:,} new payment postings; {renewals['unbalancedEntries']} unbalanced ledger entries; "
         f"{renewals['numbers']:,} new distinct invoice numbers, the year's counter {renewals['maxNumber']:,} past where it stood "
-        f"({'holds' if no_double and renewals['numbers'] == renewals['maxNumber'] else 'DOES NOT HOLD'}).",
+        f"({'holds' if no_double_charge(renewals, args) else 'DOES NOT HOLD'}).",
         "",
     ]
     return "\n".join(lines)
@@ -282,10 +301,12 @@ def main() -> int:
     except SuiteError as e:
         say(f"error: {e}")
         return 1
-    report = render(hooks, renewals, args=args, env=env, m=machine(suite.bin_dir), when=dt.datetime.now(dt.timezone.utc))
+    m, when = machine(suite.bin_dir), dt.datetime.now(dt.timezone.utc)
+    report = render(hooks, renewals, args=args, env=env, m=m, when=when)
     args.output.write_text(report)
+    figures = write_results_json(args.output, "billing", when=when, machine=m, figures=headline(hooks, renewals, args))
     print(report, end="")
-    say(f"written to {args.output}")
+    say(f"written to {args.output} and {figures}")
     return 0
 
 

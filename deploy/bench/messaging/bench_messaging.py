@@ -21,7 +21,8 @@ suite of release builds with the dev mail catcher.
 Setup, not measured: buyers and vendors registered at identity (verified with SQL), one published
 listing per vendor made known to messaging with a `listing.published` event on the dev broker, and
 a conversation per buyer. Postgres runs with the suite's throwaway settings (fsync off), as every
-`make bench` figure does.
+`make bench` figure does. The headline figures also go to the report's JSON twin
+(messaging-results.json; deploy/bench/report.py puts them in the README's table).
 
     deploy/bench/messaging/run.sh [--buyers 200] [--vendors 4] [--connections 64] [--duration 20s]
                                   [--mails 2000] [--streams 5000] [--rounds 3] [--bin-dir DIR] [--output FILE] [--keep]
@@ -51,6 +52,7 @@ sys.path[:0] = [str(ROOT / "deploy" / "dev"), str(ROOT / "deploy" / "bench"), st
 from suite import FAST_PG_SETTINGS, Suite, SuiteError, say  # noqa: E402
 from bench import GATEWAY_BENCH_ENV, call_json, machine, wrk  # noqa: E402
 from bench_orders import CpuMeter, HttpConnection, percentiles, produce, register, sign_in, verify_emails  # noqa: E402
+from report import figure, write_results_json  # noqa: E402
 
 GOAL_MESSAGES = 1500.0
 GOAL_MAILS = 200.0
@@ -247,6 +249,27 @@ def verdict(value: float, goal: float) -> str:
     return "met" if value >= goal else f"missed by {100 * (1 - value / goal):.0f} %"
 
 
+def headline(posts: dict, direct: dict, mails: dict, streams: dict, args) -> list[dict]:
+    """The figures of this run the README's table shows (deploy/bench/report.py)."""
+    w, d, lat, opened = posts["wrk"], direct["wrk"], streams["latency"], streams["streams"]
+    per_stream = {name: (after - before) / max(opened, 1)  # KiB, as render's table
+                  for name, (before, after) in (("messaging", streams["messagingRss"]), ("gateway", streams["gatewayRss"]))}
+    figures = [
+        figure("messaging.posts", w.requests_per_s, connections=args.connections, note=f"p99 {w.p99_ms:.1f} ms",
+               check=("no non-2xx answer", w.non_2xx + w.socket_errors == 0)),
+        figure("messaging.posts-direct", d.requests_per_s, note=f"p99 {d.p99_ms:.1f} ms"),
+        figure("messaging.mails", mails["rate"], mails=args.mails,
+               check=("every mail sent", mails["sent"] == args.mails and mails["failed"] == 0)),
+        figure("messaging.stream-memory", per_stream["messaging"], streams=opened),
+        figure("messaging.gateway-stream-memory", per_stream["gateway"], streams=opened),
+    ]
+    if lat.get("p99") is not None:
+        figures.append(figure("messaging.stream-delivery-p99", lat["p99"] * 1000, streams=opened,
+                              note=f"{streams['delivered']:,} of {streams['expected']:,} delivered",
+                              check=("every event delivered", streams["delivered"] == streams["expected"])))
+    return figures
+
+
 def render(posts: dict, direct: dict, mails: dict, streams: dict, *, args, m: dict, when: dt.datetime) -> str:
     w = posts["wrk"]
     rate = w.requests_per_s
@@ -356,10 +379,13 @@ def main() -> int:
     except SuiteError as e:
         say(f"error: {e}")
         return 1
-    report = render(posts, direct, mails, streams, args=args, m=machine(suite.bin_dir), when=dt.datetime.now(dt.timezone.utc))
+    m, when = machine(suite.bin_dir), dt.datetime.now(dt.timezone.utc)
+    report = render(posts, direct, mails, streams, args=args, m=m, when=when)
     args.output.write_text(report)
+    figures = write_results_json(args.output, "messaging", when=when, machine=m,
+                                 figures=headline(posts, direct, mails, streams, args))
     print(report, end="")
-    say(f"written to {args.output}")
+    say(f"written to {args.output} and {figures}")
     return 0
 
 

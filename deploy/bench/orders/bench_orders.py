@@ -45,7 +45,8 @@ The report's profile of the throughput run (--no-profile leaves it out, and what
 pg_stat_statements (the services' statements by total time, per order) and `perf record` samples
 of orders, billing, listings, the gateway and the services' Postgres connections. Postgres runs
 with the suite's throwaway settings (fsync and synchronous_commit off), as every `make bench`
-figure does; the report says so.
+figure does; the report says so. The headline figures also go to the report's JSON twin
+(orders-results.json; deploy/bench/report.py puts them in the README's table).
 """
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ sys.path[:0] = [str(ROOT / "deploy" / "dev"), str(ROOT / "deploy" / "bench")]
 
 from suite import FAST_PG_SETTINGS, SERVICES, Suite, SuiteError, say  # noqa: E402
 from bench import GATEWAY_BENCH_ENV, call_json, machine  # noqa: E402
+from report import SPEC_BY_ID, figure, write_results_json  # noqa: E402
 
 # The billing bench's settings: room for the run's tables in memory, no checkpoint in the middle.
 PG_SETTINGS = {**FAST_PG_SETTINGS, "shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
@@ -762,6 +764,18 @@ def stock_note(result: dict) -> str:
             f"of the {drain['wall'] * drain['cores']:.1f} s the cores had: listings waits, it does not compute (see the profile).")
 
 
+def headline(main: dict, paced: list[dict], args) -> list[dict]:
+    """The figures of this run the README's table shows (deploy/bench/report.py): the throughput, and
+    webhook -> `paid` p99 of the steady runs it lists (half and 80 % of the throughput)."""
+    figures = [figure("orders.throughput", main["rate"], orders=main["orders"], clients=args.concurrency,
+                      check=("every order paid", main["paid"] == main["orders"]))]
+    for run in paced:
+        id, p99 = f"orders.webhook-to-paid-p99.{round(run['load'] * 100)}", run["webhookToPaid"].get("p99")
+        if id in SPEC_BY_ID and p99 is not None:
+            figures.append(figure(id, p99, rate=run["offered"]))
+    return figures
+
+
 def render(main: dict, paced: list[dict], cpu: dict, prof: str | None, *, args, m: dict, when: dt.datetime, env: str) -> str:
     rate, p99 = main["rate"], main["webhookToPaid"].get("p99")
     cores = cpu["cores"]
@@ -1019,10 +1033,12 @@ def main() -> int:
         say(f"error: {e}")
         return 1
     env = "; ".join(f"{svc} " + ", ".join(f"`{k}={v}`" for k, v in values.items()) for svc, values in service_env.items())
-    report = render(result, paced, cpu, prof, args=args, m=machine(suite.bin_dir), when=dt.datetime.now(dt.timezone.utc), env=env)
+    m, when = machine(suite.bin_dir), dt.datetime.now(dt.timezone.utc)
+    report = render(result, paced, cpu, prof, args=args, m=m, when=when, env=env)
     args.output.write_text(report)
+    figures = write_results_json(args.output, "orders", when=when, machine=m, figures=headline(result, paced, args))
     print(report, end="")
-    say(f"written to {args.output}")
+    say(f"written to {args.output} and {figures}")
     return 0
 
 

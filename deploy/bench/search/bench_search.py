@@ -4,7 +4,8 @@
 A throwaway Postgres; the listings schema; COUNT generated listings (generate.py, COPY); the DRF
 indexes (deploy/bench/drf/indexes.sql); a fixed mix of ~500 searches (queries.py); then for each
 implementation that is available, a check of its answers (check.py), a warm-up and a measured
-wrk run with mixed.lua. Markdown report to stdout and deploy/bench/search-results.md.
+wrk run with mixed.lua. Markdown report to stdout and deploy/bench/search-results.md; the headline
+figures to deploy/bench/search-results.json (deploy/bench/report.py puts them in the README's table).
 
     deploy/bench/search/run.sh [--count 1000000] [--duration 30s] [--warmup 10s] [--connections 8]
                                [--threads 1,2] [--bin-dir DIR] [--schema-from-sql] [--only drf|swift]
@@ -35,6 +36,7 @@ sys.path[:0] = [str(ROOT / "deploy" / "dev"), str(ROOT / "deploy" / "bench"), st
 
 from suite import FAST_PG_SETTINGS, HOST, Suite, SuiteError, free_port, say  # noqa: E402
 from bench import machine  # noqa: E402
+from report import figure, write_results_json  # noqa: E402
 from check import check_answers  # noqa: E402
 from drf_tools import drf_env, ensure_tools  # noqa: E402
 from generate import Psql, read_categories  # noqa: E402
@@ -219,6 +221,28 @@ def measure(name: str, base: str, queries: Path, paths: list[str], categories, a
     return rows
 
 
+def headline(results: list[dict], load: dict, args) -> list[dict]:
+    """The figures of this run the README's table shows (deploy/bench/report.py), from the one-wrk-thread
+    rows (the goals are read from those); each only when this run measured it."""
+    def run(name: str) -> dict | None:
+        return next((r for r in results if r["name"] == name and r["threads"] == 1), None)
+
+    off, on = run("Swift listings service, answer cache off"), run("Swift listings service")
+    drf = next((r for r in results if r["name"].startswith("DRF") and r["threads"] == 1), None)
+    figures = []
+    if off and drf and drf["rps"] and off["p99Ms"]:
+        figures += [figure("search.cache-off.throughput-vs-drf", off["rps"] / drf["rps"], connections=args.connections),
+                    figure("search.cache-off.p99-vs-drf", drf["p99Ms"] / off["p99Ms"])]
+    if off:
+        figures += [figure("search.cache-off.p95", off["p95Ms"], connections=args.connections),
+                    figure("search.cache-off.p99", off["p99Ms"])]
+    if on:
+        figures.append(figure("search.deployed.throughput", on["rps"]))
+    if load["listings"] == 1_000_000:  # the goal's count
+        figures.append(figure("search.copy", load["loadSeconds"], listings=load["listings"]))
+    return figures
+
+
 def render(results: list[dict], *, load: dict, index_seconds: float, sizes: list[str], explain: str | None,
            schema_how: str, notes: list[str], m: dict, args, when: dt.datetime, n_queries: int) -> str:
     lines = [
@@ -346,12 +370,13 @@ def main() -> int:
         if drf_proc is not None:
             stop_process(drf_proc)
 
+    m, when = machine(suite.bin_dir), dt.datetime.now(dt.timezone.utc)
     report = render(results, load=load, index_seconds=index_seconds, sizes=sizes, explain=explain,
-                    schema_how=schema_how, notes=notes, m=machine(suite.bin_dir), args=args,
-                    when=dt.datetime.now(dt.timezone.utc), n_queries=len(paths))
+                    schema_how=schema_how, notes=notes, m=m, args=args, when=when, n_queries=len(paths))
     args.output.write_text(report)
+    figures = write_results_json(args.output, "search", when=when, machine=m, figures=headline(results, load, args))
     print(report, end="")
-    say(f"written to {args.output}")
+    say(f"written to {args.output} and {figures}")
     return 0
 
 
