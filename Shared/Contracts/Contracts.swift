@@ -67,6 +67,8 @@ public enum EventTypes {
     public static let disputeWithdrawn = "marketplace.orders.dispute.withdrawn.v1"
     public static let disputeEscalated = "marketplace.orders.dispute.escalated.v1"
     public static let disputeResolved = "marketplace.orders.dispute.resolved.v1"
+    public static let reviewPublished = "marketplace.orders.review.published.v1"
+    public static let vendorRatingChanged = "marketplace.orders.vendor.rating_changed.v1"
     public static let paymentIntentCreated = "marketplace.billing.payment.intent_created.v1"
     public static let paymentSucceeded = "marketplace.billing.payment.succeeded.v1"
     public static let paymentRefunded = "marketplace.billing.payment.refunded.v1"

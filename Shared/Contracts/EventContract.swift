@@ -84,6 +84,7 @@ public enum EventCatalog {
         OrderEvents.placed, OrderEvents.paid, OrderEvents.canceled, OrderEvents.shipped, OrderEvents.delivered,
         OrderEvents.received, OrderEvents.completed,
         DisputeEvents.opened, DisputeEvents.withdrawn, DisputeEvents.escalated, DisputeEvents.resolved,
+        ReviewEvents.published, ReviewEvents.ratingChanged,
         PaymentEvents.intentCreated, PaymentEvents.succeeded, PaymentEvents.refunded,
         PaymentEvents.chargebackOpened, PaymentEvents.chargebackClosed,
         StockEvents.reserved, StockEvents.rejected, StockEvents.released,

@@ -177,6 +177,56 @@ public struct DisputeResolvedV1: Codable, Sendable, Equatable {
     }
 }
 
+/// Reviews after an order, on `orders.orders.v1`: each review as it is published (key: order id)
+/// and a vendor's rating whenever it changes (key: vendor id), for listings' vendor rating and
+/// search's `minRating`.
+public enum ReviewEvents {
+    public static let published = EventContract<ReviewPublishedV1>(EventTypes.reviewPublished, topic: Topics.ordersOrders, aggregate: "orders") { $0.orderId }
+    public static let ratingChanged = EventContract<VendorRatingChangedV1>(EventTypes.vendorRatingChanged, topic: Topics.ordersOrders,
+                                                                          aggregate: "vendors") { $0.vendorId }
+}
+
+/// `marketplace.orders.review.published.v1`: a review is public now (`authorRole` `buyer`: of
+/// the vendor; `vendor`: of the buyer).
+public struct ReviewPublishedV1: Codable, Sendable, Equatable {
+    public var reviewId: UUID
+    public var orderId: UUID
+    public var authorId: UUID
+    public var subjectId: UUID
+    public var authorRole: String
+    public var rating: Int
+    public var publishedAt: Date
+
+    public init(reviewId: UUID, orderId: UUID, authorId: UUID, subjectId: UUID, authorRole: String, rating: Int, publishedAt: Date) {
+        self.reviewId = reviewId
+        self.orderId = orderId
+        self.authorId = authorId
+        self.subjectId = subjectId
+        self.authorRole = authorRole
+        self.rating = rating
+        self.publishedAt = publishedAt
+    }
+}
+
+/// `marketplace.orders.vendor.rating_changed.v1`: the vendor's published reviews now add up to
+/// `ratingSum` over `ratingCount` (exact; the average is theirs to round). `version` grows with
+/// each change: apply only a newer one.
+public struct VendorRatingChangedV1: Codable, Sendable, Equatable {
+    public var vendorId: UUID
+    public var ratingSum: Int64
+    public var ratingCount: Int
+    public var version: Int64
+    public var changedAt: Date
+
+    public init(vendorId: UUID, ratingSum: Int64, ratingCount: Int, version: Int64, changedAt: Date) {
+        self.vendorId = vendorId
+        self.ratingSum = ratingSum
+        self.ratingCount = ratingCount
+        self.version = version
+        self.changedAt = changedAt
+    }
+}
+
 /// `marketplace.orders.order.placed.v1`: a buyer asks for `quantity` units of a listing; listings
 /// answers with `stock.reserved` (and the snapshot to price from) or `stock.rejected`.
 ///

@@ -15,15 +15,15 @@ import Testing
                 .cancelByVendor: .canceled, .ship: .shipped],
         .shipped: [.deliver: .delivered],
         .delivered: [.receive: .received, .receiptAssumed: .received, .openDispute: .disputed],
-        .received: [.reviewWindowClosed: .completed],
+        .received: [.reviewWindowClosed: .completed, .reviewsWritten: .completed],
         .disputed: [.withdrawDispute: .delivered, .resolveByRelease: .received, .resolveByRefund: .refunded],
         .canceled: [.paymentSucceeded: .canceled],
     ]
 
     @Test func theTransitionTableIsExactlyThis() throws {
         let (permitted, refused) = try expectTransitionTable(Self.allowed) { try OrderStateMachine.transition(from: $0, on: $1).0 }
-        #expect(permitted == 20)
-        #expect(refused == S.allCases.count * E.allCases.count - 20)
+        #expect(permitted == 21)
+        #expect(refused == S.allCases.count * E.allCases.count - 21)
     }
 
     @Test func aRefusalReadsAsASentence() throws {
@@ -248,5 +248,56 @@ import Testing
                 }
             }
         }
+    }
+}
+
+@Suite struct ReviewRulesTests {
+    typealias S = ReviewStatus
+    typealias E = ReviewEvent
+
+    static let allowed: [S: [E: S]] = [
+        .pending: [.publish: .published],
+        .published: [.reply: .published, .remove: .removed],
+    ]
+
+    @Test func theTransitionTableIsExactlyThis() throws {
+        let (permitted, refused) = try expectTransitionTable(Self.allowed) { try ReviewStateMachine.transition(from: $0, on: $1) }
+        #expect(permitted == 3)
+        #expect(refused == S.allCases.count * E.allCases.count - 3)
+    }
+
+    /// Double blind: before publication a review is its author's alone — the party it is about
+    /// cannot read it, nor can anyone else; once published, everyone; once removed, its author and staff.
+    @Test func whoSeesAReviewIsTheDoubleBlindRule() {
+        let author = UUID(), other = UUID()
+        let viewers: [(String, Principal?)] = [
+            ("anonymous", nil),
+            ("its author", Principal(userId: author, roles: ["buyer"])),
+            ("the other party", Principal(userId: other, roles: ["vendor"])),
+            ("a stranger", Principal(userId: UUID(), roles: ["buyer"])),
+            ("a moderator", Principal(userId: UUID(), roles: ["moderator"], authenticationMethods: ["pwd", "otp"])),
+        ]
+        let expected: [ReviewStatus: Set<String>] = [
+            .pending: ["its author"],
+            .published: ["anonymous", "its author", "the other party", "a stranger", "a moderator"],
+            .removed: ["its author", "a moderator"],
+        ]
+        for status in ReviewStatus.allCases {
+            let seeing = Set(viewers.filter { ReviewVisibility.visible(status: status, authorId: author, to: $0.1) }.map(\.0))
+            #expect(seeing == expected[status], "\(status)")
+        }
+    }
+
+    /// Both are published together: when the second is written, or when the window closes with
+    /// at least one; never one alone while the other may still come.
+    @Test func reviewsArePublishedTogetherOrWhenTheWindowCloses() {
+        #expect(!ReviewVisibility.publishes(written: 0, windowClosed: false))
+        #expect(!ReviewVisibility.publishes(written: 1, windowClosed: false))
+        #expect(ReviewVisibility.publishes(written: 2, windowClosed: false))
+        #expect(!ReviewVisibility.publishes(written: 0, windowClosed: true))
+        #expect(ReviewVisibility.publishes(written: 1, windowClosed: true))
+        #expect(ReviewVisibility.publishes(written: 2, windowClosed: true))
+        let (next, effects) = try! OrderStateMachine.transition(from: .received, on: .reviewsWritten)
+        #expect(next == .completed && effects == [.cancel(.reviewWindow), .emit(.completed)])
     }
 }

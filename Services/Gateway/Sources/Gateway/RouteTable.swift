@@ -118,6 +118,10 @@ public struct RouteTable: Sendable {
         Route(prefix: "/v1/blocks", upstream: "messaging", access: .authenticated),
         Route(prefix: "/v1/disputes", upstream: "orders", access: .authenticated),
         Route(prefix: "/v1/moderation/disputes", upstream: "orders", access: .authenticated),
+        Route(prefix: "/v1/reviews", upstream: "orders", access: .authenticated),
+        Route(prefix: "/v1/moderation/reviews", upstream: "orders", access: .authenticated),
+        // A vendor's published reviews are public.
+        Route(prefix: "/v1/vendors/", upstream: "orders", access: .public),
         Route(prefix: "/v1/moderation/reports", upstream: "messaging", access: .authenticated),
         Route(prefix: "/v1/moderation/conversations", upstream: "messaging", access: .authenticated),
         Route(prefix: "/v1/moderation/audit-log", upstream: "messaging", access: .authenticated),

@@ -70,6 +70,22 @@ public struct ListingsService: ServiceModule {
                 """)
             try await ListingChanges.vendor(payload.userId, in: tx)
         }
+        // Orders' reviews: the vendor's rating on every listing and in search (`minRating`).
+        handlers.on(ReviewEvents.ratingChanged) { payload, event, tx in
+            let average = payload.ratingCount > 0 ? Double(payload.ratingSum) / Double(payload.ratingCount) : nil
+            let rows = try await tx.query("""
+                INSERT INTO vendors (id, rating_average, rating_count, rating_version, updated_at)
+                VALUES (\(payload.vendorId), round(\(average)::numeric, 2), \(payload.ratingCount), \(payload.version), \(event.time))
+                ON CONFLICT (id) DO UPDATE SET rating_average = EXCLUDED.rating_average, rating_count = EXCLUDED.rating_count,
+                    rating_version = EXCLUDED.rating_version
+                WHERE vendors.rating_version < EXCLUDED.rating_version
+                RETURNING id
+                """)
+            var applied = false
+            for try await _ in rows { applied = true }
+            guard applied else { return tx.logger.info("older vendor rating ignored", metadata: ["vendor.id": "\(payload.vendorId)"]) }
+            try await ListingChanges.vendor(payload.vendorId, in: tx)
+        }
         handlers.on(BillingEvents.entitlementChanged) { [visibility] payload, _, tx in
             guard try await Entitlement.apply(payload, in: tx) else {
                 tx.logger.info("older entitlement ignored", metadata: ["vendor.id": "\(payload.vendorId)", "entitlement.version": "\(payload.version)"])

@@ -43,6 +43,8 @@ enum OrderEvent: String, CaseIterable, Sendable {
     case ship = "shipped"
     case deliver = "delivered"
     case receive = "received"
+    /// The second of the order's two reviews: both are published and the window closes early.
+    case reviewsWritten = "completed by both reviews"
     case openDispute = "disputed"
     case withdrawDispute = "returned from its dispute"
     // A moderator.
@@ -124,6 +126,8 @@ enum OrderStateMachine {
             (.received, [.schedule(.reviewWindow), .emit(.received)])
         case (.received, .reviewWindowClosed):
             (.completed, [.emit(.completed)])
+        case (.received, .reviewsWritten):
+            (.completed, [.cancel(.reviewWindow), .emit(.completed)])
 
         // Disputes.
         case (.delivered, .openDispute):

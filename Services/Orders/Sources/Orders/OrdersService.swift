@@ -20,11 +20,15 @@ public struct OrdersService: ServiceModule {
 
     let workflow = OrderWorkflow()
     let disputes: DisputeWorkflow
+    let reviews: ReviewWorkflow
     let controller: OrdersController
     let disputesController: DisputesController
+    let reviewsController: ReviewsController
 
     public init(dependencies: ServiceDependencies) throws {
         disputes = DisputeWorkflow(orders: workflow)
+        reviews = ReviewWorkflow(orders: workflow)
+        reviewsController = ReviewsController(client: dependencies.postgres, workflow: reviews, bodyLimit: dependencies.settings.maxBodyBytes)
         controller = OrdersController(client: dependencies.postgres, workflow: workflow, bodyLimit: dependencies.settings.maxBodyBytes)
         disputesController = DisputesController(client: dependencies.postgres, workflow: disputes, bodyLimit: dependencies.settings.maxBodyBytes)
     }
@@ -32,6 +36,7 @@ public struct OrdersService: ServiceModule {
     public func addRoutes(to router: ServiceRouter) {
         controller.addRoutes(to: router)
         disputesController.addRoutes(to: router)
+        reviewsController.addRoutes(to: router)
     }
 
     public var eventHandlers: EventHandlers {
@@ -89,8 +94,12 @@ public struct OrdersService: ServiceModule {
     public var jobHandlers: JobHandlers {
         var handlers = JobHandlers()
         let workflow = workflow
+        let reviews = reviews
         for timer in OrderTimer.allCases {
-            handlers.on(OrderWorkflow.kind(of: timer)) { payload, _, tx in try await workflow.timerFired(timer, payload, in: tx) }
+            handlers.on(OrderWorkflow.kind(of: timer)) { payload, _, tx in
+                // The review window's end also publishes what was written.
+                if timer == .reviewWindow { try await reviews.windowClosed(payload, in: tx) } else { try await workflow.timerFired(timer, payload, in: tx) }
+            }
         }
         let disputes = disputes
         handlers.on(DisputeWorkflow.escalation) { payload, _, tx in try await disputes.escalate(payload, in: tx) }
