@@ -88,6 +88,9 @@ public enum EventTypes {
     public static func userExportPart(_ service: String) -> String { "marketplace.\(service).user.export_part.v1" }
     /// `marketplace.<service>.user.erasure_completed.v1`: a service has anonymised a user's data.
     public static func userErasureCompleted(_ service: String) -> String { "marketplace.\(service).user.erasure_completed.v1" }
+    /// `marketplace.<service>.user.obligation_opened.v1` / `…obligation_closed.v1`: what keeps a user from erasure.
+    public static func userObligationOpened(_ service: String) -> String { "marketplace.\(service).user.obligation_opened.v1" }
+    public static func userObligationClosed(_ service: String) -> String { "marketplace.\(service).user.obligation_closed.v1" }
 }
 
 /// CloudEvents `source` of each producing service.
@@ -196,6 +199,28 @@ public struct UserErasureCompletedV1: Codable, Sendable, Equatable {
         self.userId = userId
         self.service = service
         self.completedAt = completedAt
+    }
+}
+
+/// `marketplace.<service>.user.obligation_opened.v1` and `…obligation_closed.v1` on
+/// `<service>.privacy.v1`: something the user is party to that must run its course before the
+/// account may be erased — `kind` `order` (placed, until received, canceled or refunded),
+/// `dispute` (until withdrawn or resolved), `subscription` (until it ends), `invoice` (an unpaid
+/// one, until paid or closed) — identified by `reference` (the order's, dispute's, subscription's
+/// or invoice's id). Identity keeps them in `user_obligations`; both are idempotent.
+public struct UserObligationV1: Codable, Sendable, Equatable {
+    public var userId: UUID
+    public var service: String
+    public var kind: String
+    public var reference: UUID
+    public var at: Date
+
+    public init(userId: UUID, service: String, kind: String, reference: UUID, at: Date) {
+        self.userId = userId
+        self.service = service
+        self.kind = kind
+        self.reference = reference
+        self.at = at
     }
 }
 

@@ -71,6 +71,17 @@ public enum PrivacyEvents {
     public static func erasureCompleted(_ service: String) -> EventContract<UserErasureCompletedV1> {
         EventContract(EventTypes.userErasureCompleted(service), topic: Topics.privacy(service), aggregate: "users") { $0.userId }
     }
+
+    public static func obligationOpened(_ service: String) -> EventContract<UserObligationV1> {
+        EventContract(EventTypes.userObligationOpened(service), topic: Topics.privacy(service), aggregate: "users") { $0.userId }
+    }
+
+    public static func obligationClosed(_ service: String) -> EventContract<UserObligationV1> {
+        EventContract(EventTypes.userObligationClosed(service), topic: Topics.privacy(service), aggregate: "users") { $0.userId }
+    }
+
+    /// The services whose records can keep a user from erasure.
+    public static let obligationHolders = ["billing", "orders"]
 }
 
 /// Every event contract of the suite. Each has a fixture of its wire form in `Tests/Fixtures/events`.
@@ -92,5 +103,7 @@ public enum EventCatalog {
         ListingEvents.removed, ListingEvents.moderated,
     ] + Topics.privacyParticipants.flatMap { service -> [any AnyEventContract] in
         [PrivacyEvents.exportPart(service), PrivacyEvents.erasureCompleted(service)]
+    } + PrivacyEvents.obligationHolders.flatMap { service -> [any AnyEventContract] in
+        [PrivacyEvents.obligationOpened(service), PrivacyEvents.obligationClosed(service)]
     }
 }

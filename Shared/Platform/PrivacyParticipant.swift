@@ -22,9 +22,41 @@ public struct PrivacyParticipant: Sendable {
         }
         handlers.on(UserEvents.erasureRequested) { request, _, transaction in
             try await erase(request.userId, transaction)
+            try await PersonalData.forget(request.userId, in: transaction)
             let done = UserErasureCompletedV1(userId: request.userId, service: service, completedAt: transaction.now)
             try await Outbox.emit(PrivacyEvents.erasureCompleted(service), done, in: transaction)
             transaction.logger.info("user data anonymised", metadata: ["user.id": "\(request.userId)"])
         }
+    }
+}
+
+/// What keeps a user from erasure, stated to identity as it opens and closes (its
+/// `user_obligations`): a service calls these in the transaction of the change, so the statement
+/// leaves exactly when the change commits.
+public enum Obligations {
+    public static func open(_ kind: String, reference: UUID, for users: [UUID], service: String, in transaction: Transaction) async throws {
+        for user in Set(users) {
+            try await Outbox.emit(PrivacyEvents.obligationOpened(service), UserObligationV1(
+                userId: user, service: service, kind: kind, reference: reference, at: transaction.now), in: transaction)
+        }
+    }
+
+    public static func close(_ kind: String, reference: UUID, for users: [UUID], service: String, in transaction: Transaction) async throws {
+        for user in Set(users) {
+            try await Outbox.emit(PrivacyEvents.obligationClosed(service), UserObligationV1(
+                userId: user, service: service, kind: kind, reference: reference, at: transaction.now), in: transaction)
+        }
+    }
+}
+
+/// What the platform's own tables keep of a user, forgotten at erasure: the events already sent
+/// that are keyed by them (their registration, their mails' requests, their export parts — the
+/// broker's copies age out with the topics' retention) and the answers kept for their
+/// idempotency keys. Events not yet sent stay to be sent; the outbox has no index on `key` (the
+/// hot path does not pay for a rare erasure): this reads the week of sent rows housekeeping keeps.
+public enum PersonalData {
+    public static func forget(_ user: UUID, in transaction: Transaction) async throws {
+        try await transaction.query("DELETE FROM outbox WHERE key = \(user.uuidString.lowercased()) AND sent_at IS NOT NULL")
+        try await transaction.query("DELETE FROM idempotency_keys WHERE caller = \(user)")
     }
 }

@@ -124,6 +124,21 @@ struct BillingHarness: Sendable {
         return types
     }
 
+    /// What keeps the user from erasure, as billing has stated it to identity: the obligations
+    /// opened and not closed since (`kind` and the reference), folded from the privacy events.
+    func obligations(_ user: UUID) async throws -> [String] {
+        let rows = try await client.query("""
+            SELECT type, convert_from(data, 'UTF8') FROM outbox WHERE topic = \(Topics.privacy("billing")) AND key = \(user.lowercased) ORDER BY seq
+            """, logger: TestInfrastructure.logger)
+        var open: [String] = []
+        for try await (type, data) in rows.decode((String, String).self) {
+            let obligation = try EventCoding.decoder.decode(UserObligationV1.self, from: Data(data.utf8))
+            let label = "\(obligation.kind) \(obligation.reference.lowercased)"
+            if type == EventTypes.userObligationOpened("billing") { open.append(label) } else { open.removeAll { $0 == label } }
+        }
+        return open.sorted()
+    }
+
     func trialBalance() async throws -> Ledger.TrialBalance {
         try await Database.transaction(client, context) { tx in try await workflow.ledger.trialBalance(in: tx) }
     }
@@ -248,6 +263,9 @@ struct BillingLifecycleTests {
             var pastDue = try await h.view(created.id)
             #expect(pastDue.status == "past_due")
             #expect(pastDue.latestInvoice?.attemptCount == 1)
+            let unpaid = try #require(pastDue.latestInvoice?.id)
+            #expect(try await h.obligations(vendor.userId) == ["invoice \(unpaid.lowercased)", "subscription \(created.id.lowercased)"],
+                    "the live subscription and the unpaid invoice keep the vendor from erasure")
             let lapsed = try #require(try await h.entitlements(vendor.userId).last)
             #expect(lapsed.mayPublish == false && lapsed.mayList == true && lapsed.subscriptionStatus == "past_due")
 
@@ -278,6 +296,7 @@ struct BillingLifecycleTests {
             #expect(try await h.entitlements(vendor.userId).last?.mayList == true)
             #expect(try await h.notices(created.id).last == "reactivated.v1")
             #expect(try await h.balance(.accountsReceivable) == 0)
+            #expect(try await h.obligations(vendor.userId) == ["subscription \(created.id.lowercased)"], "the invoice paid, only the subscription holds")
         }
     }
 
@@ -348,6 +367,7 @@ struct BillingLifecycleTests {
         try await BillingHarness.run { h in
             let vendor = h.vendor()
             let created = try await h.subscribe(vendor)
+            #expect(try await h.obligations(vendor.userId) == ["subscription \(created.id.lowercased)"])
             try await h.advance(days: 14.1)
             let flagged = try await h.subscriptions.act(.cancel(atPeriodEnd: true), on: created.id, precondition: nil, by: vendor, context: h.context)
             #expect(flagged.status == "active" && flagged.cancelAtPeriodEnd)
@@ -360,6 +380,7 @@ struct BillingLifecycleTests {
             #expect(try await h.invoices(of: vendor.userId).count == 1, "no invoice for a period that will not come")
             #expect(try await h.entitlements(vendor.userId).last?.mayList == false)
             #expect(ended.history.map(\.status).last == "canceled")
+            #expect(try await h.obligations(vendor.userId) == [], "an ended subscription keeps nobody from erasure")
             // Another subscription is possible now, and the 409 while one is live.
             let again = try await h.subscribe(vendor)
             await #expect(throws: BillingError.subscriptionExists) { _ = try await h.subscribe(vendor) }

@@ -111,6 +111,7 @@ struct SubscriptionWorkflow: Sendable {
         }
         try await subscriptions.record(SubscriptionChange(at: now, status: subscription.status.rawValue, event: "created", actorId: vendor, note: plan.code),
                                        of: subscription.id, in: tx)
+        try await Obligations.open("subscription", reference: subscription.id, for: [vendor], service: BillingService.name, in: tx)
         try await emitEntitlement(subscription, plan: plan, reason: trial ? "trial_started" : "subscription_incomplete", in: tx)
         return subscription
     }
@@ -263,10 +264,28 @@ struct SubscriptionWorkflow: Sendable {
         let saved = try await subscriptions.update(s, from: current, in: tx)
         try await subscriptions.record(SubscriptionChange(at: now, status: next.rawValue, event: event.rawValue, actorId: input.actorId, note: input.note),
                                        of: s.id, in: tx)
+        try await stateObligations(from: current, to: saved, in: tx)
         let plan = try await plan(saved.planId, in: tx)
         if entitlement { try await emitEntitlement(saved, plan: plan, reason: Self.reason(event, next: next), in: tx) }
         for notice in notices { try await emitNotice(notice, saved, plan: plan, in: tx) }
         return saved
+    }
+
+    /// What keeps the vendor from erasure: the subscription until it ends, and an unpaid invoice
+    /// while the subscription is past due or suspended for it (identity's `user_obligations`).
+    private func stateObligations(from current: Subscription, to next: Subscription, in tx: Transaction) async throws {
+        let service = BillingService.name
+        if next.status.isTerminal, !current.status.isTerminal {
+            try await Obligations.close("subscription", reference: next.id, for: [next.vendorId], service: service, in: tx)
+        }
+        let owing: Set<SubscriptionStatus> = [.pastDue, .suspended]
+        if owing.contains(current.status), !owing.contains(next.status), let invoice = current.latestInvoiceId {
+            try await Obligations.close("invoice", reference: invoice, for: [next.vendorId], service: service, in: tx)
+        }
+        if owing.contains(next.status), let invoice = next.latestInvoiceId,
+           !owing.contains(current.status) || invoice != current.latestInvoiceId {
+            try await Obligations.open("invoice", reference: invoice, for: [next.vendorId], service: service, in: tx)
+        }
     }
 
     // MARK: Renewals

@@ -15,7 +15,8 @@ public struct IdentityService: ServiceModule {
         try migrations(in: .module)
     }
 
-    /// Every privacy participant's answers: export parts and erasure acknowledgements.
+    /// Every privacy participant's answers: export parts, erasure acknowledgements, and what keeps
+    /// a user from erasure (billing's and orders' obligations).
     public static let consumedTopics = Topics.privacyParticipants.map(Topics.privacy)
 
     public var eventHandlers: EventHandlers {
@@ -26,6 +27,14 @@ public struct IdentityService: ServiceModule {
             }
             handlers.on(PrivacyEvents.erasureCompleted(service)) { done, _, transaction in
                 try await Privacy.acknowledge(done, in: transaction)
+            }
+        }
+        for service in PrivacyEvents.obligationHolders {
+            handlers.on(PrivacyEvents.obligationOpened(service)) { obligation, _, transaction in
+                try await Privacy.obligationOpened(obligation, in: transaction)
+            }
+            handlers.on(PrivacyEvents.obligationClosed(service)) { obligation, _, transaction in
+                try await Privacy.obligationClosed(obligation, in: transaction)
             }
         }
         return handlers

@@ -181,7 +181,12 @@ extension AccountService {
             "SELECT kind, count(*) FROM user_obligations WHERE user_id = \(user) GROUP BY kind ORDER BY kind", logger: context.logger)
         var blockers: [String] = []
         for try await (kind, count) in rows.decode((String, Int).self) {
-            let noun = kind == "order" ? "open order" : "active subscription"
+            let noun = switch kind {
+            case "order": "open order"
+            case "dispute": "open dispute"
+            case "invoice": "unpaid invoice"
+            default: "active subscription"
+            }
             blockers.append("\(count) \(noun)\(count == 1 ? "" : "s")")
         }
         return blockers
@@ -206,6 +211,23 @@ extension Privacy {
         try await connection.query("SET LOCAL identity.erasing = 'on'", logger: logger)
         try await connection.query("UPDATE audit_log SET reason = NULL WHERE target_id = \(user) AND reason IS NOT NULL", logger: logger)
         try await connection.query("SET LOCAL identity.erasing = 'off'", logger: logger)
+        // The user's exports (their parts hold everything every service had) and what the platform kept.
+        try await connection.query("DELETE FROM exports WHERE user_id = \(user)", logger: logger)
+        try await PersonalData.forget(user, in: transaction)
+    }
+
+    /// Billing or orders says the user is party to something that must run its course first.
+    static func obligationOpened(_ o: UserObligationV1, in transaction: Transaction) async throws {
+        try await transaction.query("""
+            INSERT INTO user_obligations (kind, reference, user_id, opened_at) VALUES (\(o.kind), \(o.reference), \(o.userId), \(o.at))
+            ON CONFLICT DO NOTHING
+            """)
+    }
+
+    static func obligationClosed(_ o: UserObligationV1, in transaction: Transaction) async throws {
+        try await transaction.query("""
+            DELETE FROM user_obligations WHERE kind = \(o.kind) AND reference = \(o.reference) AND user_id = \(o.userId)
+            """)
     }
 
     /// A participant acknowledged; once all have, the erasure is complete.

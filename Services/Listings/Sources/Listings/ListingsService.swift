@@ -119,9 +119,26 @@ public struct ListingsService: ServiceModule {
                     """, as: String.self) ?? "[]"
                 return "{\"profile\":\(profile),\"listings\":\(listings)}"
             },
-            erase: { user, transaction in
+            erase: { [repository] user, transaction in
                 try await UsersProjection.erase(user, in: transaction)
                 try await transaction.query("UPDATE vendors SET business_name = NULL WHERE id = \(user)")
+                // An erased vendor's listings end (`removed`, told to orders and messaging) and keep
+                // nothing they wrote: the row stays for the orders that refer to it.
+                let ended = try await transaction.query("""
+                    UPDATE listings SET status = CASE WHEN status IN ('closed', 'sold') THEN status ELSE 'removed' END,
+                        title = 'Removed listing', description = '', attributes = '{}'::jsonb, media = '[]'::jsonb, city = '',
+                        region = NULL, rejection_reason = NULL, version = version + 1, updated_at = \(transaction.now)
+                    WHERE vendor_id = \(user)
+                    RETURNING id
+                    """)
+                var ids: [UUID] = []
+                for try await id in ended.decode(UUID.self) { ids.append(id) }
+                try await transaction.query("UPDATE moderation_decisions SET reason = NULL WHERE listing_id = ANY(\(ids))")
+                for id in ids {
+                    guard let listing = try await repository.lock(id, in: transaction) else { continue }
+                    try await Outbox.emit(ListingEvents.removed, listing.snapshot(at: transaction.now), in: transaction)
+                    try await ListingChanges.listing(id, in: transaction)
+                }
                 try await ListingChanges.vendor(user, in: transaction)
             },
             into: &handlers)

@@ -79,12 +79,7 @@ public struct MessagingService: ServiceModule {
                 // One object: the profile, then the lists (json_build_object always writes `{…}`).
                 return "{\"profile\":\(profile)," + exported.dropFirst()
             },
-            erase: { user, transaction in
-                try await UsersProjection.erase(user, in: transaction)
-                // No more mail to an erased person; what is queued for them is not sent.
-                try await transaction.query("DELETE FROM recipients WHERE user_id = \(user)")
-                try await transaction.query("UPDATE mails SET status = 'failed', last_error = 'recipient erased' WHERE user_id = \(user) AND status = 'queued'")
-            },
+            erase: { user, transaction in try await Erasure.erase(user, in: transaction) },
             into: &handlers)
         return handlers
     }

@@ -21,6 +21,10 @@ enum OrderStatus: String, CaseIterable, Sendable, Codable {
 
     var isFinal: Bool { self == .completed || self == .canceled || self == .refunded }
 
+    /// Still running its course for its buyer and vendor (an obligation that blocks erasure):
+    /// from placing until the money has gone to the vendor or back to the buyer.
+    var holdsParties: Bool { !isFinal && self != .received }
+
     /// The status as a sentence reads it ("An order that is pending payment …").
     var phrase: String { rawValue.replacingOccurrences(of: "_", with: " ") }
 }

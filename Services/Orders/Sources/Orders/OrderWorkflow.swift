@@ -82,6 +82,7 @@ struct OrderWorkflow: Sendable {
         try await orders.insert(order, in: tx)
         try await orders.record(OrderChange(status: order.status.rawValue, at: now, event: "placed", actorId: buyer, note: nil), of: order.id, in: tx)
         try await tx.schedule(Self.paymentDeadline, key: order.id.lowercased, payload: OrderTimerPayload(orderId: order.id), at: order.paymentDueAt)
+        try await Obligations.open("order", reference: order.id, for: [buyer, order.vendorId], service: OrdersService.name, in: tx)
         try await Outbox.emit(OrderEvents.placed, OrderPlacedV1(
             orderId: order.id, listingId: order.listingId, buyerId: buyer, quantity: quantity, placedAt: now, vendorId: order.vendorId,
             unitPriceAmount: order.unitPrice.amount, totalAmount: order.total.amount, commissionAmount: order.commission.amount,
@@ -140,6 +141,10 @@ struct OrderWorkflow: Sendable {
             }
         }
         let saved = try await orders.update(o, from: current, in: tx)
+        if current.status.holdsParties != next.holdsParties {
+            let change = next.holdsParties ? Obligations.open : Obligations.close
+            try await change("order", saved.id, [saved.buyerId, saved.vendorId], OrdersService.name, tx)
+        }
         try await orders.record(OrderChange(status: next.rawValue, at: now, event: event.rawValue, actorId: input.actorId,
                                             note: notes.isEmpty ? nil : notes.joined(separator: "; ")), of: saved.id, in: tx)
         for fact in facts { try await emit(fact, saved, previous: current, event: event, dispute: input.dispute, in: tx) }

@@ -11,8 +11,10 @@ public struct OrdersService: ServiceModule {
     public static let name = "orders"
     public static let defaultPort = 8084
     public static let consumedTopics = [Topics.identityUsers, Topics.listingsListings, Topics.billingEntitlements, Topics.listingsStock, Topics.billingPayments]
-    /// The most orders one data export lists (the newest).
+    /// The most orders (disputes, reviews) one data export lists (the newest).
     static let exportLimit = 1000
+    /// What an erased user's words become where the record itself must stay.
+    static let erasedText = "[removed at the author's request]"
 
     public static func migrations() throws -> [Migration] {
         try migrations(in: .module) + UsersProjection.migrations
@@ -72,21 +74,59 @@ public struct OrdersService: ServiceModule {
         let disputes = disputes
         handlers.on(PaymentEvents.chargebackOpened) { chargeback, _, tx in try await disputes.chargebackOpened(chargeback, in: tx) }
         handlers.on(PaymentEvents.chargebackClosed) { chargeback, _, tx in try await disputes.chargebackClosed(chargeback, in: tx) }
-        // Orders keep the buyer's and vendor's ids (money records must stay); the projected name goes.
+        // Orders keep the buyer's and vendor's ids and amounts (money records must stay); what the
+        // user wrote or gave — the shipping address, notes, dispute texts and evidence, reviews and
+        // replies — goes.
         PrivacyParticipant.register(
             service: Self.name,
             export: { user, transaction in
                 let profile = try await UsersProjection.exportJSON(user, in: transaction)
                 let orders = try await transaction.first("""
                     SELECT coalesce(json_agg(json_build_object('id', o.id, 'buyerId', o.buyer_id, 'vendorId', o.vendor_id, 'status', o.status,
-                                                               'totalAmount', o.total_amount, 'currency', o.currency, 'createdAt', o.created_at)
+                                                               'listingTitle', o.listing_title, 'totalAmount', o.total_amount, 'currency', o.currency,
+                                                               'shippingAddress', CASE WHEN o.buyer_id = \(user) THEN o.shipping_address END,
+                                                               'createdAt', o.created_at)
                                              ORDER BY o.created_at DESC), '[]'::json)::text
                     FROM (SELECT * FROM orders WHERE buyer_id = \(user) OR vendor_id = \(user)
                           ORDER BY created_at DESC LIMIT \(Self.exportLimit)) o
                     """, as: String.self) ?? "[]"
-                return "{\"profile\":\(profile),\"orders\":\(orders)}"
+                let disputes = try await transaction.first("""
+                    SELECT coalesce(json_agg(json_build_object('id', d.id, 'orderId', d.order_id, 'status', d.status, 'reason', d.reason,
+                                                               'description', d.description, 'outcome', d.outcome, 'openedAt', d.opened_at,
+                                                               'evidence', (SELECT coalesce(json_agg(json_build_object('text', e.body, 'attachments', e.attachments,
+                                                                                                                     'createdAt', e.created_at)
+                                                                                                   ORDER BY e.created_at), '[]'::json)
+                                                                            FROM dispute_evidence e WHERE e.dispute_id = d.id AND e.author_id = \(user)))
+                                             ORDER BY d.opened_at DESC), '[]'::json)::text
+                    FROM (SELECT * FROM disputes WHERE buyer_id = \(user) OR vendor_id = \(user)
+                          ORDER BY opened_at DESC LIMIT \(Self.exportLimit)) d
+                    """, as: String.self) ?? "[]"
+                let reviews = try await transaction.first("""
+                    SELECT coalesce(json_agg(json_build_object('id', r.id, 'orderId', r.order_id, 'authorRole', r.author_role, 'rating', r.rating,
+                                                               'text', r.body, 'status', r.status, 'createdAt', r.created_at)
+                                             ORDER BY r.created_at DESC), '[]'::json)::text
+                    FROM (SELECT * FROM reviews WHERE author_id = \(user) ORDER BY created_at DESC LIMIT \(Self.exportLimit)) r
+                    """, as: String.self) ?? "[]"
+                return "{\"profile\":\(profile),\"orders\":\(orders),\"disputes\":\(disputes),\"reviews\":\(reviews)}"
             },
-            erase: { user, transaction in try await UsersProjection.erase(user, in: transaction) },
+            erase: { user, transaction in
+                try await UsersProjection.erase(user, in: transaction)
+                try await transaction.query("""
+                    UPDATE orders SET shipping_address = jsonb_build_object('name', 'Deleted user', 'line1', '[erased]', 'line2', NULL,
+                                                                            'city', '[erased]', 'postalCode', '[erased]',
+                                                                            'country', shipping_address->>'country')
+                    WHERE buyer_id = \(user)
+                    """)
+                try await transaction.query("UPDATE order_history SET note = NULL WHERE actor_id = \(user) AND note IS NOT NULL")
+                try await transaction.query("UPDATE disputes SET description = \(Self.erasedText) WHERE buyer_id = \(user)")
+                try await transaction.query("""
+                    UPDATE dispute_evidence SET body = \(Self.erasedText), attachments = '{}' WHERE author_id = \(user)
+                    """)
+                try await transaction.query("UPDATE reviews SET body = \(Self.erasedText) WHERE author_id = \(user)")
+                try await transaction.query("""
+                    UPDATE reviews SET reply = \(Self.erasedText) WHERE subject_id = \(user) AND author_role = 'buyer' AND reply IS NOT NULL
+                    """)
+            },
             into: &handlers)
         return handlers
     }

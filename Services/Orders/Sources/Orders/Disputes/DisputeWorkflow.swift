@@ -40,6 +40,7 @@ struct DisputeWorkflow: Sendable {
         _ = try await orders.apply(.openDispute, to: order, input: OrderInput(actorId: caller.userId, note: "dispute \(dispute.id.lowercased)",
                                                                              dispute: dispute), in: tx)
         try await disputes.insert(dispute, in: tx)
+        try await Obligations.open("dispute", reference: dispute.id, for: [order.buyerId, order.vendorId], service: OrdersService.name, in: tx)
         try await tx.schedule(Self.escalation, key: dispute.id.lowercased, payload: DisputeTimerPayload(disputeId: dispute.id),
                               at: now.addingTimeInterval(Self.escalationDelay))
         return DisputeView(dispute, evidence: [])
@@ -79,6 +80,7 @@ struct DisputeWorkflow: Sendable {
         _ = try await orders.apply(.withdrawDispute, to: order, input: OrderInput(actorId: caller.userId, note: "dispute \(id.lowercased)",
                                                                                  dispute: dispute), in: tx)
         try await tx.cancel(Self.escalation, key: id.lowercased)
+        try await Obligations.close("dispute", reference: id, for: [order.buyerId, order.vendorId], service: OrdersService.name, in: tx)
         let saved = try await disputes.update(dispute, in: tx)
         return DisputeView(saved, evidence: try await disputes.evidence(of: id, in: tx))
     }
@@ -107,6 +109,7 @@ struct DisputeWorkflow: Sendable {
         _ = try await orders.apply(event, to: order, input: OrderInput(actorId: caller.userId, note: Self.summary(dispute.resolution!, remaining.currency),
                                                                       dispute: dispute), in: tx)
         try await tx.cancel(Self.escalation, key: id.lowercased)
+        try await Obligations.close("dispute", reference: id, for: [order.buyerId, order.vendorId], service: OrdersService.name, in: tx)
         let saved = try await disputes.update(dispute, in: tx)
         return DisputeView(saved, evidence: try await disputes.evidence(of: id, in: tx))
     }
@@ -170,6 +173,7 @@ struct DisputeWorkflow: Sendable {
             _ = try await orders.apply(.resolveByRefund, to: updated, input: OrderInput(note: Self.summary(dispute.resolution!, order.total.currency),
                                                                                        dispute: dispute), in: tx)
             try await tx.cancel(Self.escalation, key: dispute.id.lowercased)
+            try await Obligations.close("dispute", reference: dispute.id, for: [order.buyerId, order.vendorId], service: OrdersService.name, in: tx)
         }
         _ = try await disputes.update(dispute, in: tx)
     }
