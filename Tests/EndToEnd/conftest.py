@@ -3,6 +3,7 @@ temporary directory, the contract registry every response is checked against, an
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
@@ -12,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -144,8 +145,11 @@ def work_dir(request) -> Path:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def suite(work_dir, request) -> SuiteHandle:
+@contextlib.contextmanager
+def launched_suite(work_dir: Path, keep_data: Callable[[], bool]) -> Iterator[SuiteHandle]:
+    """A whole suite on throwaway data under `work_dir` (its own Postgres, broker, mail catcher
+    and the six services on free ports), ready when this yields; stopped, and its data removed
+    unless `keep_data()`, on the way out."""
     bin_dir = _resolve_bin_dir()
     os.environ["MARKETPLACE_BIN_DIR"] = str(bin_dir)  # the launcher reads it
     Suite = _import_suite_class()
@@ -175,7 +179,6 @@ def suite(work_dir, request) -> SuiteHandle:
                          "IDENTITY_RECOVERY_ADDRESS_REQUESTS": "100"},
         },
     )
-    handle = None
     try:
         for step in ("start_postgres", "start_broker", "start_mail", "migrate_all", "start_all"):
             try:
@@ -204,9 +207,14 @@ def suite(work_dir, request) -> SuiteHandle:
         suite.stop()
         # When the postgres user cannot reach work_dir (a TMPDIR under a 0700 directory) the
         # launcher keeps the cluster outside it; it goes with work_dir (see the work_dir fixture).
-        keep = os.environ.get("E2E_KEEP_DATA") == "1" or request.session.testsfailed
-        if not keep and hasattr(suite, "remove_data_dir"):
+        if not keep_data() and hasattr(suite, "remove_data_dir"):
             suite.remove_data_dir()
+
+
+@pytest.fixture(scope="session")
+def suite(work_dir, request) -> Iterator[SuiteHandle]:
+    with launched_suite(work_dir, lambda: os.environ.get("E2E_KEEP_DATA") == "1" or bool(request.session.testsfailed)) as handle:
+        yield handle
 
 
 # ------------------------------------------------------------------------ clients

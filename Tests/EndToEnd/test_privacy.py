@@ -81,7 +81,7 @@ def test_erasure_needs_the_password_waits_for_obligations_and_reaches_every_serv
     wait_until(lambda: psql(suite.superuser_dsn, f"SELECT acknowledged::text FROM identity.erasures WHERE user_id = {sql_literal(account.id)}::uuid AND completed_at IS NOT NULL"),
                timeout=15, describe="every service's acknowledgement and the completed erasure")
     row = psql(suite.superuser_dsn, f"SELECT email, display_name, status FROM identity.users WHERE id = {sql_literal(account.id)}::uuid")[0]
-    assert row[0].endswith("@invalid") and row[1:] == ["Deleted user", "erased"]
+    assert row[0].endswith("@erased.invalid") and row[1:] == ["Deleted user", "erased"]
     assert psql(suite.superuser_dsn, f"SELECT count(*) FROM identity.vendor_profiles WHERE user_id = {sql_literal(account.id)}::uuid") == [["0"]]
 
 

@@ -37,7 +37,7 @@ struct PrivacyIntegrationTests {
                                               context: context)
 
             let view = try await Administration(client: client).user(user, context: context)
-            #expect(view.status == "erased" && view.displayName == "Deleted user" && view.email.hasSuffix("@invalid"))
+            #expect(view.status == "erased" && view.displayName == "Deleted user" && view.email.hasSuffix("@erased.invalid"))
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM credentials WHERE user_id = \(user)") == 0)
             #expect(try await TestInfrastructure.scalar(client, "SELECT count(*) FROM audit_log WHERE target_id = \(user) AND reason IS NOT NULL") == 0,
                     "free text about the user is gone")

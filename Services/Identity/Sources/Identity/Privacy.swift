@@ -198,7 +198,7 @@ extension Privacy {
     /// without free text; everything personal goes.
     static func anonymise(user: UUID, in transaction: Transaction) async throws {
         let (connection, logger) = (transaction.connection, transaction.logger)
-        let placeholder = "erased+\(user.uuidString.lowercased())@invalid"
+        let placeholder = "erased+\(user.uuidString.lowercased())@erased.invalid"
         try await connection.query("""
             UPDATE users SET email = \(placeholder), email_normalized = \(placeholder), display_name = 'Deleted user',
                              status = 'erased', email_verified = false, updated_at = now(), version = version + 1
