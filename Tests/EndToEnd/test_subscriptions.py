@@ -143,7 +143,7 @@ def test_a_vendors_subscription_from_trial_through_dunning_to_suspension_and_bac
     # The renewal fails: past_due, the listing stays, nothing new is published.
     advance_clock(suite, days=31)
     past_due = wait_for_status(gateway, token, "past_due")
-    assert past_due["latestInvoice"]["status"] == "open" and past_due["latestInvoice"]["attemptCount"] == 1
+    assert past_due["latestInvoice"]["status"] == "open" and past_due["latestInvoice"]["attemptCount"] == 1, past_due
     assert past_due["latestInvoice"]["nextAttemptAt"] is not None
     second = gateway.post("/v1/listings", json={**BOWL, "title": "Second bowl"}, token=token).expect(201).json()
     wait_until(lambda: gateway.post(f"/v1/listings/{second['id']}/publish", token=token).status == 403, timeout=ENTITLEMENT_WAIT,
