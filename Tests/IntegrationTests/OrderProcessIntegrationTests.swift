@@ -261,6 +261,65 @@ struct OrderProcessIntegrationTests {
         }
     }
 
+    /// What orders states to identity about a user: obligations opened and not closed since.
+    func obligations(_ h: OrdersHarness, _ user: UUID) async throws -> [String] {
+        var open: [String] = []
+        for try await (type, data) in try await h.client.query("""
+            SELECT type, convert_from(data, 'UTF8') FROM outbox WHERE topic = \(Topics.privacy("orders")) AND key = \(user.lowercased) ORDER BY seq
+            """, logger: TestInfrastructure.logger).decode((String, String).self) {
+            let obligation = try EventCoding.decoder.decode(UserObligationV1.self, from: Data(data.utf8))
+            if type == EventTypes.userObligationOpened("orders") { open.append(obligation.kind) } else { open.removeAll { $0 == obligation.kind } }
+        }
+        return open.sorted()
+    }
+
+    @Test func aChargebackJoinsTheOrdersDisputeAndALostOneResolvesItAsARefund() async throws {
+        try await OrdersHarness.run { h in
+            let (listing, _) = try await h.listing(price: 45_000, bps: 800)
+            let order = try await h.place(listing, quantity: 1)
+            #expect(try await obligations(h, order.buyerId) == ["order"])
+            #expect(try await obligations(h, order.vendorId) == ["order"])
+            try await h.deliver(PaymentEvents.succeeded, h.intent(order, status: "succeeded"))
+            _ = try await h.act(.ship, order.id, input: OrderInput(carrier: "DHL", trackingNumber: "JD1"))
+            _ = try await h.act(.deliver, order.id)
+            let buyer = Principal(userId: order.buyerId, roles: ["buyer"])
+            let dispute = try await Database.transaction(h.client, h.context) { tx in
+                try await h.service.disputes.open(order: order.id, reason: .notReceived, description: "Never came.", by: buyer, in: tx)
+            }
+            #expect(try await obligations(h, order.buyerId) == ["dispute", "order"])
+            let chargeback = ChargebackV1(orderId: order.id, chargebackId: "dp_1", amount: 45_000, currency: "GBP", reason: "product_not_received",
+                                          status: "open", occurredAt: Date())
+            try await h.deliver(PaymentEvents.chargebackOpened, chargeback)
+            try await h.deliver(PaymentEvents.chargebackOpened, chargeback)
+            let joined = try await Database.transaction(h.client, h.context) { tx in try await h.service.disputes.read(dispute.id, by: buyer, in: tx) }
+            #expect(joined.chargeback == .init(id: "dp_1", amount: Money(amount: 45_000, currency: .gbp), reason: "product_not_received", status: "open"))
+            #expect(try await h.history(order.id).filter { $0 == "charged back" }.count == 1, "joined once, however often it is told")
+            // While the bank decides, neither the buyer nor the desk may close the dispute.
+            let moderator = Principal(userId: UUID.v7(), roles: ["moderator"], authenticationMethods: ["pwd", "otp"])
+            await #expect(throws: DisputesError.chargebackOpen) {
+                try await Database.transaction(h.client, h.context) { tx in try await h.service.disputes.withdraw(dispute.id, by: buyer, in: tx) }
+            }
+            await #expect(throws: DisputesError.chargebackOpen) {
+                try await Database.transaction(h.client, h.context) { tx in
+                    try await h.service.disputes.resolve(dispute.id, outcome: .release, refund: nil, note: "x", by: moderator, in: tx)
+                }
+            }
+            // Lost: the bank gave the buyer the money; the dispute is resolved as that refund, the order refunded.
+            var lost = chargeback
+            lost.status = "lost"
+            try await h.deliver(PaymentEvents.chargebackClosed, lost)
+            let closed = try await Database.transaction(h.client, h.context) { tx in try await h.service.disputes.read(dispute.id, by: buyer, in: tx) }
+            #expect(closed.status == "resolved" && closed.chargeback?.status == "lost")
+            #expect(closed.resolution?.outcome == "refund" && closed.resolution?.refundAmount.amount == 45_000 && closed.resolution?.resolvedBy == nil)
+            let refunded = try await h.order(order.id)
+            #expect(refunded.status == .refunded && refunded.refunded.amount == 45_000)
+            #expect(try await h.payload(DisputeEvents.resolved, order.id).refundAmount == 45_000)
+            #expect(try await obligations(h, order.buyerId) == [], "nothing keeps the buyer from erasure now")
+            #expect(try await obligations(h, order.vendorId) == [])
+            #expect(try await h.jobs(order.id).isEmpty)
+        }
+    }
+
     @Test func fiftyConcurrentIdenticalRequestsPlaceOneOrder() async throws {
         try await OrdersHarness.run { h in
             let (listing, _) = try await h.listing(available: 100)

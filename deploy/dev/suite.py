@@ -995,13 +995,13 @@ class Suite:
         if name in SERVICES:
             env["DATABASE_URL"] = self.service_dsn(name)
             env["TEST_CLOCK"] = "on"  # POST /internal/test-clock: local runs and tests only
+        else:
+            for svc in SERVICES:
+                env[f"UPSTREAM_{svc.upper()}"] = self.url(svc)
         if name == "messaging" and self._mail:
             # Mail goes to the suite's catcher; the links in it open the gateway.
             env["SMTP_URL"] = f"smtp://{HOST}:{self._mail['smtp']}"
             env["PUBLIC_API_URL"] = self.gateway_url
-        else:
-            for svc in SERVICES:
-                env[f"UPSTREAM_{svc.upper()}"] = self.url(svc)
         env.update(self.extra_env)
         env.update(self.service_env.get(name, {}))
         return env

@@ -250,6 +250,7 @@ class SuiteTests(Base):
             env = s.env_for("gateway")
             self.assertNotIn("DATABASE_URL", env)
             self.assertEqual(env["UPSTREAM_BILLING"], s.url("billing"))
+            self.assertNotIn("UPSTREAM_BILLING", s.env_for("orders"), "upstreams are the gateway's alone")
             self.assertEqual(s.env_for("orders")["DATABASE_URL"],
                              f"postgres://orders:orders@127.0.0.1:{s.pg_port}/marketplace")
             self.assertEqual(s.env_for("orders")["KAFKA_BOOTSTRAP_SERVERS"],
