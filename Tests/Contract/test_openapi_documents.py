@@ -121,6 +121,7 @@ EXPECTED_OPERATIONS = {
         ("DELETE", "/v1/blocks/{userId}"),
         ("GET", "/v1/moderation/reports"),
         ("POST", "/v1/moderation/reports/{id}/resolve"),
+        ("GET", "/v1/moderation/conversations"),
         ("GET", "/v1/moderation/conversations/{id}"),
         ("GET", "/v1/moderation/audit-log"),
         ("GET", "/v1/notifications"),

@@ -79,6 +79,19 @@ def test_a_dispute_frozen_evidenced_and_partly_refunded_another_withdrawn_and_on
     assert gateway.get(path, token=moderator).expect(200).json()["id"] == did
     assert gateway.get(f"/v1/orders/{oid}", token=moderator).expect(200).json()["status"] == "disputed"
 
+    # The desk finds the parties' conversation from the order and reads it (both recorded with why).
+    chat = gateway.post("/v1/conversations", json={"orderId": oid, "body": "The crate was split when it came."}, token=token).expect(201).json()
+    finder = "/v1/moderation/conversations"
+    why = {"orderId": oid, "reason": f"dispute {did}"}
+    found = wait_until(lambda: gateway.get(finder, query=why, token=moderator).expect(200).json()["items"], timeout=30,
+                       describe="the order's conversation at the desk")
+    assert [c["id"] for c in found] == [chat["id"]] and found[0]["orderId"] == oid
+    gateway.get(finder, query=why).expect_problem(401, "unauthorized")
+    gateway.get(finder, query=why, token=token).expect_problem(403, "forbidden")
+    assert {e["field"] for e in gateway.get(finder, query={"orderId": "x"}, token=moderator).expect_problem(422)["errors"]} == {"orderId", "reason"}
+    read = gateway.get(f"{finder}/{chat['id']}", query={"reason": f"dispute {did}"}, token=moderator).expect(200).json()
+    assert [m["body"] for m in read["items"]] == ["The crate was split when it came."]
+
     # The desk: its queue, oldest first; only staff; a bad status is named.
     queue = gateway.get("/v1/moderation/disputes", query={"limit": "100"}, token=moderator).expect(200).json()
     assert did in [d["id"] for d in queue["items"]] and all(d["evidence"] == [] for d in queue["items"])

@@ -157,6 +157,12 @@ struct ModerationRoutes: Sendable {
         var reports: [ReportView]
     }
 
+    /// The conversations of an order's parties at the desk, oldest first; a cursor is bound to its order.
+    static let deskConversationsOldestFirst = KeysetOrder([.init("c.created_at", .time)], idColumn: "c.id")
+    static func deskConversationsBinding(_ order: UUID) -> String {
+        KeysetCursor.binding("moderation.order-conversations", sort: "oldest", filters: [("order", order.lowercased)])
+    }
+
     struct DeskConversation: Codable, Sendable {
         var id: UUID
         var buyerId: UUID
@@ -239,6 +245,34 @@ struct ModerationRoutes: Sendable {
                 try await Reports.resolve(id, action: action, note: note, by: caller, in: tx)
             }
             return try JSONResponse.make(view, cacheControl: "private, no-store")
+        }
+        // A dispute's desk: the conversations between an order's two parties (about the order, or
+        // about its listing before it), found by the order; reading one is then the read below.
+        desk.get("/conversations") { request, context -> Response in
+            let caller = try context.requirePrincipal()
+            var v = Validator()
+            let order = v.uuid(request.queryString("orderId"), "orderId")
+            let reason = v.text(request.queryString("reason"), "reason", length: 3...500)
+            try v.check()
+            guard let order, let reason else { throw Problem.validation([]) }
+            let page = try KeysetPageRequest(request, order: Self.deskConversationsOldestFirst, binding: Self.deskConversationsBinding(order))
+            let found = try await Database.transaction(client, context.operation) { tx -> Page<DeskConversation> in
+                try await StaffReads.record(caller, read: "order conversations", id: order, reason: reason, in: tx)
+                var items: [(DeskConversation, Date)] = []
+                for try await (id, buyer, vendor, listing, orderId, created) in try await tx.query("""
+                    SELECT c.id, c.buyer_id, c.vendor_id, c.listing_id, c.order_id, c.created_at
+                    FROM order_facts f JOIN conversations c
+                      ON (c.buyer_id = f.buyer_id AND c.order_id = f.order_id)
+                      OR (c.buyer_id = f.buyer_id AND c.listing_id = f.listing_id AND c.order_id IS NULL)
+                    WHERE f.order_id = \(order) AND \(after: page)
+                    ORDER BY \(unescaped: page.order.orderBy) LIMIT \(page.fetchLimit)
+                    """).decode((UUID, UUID, UUID, UUID?, UUID?, Date).self) {
+                    items.append((DeskConversation(id: id, buyerId: buyer, vendorId: vendor, listingId: listing, orderId: orderId), created))
+                }
+                let created = Dictionary(items.map { ($0.0.id, $0.1) }, uniquingKeysWith: { first, _ in first })
+                return page.page(items.map(\.0)) { KeysetCursor(values: [.time(created[$0.id] ?? Date())], id: $0.id) }
+            }
+            return try JSONResponse.make(found, cacheControl: "private, no-store")
         }
         desk.get("/conversations/{id}") { request, context -> Response in
             let caller = try context.requirePrincipal()
