@@ -256,7 +256,7 @@ struct NotificationKind: Sendable, Equatable {
                             paragraphs: ["We refunded {{amount}} to your card for {{listingTitle}}. Banks take 5 to 10 days to show it.",
                                          "{{link:order|See the order}}"])),
         NotificationKind(id: "dispute.opened", trigger: "marketplace.orders.dispute.opened.v1",
-                         recipient: "the vendor", canTurnOff: false, template: MailTemplate(
+                         recipient: "the vendor", canTurnOff: true, template: MailTemplate(
                             subject: "The buyer disputes the order for {{listingTitle}}",
                             paragraphs: ["{{buyerName}} opened a dispute ({{reason}}). The payment is held until a moderator decides; please add your evidence.",
                                          "{{link:dispute|See the dispute}}"])),
@@ -271,7 +271,7 @@ struct NotificationKind: Sendable, Equatable {
                             paragraphs: ["A dispute opened on {{openedOn}} has had no decision; it is now for an admin to decide.",
                                          "{{link:desk|Open the dispute desk}}"])),
         NotificationKind(id: "dispute.resolved", trigger: "marketplace.orders.dispute.resolved.v1",
-                         recipient: "the buyer and the vendor", canTurnOff: false, template: MailTemplate(
+                         recipient: "the buyer and the vendor", canTurnOff: true, template: MailTemplate(
                             subject: "Dispute about {{listingTitle}} decided",
                             paragraphs: ["The dispute is decided: {{decision}}", "{{link:dispute|See the decision}}"])),
     ]
